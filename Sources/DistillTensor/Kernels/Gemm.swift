@@ -1,0 +1,92 @@
+import CDistillKernels
+import Foundation
+
+/// Which GEMM implementation runs matrix products.
+public enum GemmBackend: String, CaseIterable, Sendable {
+    /// A CBLAS library found at run time (OpenBLAS on Linux, Accelerate on Apple platforms).
+    case blas
+    /// Distill's own blocked GEMM (AVX2+FMA micro-kernel where the CPU has it, else portable).
+    case builtin
+    /// The same built-in GEMM with the portable micro-kernel forced (for tests and benchmarks).
+    case portable
+    /// Plain loops in Swift: the slow, obvious version that the others are tested against.
+    case reference
+}
+
+/// Matrix multiplication entry point: chooses the backend, splits work across threads.
+public enum Gemm {
+    /// The backend ops use. Defaults to BLAS when one loads (unless `DISTILL_BLAS=off`), else the
+    /// built-in kernel. `DISTILL_BLAS=/path/to/lib.so` picks a library.
+    nonisolated(unsafe) public static var backend: GemmBackend = {
+        let env = ProcessInfo.processInfo.environment["DISTILL_BLAS"]
+        if env == "off" || env == "0" { return .builtin }
+        if dk_blas_load(env) == 1 {
+            dk_blas_set_threads(Int32(Threads.count))
+            return .blas
+        }
+        return .builtin
+    }()
+
+    /// Whether a BLAS library is loaded (loading it on first use).
+    public static var blasAvailable: Bool { _ = backend; return dk_blas_available() == 1 }
+    /// The loaded BLAS library's path, or nil.
+    public static var blasName: String? { blasAvailable ? String(cString: dk_blas_name()) : nil }
+    /// The built-in micro-kernel chosen for this CPU.
+    public static var builtinKernelName: String { String(cString: dk_gemm_kernel_name()) }
+
+    /// C[M,N] = alpha·op(A)·op(B) + beta·C, row-major. `threaded: false` runs on the calling
+    /// thread only (used inside already-parallel loops).
+    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+                             backend: GemmBackend? = nil, threaded: Bool = true) {
+        let be = backend ?? self.backend
+        let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
+        switch be {
+        case .blas where dk_blas_available() == 1 && threaded:
+            dk_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        case .reference:
+            referenceGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                          a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        default:
+            let kernel = be == .portable ? dk_sgemm_portable : dk_sgemm
+            let work = m * n * k
+            let threads = threaded ? min(Threads.count, Swift.max(1, work / (1 << 18))) : 1
+            if threads <= 1 {
+                kernel(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            } else if m >= 8 * threads {
+                // Split rows of C: rows i0..<i1 of op(A).
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    let i0 = m * t / threads, i1 = m * (t + 1) / threads
+                    let aOff = transA ? a + i0 : a + i0 * lda
+                    kernel(ta, tb, i1 - i0, n, k, alpha, aOff, lda, b, ldb, beta, c + i0 * ldc, ldc)
+                }
+            } else {
+                // Few rows (matrix-vector like): split columns of C.
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    let j0 = n * t / threads, j1 = n * (t + 1) / threads
+                    let bOff = transB ? b + j0 * ldb : b + j0
+                    kernel(ta, tb, m, j1 - j0, k, alpha, a, lda, bOff, ldb, beta, c + j0, ldc)
+                }
+            }
+        }
+    }
+
+    /// Triple loop with Double accumulation: the reference the fast kernels are tested against.
+    public static func referenceGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var s: Double = 0
+                for p in 0..<k {
+                    let av = transA ? a[p * lda + i] : a[i * lda + p]
+                    let bv = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    s += Double(av) * Double(bv)
+                }
+                let prev = beta == 0 ? 0 : beta * c[i * ldc + j]
+                c[i * ldc + j] = alpha * Float(s) + prev
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+
+/// Scaled dot-product attention with grouped-query heads.
+///
+/// Shapes: query [B, Hq, T, D], key [B, Hkv, S, D], value [B, Hkv, S, Dv] with Hq a multiple of
+/// Hkv (query head h reads key/value head h / (Hq/Hkv)). `causal` lets query i see keys
+/// j ≤ i + (S − T) (the queries are the last T positions, as with a KV cache). `mask` is added to
+/// the scores: shape [T, S] or [B or 1, Hq or 1, T or 1, S]; it is treated as a constant.
+/// The fused op computes softmax(q·kᵀ·scale + mask)·v per head with one GEMM each way and keeps
+/// the probabilities for its backward pass.
+public struct AttentionShape: Equatable {
+    public let batch, queryHeads, kvHeads, queries, keys, headDim, valueDim: Int
+
+    public init(query: [Int], key: [Int], value: [Int], mask: [Int]?) throws {
+        guard query.count == 4, key.count == 4, value.count == 4 else {
+            throw TensorError.shapeMismatch(op: "attention", shapes: [query, key, value], reason: "expected rank-4 [B, H, T, D] operands")
+        }
+        batch = query[0]; queryHeads = query[1]; queries = query[2]; headDim = query[3]
+        kvHeads = key[1]; keys = key[2]; valueDim = value[3]
+        guard key[0] == batch, value[0] == batch, value[1] == kvHeads, value[2] == keys, key[3] == headDim else {
+            throw TensorError.shapeMismatch(op: "attention", shapes: [query, key, value],
+                                            reason: "batch, head, length or head-dimension sizes disagree")
+        }
+        guard kvHeads > 0, queryHeads % kvHeads == 0 else {
+            throw TensorError.shapeMismatch(op: "attention", shapes: [query, key],
+                                            reason: "\(queryHeads) query heads are not a multiple of \(kvHeads) key/value heads")
+        }
+        if let m = mask {
+            let ok = (m.count == 2 && m == [queries, keys])
+                || (m.count == 4 && (m[0] == 1 || m[0] == batch) && (m[1] == 1 || m[1] == queryHeads)
+                    && (m[2] == 1 || m[2] == queries) && m[3] == keys)
+            guard ok else {
+                throw TensorError.shapeMismatch(op: "attention", shapes: [query, key, m],
+                                                reason: "mask must be [T, S] or broadcast to [B, Hq, T, S]")
+            }
+        }
+    }
+}
+
+/// Locates the mask row for (b, h, i): base offset per head and the stride between query rows.
+struct MaskLayout {
+    let pointer: UnsafeMutablePointer<Float>?
+    let bStride, hStride, rowStride: Int
+
+    init(_ mask: Tensor?, shape s: AttentionShape) {
+        guard let mask else { pointer = nil; bStride = 0; hStride = 0; rowStride = 0; return }
+        pointer = mask.storage.pointer
+        if mask.rank == 2 { bStride = 0; hStride = 0; rowStride = s.keys; return }
+        let m = mask.shape
+        rowStride = m[2] == 1 ? 0 : s.keys
+        hStride = m[1] == 1 ? 0 : m[2] * s.keys
+        bStride = m[0] == 1 ? 0 : m[1] * m[2] * s.keys
+    }
+}
+
+public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: Tensor, mask: Tensor? = nil,
+                                      causal: Bool, scale: Float? = nil) -> Tensor {
+    let s = validated { try AttentionShape(query: q.shape, key: k.shape, value: v.shape, mask: mask?.shape) }
+    let sc = scale ?? 1 / Float(s.headDim).squareRoot()
+    let (out, probs) = attentionForward(q, k, v, mask: mask, causal: causal, scale: sc, shape: s)
+    return out.recorded(.attention(scale: sc, probs: probs), [q, k, v])
+}
+
+/// Attention that also returns the probabilities [B, Hq, T, S], both differentiable (for attention
+/// distillation). Built from separate ops, so it costs more memory than the fused op.
+public func attentionWithProbabilities(query q: Tensor, key k: Tensor, value v: Tensor, mask: Tensor? = nil,
+                                       causal: Bool, scale: Float? = nil) -> (output: Tensor, probabilities: Tensor) {
+    let s = validated { try AttentionShape(query: q.shape, key: k.shape, value: v.shape, mask: mask?.shape) }
+    let sc = scale ?? 1 / Float(s.headDim).squareRoot()
+    let group = s.queryHeads / s.kvHeads
+    func expand(_ x: Tensor) -> Tensor {
+        if group == 1 { return x }
+        let d = x.shape[3]
+        // [B, Hkv, S, D] -> [B, Hkv, g, S, D] -> [B, Hq, S, D]
+        return x.unsqueezed(2).broadcast(to: [s.batch, s.kvHeads, group, s.keys, d])
+            .reshaped([s.batch, s.queryHeads, s.keys, d])
+    }
+    var scores = q.matmul(expand(k), transB: true) * sc          // [B, Hq, T, S]
+    if let mask { scores = scores + mask.detached() }
+    if causal { scores = scores + Tensor.causalMask(queries: s.queries, keys: s.keys) }
+    let p = scores.softmax(axis: -1)
+    return (p.matmul(expand(v)), p)
+}
+
+func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: Tensor?, causal: Bool, scale: Float,
+                      shape s: AttentionShape) -> (Tensor, Tensor) {
+    let t = s.queries, n = s.keys, d = s.headDim, dv = s.valueDim, group = s.queryHeads / s.kvHeads
+    let out = Tensor(uninitializedShape: [s.batch, s.queryHeads, t, dv])
+    let probs = Tensor(uninitializedShape: [s.batch, s.queryHeads, t, n])
+    let pq = q.storage.pointer, pk = k.storage.pointer, pv = v.storage.pointer
+    let po = out.storage.pointer, pp = probs.storage.pointer
+    let ml = MaskLayout(mask, shape: s)
+    parallelFor(s.batch * s.queryHeads, grain: 1) { range in
+        for bh in range {
+            let b = bh / s.queryHeads, h = bh % s.queryHeads, kvh = b * s.kvHeads + h / group
+            let p = pp + bh * t * n
+            // scores = scale · q·kᵀ   (T, S)
+            Gemm.sgemm(transA: false, transB: true, m: t, n: n, k: d, alpha: scale, a: pq + bh * t * d, lda: d,
+                       b: pk + kvh * n * d, ldb: d, c: p, ldc: n, backend: .builtin, threaded: false)
+            for i in 0..<t {
+                let row = p + i * n
+                if let mp = ml.pointer {
+                    let mrow = mp + b * ml.bStride + h * ml.hStride + i * ml.rowStride
+                    for j in 0..<n { row[j] += mrow[j] }
+                }
+                let visible = causal ? min(n, i + (n - t) + 1) : n
+                var m = -Float.infinity
+                for j in 0..<visible where row[j] > m { m = row[j] }
+                if m == -Float.infinity {          // nothing visible: the row attends to nothing
+                    for j in 0..<n { row[j] = 0 }
+                    continue
+                }
+                var sum: Float = 0
+                for j in 0..<visible { let e = Foundation.exp(row[j] - m); row[j] = e; sum += e }
+                let inv = 1 / sum
+                for j in 0..<visible { row[j] *= inv }
+                for j in visible..<n { row[j] = 0 }
+            }
+            // out = P·v   (T, Dv)
+            Gemm.sgemm(transA: false, transB: false, m: t, n: dv, k: n, a: p, lda: n, b: pv + kvh * n * dv, ldb: dv,
+                       c: po + bh * t * dv, ldc: dv, backend: .builtin, threaded: false)
+        }
+    }
+    return (out, probs)
+}
+
+/// Backward of the fused attention, per key/value head so that the query heads sharing it add
+/// their dK, dV contributions without races:
+///   dV = Σ_h Pᵀ·dO,  dP = dO·vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+///   dQ = scale·dS·k,  dK = Σ_h scale·dSᵀ·q.
+func attentionBackward(q: Tensor, k: Tensor, v: Tensor, probs: Tensor, scale: Float, grad g: Tensor) -> (Tensor, Tensor, Tensor) {
+    let b = q.shape[0], hq = q.shape[1], t = q.shape[2], d = q.shape[3]
+    let hkv = k.shape[1], n = k.shape[2], dv = v.shape[3], group = hq / hkv
+    let gq = Tensor(uninitializedShape: q.shape), gk = Tensor(zeros: k.shape), gv = Tensor(zeros: v.shape)
+    let pq = q.storage.pointer, pk = k.storage.pointer, pv = v.storage.pointer, pp = probs.storage.pointer
+    let pg = g.storage.pointer, pgq = gq.storage.pointer, pgk = gk.storage.pointer, pgv = gv.storage.pointer
+    parallelFor(b * hkv, grain: 1) { range in
+        let ds = UnsafeMutablePointer<Float>.allocate(capacity: t * n)
+        defer { ds.deallocate() }
+        for bk in range {
+            let bi = bk / hkv, kh = bk % hkv
+            let kp = pk + bk * n * d, vp = pv + bk * n * dv, gkp = pgk + bk * n * d, gvp = pgv + bk * n * dv
+            for hh in 0..<group {
+                let bh = bi * hq + kh * group + hh
+                let p = pp + bh * t * n, go = pg + bh * t * dv, qp = pq + bh * t * d
+                // dV += Pᵀ·dO   (S, Dv)
+                Gemm.sgemm(transA: true, transB: false, m: n, n: dv, k: t, a: p, lda: n, b: go, ldb: dv,
+                           beta: 1, c: gvp, ldc: dv, backend: .builtin, threaded: false)
+                // dP = dO·vᵀ   (T, S)
+                Gemm.sgemm(transA: false, transB: true, m: t, n: n, k: dv, a: go, lda: dv, b: vp, ldb: dv,
+                           c: ds, ldc: n, backend: .builtin, threaded: false)
+                for i in 0..<t {
+                    let pr = p + i * n, dr = ds + i * n
+                    var dot: Float = 0
+                    for j in 0..<n { dot += pr[j] * dr[j] }
+                    for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
+                }
+                // dQ = scale·dS·k   (T, D)
+                Gemm.sgemm(transA: false, transB: false, m: t, n: d, k: n, alpha: scale, a: ds, lda: n, b: kp, ldb: d,
+                           c: pgq + bh * t * d, ldc: d, backend: .builtin, threaded: false)
+                // dK += scale·dSᵀ·q   (S, D)
+                Gemm.sgemm(transA: true, transB: false, m: n, n: d, k: t, alpha: scale, a: ds, lda: n, b: qp, ldb: d,
+                           beta: 1, c: gkp, ldc: d, backend: .builtin, threaded: false)
+            }
+        }
+    }
+    return (gq, gk, gv)
+}

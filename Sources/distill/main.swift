@@ -1,0 +1,2 @@
+import DistillTensor
+print(Gemm.backend)
