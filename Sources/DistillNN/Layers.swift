@@ -1,0 +1,121 @@
+import DistillTensor
+
+/// y = x·Wᵀ + b with W of shape [out, in] (the PyTorch / Hugging Face layout).
+public final class Linear: Module {
+    public let weight: Parameter
+    public let bias: Parameter?
+
+    /// PyTorch's default initialisation: U(−1/√in, 1/√in) for weight and bias.
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        weight = Parameter(.randomUniform([outFeatures, inFeatures], low: -bound, high: bound, using: &rng))
+        self.bias = bias ? Parameter(.randomUniform([outFeatures], low: -bound, high: bound, using: &rng)) : nil
+    }
+
+    public init(weight: Tensor, bias: Tensor? = nil) {
+        precondition(weight.rank == 2, "Linear: weight must be [out, in], got \(weight.shape)")
+        self.weight = Parameter(weight)
+        self.bias = bias.map { Parameter($0) }
+    }
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        precondition(x.shape.last == inFeatures, "Linear: input \(x.shape) does not end in \(inFeatures)")
+        let y = x.matmul(weight.value, transB: true)
+        return bias.map { y + $0.value } ?? y
+    }
+}
+
+/// Lookup table [count, dim]: token ids to vectors.
+public final class Embedding: Module {
+    public let weight: Parameter
+
+    /// Normal(0, 1) initialisation, as PyTorch's `nn.Embedding`.
+    public init(_ count: Int, _ dim: Int, std: Float = 1, rng: inout RandomGenerator) {
+        weight = Parameter(.randomNormal([count, dim], std: std, using: &rng))
+    }
+
+    public init(weight: Tensor) { self.weight = Parameter(weight) }
+
+    /// Vectors for `ids`, shaped `shape + [dim]` (default: [ids.count, dim]).
+    public func callAsFunction(_ ids: [Int], shape: [Int]? = nil) -> Tensor {
+        let dim = weight.shape[1]
+        return weight.value.indexSelect(ids, axis: 0).reshaped((shape ?? [ids.count]) + [dim])
+    }
+
+    /// Logits against the table (a tied output head): x·Wᵀ.
+    public func asLinear(_ x: Tensor) -> Tensor { x.matmul(weight.value, transB: true) }
+}
+
+public final class RMSNorm: Module {
+    public let weight: Parameter
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-6) {
+        weight = Parameter(Tensor(ones: [dim]))
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.rmsNorm(weight: weight.value, eps: eps) }
+}
+
+public final class LayerNorm: Module {
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-5, bias: Bool = true) {
+        weight = Parameter(Tensor(ones: [dim]))
+        self.bias = bias ? Parameter(Tensor(zeros: [dim])) : nil
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.layerNorm(weight: weight.value, bias: bias?.value, eps: eps)
+    }
+}
+
+/// Inverted dropout, active only in training mode. Holds its own seeded generator.
+public final class Dropout: Module {
+    public let p: Float
+    public var rng: RandomGenerator
+
+    public init(_ p: Float, seed: UInt64 = 0) {
+        precondition(p >= 0 && p < 1, "Dropout: probability \(p) outside [0, 1)")
+        self.p = p
+        rng = RandomGenerator(seed: seed)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        guard isTraining, p > 0 else { return x }
+        return x.dropout(p: p, using: &rng)
+    }
+}
+
+/// Feed-forward block: SwiGLU (`down(silu(gate(x)) ⊙ up(x))`, Llama/Qwen) or GELU
+/// (`down(gelu(up(x)))`, GPT-style).
+public final class MLP: Module {
+    public enum Kind: String, Codable, Sendable { case swiglu, gelu, geluTanh = "gelu_tanh" }
+
+    public let gateProj: Linear?
+    public let upProj: Linear
+    public let downProj: Linear
+    public let kind: Kind
+
+    public init(hidden: Int, intermediate: Int, kind: Kind = .swiglu, bias: Bool = false, rng: inout RandomGenerator) {
+        self.kind = kind
+        gateProj = kind == .swiglu ? Linear(hidden, intermediate, bias: bias, rng: &rng) : nil
+        upProj = Linear(hidden, intermediate, bias: bias, rng: &rng)
+        downProj = Linear(intermediate, hidden, bias: bias, rng: &rng)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch kind {
+        case .swiglu: return downProj(gateProj!(x).silu() * upProj(x))
+        case .gelu: return downProj(upProj(x).gelu())
+        case .geluTanh: return downProj(upProj(x).gelu(approximate: true))
+        }
+    }
+}

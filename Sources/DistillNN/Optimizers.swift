@@ -1,0 +1,162 @@
+import DistillTensor
+import Foundation
+
+/// Updates parameters from gradients. State is kept per parameter name so it can be saved with a
+/// checkpoint and restored (`state` / `restore`).
+public protocol Optimizer: AnyObject {
+    /// Number of updates applied so far.
+    var step: Int { get }
+    /// Learning rate used by the next update.
+    var learningRate: Float { get set }
+    /// Applies one update to each named parameter from its gradient.
+    func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients)
+}
+
+/// Adam with decoupled weight decay (Loshchilov & Hutter), as `torch.optim.AdamW`:
+///   p ← p − lr·wd·p;  m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
+///   p ← p − lr·(m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε)
+public final class AdamW: Optimizer {
+    public var learningRate: Float
+    public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    public private(set) var step = 0
+    /// First and second moments per parameter name.
+    public private(set) var moments: [String: (m: Tensor, v: Tensor)] = [:]
+
+    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                weightDecay: Float = 0.01) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
+    }
+
+    public func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients) {
+        step += 1
+        let bc1 = 1 - Foundation.pow(beta1, Float(step)), bc2 = 1 - Foundation.pow(beta2, Float(step))
+        let lr = learningRate, b1 = beta1, b2 = beta2, eps = eps, decay = 1 - learningRate * weightDecay
+        let stepSize = lr / bc1, invSqrtBc2 = 1 / bc2.squareRoot()
+        for (name, param) in parameters {
+            guard let g = gradients[name] else { continue }
+            precondition(g.shape == param.shape, "AdamW: gradient \(g.shape) for '\(name)' of shape \(param.shape)")
+            let state = moments[name] ?? (Tensor(zeros: param.shape), Tensor(zeros: param.shape))
+            let m = Tensor(uninitializedShape: param.shape), v = Tensor(uninitializedShape: param.shape)
+            let p = Tensor(uninitializedShape: param.shape)
+            let pg = g.storage.pointer, pm0 = state.m.storage.pointer, pv0 = state.v.storage.pointer
+            let pp0 = param.value.storage.pointer, pm = m.storage.pointer, pv = v.storage.pointer, pp = p.storage.pointer
+            parallelFor(p.count, grain: 1 << 14) { r in
+                for i in r {
+                    let gi = pg[i]
+                    let mi = b1 * pm0[i] + (1 - b1) * gi
+                    let vi = b2 * pv0[i] + (1 - b2) * gi * gi
+                    pm[i] = mi
+                    pv[i] = vi
+                    pp[i] = pp0[i] * decay - stepSize * mi / (vi.squareRoot() * invSqrtBc2 + eps)
+                }
+            }
+            moments[name] = (m, v)
+            param.assign(p)
+        }
+    }
+}
+
+/// SGD with momentum, as `torch.optim.SGD` (dampening 0): g ← g + wd·p; b ← μb + g (b = g at the
+/// first step); p ← p − lr·(Nesterov ? g + μb : b).
+public final class SGD: Optimizer {
+    public var learningRate: Float
+    public let momentum: Float, weightDecay: Float, nesterov: Bool
+    public private(set) var step = 0
+    public private(set) var buffers: [String: Tensor] = [:]
+
+    public init(learningRate: Float, momentum: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) {
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+    }
+
+    public func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients) {
+        step += 1
+        for (name, param) in parameters {
+            guard var g = gradients[name] else { continue }
+            withoutGradients {
+                let p = param.value.detached()
+                if weightDecay != 0 { g = g + p * weightDecay }
+                var d = g
+                if momentum != 0 {
+                    let b = buffers[name].map { $0 * momentum + g } ?? g.copy()
+                    buffers[name] = b
+                    d = nesterov ? g + b * momentum : b
+                }
+                param.assign(p - d * learningRate)
+            }
+        }
+    }
+}
+
+/// Learning rate as a function of the step (0-based).
+public enum LearningRateSchedule: Equatable, Sendable {
+    case constant(Float)
+    /// Linear warm-up from 0 to `peak` over `warmup` steps, then cosine decay to `floor` at `total`.
+    case warmupCosine(peak: Float, warmup: Int, total: Int, floor: Float)
+    /// Linear warm-up, then linear decay to `floor` at `total`.
+    case warmupLinear(peak: Float, warmup: Int, total: Int, floor: Float)
+
+    public func learningRate(at step: Int) -> Float {
+        switch self {
+        case .constant(let lr): return lr
+        case let .warmupCosine(peak, warmup, total, floor):
+            if step < warmup { return peak * Float(step + 1) / Float(warmup) }
+            let progress = Swift.min(1, Float(step - warmup) / Float(Swift.max(1, total - warmup)))
+            return floor + (peak - floor) * 0.5 * (1 + Foundation.cos(Float.pi * progress))
+        case let .warmupLinear(peak, warmup, total, floor):
+            if step < warmup { return peak * Float(step + 1) / Float(warmup) }
+            let progress = Swift.min(1, Float(step - warmup) / Float(Swift.max(1, total - warmup)))
+            return peak + (floor - peak) * progress
+        }
+    }
+}
+
+/// Scales gradients so that their global L2 norm is at most `maxNorm` (as
+/// `torch.nn.utils.clip_grad_norm_`: coefficient maxNorm/(norm + 1e-6) when below 1).
+/// Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ gradients: inout Gradients, maxNorm: Float) -> Float {
+    var total: Double = 0
+    for g in gradients.tensors {
+        let p = g.storage.pointer
+        var s: Double = 0
+        for i in 0..<g.count { s += Double(p[i]) * Double(p[i]) }
+        total += s
+    }
+    let norm = Float(total.squareRoot())
+    let coef = maxNorm / (norm + 1e-6)
+    if coef < 1 {
+        gradients.tensors = withoutGradients { gradients.tensors.map { $0 * coef } }
+    }
+    return norm
+}
+
+/// Sums gradients over micro-batches; `average()` gives their mean for one optimizer step.
+public struct GradientAccumulator {
+    public private(set) var sum: Gradients?
+    public private(set) var count = 0
+
+    public init() {}
+
+    public mutating func add(_ g: Gradients) {
+        count += 1
+        guard let s = sum else { sum = g; return }
+        precondition(s.names == g.names, "GradientAccumulator: parameter sets differ between micro-batches")
+        sum = Gradients(names: s.names, tensors: withoutGradients { zip(s.tensors, g.tensors).map { $0 + $1 } })
+    }
+
+    /// The mean of the accumulated gradients, and a reset.
+    public mutating func average() -> Gradients? {
+        guard let s = sum, count > 0 else { return nil }
+        let scale = 1 / Float(count)
+        sum = nil
+        count = 0
+        return Gradients(names: s.names, tensors: withoutGradients { s.tensors.map { $0 * scale } })
+    }
+}
