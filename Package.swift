@@ -2,13 +2,14 @@
 import PackageDescription
 
 // Layers (see docs/ARCHITECTURE.md): arrows point only downward.
-//   distill (CLI) -> DistillNN -> DistillTensor -> CDistillKernels
+//   distill (CLI) -> Distillation -> DistillNN -> DistillTensor -> CDistillKernels
 let package = Package(
     name: "Distill",
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "DistillTensor", targets: ["DistillTensor"]),
         .library(name: "DistillNN", targets: ["DistillNN"]),
+        .library(name: "Distillation", targets: ["Distillation"]),
         .executable(name: "distill", targets: ["distill"]),
     ],
     dependencies: [
@@ -23,8 +24,10 @@ let package = Package(
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .target(name: "DistillNN", dependencies: ["DistillTensor"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "Distillation", dependencies: ["DistillNN", "DistillTensor"],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "distill",
-                          dependencies: ["DistillNN", "DistillTensor",
+                          dependencies: ["Distillation", "DistillNN", "DistillTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor"],

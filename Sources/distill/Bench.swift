@@ -1,0 +1,78 @@
+import ArgumentParser
+import DistillNN
+import DistillTensor
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks (speed is measured here, never by tests).",
+        subcommands: [Ops.self])
+}
+
+extension Bench {
+    struct Ops: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "GEMM GFLOP/s per backend, attention forward/backward time, a small transformer training step.")
+
+        @Option(help: "Comma-separated square GEMM sizes.")
+        var sizes: String = "128,256,512,1024,2048"
+
+        @Flag(help: "Print the results as JSON.")
+        var json = false
+
+        func run() throws {
+            let sizeList = try sizes.split(separator: ",").map { s -> Int in
+                guard let n = Int(s.trimmingCharacters(in: .whitespaces)), n > 0 else {
+                    throw ValidationError("--sizes: '\(s)' is not a positive integer")
+                }
+                return n
+            }
+            let backend = Gemm.backend
+            let header = "backend: \(backend.rawValue)" + (Gemm.blasName.map { " (\($0))" } ?? " (no BLAS library found)")
+                + "; built-in kernel: \(Gemm.builtinKernelName); threads: \(Threads.count)"
+            if !json { print(header) }
+            var gemms: [OpBenchmarks.GemmResult] = []
+            if !json {
+                print("\nGEMM C = A·B, square, GFLOP/s (median)")
+                print(pad("size", 6) + pad("cblas_sgemm", 13) + pad("matmul", 10) + pad("%cblas", 8)
+                      + pad("built-in", 10) + pad("%cblas", 8) + pad("portable", 10))
+            }
+            for n in sizeList {
+                let r = OpBenchmarks.gemm(size: n)
+                gemms.append(r)
+                if !json {
+                    let pct = { (x: Double) in r.cblasGflops.map { String(format: "%.0f%%", 100 * x / $0) } ?? "-" }
+                    print(pad("\(n)", 6) + pad(r.cblasGflops.map { f1($0) } ?? "-", 13) + pad(f1(r.matmulGflops), 10)
+                          + pad(pct(r.matmulGflops), 8) + pad(f1(r.builtinGflops), 10) + pad(pct(r.builtinGflops), 8)
+                          + pad(f1(r.portableGflops), 10))
+                }
+            }
+            let att = OpBenchmarks.attention()
+            if !json {
+                print("\nattention (\(att.shape))")
+                print("  fused forward           \(f1(att.forwardMs)) ms")
+                print("  fused forward+backward  \(f1(att.forwardBackwardMs)) ms")
+                print("  unfused forward+backward \(f1(att.unfusedForwardBackwardMs)) ms")
+            }
+            let step = OpBenchmarks.trainStep()
+            if !json {
+                print("\ntraining step (\(step.config))")
+                print("  \(f1(step.stepMs)) ms/step, \(f1(step.tokensPerSecond)) tokens/s")
+            } else {
+                struct Report: Encodable {
+                    var backend: String, blas: String?, builtinKernel: String, threads: Int
+                    var gemm: [OpBenchmarks.GemmResult], attention: OpBenchmarks.AttentionResult
+                    var trainStep: OpBenchmarks.TrainStepResult
+                }
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let rep = Report(backend: backend.rawValue, blas: Gemm.blasName, builtinKernel: Gemm.builtinKernelName,
+                                 threads: Threads.count, gemm: gemms, attention: att, trainStep: step)
+                print(String(data: try enc.encode(rep), encoding: .utf8)!)
+            }
+        }
+    }
+}
+
+func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
+func f1(_ x: Double) -> String { String(format: "%.1f", x) }

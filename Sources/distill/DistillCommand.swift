@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Distill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Knowledge distillation of language models: teacher → traces and logits → student → evaluation → deployment.",
+        subcommands: [Demo.self, Bench.self])
+}

@@ -1,2 +1,0 @@
-import DistillTensor
-print(Gemm.backend)

@@ -1,0 +1,185 @@
+import XCTest
+@testable import DistillTensor
+
+/// The GEMM backends against an exact (Double) product on awkward shapes.
+///
+/// Tolerance. Whatever order a backend sums the K products in (blocked by 256, split across
+/// threads, with or without FMA), the computed dot product satisfies |ŝ − s| ≤ γ_K·Σₚ|aᵢₚ||bₚⱼ|
+/// with γ_K = K·u/(1 − K·u) and u = 2⁻²⁴ (Higham, Accuracy and Stability of Numerical Algorithms,
+/// §3.1). Scaling by alpha and adding beta·C costs at most two more roundings. So each element must
+/// satisfy
+///     |c − exact| ≤ (K + 3)·u·(|α|·Σₚ|aᵢₚ||bₚⱼ| + |β|·|c₀|)
+/// which is a rigorous bound, not a guess, and is still tight enough to catch a real bug: losing or
+/// doubling one product term changes c by |aᵢₚbₚⱼ| ≈ Σ/K, far more than K·u·Σ for K ≤ ~10³.
+/// The exact value is computed in Double (relative error ~1e-16, negligible).
+final class GemmTests: XCTestCase {
+    struct Problem: CustomStringConvertible {
+        var m, n, k: Int
+        var transA = false, transB = false
+        var alpha: Float = 1, beta: Float = 0
+        /// Extra columns beyond the stored width of A, B and C (leading dimension − width).
+        var padA = 0, padB = 0, padC = 0
+
+        var description: String {
+            "\(m)x\(n)x\(k) transA \(transA) transB \(transB) alpha \(alpha) beta \(beta) pad \(padA)/\(padB)/\(padC)"
+        }
+    }
+
+    private var backends: [GemmBackend] {
+        [.builtin, .portable, .reference] + (Gemm.blasAvailable ? [.blas] : [])
+    }
+
+    private let u = 1.0 / 16_777_216.0
+    /// Written into C's padding columns; a backend must leave it untouched.
+    private let sentinel: Float = 777
+
+    /// Runs `p` on every backend (or `only`) and checks each against the exact product. Returns the
+    /// C buffers by backend for further comparisons.
+    @discardableResult
+    private func check(_ p: Problem, seed: UInt64, threaded: Bool = true, only: [GemmBackend]? = nil,
+                       file: StaticString = #filePath, line: UInt = #line) -> [GemmBackend: [Float]] {
+        var rng = RandomGenerator(seed: seed)
+        // Stored shapes: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k].
+        let aRows = p.transA ? p.k : p.m, aCols = p.transA ? p.m : p.k, lda = aCols + p.padA
+        let bRows = p.transB ? p.n : p.k, bCols = p.transB ? p.k : p.n, ldb = bCols + p.padB
+        let ldc = p.n + p.padC
+        // Padding of A and B holds NaN: a backend that reads it poisons its result.
+        var a = [Float](repeating: .nan, count: Swift.max(aRows * lda, 1))
+        for r in 0..<aRows { for c in 0..<aCols { a[r * lda + c] = 2 * rng.nextFloat() - 1 } }
+        var b = [Float](repeating: .nan, count: Swift.max(bRows * ldb, 1))
+        for r in 0..<bRows { for c in 0..<bCols { b[r * ldb + c] = 2 * rng.nextFloat() - 1 } }
+        // C: random where beta ≠ 0; NaN where beta = 0 (C must then not be read, as in BLAS).
+        var c0 = [Float](repeating: sentinel, count: Swift.max(p.m * ldc, 1))
+        for i in 0..<p.m { for j in 0..<p.n { c0[i * ldc + j] = p.beta == 0 ? .nan : 2 * rng.nextFloat() - 1 } }
+
+        var exact = [Double](repeating: 0, count: p.m * p.n), bound = [Double](repeating: 0, count: p.m * p.n)
+        var rowA = [Double](repeating: 0, count: p.k)
+        var colsB = [Double](repeating: 0, count: p.k * p.n)     // op(B) transposed: column j contiguous
+        for pp in 0..<p.k { for j in 0..<p.n {
+            colsB[j * p.k + pp] = Double(p.transB ? b[j * ldb + pp] : b[pp * ldb + j])
+        } }
+        for i in 0..<p.m {
+            for pp in 0..<p.k { rowA[pp] = Double(p.transA ? a[pp * lda + i] : a[i * lda + pp]) }
+            for j in 0..<p.n {
+                var s = 0.0, s1 = 0.0
+                let base = j * p.k
+                for pp in 0..<p.k { let t = rowA[pp] * colsB[base + pp]; s += t; s1 += Swift.abs(t) }
+                let cPrev = p.beta == 0 ? 0 : Double(c0[i * ldc + j])
+                exact[i * p.n + j] = Double(p.alpha) * s + Double(p.beta) * cPrev
+                bound[i * p.n + j] = Double(p.k + 3) * u * (Swift.abs(Double(p.alpha)) * s1 + Swift.abs(Double(p.beta) * cPrev))
+                    + 1e-35
+            }
+        }
+
+        var results: [GemmBackend: [Float]] = [:]
+        for backend in only ?? backends {
+            var c = c0
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                Gemm.sgemm(transA: p.transA, transB: p.transB, m: p.m, n: p.n, k: p.k, alpha: p.alpha,
+                           a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb, beta: p.beta,
+                           c: pc.baseAddress!, ldc: ldc, backend: backend, threaded: threaded)
+            } } }
+            var failed = false
+            outer: for i in 0..<p.m {
+                for j in 0..<p.n {
+                    let got = Double(c[i * ldc + j]), want = exact[i * p.n + j], tol = bound[i * p.n + j]
+                    if !(Swift.abs(got - want) <= tol) {
+                        XCTFail("\(backend) \(p) threaded \(threaded): C[\(i), \(j)] = \(got), exact \(want), "
+                                + "|error| \(Swift.abs(got - want)) > bound \(tol)", file: file, line: line)
+                        failed = true
+                        break outer
+                    }
+                }
+                for j in p.n..<ldc where c[i * ldc + j] != sentinel {
+                    XCTFail("\(backend) \(p): wrote C[\(i), \(j)] in the padding past column \(p.n)", file: file, line: line)
+                    failed = true
+                    break outer
+                }
+            }
+            if !failed { results[backend] = c }
+        }
+        return results
+    }
+
+    private let transposes = [(false, false), (false, true), (true, false), (true, true)]
+
+    func testKernelNames() {
+        XCTAssertFalse(Gemm.builtinKernelName.isEmpty)
+        if Gemm.blasAvailable { XCTAssertNotNil(Gemm.blasName) }
+    }
+
+    func testDegenerateShapesAllTransposes() {
+        // 1xN (row vector times matrix), Nx1, 1x1x1, and inner dimension 1 (an outer product)
+        let shapes = [(1, 37, 19), (23, 1, 11), (1, 1, 1), (1, 1, 40), (9, 7, 1)]
+        for (m, n, k) in shapes { for (ta, tb) in transposes {
+            check(Problem(m: m, n: n, k: k, transA: ta, transB: tb), seed: UInt64(m * 1000 + n * 10 + k))
+        } }
+    }
+
+    func testOddShapesAllTransposes() {
+        for (m, n, k) in [(7, 13, 5), (97, 131, 67), (5, 3, 2), (13, 17, 19)] { for (ta, tb) in transposes {
+            check(Problem(m: m, n: n, k: k, transA: ta, transB: tb), seed: UInt64(m + n + k))
+        } }
+    }
+
+    func testLargeOddShapeAllTransposes() {
+        // 300x257x511: several M blocks (96), two K blocks (256), ragged edges everywhere; threaded.
+        for (ta, tb) in transposes {
+            check(Problem(m: 300, n: 257, k: 511, transA: ta, transB: tb), seed: 3)
+        }
+        check(Problem(m: 300, n: 257, k: 511, transA: true, transB: false, alpha: 0.75, beta: -1.25,
+                      padA: 3, padB: 1, padC: 5), seed: 4)
+    }
+
+    func testKBlockBoundaries() {
+        // The kernel blocks K by 256: beta must apply once (first block), later blocks accumulate.
+        for k in [255, 256, 257, 511, 512, 513, 600] { for (ta, tb) in [(false, false), (true, true)] {
+            check(Problem(m: 7, n: 9, k: k, transA: ta, transB: tb, alpha: 1.5, beta: 0.75), seed: UInt64(k))
+        } }
+    }
+
+    func testMBlockBoundaries() {
+        // M blocked by 96 (and split across threads when large)
+        for m in [95, 96, 97, 193, 200] { for (ta, tb) in [(false, false), (true, false)] {
+            check(Problem(m: m, n: 17, k: 8, transA: ta, transB: tb), seed: UInt64(m))
+        } }
+    }
+
+    func testNBlockBoundaries() {
+        // N blocked by 2048; a few rows so that threads split columns
+        for (m, n, k) in [(3, 2100, 5), (4, 2048, 3), (10, 2049, 20), (2, 4100, 40)] { for (ta, tb) in transposes {
+            check(Problem(m: m, n: n, k: k, transA: ta, transB: tb, alpha: -1, beta: 0.5), seed: UInt64(n + m))
+        } }
+    }
+
+    func testAlphaBetaAndLeadingDimensions() {
+        for (m, n, k) in [(1, 5, 3), (6, 1, 4), (7, 13, 5), (33, 40, 270)] { for (ta, tb) in transposes {
+            for (alpha, beta) in [(Float(2), Float(0)), (-0.5, 1), (0.25, -2), (1, 1)] {
+                check(Problem(m: m, n: n, k: k, transA: ta, transB: tb, alpha: alpha, beta: beta,
+                              padA: 3, padB: 5, padC: 2), seed: UInt64(m * n + k))
+            }
+        } }
+    }
+
+    func testZeroKAndZeroAlpha() {
+        // K = 0: C = beta·C. alpha = 0: C = beta·C without reading A·B.
+        for backend in backends {
+            // (lda = 1: BLAS requires leading dimensions ≥ 1 even when K = 0)
+            check(Problem(m: 3, n: 4, k: 0, beta: 0.5, padA: 1), seed: 1, only: [backend])
+            check(Problem(m: 3, n: 4, k: 0, beta: 0, padA: 1), seed: 2, only: [backend])
+            check(Problem(m: 5, n: 6, k: 7, alpha: 0, beta: -1.5), seed: 3, only: [backend])
+        }
+    }
+
+    func testThreadedAndSingleThreadedBuiltinAgreeExactly() {
+        // Splitting rows or columns across threads does not change any element's summation order, so the
+        // results are bitwise identical (the same run gives the same numbers on any thread count).
+        for p in [Problem(m: 300, n: 257, k: 511, transA: false, transB: true),     // rows split
+                  Problem(m: 4, n: 2100, k: 300, transA: true, transB: false)] {    // columns split
+            let t = check(p, seed: 9, threaded: true, only: [.builtin, .portable])
+            let s = check(p, seed: 9, threaded: false, only: [.builtin, .portable])
+            XCTAssertEqual(t[.builtin], s[.builtin], "builtin \(p)")
+            XCTAssertEqual(t[.portable], s[.portable], "portable \(p)")
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import XCTest
+@testable import DistillTensor
+
+final class RotaryTests: XCTestCase {
+    func testInverseFrequencies() {
+        // θᵢ = base^(−2i/D): D = 4, base 10000 -> [10000⁰, 10000^-½] = [1, 0.01]
+        let f = Tensor.rotaryInverseFrequencies(headDim: 4, base: 10000)
+        XCTAssertEqual(f.count, 2)
+        XCTAssertEqual(f[0], 1, accuracy: 1e-7)
+        XCTAssertEqual(f[1], 0.01, accuracy: 1e-7)
+    }
+
+    func testTables() {
+        // cos/sin of position·θ: positions [0, 2], θ = [1, 0.5] -> angles [[0,0],[2,1]]
+        let (c, s) = Tensor.rotaryTables(positions: [0, 2], invFreq: [1, 0.5])
+        XCTAssertEqual(c.shape, [2, 2])
+        assertValues(c, [1, 1, Float(Foundation.cos(2.0)), Float(Foundation.cos(1.0))], accuracy: 1e-6)
+        assertValues(s, [0, 0, Float(Foundation.sin(2.0)), Float(Foundation.sin(1.0))], accuracy: 1e-6)
+    }
+
+    func testPositionZeroIsIdentity() {
+        // At position 0 every angle is 0: cos = 1, sin = 0, so y = x.
+        let (c, s) = Tensor.rotaryTables(positions: [0], invFreq: Tensor.rotaryInverseFrequencies(headDim: 6, base: 10000))
+        let x = uniform([2, 3, 1, 6], seed: 91)
+        assertClose(x.rotaryEmbedding(cos: c, sin: s), x, accuracy: 0)
+    }
+
+    func testRotationValues() {
+        // D = 2 (one pair), θ = 1, position 1: (x₁, x₂) = (1, 0) rotates by 1 rad to (cos 1, sin 1);
+        // (0, 1) rotates to (−sin 1, cos 1). Rotate-half layout: y₁ = x₁cos − x₂sin, y₂ = x₂cos + x₁sin.
+        let (c, s) = Tensor.rotaryTables(positions: [0, 1], invFreq: [1])
+        let x = Tensor([1, 0, 1, 0, 0, 1, 0, 1], shape: [2, 2, 2])      // [H=2, T=2, D=2]
+        let c1 = Float(Foundation.cos(1.0)), s1 = Float(Foundation.sin(1.0))
+        assertValues(x.rotaryEmbedding(cos: c, sin: s), [1, 0, c1, s1, 0, 1, -s1, c1], accuracy: 1e-6)
+        // D = 4: pairs are (x[0], x[2]) and (x[1], x[3]) ("rotate half"), with θ = [1, 0.5] at position 2:
+        // pair 0 rotates by 2 rad, pair 1 by 1 rad.
+        let (c2, s2) = Tensor.rotaryTables(positions: [2], invFreq: [1, 0.5])
+        let y = Tensor([1, 1, 0, 0], shape: [1, 4]).rotaryEmbedding(cos: c2, sin: s2)
+        assertValues(y, [Float(Foundation.cos(2.0)), Float(Foundation.cos(1.0)), Float(Foundation.sin(2.0)), Float(Foundation.sin(1.0))],
+                     accuracy: 1e-6)
+    }
+
+    func testRotationPreservesNormAndRelativePosition() {
+        // |Rx| = |x| and ⟨R(m)q, R(n)k⟩ depends only on n − m.
+        let inv = Tensor.rotaryInverseFrequencies(headDim: 4, base: 100)
+        let q = uniform([1, 4], seed: 92), k = uniform([1, 4], seed: 93)
+        func rot(_ x: Tensor, _ p: Int) -> Tensor {
+            let (c, s) = Tensor.rotaryTables(positions: [p], invFreq: inv)
+            return x.rotaryEmbedding(cos: c, sin: s)
+        }
+        XCTAssertEqual(rot(q, 5).square().sum().item, q.square().sum().item, accuracy: 1e-6)
+        let d1 = (rot(q, 3) * rot(k, 7)).sum().item, d2 = (rot(q, 10) * rot(k, 14)).sum().item
+        XCTAssertEqual(d1, d2, accuracy: 1e-5)
+    }
+
+    func testPerBatchTablesMatchSharedTables() {
+        // Tables [B, T, D/2]: batch 0 at positions [0, 1, 2], batch 1 at [5, 6, 7] (say, after a cache).
+        let inv = Tensor.rotaryInverseFrequencies(headDim: 4, base: 10000)
+        let t0 = Tensor.rotaryTables(positions: [0, 1, 2], invFreq: inv), t1 = Tensor.rotaryTables(positions: [5, 6, 7], invFreq: inv)
+        let cos = stack([t0.cos, t1.cos]), sin = stack([t0.sin, t1.sin])
+        XCTAssertEqual(cos.shape, [2, 3, 2])
+        let x = uniform([2, 2, 3, 4], seed: 94)                         // [B, H, T, D]
+        let y = x.rotaryEmbedding(cos: cos, sin: sin)
+        let y0 = x.slice(axis: 0, start: 0, length: 1).rotaryEmbedding(cos: t0.cos, sin: t0.sin)
+        let y1 = x.slice(axis: 0, start: 1, length: 1).rotaryEmbedding(cos: t1.cos, sin: t1.sin)
+        assertClose(y, concat([y0, y1], axis: 0), accuracy: 0)
+    }
+
+    // MARK: gradients (the rotation is orthogonal: dx = R(−θ)·dy)
+
+    func testRotaryGradientSharedTables() {
+        let (c, s) = Tensor.rotaryTables(positions: [3, 4, 5], invFreq: Tensor.rotaryInverseFrequencies(headDim: 4, base: 10))
+        checkGradients(inputs: [uniform([2, 2, 3, 4], seed: 95)]) { $0[0].rotaryEmbedding(cos: c, sin: s) }
+        checkGradients(inputs: [uniform([3, 4], seed: 96)]) { $0[0].rotaryEmbedding(cos: c, sin: s) }
+    }
+
+    func testRotaryGradientPerBatchTables() {
+        let inv = Tensor.rotaryInverseFrequencies(headDim: 4, base: 10)
+        let t0 = Tensor.rotaryTables(positions: [0, 1], invFreq: inv), t1 = Tensor.rotaryTables(positions: [7, 9], invFreq: inv)
+        let cos = stack([t0.cos, t1.cos]), sin = stack([t0.sin, t1.sin])
+        checkGradients(inputs: [uniform([2, 3, 2, 4], seed: 97)]) { $0[0].rotaryEmbedding(cos: cos, sin: sin) }
+    }
+}
