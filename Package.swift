@@ -2,13 +2,14 @@
 import PackageDescription
 
 // Layers (see docs/ARCHITECTURE.md): arrows point only downward.
-//   distill (CLI) -> Distillation -> DistillNN -> DistillTensor -> CDistillKernels
+//   distill (CLI) -> Distillation -> DistillModels -> DistillNN -> DistillTensor -> CDistillKernels
 let package = Package(
     name: "Distill",
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "DistillTensor", targets: ["DistillTensor"]),
         .library(name: "DistillNN", targets: ["DistillNN"]),
+        .library(name: "DistillModels", targets: ["DistillModels"]),
         .library(name: "Distillation", targets: ["Distillation"]),
         .executable(name: "distill", targets: ["distill"]),
     ],
@@ -24,13 +25,18 @@ let package = Package(
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .target(name: "DistillNN", dependencies: ["DistillTensor"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
-        .target(name: "Distillation", dependencies: ["DistillNN", "DistillTensor"],
+        .target(name: "DistillModels", dependencies: ["DistillNN", "DistillTensor"],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "Distillation", dependencies: ["DistillModels", "DistillNN", "DistillTensor"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "distill",
-                          dependencies: ["Distillation", "DistillNN", "DistillTensor",
+                          dependencies: ["Distillation", "DistillModels", "DistillNN", "DistillTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor"],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "DistillModelsTests", dependencies: ["DistillModels", "DistillNN", "DistillTensor"],
+                    resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTensor"],
                     resources: [.copy("Fixtures")],

