@@ -25,15 +25,19 @@ public final class Attention: Module {
         oProj = Linear(heads * hd, hidden, bias: false, rng: &rng)
     }
 
-    /// x: [B, T, hidden]; rope tables [T, headDim/2]. Returns [B, T, hidden] and, on request,
-    /// the attention probabilities [B, heads, T, T] (differentiable).
+    /// x: [B, T, hidden]; rope tables [T, headDim/2] or [B, T, headDim/2]. With a cache, the
+    /// new keys and values are appended to it and attention covers all cached positions.
+    /// Returns [B, T, hidden] and, on request, the attention probabilities [B, heads, T, S]
+    /// (differentiable).
     public func callAsFunction(_ x: Tensor, rope: (cos: Tensor, sin: Tensor), mask: Tensor? = nil,
-                               causal: Bool = true, returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
+                               causal: Bool = true, cache: LayerKVCache? = nil,
+                               returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
         let b = x.shape[0], t = x.shape[1]
         // (B, T, H·D) -> (B, T, H, D) -> (B, H, T, D)
         let q = qProj(x).reshaped([b, t, heads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
-        let k = kProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
-        let v = vProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2)
+        var k = kProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
+        var v = vProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2)
+        if let cache { (k, v) = cache.append(keys: k, values: v) }   // (B, Hkv, S, D)
         let out: Tensor, probs: Tensor?
         if returnProbabilities {
             (out, probs) = attentionWithProbabilities(query: q, key: k, value: v, mask: mask, causal: causal)
@@ -54,18 +58,64 @@ public final class DecoderBlock: Module {
     public let mlp: MLP
 
     public init(hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, eps: Float, qkvBias: Bool,
-                rng: inout RandomGenerator) {
+                headDim: Int? = nil, rng: inout RandomGenerator) {
         inputLayernorm = RMSNorm(hidden, eps: eps)
-        selfAttn = Attention(hidden: hidden, heads: heads, kvHeads: kvHeads, qkvBias: qkvBias, rng: &rng)
+        selfAttn = Attention(hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, qkvBias: qkvBias, rng: &rng)
         postAttentionLayernorm = RMSNorm(hidden, eps: eps)
         mlp = MLP(hidden: hidden, intermediate: intermediate, kind: .swiglu, rng: &rng)
     }
 
     public func callAsFunction(_ x: Tensor, rope: (cos: Tensor, sin: Tensor), mask: Tensor?,
-                               returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
-        let (a, probs) = selfAttn(inputLayernorm(x), rope: rope, mask: mask, causal: true,
+                               cache: LayerKVCache? = nil, returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
+        let (a, probs) = selfAttn(inputLayernorm(x), rope: rope, mask: mask, causal: true, cache: cache,
                                   returnProbabilities: returnProbabilities)
         let h = x + a
         return (h + mlp(postAttentionLayernorm(h)), probs)
     }
+}
+
+/// Keys and values of the positions seen so far, per layer: [B, kvHeads, S, headDim].
+public final class LayerKVCache {
+    public private(set) var keys: Tensor?
+    public private(set) var values: Tensor?
+
+    public init() {}
+
+    /// Appends along the sequence axis and returns the full keys and values (differentiable in
+    /// the new entries; cached ones are constants).
+    func append(keys k: Tensor, values v: Tensor) -> (Tensor, Tensor) {
+        let nk = keys.map { concat([$0, k], axis: 2) } ?? k
+        let nv = values.map { concat([$0, v], axis: 2) } ?? v
+        keys = nk.detached()
+        values = nv.detached()
+        return (nk, nv)
+    }
+
+    /// Repeats each sequence's entries `n` times along the batch (n samples sharing one prompt).
+    public func repeatBatch(_ n: Int) {
+        func rep(_ t: Tensor) -> Tensor {
+            let s = t.shape
+            // (B, H, S, D) -> (B, 1, H, S, D) -> (B, n, H, S, D) -> (B·n, H, S, D)
+            return t.unsqueezed(1).broadcast(to: [s[0], n] + Array(s.dropFirst())).reshaped([s[0] * n] + Array(s.dropFirst()))
+        }
+        keys = keys.map(rep)
+        values = values.map(rep)
+    }
+
+    /// Keeps only the batch rows in `rows` (finished sequences dropped).
+    public func select(rows: [Int]) {
+        keys = keys.map { $0.indexSelect(rows, axis: 0) }
+        values = values.map { $0.indexSelect(rows, axis: 0) }
+    }
+}
+
+/// A KV cache for every layer of a model, and the number of positions it holds.
+public final class KVCache {
+    public let layers: [LayerKVCache]
+    public var length = 0
+
+    public init(layers: Int) { self.layers = (0..<layers).map { _ in LayerKVCache() } }
+
+    public func repeatBatch(_ n: Int) { layers.forEach { $0.repeatBatch(n) } }
+    public func select(rows: [Int]) { layers.forEach { $0.select(rows: rows) } }
 }

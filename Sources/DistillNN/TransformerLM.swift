@@ -14,9 +14,15 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     public var rmsNormEps: Float
     public var tieEmbeddings: Bool
     public var qkvBias: Bool
+    /// Per-head width; nil means hidden / heads.
+    public var explicitHeadDim: Int?
+    public var ropeScaling: RopeScaling?
 
     public init(vocabSize: Int, hidden: Int, layers: Int, heads: Int, kvHeads: Int, intermediate: Int,
-                ropeTheta: Float = 10_000, rmsNormEps: Float = 1e-6, tieEmbeddings: Bool = true, qkvBias: Bool = false) {
+                ropeTheta: Float = 10_000, rmsNormEps: Float = 1e-6, tieEmbeddings: Bool = true, qkvBias: Bool = false,
+                headDim: Int? = nil, ropeScaling: RopeScaling? = nil) {
+        self.explicitHeadDim = headDim
+        self.ropeScaling = ropeScaling
         self.vocabSize = vocabSize
         self.hidden = hidden
         self.layers = layers
@@ -29,7 +35,37 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
         self.qkvBias = qkvBias
     }
 
-    public var headDim: Int { hidden / heads }
+    public var headDim: Int { explicitHeadDim ?? hidden / heads }
+
+    /// RoPE inverse frequencies θᵢ = base^(−2i/D), adjusted by the scaling rule if any.
+    public var ropeInverseFrequencies: [Float] {
+        let inv = Tensor.rotaryInverseFrequencies(headDim: headDim, base: ropeTheta)
+        return ropeScaling?.apply(to: inv) ?? inv
+    }
+}
+
+/// RoPE frequency scaling rules of `rope_scaling` in Hugging Face configs.
+public enum RopeScaling: Codable, Equatable, Sendable {
+    /// Positions divided by `factor` (all frequencies scaled).
+    case linear(factor: Float)
+    /// Llama 3.1: low frequencies divided by `factor`, high ones kept, a smooth blend between.
+    case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int)
+
+    public func apply(to inv: [Float]) -> [Float] {
+        switch self {
+        case .linear(let f):
+            return inv.map { $0 / f }
+        case let .llama3(factor, low, high, original):
+            let lowWavelen = Float(original) / low, highWavelen = Float(original) / high
+            return inv.map { f in
+                let wavelen = 2 * Float.pi / f
+                if wavelen < highWavelen { return f }
+                if wavelen > lowWavelen { return f / factor }
+                let smooth = (Float(original) / wavelen - low) / (high - low)
+                return (1 - smooth) * f / factor + smooth * f
+            }
+        }
+    }
 }
 
 /// The decoder stack without the output head (`model.*` keys).
@@ -43,7 +79,8 @@ public final class DecoderStack: Module {
         var blocks: [DecoderBlock] = []
         for _ in 0..<c.layers {
             blocks.append(DecoderBlock(hidden: c.hidden, heads: c.heads, kvHeads: c.kvHeads,
-                                       intermediate: c.intermediate, eps: c.rmsNormEps, qkvBias: c.qkvBias, rng: &rng))
+                                       intermediate: c.intermediate, eps: c.rmsNormEps, qkvBias: c.qkvBias,
+                                       headDim: c.headDim, rng: &rng))
         }
         layers = blocks
         norm = RMSNorm(c.hidden, eps: c.rmsNormEps)
@@ -73,25 +110,44 @@ public final class TransformerLM: Module {
     }
 
     /// Runs token ids laid out as `batch` rows of `length` tokens.
-    public func forward(_ ids: [Int], batch: Int, length: Int, mask: Tensor? = nil,
-                        outputHiddenStates: Bool = false, outputAttentions: Bool = false) -> LMOutput {
+    ///
+    /// - `positions`: each row's position ids (default: `cache.length ..< cache.length + length`
+    ///   for every row). Rows with left padding pass their own positions.
+    /// - `mask`: additive attention mask broadcastable to [B, heads, length, keys] (e.g. a
+    ///   padding mask [B, 1, 1, keys]); causal masking is always applied.
+    /// - `cache`: keys and values of earlier positions; this call's are appended to it.
+    public func forward(_ ids: [Int], batch: Int, length: Int, positions: [[Int]]? = nil, mask: Tensor? = nil,
+                        cache: KVCache? = nil, outputHiddenStates: Bool = false, outputAttentions: Bool = false) -> LMOutput {
         precondition(ids.count == batch * length, "TransformerLM: \(ids.count) ids for batch \(batch) × length \(length)")
-        let inv = Tensor.rotaryInverseFrequencies(headDim: config.headDim, base: config.ropeTheta)
-        let rope = Tensor.rotaryTables(positions: Array(0..<length), invFreq: inv)
+        let rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0)
         var h = model.embedTokens(ids, shape: [batch, length])      // (B, T, H)
         var hidden: [Tensor] = outputHiddenStates ? [h] : []
         var attentions: [Tensor] = []
-        for layer in model.layers {
-            let (out, probs) = layer(h, rope: rope, mask: mask, returnProbabilities: outputAttentions)
+        for (i, layer) in model.layers.enumerated() {
+            let (out, probs) = layer(h, rope: rope, mask: mask, cache: cache?.layers[i], returnProbabilities: outputAttentions)
             h = out
             if outputHiddenStates { hidden.append(h) }
             if let probs { attentions.append(probs) }
         }
+        cache?.length += length
         h = model.norm(h)
         if outputHiddenStates { hidden[hidden.count - 1] = h }
         let logits = lmHead.map { $0(h) } ?? model.embedTokens.asLinear(h)
         return LMOutput(logits: logits, hiddenStates: hidden, attentions: attentions)
     }
+
+    /// cos/sin tables: [length, D/2] when every row shares positions, else [B, length, D/2].
+    func ropeTables(batch: Int, length: Int, positions: [[Int]]?, offset: Int) -> (cos: Tensor, sin: Tensor) {
+        let inv = config.ropeInverseFrequencies
+        guard let positions else { return Tensor.rotaryTables(positions: Array(offset..<(offset + length)), invFreq: inv) }
+        precondition(positions.count == batch && positions.allSatisfy { $0.count == length },
+                     "TransformerLM: positions must be \(batch) rows of \(length)")
+        let (c, s) = Tensor.rotaryTables(positions: positions.flatMap { $0 }, invFreq: inv)
+        return (c.reshaped([batch, length, inv.count]), s.reshaped([batch, length, inv.count]))
+    }
+
+    /// A cache sized for this model.
+    public func makeCache() -> KVCache { KVCache(layers: config.layers) }
 
     /// Mean next-token cross-entropy of `ids` (each row predicts its own next token).
     public func languageModelLoss(_ ids: [Int], batch: Int, length: Int) -> Tensor {

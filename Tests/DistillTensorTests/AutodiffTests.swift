@@ -119,3 +119,34 @@ final class AutodiffTests: XCTestCase {
         XCTAssertEqual(x.scalars, before)
     }
 }
+
+/// The gradient checker itself must catch a wrong gradient.
+final class GradientCheckTests: XCTestCase {
+    func testCheckerAcceptsCorrectGradient() {
+        XCTAssertEqual(gradientMismatches(inputs: [uniform([3], seed: 1)]) { $0[0].square() }, [])
+    }
+
+    func testCheckerRejectsWrongGradient() {
+        // f(x) = x² + x where the "+ x" term is hidden from autodiff: the analytic gradient is 2x, the
+        // true one 2x + 1, so every element must be reported with input index, element and both values.
+        let x = Tensor([0.5, -1, 2])
+        let failures = gradientMismatches(inputs: [Tensor(scalar: 1), x]) { xs in
+            xs[1].square() + Tensor(shape: [3], storage: xs[1].storage)
+        }
+        XCTAssertEqual(failures.count, 3, "\(failures)")
+        XCTAssertTrue(failures.allSatisfy { $0.contains("input 1") && $0.contains("analytic") && $0.contains("numeric") },
+                      "\(failures)")
+        XCTAssertTrue(failures[0].contains("element 0"), failures[0])
+    }
+
+    func testCheckerRejectsSmallScaleError() {
+        // A rule off by 20% is caught even though the difference is small in absolute terms.
+        let x = uniform([4], 0.5, 1, seed: 2)
+        let failures = gradientMismatches(inputs: [x]) { xs in
+            // y = 1.2·x·c with the 0.2 part detached: analytic gradient 1·c instead of 1.2·c
+            let c: Float = 1e-3
+            return xs[0] * c + xs[0].detached() * (0.2 * c)
+        }
+        XCTAssertEqual(failures.count, 4, "\(failures)")
+    }
+}

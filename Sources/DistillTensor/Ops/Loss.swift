@@ -22,12 +22,13 @@ extension Tensor {
                         let x = px + row * v
                         var m = -Float.infinity
                         for j in 0..<v where x[j] > m { m = x[j] }
-                        var s: Float = 0, sumX: Float = 0
-                        for j in 0..<v { s += Foundation.exp(x[j] - m); sumX += x[j] }
-                        let l = m + Foundation.log(s)
-                        pl[row] = l
-                        let nll = l - x[targets[row]]
-                        let smooth = l - sumX / Float(v)             // mean_j(−log p_j)
+                        var s: Float = 0, sumShifted: Float = 0
+                        for j in 0..<v { let d = x[j] - m; s += Foundation.exp(d); sumShifted += d }
+                        let logS = Foundation.log(s)
+                        pl[row] = m + logS
+                        // −log p_t = (m − x_t) + log s: no rounding of m + log s at large logits.
+                        let nll = (m - x[targets[row]]) + logS
+                        let smooth = logS - sumShifted / Float(v)    // mean_j(−log p_j)
                         plo[row] = Double((1 - eps) * nll + eps * smooth)
                     }
                 }

@@ -12,8 +12,8 @@ func softmaxRows(_ px: UnsafePointer<Float>, _ po: UnsafeMutablePointer<Float>, 
             var s: Float = 0
             for j in 0..<n { let e = Foundation.exp(x[j] - m); y[j] = e; s += e }
             if log {
-                let lse = m + Foundation.log(s)
-                for j in 0..<n { y[j] = x[j] - lse }
+                let logS = Foundation.log(s)
+                for j in 0..<n { y[j] = (x[j] - m) - logS }   // not x − (m + log s): keeps digits for large x
             } else {
                 let inv = 1 / s
                 for j in 0..<n { y[j] *= inv }

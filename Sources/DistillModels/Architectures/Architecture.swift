@@ -1,0 +1,43 @@
+import DistillNN
+
+/// What an architecture contributes: how its config maps onto the shared decoder, and any
+/// checkpoint-layout quirks. One file per architecture registers one of these.
+public struct Architecture: Sendable {
+    /// `model_type` in config.json (e.g. "qwen2", "llama").
+    public var modelType: String
+    /// `architectures[0]` written when saving.
+    public var className: String
+    /// GGUF `general.architecture` values that map here.
+    public var ggufNames: [String]
+    /// Reads the config with the architecture's `transformers` defaults.
+    public var decoderConfig: @Sendable (ModelConfig) throws -> TransformerConfig
+
+    /// Every architecture Distill can run.
+    public static let all: [Architecture] = [.llama, .qwen2]
+
+    /// The architecture for `modelType`, or an error listing the known ones.
+    public static func named(_ modelType: String?, source: String) throws -> Architecture {
+        guard let t = modelType else {
+            throw FileError(file: source, location: "model_type", "missing; known types: \(all.map(\.modelType).joined(separator: ", "))")
+        }
+        guard let a = all.first(where: { $0.modelType == t }) else {
+            throw FileError(file: source, location: "model_type",
+                            "unknown model type '\(t)'; known types: \(all.map(\.modelType).joined(separator: ", "))")
+        }
+        return a
+    }
+}
+
+/// Checks that heads divide the widths; shared by the architectures.
+func validateAttention(_ c: TransformerConfig, source: String) throws {
+    guard c.heads % c.kvHeads == 0 else {
+        throw FileError(file: source, location: "num_key_value_heads",
+                        "\(c.kvHeads) does not divide num_attention_heads = \(c.heads)")
+    }
+    guard c.explicitHeadDim != nil || c.hidden % c.heads == 0 else {
+        throw FileError(file: source, location: "num_attention_heads", "\(c.heads) does not divide hidden_size = \(c.hidden)")
+    }
+    guard c.headDim % 2 == 0 else {
+        throw FileError(file: source, location: "head_dim", "rotary embeddings need an even head dimension, found \(c.headDim)")
+    }
+}

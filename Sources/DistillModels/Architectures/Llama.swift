@@ -1,0 +1,36 @@
+import DistillNN
+
+/// Llama family (Llama 2/3/3.1, SmolLM, DeepSeek-R1-Distill-Llama): RMSNorm, RoPE (optionally
+/// `llama3` scaled), grouped-query attention without biases (unless `attention_bias`), SwiGLU.
+/// Defaults are those of `transformers.LlamaConfig`.
+extension Architecture {
+    public static let llama = Architecture(
+        modelType: "llama", className: "LlamaForCausalLM", ggufNames: ["llama"],
+        decoderConfig: { c in
+            let heads = try c.positive("num_attention_heads", default: 32)
+            let cfg = TransformerConfig(
+                vocabSize: try c.positive("vocab_size", default: 32000),
+                hidden: try c.positive("hidden_size", default: 4096),
+                layers: try c.positive("num_hidden_layers", default: 32),
+                heads: heads,
+                kvHeads: try c.positive("num_key_value_heads", default: heads),
+                intermediate: try c.positive("intermediate_size", default: 11008),
+                ropeTheta: try c.float("rope_theta") ?? 10_000,
+                rmsNormEps: try c.float("rms_norm_eps") ?? 1e-6,
+                tieEmbeddings: try c.bool("tie_word_embeddings") ?? false,
+                qkvBias: try c.bool("attention_bias") ?? false,
+                headDim: try c.int("head_dim"),
+                ropeScaling: try c.ropeScaling())
+            if try c.bool("attention_bias") == true {
+                throw FileError(file: c.source, location: "attention_bias", "Llama with attention biases is not supported yet")
+            }
+            if try c.bool("mlp_bias") == true {
+                throw FileError(file: c.source, location: "mlp_bias", "Llama with MLP biases is not supported yet")
+            }
+            if let act = try c.string("hidden_act"), act != "silu" {
+                throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
+            }
+            try validateAttention(cfg, source: c.source)
+            return cfg
+        })
+}

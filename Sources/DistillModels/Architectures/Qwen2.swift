@@ -1,0 +1,32 @@
+import DistillNN
+
+/// Qwen2 / Qwen2.5 (and DeepSeek-R1-Distill-Qwen): the Llama layout with biases on the q, k and v
+/// projections. Defaults are those of `transformers.Qwen2Config`.
+extension Architecture {
+    public static let qwen2 = Architecture(
+        modelType: "qwen2", className: "Qwen2ForCausalLM", ggufNames: ["qwen2"],
+        decoderConfig: { c in
+            let cfg = TransformerConfig(
+                vocabSize: try c.positive("vocab_size", default: 151_936),
+                hidden: try c.positive("hidden_size", default: 4096),
+                layers: try c.positive("num_hidden_layers", default: 32),
+                heads: try c.positive("num_attention_heads", default: 32),
+                kvHeads: try c.positive("num_key_value_heads", default: 32),
+                intermediate: try c.positive("intermediate_size", default: 22016),
+                ropeTheta: try c.float("rope_theta") ?? 10_000,
+                rmsNormEps: try c.float("rms_norm_eps") ?? 1e-6,
+                tieEmbeddings: try c.bool("tie_word_embeddings") ?? false,
+                qkvBias: true,
+                ropeScaling: try c.ropeScaling())
+            if let act = try c.string("hidden_act"), act != "silu" {
+                throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
+            }
+            // Sliding-window attention only matters past `sliding_window` tokens with
+            // use_sliding_window = true, which released Qwen2 checkpoints leave off.
+            if try c.bool("use_sliding_window") == true {
+                throw FileError(file: c.source, location: "use_sliding_window", "sliding-window attention is not supported")
+            }
+            try validateAttention(cfg, source: c.source)
+            return cfg
+        })
+}
