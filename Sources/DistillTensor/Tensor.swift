@@ -7,10 +7,11 @@ public final class Storage: @unchecked Sendable {
     public let count: Int
     private let release: (() -> Void)?
 
-    /// A new, uninitialised buffer of `count` floats, 64-byte aligned.
+    /// A new, uninitialised buffer of `count` floats, 64-byte aligned (reused from `BufferPool`
+    /// when a freed buffer of the same size is waiting there).
     public init(count: Int) {
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
+        let raw = BufferPool.shared.take(byteCount: Swift.max(count, 1) * 4)
         pointer = raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
         release = nil
     }
@@ -23,7 +24,7 @@ public final class Storage: @unchecked Sendable {
     }
 
     deinit {
-        if let release { release() } else { UnsafeMutableRawPointer(pointer).deallocate() }
+        if let release { release() } else { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), byteCount: Swift.max(count, 1) * 4) }
     }
 }
 

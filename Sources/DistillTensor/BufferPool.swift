@@ -1,0 +1,60 @@
+import Foundation
+
+/// Keeps freed tensor buffers of 64 KiB and more for reuse, keyed by exact size. A training step
+/// allocates the same sizes every time, so after the first step most buffers come from here
+/// instead of fresh (page-faulting) memory. At most `limitBytes` are kept (`DISTILL_POOL_MB`,
+/// default 1024; 0 turns pooling off).
+public final class BufferPool: @unchecked Sendable {
+    public static let shared = BufferPool()
+
+    public let limitBytes: Int
+    static let minimumBytes = 64 << 10
+    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private var cachedBytes = 0
+    private let lock = NSLock()
+
+    init() {
+        let mb = ProcessInfo.processInfo.environment["DISTILL_POOL_MB"].flatMap { Int($0) } ?? 1024
+        limitBytes = Swift.max(0, mb) << 20
+    }
+
+    /// Bytes currently held for reuse.
+    public var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return cachedBytes }
+
+    func take(byteCount: Int) -> UnsafeMutableRawPointer {
+        if byteCount >= Self.minimumBytes {
+            lock.lock()
+            if let p = free[byteCount]?.popLast() {
+                cachedBytes -= byteCount
+                lock.unlock()
+                return p
+            }
+            lock.unlock()
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+    }
+
+    func give(_ p: UnsafeMutableRawPointer, byteCount: Int) {
+        if byteCount >= Self.minimumBytes {
+            lock.lock()
+            if cachedBytes + byteCount <= limitBytes {
+                free[byteCount, default: []].append(p)
+                cachedBytes += byteCount
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+        }
+        p.deallocate()
+    }
+
+    /// Frees every held buffer.
+    public func drain() {
+        lock.lock()
+        let all = free
+        free = [:]
+        cachedBytes = 0
+        lock.unlock()
+        for (_, list) in all { list.forEach { $0.deallocate() } }
+    }
+}
