@@ -102,9 +102,11 @@ public final class TransformerLM: Module {
     public let model: DecoderStack
     public let lmHead: Linear?
 
-    public init(_ config: TransformerConfig, seed: UInt64 = 0) {
+    /// A model with random weights drawn from `seed`, or zeros when `initialize` is false (for
+    /// weights that are loaded next).
+    public init(_ config: TransformerConfig, seed: UInt64 = 0, initialize: Bool = true) {
         self.config = config
-        var rng = RandomGenerator(seed: seed)
+        var rng = initialize ? RandomGenerator(seed: seed) : .skippingInitialization
         model = DecoderStack(config, rng: &rng)
         lmHead = config.tieEmbeddings ? nil : Linear(config.hidden, config.vocabSize, bias: false, rng: &rng)
     }

@@ -4,6 +4,16 @@ import Foundation
 /// choice in Distill takes one, so the same seed gives the same run.
 public struct RandomGenerator: RandomNumberGenerator, Codable, Equatable, Sendable {
     public private(set) var state: [UInt64]
+    /// When set, `Tensor.randomNormal` and `randomUniform` return zeros without drawing: for
+    /// building a model whose weights are loaded right after (see `skippingInitialization`).
+    public private(set) var skipsTensorInitialization = false
+
+    /// A generator that makes the random tensor factories return zeros (cheap model skeletons).
+    public static var skippingInitialization: RandomGenerator {
+        var g = RandomGenerator(seed: 0)
+        g.skipsTensorInitialization = true
+        return g
+    }
 
     public init(seed: UInt64) {
         var z = seed
@@ -46,6 +56,7 @@ extension Tensor {
     /// Normal(mean, std) entries.
     public static func randomNormal(_ shape: [Int], mean: Float = 0, std: Float = 1,
                                     using rng: inout RandomGenerator) -> Tensor {
+        if rng.skipsTensorInitialization { return Tensor(zeros: shape) }
         let t = Tensor(uninitializedShape: shape)
         for i in 0..<t.count { t.storage.pointer[i] = mean + std * rng.nextNormal() }
         return t
@@ -54,6 +65,7 @@ extension Tensor {
     /// Uniform entries in [low, high).
     public static func randomUniform(_ shape: [Int], low: Float = 0, high: Float = 1,
                                      using rng: inout RandomGenerator) -> Tensor {
+        if rng.skipsTensorInitialization { return Tensor(zeros: shape) }
         let t = Tensor(uninitializedShape: shape)
         for i in 0..<t.count { t.storage.pointer[i] = low + (high - low) * rng.nextFloat() }
         return t

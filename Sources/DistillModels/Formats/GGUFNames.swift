@@ -1,0 +1,244 @@
+import DistillTensor
+import Foundation
+
+/// Tensor names of llama.cpp's GGUF files and their Hugging Face counterparts, for the llama and
+/// qwen2 architectures (which share one layout; qwen2 adds q/k/v biases).
+public enum GGUFNames {
+    /// `general.architecture` values whose tensors and metadata this mapping understands.
+    public static let supportedArchitectures = ["llama", "qwen2"]
+
+    static let global: [(gguf: String, hf: String)] = [
+        ("token_embd.weight", "model.embed_tokens.weight"),
+        ("output_norm.weight", "model.norm.weight"),
+        ("output.weight", "lm_head.weight"),
+    ]
+
+    /// Per-block names without the `blk.N.` / `model.layers.N.` prefix.
+    static let block: [(gguf: String, hf: String)] = [
+        ("attn_norm.weight", "input_layernorm.weight"),
+        ("ffn_norm.weight", "post_attention_layernorm.weight"),
+        ("attn_q.weight", "self_attn.q_proj.weight"),
+        ("attn_q.bias", "self_attn.q_proj.bias"),
+        ("attn_k.weight", "self_attn.k_proj.weight"),
+        ("attn_k.bias", "self_attn.k_proj.bias"),
+        ("attn_v.weight", "self_attn.v_proj.weight"),
+        ("attn_v.bias", "self_attn.v_proj.bias"),
+        ("attn_output.weight", "self_attn.o_proj.weight"),
+        ("attn_output.bias", "self_attn.o_proj.bias"),
+        ("ffn_gate.weight", "mlp.gate_proj.weight"),
+        ("ffn_up.weight", "mlp.up_proj.weight"),
+        ("ffn_down.weight", "mlp.down_proj.weight"),
+    ]
+
+    static let ggufToHF: [String: String] = Dictionary(uniqueKeysWithValues: block)
+    static let hfToGGUF: [String: String] = Dictionary(uniqueKeysWithValues: block.map { ($0.hf, $0.gguf) })
+
+    /// The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight" →
+    /// "model.layers.3.self_attn.q_proj.weight"); nil for tensors without one (rope_freqs).
+    public static func huggingFaceName(for ggufName: String) -> String? {
+        if let g = global.first(where: { $0.gguf == ggufName }) { return g.hf }
+        guard let (layer, rest) = splitLayer(ggufName, prefix: "blk."), let hf = ggufToHF[rest] else { return nil }
+        return "model.layers.\(layer).\(hf)"
+    }
+
+    /// The GGUF name of a Hugging Face tensor; nil for names outside the mapping.
+    public static func ggufName(for huggingFaceName: String) -> String? {
+        if let g = global.first(where: { $0.hf == huggingFaceName }) { return g.gguf }
+        guard let (layer, rest) = splitLayer(huggingFaceName, prefix: "model.layers."), let g = hfToGGUF[rest] else { return nil }
+        return "blk.\(layer).\(g)"
+    }
+
+    /// ("blk.12.attn_q.weight", "blk.") → (12, "attn_q.weight").
+    static func splitLayer(_ name: String, prefix: String) -> (Int, String)? {
+        guard name.hasPrefix(prefix) else { return nil }
+        let tail = name.dropFirst(prefix.count)
+        guard let dot = tail.firstIndex(of: "."), let layer = Int(tail[..<dot]), layer >= 0 else { return nil }
+        return (layer, String(tail[tail.index(after: dot)...]))
+    }
+
+    /// Undoes llama.cpp's `LlamaModel.permute` (convert_hf_to_gguf.py), which reorders the rows of
+    /// each head of the Q and K projections so that Hugging Face's rotate-half RoPE becomes
+    /// ggml's interleaved RoPE:
+    ///
+    ///     gguf = hf.reshape(heads, 2, rows/heads/2, …).swapaxes(1, 2).reshape(hf.shape)
+    ///
+    /// i.e. GGUF row h·d + 2i + j holds HF row h·d + j·d/2 + i (d = rows/heads, j ∈ {0, 1}).
+    /// Works on weights (rows × columns) and biases (rows).
+    public static func unpermuteRotaryRows(_ t: Tensor, heads: Int, name: String = "", file: String = "") throws -> Tensor {
+        guard t.rank == 1 || t.rank == 2 else {
+            throw FileError(file: file, location: name, "expected a matrix or vector to un-permute, found shape \(t.shape)")
+        }
+        let rows = t.shape[0]
+        guard heads > 0, rows % (2 * heads) == 0 else {
+            throw FileError(file: file, location: name, "\(rows) rows do not split into \(heads) heads of an even size")
+        }
+        let cols = t.rank == 2 ? t.shape[1] : 1
+        let d = rows / heads, half = d / 2
+        let out = Tensor(uninitializedShape: t.shape)
+        let src = t.storage.pointer, dst = out.storage.pointer
+        parallelFor(rows, grain: max(1, 65_536 / max(cols, 1))) { r in
+            for hfRow in r {
+                let h = hfRow / d, k = hfRow % d
+                let j = k / half, i = k % half
+                let ggufRow = h * d + 2 * i + j
+                (dst + hfRow * cols).update(from: src + ggufRow * cols, count: cols)
+            }
+        }
+        return out
+    }
+}
+
+/// The parts of a Hugging Face `config.json` that a llama or qwen2 GGUF file determines.
+public struct GGUFModelConfig: Equatable, Sendable {
+    /// "llama" or "qwen2".
+    public var modelType: String
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var headDim: Int
+    /// Float32 metadata read back as the shortest decimal that round-trips (1e-05, not
+    /// 9.999999747378752e-06), which is the value the original config held.
+    public var rmsNormEps: Double
+    public var ropeTheta: Double
+    public var maxPositionEmbeddings: Int
+    /// True when the file has no `output.weight` (the head reuses the token embedding).
+    public var tieWordEmbeddings: Bool
+    public var bosTokenId: Int?
+    public var eosTokenId: Int?
+    public var padTokenId: Int?
+    /// Whether q/k/v have biases (qwen2).
+    public var attentionBias: Bool
+
+    /// The config as a `config.json` object (NSNumber values, as JSONSerialization gives).
+    public var json: [String: Any] {
+        var j: [String: Any] = [
+            "model_type": modelType,
+            "architectures": [modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
+            "vocab_size": NSNumber(value: vocabSize),
+            "hidden_size": NSNumber(value: hiddenSize),
+            "intermediate_size": NSNumber(value: intermediateSize),
+            "num_hidden_layers": NSNumber(value: numHiddenLayers),
+            "num_attention_heads": NSNumber(value: numAttentionHeads),
+            "num_key_value_heads": NSNumber(value: numKeyValueHeads),
+            "head_dim": NSNumber(value: headDim),
+            "rms_norm_eps": NSNumber(value: rmsNormEps),
+            "rope_theta": NSNumber(value: ropeTheta),
+            "max_position_embeddings": NSNumber(value: maxPositionEmbeddings),
+            "tie_word_embeddings": NSNumber(value: tieWordEmbeddings),
+            "hidden_act": "silu",
+        ]
+        if modelType == "llama" { j["attention_bias"] = NSNumber(value: attentionBias) }
+        if let v = bosTokenId { j["bos_token_id"] = NSNumber(value: v) }
+        if let v = eosTokenId { j["eos_token_id"] = NSNumber(value: v) }
+        if let v = padTokenId { j["pad_token_id"] = NSNumber(value: v) }
+        return j
+    }
+}
+
+extension GGUFFile {
+    /// `general.architecture`, checked to be one the Hugging Face mapping supports.
+    func supportedArchitecture() throws -> String {
+        guard let arch = try string("general.architecture") else {
+            throw FileError(file: path, location: "general.architecture", "missing metadata key")
+        }
+        guard GGUFNames.supportedArchitectures.contains(arch) else {
+            throw FileError(file: path, location: "general.architecture",
+                            "architecture '\(arch)' is not supported (supported: \(GGUFNames.supportedArchitectures.joined(separator: ", ")))")
+        }
+        return arch
+    }
+
+    /// The Hugging Face config that the metadata describes (`<arch>.embedding_length`,
+    /// `<arch>.block_count`, `<arch>.attention.head_count_kv`, `tokenizer.ggml.*`, …).
+    public func huggingFaceConfig() throws -> GGUFModelConfig {
+        let arch = try supportedArchitecture()
+        func required(_ key: String) throws -> Int {
+            guard let v = try int("\(arch).\(key)") else {
+                throw FileError(file: path, location: "\(arch).\(key)", "missing metadata key")
+            }
+            guard v > 0 else { throw FileError(file: path, location: "\(arch).\(key)", "must be positive, found \(v)") }
+            return v
+        }
+        /// Float32 values as their shortest round-tripping decimal.
+        func decimal(_ key: String, default d: Double) throws -> Double {
+            guard let v = metadata["\(arch).\(key)"] else { return d }
+            if case .float32(let f) = v { return Double("\(f)") ?? Double(f) }
+            guard let x = v.double else { throw FileError(file: path, location: "\(arch).\(key)", "expected a number, found \(v.typeName)") }
+            return x
+        }
+        let hidden = try required("embedding_length")
+        let heads = try required("attention.head_count")
+        let kvHeads = try int("\(arch).attention.head_count_kv") ?? heads
+        guard kvHeads > 0, heads % kvHeads == 0 else {
+            throw FileError(file: path, location: "\(arch).attention.head_count_kv",
+                            "\(kvHeads) key/value heads do not divide \(heads) attention heads")
+        }
+        var vocab = try int("\(arch).vocab_size")
+        if vocab == nil, let tokens = metadata["tokenizer.ggml.tokens"]?.array { vocab = tokens.count }
+        if vocab == nil, let emb = tensorInfos.first(where: { $0.name == "token_embd.weight" }) { vocab = emb.shape[0] }
+        guard let vocabSize = vocab else {
+            throw FileError(file: path, location: "\(arch).vocab_size", "missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
+        }
+        let headDim = try int("\(arch).attention.key_length") ?? (try int("\(arch).rope.dimension_count")) ?? hidden / heads
+        let defaultTheta: Double = arch == "qwen2" ? 1_000_000 : 10_000
+        return GGUFModelConfig(
+            modelType: arch,
+            vocabSize: vocabSize,
+            hiddenSize: hidden,
+            intermediateSize: try required("feed_forward_length"),
+            numHiddenLayers: try required("block_count"),
+            numAttentionHeads: heads,
+            numKeyValueHeads: kvHeads,
+            headDim: headDim,
+            rmsNormEps: try decimal("attention.layer_norm_rms_epsilon", default: 1e-6),
+            ropeTheta: try decimal("rope.freq_base", default: defaultTheta),
+            maxPositionEmbeddings: try required("context_length"),
+            tieWordEmbeddings: !contains("output.weight"),
+            bosTokenId: try int("tokenizer.ggml.bos_token_id"),
+            eosTokenId: try int("tokenizer.ggml.eos_token_id"),
+            padTokenId: try int("tokenizer.ggml.padding_token_id"),
+            attentionBias: contains("blk.0.attn_q.bias"))
+    }
+
+    /// Hugging Face names of the tensors in this file that have one, sorted.
+    public var huggingFaceTensorNames: [String] {
+        tensorInfos.compactMap { GGUFNames.huggingFaceName(for: $0.name) }.sorted()
+    }
+
+    /// The tensor with Hugging Face name `name`, dequantized, with llama's Q/K row permutation
+    /// undone, so that it equals the tensor of the original `transformers` checkpoint.
+    public func huggingFaceTensor(named name: String) throws -> Tensor {
+        let arch = try supportedArchitecture()
+        guard let g = GGUFNames.ggufName(for: name) else {
+            throw FileError(file: path, location: name,
+                            "no GGUF counterpart for this Hugging Face name; known names: \(someNames(huggingFaceTensorNames))")
+        }
+        guard contains(g) else {
+            if g == "output.weight" {
+                throw FileError(file: path, location: name,
+                                "the file has no output.weight: the output head is tied to model.embed_tokens.weight (tie_word_embeddings)")
+            }
+            throw FileError(file: path, location: name, "the file has no tensor \(g); known names: \(someNames(huggingFaceTensorNames))")
+        }
+        let t = try tensor(named: g)
+        guard arch == "llama" else { return t }
+        let isQ = g.hasSuffix(".attn_q.weight") || g.hasSuffix(".attn_q.bias")
+        let isK = g.hasSuffix(".attn_k.weight") || g.hasSuffix(".attn_k.bias")
+        guard isQ || isK else { return t }
+        guard let heads = try int("llama.attention.head_count") else {
+            throw FileError(file: path, location: "llama.attention.head_count", "missing metadata key (needed to un-permute \(g))")
+        }
+        let kvHeads = try int("llama.attention.head_count_kv") ?? heads
+        return try GGUFNames.unpermuteRotaryRows(t, heads: isQ ? heads : kvHeads, name: g, file: path)
+    }
+
+    /// Every tensor under its Hugging Face name (see `huggingFaceTensor(named:)`).
+    public func huggingFaceTensors() throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for name in huggingFaceTensorNames { out[name] = try huggingFaceTensor(named: name) }
+        return out
+    }
+}

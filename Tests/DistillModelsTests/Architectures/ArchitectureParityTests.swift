@@ -1,0 +1,110 @@
+import DistillModels
+import DistillNN
+import DistillTensor
+import Foundation
+import XCTest
+
+/// Qwen2 and Llama checkpoints written by `transformers` (random weights; scripts/
+/// make_architecture_fixtures.py) give the same log-probabilities, hidden states and attention
+/// maps in Distill.
+final class ArchitectureParityTests: XCTestCase {
+    struct Expected: Decodable {
+        struct Sequence: Decodable {
+            var ids: [Int]
+            var token_logprobs: [Float]
+            var last_logits: [Float]
+            var hidden_states: [[Float]]
+            var attention_layer0: [Float]
+        }
+        var sequences: [Sequence]
+    }
+
+    func check(_ name: String) throws {
+        let dir = try fixtureURL("architectures", name)
+        let model = try PretrainedModel.loadDirectory(dir.path)
+        XCTAssertEqual(model.architecture.modelType, name)
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: dir.appendingPathComponent("expected.json")))
+        for seq in expected.sequences {
+            let n = seq.ids.count
+            let out = withoutGradients {
+                model.lm.forward(seq.ids, batch: 1, length: n, outputHiddenStates: true, outputAttentions: true)
+            }
+            let logp = withoutGradients { out.logits.reshaped([n, -1]).logSoftmax() }
+            let v = logp.shape[1]
+            for i in 0..<(n - 1) {
+                XCTAssertEqual(logp.storage.pointer[i * v + seq.ids[i + 1]], seq.token_logprobs[i], accuracy: 1e-4,
+                               "\(name): log-probability of token \(i + 1)")
+            }
+            XCTAssertEqual(out.hiddenStates.count, seq.hidden_states.count)
+            for (l, (h, ref)) in zip(out.hiddenStates, seq.hidden_states).enumerated() {
+                let err = zip(h.scalars, ref).map { abs($0 - $1) }.max()!
+                XCTAssertLessThan(err, 1e-4, "\(name): hidden state \(l)")
+            }
+            let attErr = zip(out.attentions[0].scalars, seq.attention_layer0).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(attErr, 1e-5, "\(name): attention probabilities of layer 0")
+            let last = Array(out.logits.scalars.suffix(v))
+            XCTAssertLessThan(zip(last, seq.last_logits).map { abs($0 - $1) }.max()!, 1e-4)
+        }
+    }
+
+    func testQwen2MatchesTransformers() throws { try check("qwen2") }
+    func testLlamaWithLlama3RopeScalingMatchesTransformers() throws { try check("llama") }
+
+    /// A model saved by Distill loads back with identical outputs (transformers loading the same
+    /// directory is checked by scripts/check_saved_model.py).
+    func testSaveAndReload() throws {
+        let dir = try fixtureURL("architectures", "qwen2")
+        let model = try PretrainedModel.loadDirectory(dir.path)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("distill-save-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        try model.saveDirectory(out.path)
+        let again = try PretrainedModel.loadDirectory(out.path)
+        let ids = [1, 5, 9, 3]
+        let a = withoutGradients { model.lm.forward(ids, batch: 1, length: 4).logits.scalars }
+        let b = withoutGradients { again.lm.forward(ids, batch: 1, length: 4).logits.scalars }
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(again.config.json["architectures"] as? [String], ["Qwen2ForCausalLM"])
+    }
+
+    func testConfigErrorsNameTheKey() throws {
+        XCTAssertThrowsError(try Architecture.named("gpt_neox", source: "x/config.json")) { e in
+            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: llama, qwen2")
+        }
+        let bad = ModelConfig(json: ["model_type": "llama", "hidden_size": 30, "num_attention_heads": 4], source: "c.json")
+        XCTAssertThrowsError(try Architecture.llama.decoderConfig(bad)) { e in
+            XCTAssertTrue("\(e)".contains("num_attention_heads"), "\(e)")
+        }
+        let wrongType = ModelConfig(json: ["model_type": "qwen2", "vocab_size": "many"], source: "c.json")
+        XCTAssertThrowsError(try Architecture.qwen2.decoderConfig(wrongType)) { e in
+            XCTAssertEqual("\(e)", "c.json: vocab_size: expected an integer, found many")
+        }
+        let rope = ModelConfig(json: ["model_type": "llama", "rope_scaling": ["rope_type": "yarn", "factor": 4]], source: "c.json")
+        XCTAssertThrowsError(try Architecture.llama.decoderConfig(rope)) { e in
+            XCTAssertTrue("\(e)".contains("unsupported RoPE scaling 'yarn'"), "\(e)")
+        }
+    }
+
+    func testMissingAndMisshapenTensorsAreNamed() throws {
+        let src = try fixtureURL("architectures", "qwen2")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("distill-bad-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        // config says 3 layers, the weights hold 2
+        var cfg = try ModelConfig(contentsOf: src.appendingPathComponent("config.json"))
+        cfg.json["num_hidden_layers"] = 3
+        try cfg.data().write(to: tmp.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(at: src.appendingPathComponent("model.safetensors"), to: tmp.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try PretrainedModel.loadDirectory(tmp.path)) { e in
+            XCTAssertTrue("\(e)".contains("model.layers.2.") && "\(e)".contains("missing"), "\(e)")
+        }
+        cfg.json["num_hidden_layers"] = 2
+        cfg.json["intermediate_size"] = 50
+        try cfg.data().write(to: tmp.appendingPathComponent("config.json"))
+        XCTAssertThrowsError(try PretrainedModel.loadDirectory(tmp.path)) { e in
+            XCTAssertTrue("\(e)".contains("mlp") && "\(e)".contains("does not match the config"), "\(e)")
+        }
+        XCTAssertThrowsError(try PretrainedModel.loadDirectory(tmp.appendingPathComponent("nope").path)) { e in
+            XCTAssertTrue("\(e)".contains("no such file"), "\(e)")
+        }
+    }
+}
