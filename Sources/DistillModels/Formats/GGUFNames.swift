@@ -242,3 +242,26 @@ extension GGUFFile {
         return out
     }
 }
+
+/// A llama/qwen2 GGUF file seen through Hugging Face names: tensors dequantized and un-permuted,
+/// so a loader written for safetensors checkpoints takes it unchanged (it has the members of the
+/// `WeightSource` protocol).
+public struct GGUFWeights: @unchecked Sendable {
+    public let file: GGUFFile
+    /// Hugging Face names of the tensors present, sorted.
+    public let tensorNames: [String]
+
+    public init(_ file: GGUFFile) throws {
+        _ = try file.supportedArchitecture()
+        self.file = file
+        tensorNames = file.huggingFaceTensorNames
+    }
+
+    public var sourceName: String { file.path }
+
+    public func contains(_ name: String) -> Bool {
+        GGUFNames.ggufName(for: name).map(file.contains) ?? false
+    }
+
+    public func tensor(named name: String) throws -> Tensor { try file.huggingFaceTensor(named: name) }
+}

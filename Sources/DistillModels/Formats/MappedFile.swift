@@ -55,6 +55,9 @@ final class MappedFile: @unchecked Sendable {
     /// A Float32 tensor that reads `count` floats at byte `offset` in place, keeping the mapping
     /// alive; nil when the data is not 4-byte aligned (the caller copies instead).
     func borrowedFloats(at offset: Int, shape: [Int], count: Int) -> Tensor? {
+        #if _endian(big)
+        return nil
+        #endif
         guard let base, count > 0, (Int(bitPattern: base) + offset) % MemoryLayout<Float>.alignment == 0 else { return nil }
         let p = (base + offset).bindMemory(to: Float.self, capacity: count)
         let storage = Storage(borrowing: p, count: count, release: { withExtendedLifetime(self) {} })

@@ -28,27 +28,6 @@ public enum SafetensorsDType: String, CaseIterable, Sendable {
 
     /// Whether `SafetensorsFile.tensor(named:)` converts this type to Float32.
     public var isFloatConvertible: Bool { [.f16, .bf16, .f32, .f64].contains(self) }
-
-    /// Order used when writing: larger alignment first, as the reference implementation sorts.
-    var writeRank: Int {
-        switch self {
-        case .f64: return 0
-        case .i64: return 1
-        case .u64: return 2
-        case .f32: return 3
-        case .i32: return 4
-        case .u32: return 5
-        case .bf16: return 6
-        case .f16: return 7
-        case .i16: return 8
-        case .u16: return 9
-        case .f8e5m2: return 10
-        case .f8e4m3: return 11
-        case .i8: return 12
-        case .u8: return 13
-        case .bool: return 14
-        }
-    }
 }
 
 /// One tensor's entry in a safetensors header.
@@ -130,7 +109,8 @@ public final class SafetensorsFile: @unchecked Sendable {
 
         let dataSize = file.size - dataStart
         var infos: [String: SafetensorsTensorInfo] = [:]
-        for (name, entry) in header where name != "__metadata__" {
+        for name in header.keys.sorted() where name != "__metadata__" {   // sorted: errors are reproducible
+            let entry = header[name]!
             guard let e = entry as? [String: Any] else { throw failAt(name, "expected an object with dtype, shape and data_offsets") }
             guard let dtypeName = e["dtype"] as? String else { throw failAt(name, "missing or non-string \"dtype\"") }
             guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
@@ -186,9 +166,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         switch info.dtype {
         case .f32:
             if let t = file.borrowedFloats(at: offset, shape: info.shape, count: count) { return t }
-            let out = Tensor(uninitializedShape: info.shape)
-            if count > 0 { UnsafeMutableRawPointer(out.storage.pointer).copyMemory(from: src.baseAddress!, byteCount: count * 4) }
-            return out
+            fallthrough   // unaligned (or big-endian host): convert
         case .f16, .bf16, .f64:
             let out = Tensor(uninitializedShape: info.shape)
             if count > 0 { convertToFloat(src.baseAddress!, dtype: info.dtype, count: count, into: out.storage.pointer) }

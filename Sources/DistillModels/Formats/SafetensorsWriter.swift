@@ -164,7 +164,7 @@ extension SafetensorsWriter {
 
 // MARK: - Atomic file output
 
-/// A buffered output file that errors name the file.
+/// A buffered output file; errors name `path`, the file being replaced (not the temporary file).
 final class OutputFile {
     let path: String
     let fd: Int32
@@ -172,10 +172,12 @@ final class OutputFile {
     private var closed = false
     private static let bufferSize = 1 << 20
 
-    init(path: String) throws {
+    init(temporaryPath: String, path: String) throws {
         self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw FileError(file: path, "cannot create: \(String(cString: strerror(errno)))") }
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else {
+            throw FileError(file: path, "cannot create \(temporaryPath): \(String(cString: strerror(errno)))")
+        }
         buffer.reserveCapacity(Self.bufferSize)
     }
 
@@ -271,7 +273,7 @@ func writeAtomically(to path: String, _ body: (OutputFile) throws -> Void) throw
     let url = URL(fileURLWithPath: path)
     let tmp = url.deletingLastPathComponent()
         .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-    let out = try OutputFile(path: tmp)
+    let out = try OutputFile(temporaryPath: tmp, path: path)
     do {
         try body(out)
         try out.finish()

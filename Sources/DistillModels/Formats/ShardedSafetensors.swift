@@ -40,7 +40,7 @@ public final class ShardedSafetensors: @unchecked Sendable {
                 throw FileError(file: path, location: "weight_map", "missing or not an object of tensor name → file name")
             }
             var weightMap: [String: String] = [:]
-            for (name, v) in map {
+            for (name, v) in map.sorted(by: { $0.key < $1.key }) {   // deterministic: the first bad name
                 guard let f = v as? String else { throw FileError(file: path, location: "weight_map.\(name)", "expected a file name, found \(v)") }
                 guard !f.contains("/"), !f.isEmpty, f != ".", f != ".." else {
                     throw FileError(file: path, location: "weight_map.\(name)", "'\(f)' is not a file name in the checkpoint directory")
@@ -57,7 +57,7 @@ public final class ShardedSafetensors: @unchecked Sendable {
                 }
                 shards[f] = try SafetensorsFile(path: shardPath)
             }
-            for (name, f) in weightMap where !shards[f]!.contains(name) {
+            for (name, f) in weightMap.sorted(by: { $0.key < $1.key }) where !shards[f]!.contains(name) {
                 throw FileError(file: shards[f]!.path, location: name,
                                 "listed in \(Self.indexName) but not in this shard, which holds \(someNames(shards[f]!.tensorNames))")
             }
