@@ -13,14 +13,57 @@ public final class PretrainedModel {
     public let path: String
     /// generation_config.json, when present.
     public var generationConfig: [String: Any]
+    /// The tokenizer (tokenizer.json, or the GGUF's embedded one), when the model has one.
+    public var tokenizer: Tokenizer?
+    /// The model's chat template, when it has one.
+    public var chatTemplate: ChatTemplate?
 
     public init(architecture: Architecture, config: ModelConfig, lm: TransformerLM, path: String,
-                generationConfig: [String: Any] = [:]) {
+                generationConfig: [String: Any] = [:], tokenizer: Tokenizer? = nil, chatTemplate: ChatTemplate? = nil) {
         self.architecture = architecture
         self.config = config
         self.lm = lm
         self.path = path
         self.generationConfig = generationConfig
+        self.tokenizer = tokenizer
+        self.chatTemplate = chatTemplate
+    }
+
+    /// Loads a Hugging Face directory or a `.gguf` file.
+    public static func load(_ path: String) throws -> PretrainedModel {
+        path.lowercased().hasSuffix(".gguf") ? try loadGGUF(path) : try loadDirectory(path)
+    }
+
+    /// Loads a GGUF file (llama or qwen2): weights dequantized to Float32 in Hugging Face layout,
+    /// config from the metadata, the embedded tokenizer and chat template.
+    public static func loadGGUF(_ path: String) throws -> PretrainedModel {
+        guard FileManager.default.fileExists(atPath: path) else { throw FileError(file: path, "no such file") }
+        let file = try GGUFFile(path: path)
+        let config = ModelConfig(json: try file.huggingFaceConfig().json, source: path)
+        let arch = try Architecture.named(config.modelType, source: path)
+        let decoder = try arch.decoderConfig(config)
+        let lm = TransformerLM(decoder, initialize: false)
+        try loadWeights(into: lm, from: try GGUFWeights(file), tiedOutput: decoder.tieEmbeddings)
+        let tokenizer = try Tokenizer(gguf: file)
+        let template = file.metadata["tokenizer.chat_template"] == nil ? nil : try ChatTemplate(gguf: file)
+        var generation: [String: Any] = [:]
+        if let bos = tokenizer.bosTokenId { generation["bos_token_id"] = bos }
+        if !tokenizer.eosTokenIds.isEmpty { generation["eos_token_id"] = tokenizer.eosTokenIds }
+        return PretrainedModel(architecture: arch, config: config, lm: lm, path: path, generationConfig: generation,
+                               tokenizer: tokenizer, chatTemplate: template)
+    }
+
+    /// Renders `messages` with the model's chat template (BOS/EOS strings from the tokenizer).
+    public func applyChatTemplate(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws -> String {
+        guard let chatTemplate else { throw FileError(file: path, location: "chat_template", "the model has no chat template") }
+        return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt,
+                                       bosToken: tokenizer?.bosToken, eosToken: tokenizer?.eosToken)
+    }
+
+    /// The tokenizer, or an error saying the model has none.
+    public func requireTokenizer() throws -> Tokenizer {
+        guard let tokenizer else { throw FileError(file: path, "the model has no tokenizer (tokenizer.json missing)") }
+        return tokenizer
     }
 
     /// Loads a Hugging Face model directory (config.json + model.safetensors or sharded
@@ -45,14 +88,25 @@ public final class PretrainedModel {
             }
             generation = obj
         }
-        return PretrainedModel(architecture: arch, config: config, lm: lm, path: path, generationConfig: generation)
+        var tokenizer: Tokenizer? = nil
+        var template: ChatTemplate? = nil
+        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path) {
+            let tok = try Tokenizer(directory: dir)
+            tokenizer = tok
+            if let source = tok.chatTemplate {
+                template = try ChatTemplate(source: source, file: dir.appendingPathComponent("tokenizer_config.json").path)
+            }
+        }
+        return PretrainedModel(architecture: arch, config: config, lm: lm, path: path, generationConfig: generation,
+                               tokenizer: tokenizer, chatTemplate: template)
     }
 
-    /// End-of-sequence ids: generation_config.json's, else config.json's.
+    /// End-of-sequence ids: generation_config.json's, else config.json's, else the tokenizer's.
     public var eosTokenIds: [Int] {
         let g = ModelConfig(json: generationConfig, source: "generation_config.json")
         if let ids = try? g.ints("eos_token_id"), !ids.isEmpty { return ids }
-        return (try? config.ints("eos_token_id")) ?? []
+        if let ids = try? config.ints("eos_token_id"), !ids.isEmpty { return ids }
+        return tokenizer?.eosTokenIds ?? []
     }
 
     /// Writes a Hugging Face directory that `transformers` loads: config.json (with
@@ -79,6 +133,15 @@ public final class PretrainedModel {
         }
         try atomicWrite(try JSONSerialization.data(withJSONObject: gen, options: [.prettyPrinted, .sortedKeys]),
                         to: dir.appendingPathComponent("generation_config.json"))
+        // Tokenizer files travel with a model loaded from a directory.
+        let src = URL(fileURLWithPath: self.path)
+        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"] {
+            let from = src.appendingPathComponent(name), to = dir.appendingPathComponent(name)
+            guard from.standardizedFileURL != to.standardizedFileURL,
+                  FileManager.default.fileExists(atPath: from.path) else { continue }
+            try? FileManager.default.removeItem(at: to)
+            try FileManager.default.copyItem(at: from, to: to)
+        }
     }
 }
 

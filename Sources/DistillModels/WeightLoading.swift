@@ -15,6 +15,8 @@ extension ShardedSafetensors: WeightSource {
     public var sourceName: String { directory }
 }
 
+extension GGUFWeights: WeightSource {}
+
 /// Fills every parameter of `model` from `source` by its dotted name. A missing tensor or a shape
 /// that differs from the config is an error naming the tensor; so is a tensor the model does not
 /// have (a config that does not match its checkpoint), except buffers `transformers` also ignores.

@@ -43,6 +43,26 @@ extension Tensor {
     }
 }
 
+extension Tensor {
+    /// A scalar `value` whose gradients with respect to `inputs` the caller has already computed
+    /// (`gradients[i]` is ∂value/∂inputs[i], shaped like `inputs[i]`). The backward pass hands
+    /// each stored gradient, scaled by the gradient flowing into the result, to its input. This is
+    /// the hook for fused ops that do their own forward and backward at once — a chunked loss that
+    /// must not leave `[positions, vocab]` logits on the tape. When recording is off, or no input
+    /// requires a gradient, the result is `value` without a record.
+    public static func withPrecomputedGradients(of value: Tensor, inputs: [Tensor], gradients: [Tensor]) -> Tensor {
+        precondition(value.count == 1, "withPrecomputedGradients: value must be a scalar, got shape \(value.shape)")
+        precondition(inputs.count == gradients.count,
+                     "withPrecomputedGradients: \(gradients.count) gradients for \(inputs.count) inputs")
+        for (x, g) in zip(inputs, gradients) {
+            precondition(x.shape == g.shape,
+                         "withPrecomputedGradients: gradient of shape \(g.shape) for input of shape \(x.shape)")
+        }
+        let plain = Tensor(shape: value.shape, storage: value.storage)
+        return plain.recorded(.precomputed(gradients: gradients.map { $0.detached() }), inputs)
+    }
+}
+
 /// Gradients of `output` with respect to each tensor in `wrt` (leaves or intermediate results).
 /// `seed` is the gradient flowing into `output`; by default ones (so a non-scalar output is
 /// treated as summed). A tensor that `output` does not depend on gets zeros.

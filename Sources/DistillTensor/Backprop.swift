@@ -25,6 +25,9 @@ enum Op {
     case attention(scale: Float, probs: Tensor)
     case crossEntropy(targets: [Int], ignoreIndex: Int, smoothing: Float, logSumExp: [Float], count: Int)
     case dropout(mask: Tensor)
+    /// A scalar whose gradients with respect to its inputs were computed by the caller
+    /// (`Tensor.withPrecomputedGradients`): fused losses that run their own backward pass.
+    case precomputed(gradients: [Tensor])
 
     var name: String {
         switch self {
@@ -138,5 +141,13 @@ func backward(_ node: Node, _ g: Tensor) -> [Tensor?] {
 
     case .dropout(let mask):
         return [g * mask]
+
+    case .precomputed(let stored):
+        // L = s·f(x) with ∂f/∂x given: ∂L/∂x = s·stored (no copy when s = 1, the usual seed).
+        let s = g.item
+        return zip(x, stored).map { input, grad in
+            guard input.requiresGrad else { return nil }
+            return s == 1 ? grad : grad * s
+        }
     }
 }

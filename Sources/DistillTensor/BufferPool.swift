@@ -11,6 +11,8 @@ public final class BufferPool: @unchecked Sendable {
     static let minimumBytes = 64 << 10
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var cachedBytes = 0
+    private var live = 0
+    private var peak = 0
     private let lock = NSLock()
 
     init() {
@@ -21,9 +23,22 @@ public final class BufferPool: @unchecked Sendable {
     /// Bytes currently held for reuse.
     public var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return cachedBytes }
 
+    /// Bytes of tensor storage of 64 KiB and more currently in use (handed out and not yet given
+    /// back), whether fresh or reused. Smaller buffers are not counted (they are not worth a lock).
+    public var liveBytes: Int { lock.lock(); defer { lock.unlock() }; return live }
+
+    /// The most `liveBytes` has been since the last `resetPeak()`: the peak tensor memory of a
+    /// computation, independent of what the pool or the C allocator keep cached.
+    public var peakLiveBytes: Int { lock.lock(); defer { lock.unlock() }; return peak }
+
+    /// Starts a new peak measurement at the current `liveBytes`.
+    public func resetPeak() { lock.lock(); peak = live; lock.unlock() }
+
     func take(byteCount: Int) -> UnsafeMutableRawPointer {
         if byteCount >= Self.minimumBytes {
             lock.lock()
+            live += byteCount
+            if live > peak { peak = live }
             if let p = free[byteCount]?.popLast() {
                 cachedBytes -= byteCount
                 lock.unlock()
@@ -37,6 +52,7 @@ public final class BufferPool: @unchecked Sendable {
     func give(_ p: UnsafeMutableRawPointer, byteCount: Int) {
         if byteCount >= Self.minimumBytes {
             lock.lock()
+            live -= byteCount
             if cachedBytes + byteCount <= limitBytes {
                 free[byteCount, default: []].append(p)
                 cachedBytes += byteCount

@@ -1,0 +1,74 @@
+import DistillTensor
+import Foundation
+
+/// Per-token log-probabilities of a text under a model (`distill score`).
+public struct TextScore: Codable, Sendable {
+    public var ids: [Int]
+    /// log p(ids[i] | ids[..<i]) for i ≥ 1: one per token after the first.
+    public var tokenLogprobs: [Float]
+    /// Mean negative log-likelihood per scored token.
+    public var nll: Double
+    public var perplexity: Double
+
+    enum CodingKeys: String, CodingKey {
+        case ids, tokenLogprobs = "token_logprobs", nll, perplexity
+    }
+}
+
+extension PretrainedModel {
+    /// Scores `ids` (at least two tokens) in one forward pass.
+    public func score(ids: [Int]) throws -> TextScore {
+        guard ids.count >= 2 else {
+            throw GenerationError.invalidParameter("scoring needs at least two tokens, got \(ids.count)")
+        }
+        if let bad = ids.first(where: { $0 < 0 || $0 >= lm.config.vocabSize }) {
+            throw GenerationError.invalidParameter("token id \(bad) is outside the vocabulary of \(lm.config.vocabSize)")
+        }
+        let n = ids.count
+        let logp = withoutGradients { lm.forward(ids, batch: 1, length: n).logits.reshaped([n, -1]).logSoftmax() }
+        let v = logp.shape[1]
+        let lps = (0..<(n - 1)).map { logp.storage.pointer[$0 * v + ids[$0 + 1]] }
+        let nll = -lps.reduce(0.0) { $0 + Double($1) } / Double(lps.count)
+        return TextScore(ids: ids, tokenLogprobs: lps, nll: nll, perplexity: Foundation.exp(nll))
+    }
+
+    /// Tokenizes `text` as the tokenizer does by default (BOS only if it adds one) and scores it.
+    public func score(text: String) throws -> TextScore {
+        try score(ids: try requireTokenizer().encode(text))
+    }
+}
+
+/// What `distill inspect` reports about a model.
+public struct ModelSummary: Codable, Sendable {
+    public var path: String
+    public var architecture: String
+    public var layers, hidden, heads, kvHeads, headDim, intermediate, vocabSize: Int
+    public var ropeTheta: Float
+    public var tiedEmbeddings: Bool
+    public var parameters: Int
+    /// Tensor types in the file, with counts (e.g. "Q4_1": 210).
+    public var storedTypes: [String: Int]
+    public var tokenizer: String?
+    public var bosToken: String?
+    public var eosTokens: [String]
+    public var chatTemplate: String?
+}
+
+extension PretrainedModel {
+    public func summary() throws -> ModelSummary {
+        let c = lm.config
+        var types: [String: Int] = [:]
+        if path.lowercased().hasSuffix(".gguf") {
+            for info in try GGUFFile(path: path).tensorInfos { types[info.type.name, default: 0] += 1 }
+        } else {
+            let st = try ShardedSafetensors(directory: path)
+            for name in st.tensorNames { types[try st.info(named: name).dtype.rawValue, default: 0] += 1 }
+        }
+        let tok = tokenizer.map { "byte-level BPE, \($0.vocabSize) tokens, \($0.mergeCount) merges, fingerprint \($0.fingerprint)" }
+        return ModelSummary(path: path, architecture: architecture.modelType, layers: c.layers, hidden: c.hidden, heads: c.heads,
+                            kvHeads: c.kvHeads, headDim: c.headDim, intermediate: c.intermediate, vocabSize: c.vocabSize,
+                            ropeTheta: c.ropeTheta, tiedEmbeddings: c.tieEmbeddings, parameters: lm.parameterCount,
+                            storedTypes: types, tokenizer: tok, bosToken: tokenizer?.bosToken,
+                            eosTokens: eosTokenIds.compactMap { tokenizer?.token(for: $0) }, chatTemplate: chatTemplate?.source)
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import DistillModels
+import Foundation
+
+/// Loads MODEL (a Hugging Face directory or a .gguf file), turning errors into a clean message.
+func loadModel(_ path: String) throws -> PretrainedModel {
+    do { return try PretrainedModel.load(path) } catch { throw CleanExit.message("error: \(error)") }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(data: try enc.encode(value), encoding: .utf8)!)
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Architecture, sizes, parameter count, stored types, tokenizer and chat template of a model.")
+
+    @Argument(help: "A Hugging Face model directory or a .gguf file.") var model: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let m = try loadModel(model)
+        let s = try m.summary()
+        if json { try printJSON(s); return }
+        print("""
+        model:          \(s.path)
+        architecture:   \(s.architecture) (\(m.architecture.className))
+        layers:         \(s.layers)
+        hidden:         \(s.hidden) (intermediate \(s.intermediate))
+        heads:          \(s.heads) query, \(s.kvHeads) key/value, head dim \(s.headDim)
+        vocabulary:     \(s.vocabSize)
+        rope theta:     \(s.ropeTheta)
+        tied embedding: \(s.tiedEmbeddings)
+        parameters:     \(s.parameters) (\(String(format: "%.1f", Double(s.parameters) / 1e6))M)
+        stored types:   \(s.storedTypes.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
+        tokenizer:      \(s.tokenizer ?? "none")
+        special tokens: bos \(s.bosToken ?? "none"), eos \(s.eosTokens.isEmpty ? "none" : s.eosTokens.joined(separator: " "))
+        chat template:  \(s.chatTemplate.map { "\($0.count) characters" } ?? "none")
+        """)
+    }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Prints the token ids of a text as a JSON array.")
+
+    @Option(help: "A Hugging Face model directory, a tokenizer directory or a .gguf file.") var model: String
+    @Option(help: "The text to tokenize.") var text: String
+    @Flag(help: "Do not add the special tokens (BOS/EOS) the tokenizer adds by default.") var noSpecialTokens = false
+
+    func run() throws {
+        let tok: Tokenizer
+        do {
+            if model.lowercased().hasSuffix(".gguf") { tok = try Tokenizer(gguf: try GGUFFile(path: model)) }
+            else { tok = try Tokenizer(directory: URL(fileURLWithPath: model)) }
+        } catch { throw CleanExit.message("error: \(error)") }
+        let ids = tok.encode(text, addSpecialTokens: !noSpecialTokens)
+        print("[" + ids.map(String.init).joined(separator: ", ") + "]")
+    }
+}
+
+struct Score: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Per-token log-probabilities of a text under a model, with mean NLL and perplexity.")
+
+    @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
+    @Option(help: "The text to score.") var text: String?
+    @Option(help: "A UTF-8 file holding the text to score.") var textFile: String?
+    @Flag(help: "Print a JSON object with ids, token_logprobs, nll and perplexity.") var json = false
+
+    func validate() throws {
+        guard (text == nil) != (textFile == nil) else { throw ValidationError("give exactly one of --text and --text-file") }
+    }
+
+    func run() throws {
+        let input: String
+        if let textFile {
+            guard let data = FileManager.default.contents(atPath: textFile) else { throw CleanExit.message("error: \(textFile): cannot read the file") }
+            guard let s = String(data: data, encoding: .utf8) else { throw CleanExit.message("error: \(textFile): not valid UTF-8 text") }
+            input = s
+        } else { input = text! }
+        let m = try loadModel(model)
+        let s: TextScore
+        do { s = try m.score(text: input) } catch { throw CleanExit.message("error: \(error)") }
+        if json { try printJSON(s); return }
+        let tok = m.tokenizer!
+        for (i, lp) in s.tokenLogprobs.enumerated() {
+            let piece = tok.decode([s.ids[i + 1]]).debugDescription
+            print(pad(piece, 24) + String(format: "%10.4f", lp))
+        }
+        print(String(format: "tokens scored: %d   mean NLL: %.4f   perplexity: %.3f", s.tokenLogprobs.count, s.nll, s.perplexity))
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generates text from a prompt (temperature 0 is greedy).")
+
+    @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
+    @Option(help: "The prompt.") var prompt: String
+    @Flag(help: "Wrap the prompt as a user turn in the model's chat template.") var chat = false
+    @Option(help: "Most tokens to generate.") var maxTokens = 256
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.7
+    @Option(help: "Nucleus sampling mass.") var topP: Float = 1
+    @Option(help: "Keep the k most likely tokens (0: off).") var topK = 0
+    @Option(help: "Minimum probability relative to the top token (0: off).") var minP: Float = 0
+    @Option(help: "Repetition penalty (1: off).") var repetitionPenalty: Float = 1
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .short, help: "Number of samples.") var n = 1
+    @Option(help: "Stop when this text appears (repeatable).") var stop: [String] = []
+
+    func run() throws {
+        let m = try loadModel(model)
+        let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
+                                          repetitionPenalty: repetitionPenalty, seed: seed)
+        let request = TextGenerationRequest(prompt: prompt, chat: chat,
+                                            options: GenerationOptions(maxTokens: maxTokens, sampling: sampling, n: n, stopStrings: stop))
+        do {
+            if n == 1 {
+                // Stream the single sample as it is generated.
+                let out = try m.generate(request) { _, piece in
+                    FileHandle.standardOutput.write(piece.data(using: .utf8)!)
+                }
+                // Whatever a stop string cut, the streamed text may run past it; end the line.
+                _ = out
+                print("")
+            } else {
+                for (i, c) in try m.generate(request).enumerated() {
+                    print("--- sample \(i + 1) (\(c.finishReason.rawValue)) ---")
+                    print(c.text)
+                }
+            }
+        } catch { throw CleanExit.message("error: \(error)") }
+    }
+}
