@@ -22,13 +22,14 @@ extension Tensor {
                         let x = px + row * v
                         var m = -Float.infinity
                         for j in 0..<v where x[j] > m { m = x[j] }
-                        var s: Float = 0, sumShifted: Float = 0
-                        for j in 0..<v { let d = x[j] - m; s += Foundation.exp(d); sumShifted += d }
-                        let logS = Foundation.log(s)
+                        // Sums in Double: small terms must not vanish below the sum's last digit.
+                        var s: Double = 0, sumShifted: Double = 0
+                        for j in 0..<v { let d = x[j] - m; s += Double(Foundation.exp(d)); sumShifted += Double(d) }
+                        let logS = Float(Foundation.log(s))
                         pl[row] = m + logS
                         // −log p_t = (m − x_t) + log s: no rounding of m + log s at large logits.
                         let nll = (m - x[targets[row]]) + logS
-                        let smooth = logS - sumShifted / Float(v)    // mean_j(−log p_j)
+                        let smooth = logS - Float(sumShifted / Double(v))    // mean_j(−log p_j)
                         plo[row] = Double((1 - eps) * nll + eps * smooth)
                     }
                 }

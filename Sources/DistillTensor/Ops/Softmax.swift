@@ -9,10 +9,13 @@ func softmaxRows(_ px: UnsafePointer<Float>, _ po: UnsafeMutablePointer<Float>, 
             var m = -Float.infinity
             for j in 0..<n where x[j] > m { m = x[j] }
             if !m.isFinite { m = 0 }
-            var s: Float = 0
-            for j in 0..<n { let e = Foundation.exp(x[j] - m); y[j] = e; s += e }
+            // Σ exp in Double: over a large vocabulary most terms are far below the sum's last
+            // Float digit and would be dropped (a bias of ~1e-4 in log-probabilities at 49k tokens).
+            var sd: Double = 0
+            for j in 0..<n { let e = Foundation.exp(x[j] - m); y[j] = e; sd += Double(e) }
+            let s = Float(sd)
             if log {
-                let logS = Foundation.log(s)
+                let logS = Float(Foundation.log(sd))
                 for j in 0..<n { y[j] = (x[j] - m) - logS }   // not x − (m + log s): keeps digits for large x
             } else {
                 let inv = 1 / s
