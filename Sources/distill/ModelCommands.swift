@@ -4,7 +4,7 @@ import Foundation
 
 /// Loads MODEL (a Hugging Face directory or a .gguf file), turning errors into a clean message.
 func loadModel(_ path: String) throws -> PretrainedModel {
-    do { return try PretrainedModel.load(path) } catch { throw CleanExit.message("error: \(error)") }
+    do { return try PretrainedModel.load(path) } catch { throw CLIError("\(error)") }
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {
@@ -54,7 +54,7 @@ struct Tokenize: ParsableCommand {
         do {
             if model.lowercased().hasSuffix(".gguf") { tok = try Tokenizer(gguf: try GGUFFile(path: model)) }
             else { tok = try Tokenizer(directory: URL(fileURLWithPath: model)) }
-        } catch { throw CleanExit.message("error: \(error)") }
+        } catch { throw CLIError("\(error)") }
         let ids = tok.encode(text, addSpecialTokens: !noSpecialTokens)
         print("[" + ids.map(String.init).joined(separator: ", ") + "]")
     }
@@ -76,13 +76,13 @@ struct Score: ParsableCommand {
     func run() throws {
         let input: String
         if let textFile {
-            guard let data = FileManager.default.contents(atPath: textFile) else { throw CleanExit.message("error: \(textFile): cannot read the file") }
-            guard let s = String(data: data, encoding: .utf8) else { throw CleanExit.message("error: \(textFile): not valid UTF-8 text") }
+            guard let data = FileManager.default.contents(atPath: textFile) else { throw CLIError("\(textFile): cannot read the file") }
+            guard let s = String(data: data, encoding: .utf8) else { throw CLIError("\(textFile): not valid UTF-8 text") }
             input = s
         } else { input = text! }
         let m = try loadModel(model)
         let s: TextScore
-        do { s = try m.score(text: input) } catch { throw CleanExit.message("error: \(error)") }
+        do { s = try m.score(text: input) } catch { throw CLIError("\(error)") }
         if json { try printJSON(s); return }
         let tok = m.tokenizer!
         for (i, lp) in s.tokenLogprobs.enumerated() {
@@ -130,6 +130,12 @@ struct Generate: ParsableCommand {
                     print(c.text)
                 }
             }
-        } catch { throw CleanExit.message("error: \(error)") }
+        } catch { throw CLIError("\(error)") }
     }
+}
+
+/// A failure to report to the user (printed as "Error: …", exit status 1).
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ message: String) { description = message }
 }
