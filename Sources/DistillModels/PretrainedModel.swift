@@ -119,7 +119,7 @@ public final class PretrainedModel {
         var cfg = config
         cfg.json["architectures"] = [architecture.className]
         cfg.json["model_type"] = architecture.modelType
-        cfg.json["torch_dtype"] = ["f32": "float32", "f16": "float16", "bf16": "bfloat16"][dtype.rawValue] ?? "float32"
+        cfg.json["torch_dtype"] = ["F32": "float32", "F16": "float16", "BF16": "bfloat16"][dtype.rawValue] ?? "float32"
         try atomicWrite(try cfg.data(), to: dir.appendingPathComponent("config.json"))
         var tensors: [String: Tensor] = [:]
         for (name, p) in lm.namedParameters() { tensors[name] = p.value.detached() }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DistillModels
 import DistillNN
 import DistillTensor
 import Foundation
@@ -6,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (speed is measured here, never by tests).",
-        subcommands: [Ops.self, LossMemory.self])
+        subcommands: [Ops.self, GenerateBench.self, LossMemory.self])
 }
 
 extension Bench {
@@ -76,3 +77,37 @@ extension Bench {
 
 func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count) }
 func f1(_ x: Double) -> String { String(format: "%.1f", x) }
+
+extension Bench {
+    struct GenerateBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "generate",
+            abstract: "Prompt and decode tokens/s of a model (greedy, random prompt ids).")
+
+        @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
+        @Option(help: "Prompt length in tokens.") var promptTokens = 40
+        @Option(help: "Tokens to generate.") var newTokens = 128
+        @Option(help: "Comma-separated batch sizes.") var batch = "1,8"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let batches = try batch.split(separator: ",").map { s -> Int in
+                guard let b = Int(s), b > 0 else { throw ValidationError("--batch: '\(s)' is not a positive integer") }
+                return b
+            }
+            guard promptTokens > 0, newTokens > 1 else { throw ValidationError("--prompt-tokens must be > 0 and --new-tokens > 1") }
+            let m = try loadModel(model)
+            var results: [GenerationBenchmark.Result] = []
+            if !json { print("model: \(model); threads: \(Threads.count); GEMM: \(Gemm.backend.rawValue)") }
+            for b in batches {
+                let r = try GenerationBenchmark.run(model: m, promptTokens: promptTokens, newTokens: newTokens, batch: b)
+                results.append(r)
+                if !json {
+                    print("batch \(b): prompt \(f1(r.promptTokensPerSecond)) tokens/s, decode \(f1(r.decodeTokensPerSecond)) tokens/s"
+                          + " (\(promptTokens)-token prompt, \(newTokens) new tokens)")
+                }
+            }
+            if json { try printJSON(results) }
+        }
+    }
+}

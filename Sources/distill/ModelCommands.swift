@@ -139,3 +139,21 @@ struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ message: String) { description = message }
 }
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Writes a model as a Hugging Face directory (config.json, safetensors, generation_config.json; tokenizer files when the source has them).")
+
+    @Argument(help: "A Hugging Face model directory or a .gguf file.") var model: String
+    @Option(help: "Output directory.") var out: String
+    @Option(help: "Stored type: f32, f16 or bf16.") var dtype = "f32"
+
+    func run() throws {
+        guard let stored = SafetensorsWriter.StoredType(rawValue: dtype.uppercased()) else {
+            throw ValidationError("--dtype must be f32, f16 or bf16, got '\(dtype)'")
+        }
+        let m = try loadModel(model)
+        do { try m.saveDirectory(out, dtype: stored) } catch { throw CLIError("\(error)") }
+        print("wrote \(out) (\(m.architecture.className), \(m.lm.parameterCount) parameters, \(dtype))")
+    }
+}
