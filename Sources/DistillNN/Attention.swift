@@ -10,6 +10,10 @@ public final class Attention: Module {
     public let heads: Int
     public let kvHeads: Int
     public let headDim: Int
+    /// Prefix tuning (LoRA.swift): trainable keys and values [kvHeads, P, headDim] placed before
+    /// the cached and current ones and visible to every query; nil when not attached.
+    public internal(set) var prefixKeys: Parameter?
+    public internal(set) var prefixValues: Parameter?
 
     /// `qkvBias` puts biases on the q/k/v projections (Qwen2); the output projection has none.
     public init(hidden: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, qkvBias: Bool = false,
@@ -38,6 +42,18 @@ public final class Attention: Module {
         var k = kProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
         var v = vProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2)
         if let cache { (k, v) = cache.append(keys: k, values: v) }   // (B, Hkv, S, D)
+        var mask = mask
+        if let pk = prefixKeys?.value, let pv = prefixValues?.value, pk.shape[1] > 0 {
+            // (Hkv, P, D) -> (1, Hkv, P, D) -> (B, Hkv, P, D); keys become (B, Hkv, P + S, D).
+            // The causal rule (query i sees keys j ≤ i + keys − T) then shows every prefix key.
+            let p = pk.shape[1]
+            k = concat([pk.unsqueezed(0).broadcast(to: [b, kvHeads, p, headDim]), k], axis: 2)
+            v = concat([pv.unsqueezed(0).broadcast(to: [b, kvHeads, p, headDim]), v], axis: 2)
+            if let m = mask, let last = m.shape.last, last != 1 {
+                // A mask over the S real keys gets P always-visible (0) columns in front.
+                mask = concat([Tensor(zeros: Array(m.shape.dropLast()) + [p]), m], axis: -1)
+            }
+        }
         let out: Tensor, probs: Tensor?
         if returnProbabilities {
             (out, probs) = attentionWithProbabilities(query: q, key: k, value: v, mask: mask, causal: causal)

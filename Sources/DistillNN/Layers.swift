@@ -4,6 +4,16 @@ import DistillTensor
 public final class Linear: Module {
     public let weight: Parameter
     public let bias: Parameter?
+    /// LoRA adapter (LoRA.swift), nil unless attached: A [r, in], B [out, r], named as PEFT names
+    /// them (`q_proj.lora_A.weight`, `q_proj.lora_B.weight`).
+    public internal(set) var loraA: Linear?
+    public internal(set) var loraB: Linear?
+    public internal(set) var loraDropout: Dropout?
+    /// alpha / r, and whether B·A has been added into `weight` (then the adapter path is skipped).
+    public internal(set) var loraScale: Float = 0
+    public internal(set) var loraMerged = false
+
+    public override var keyOverrides: [String: String] { ["loraA": "lora_A", "loraB": "lora_B"] }
 
     /// PyTorch's default initialisation: U(−1/√in, 1/√in) for weight and bias.
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) {
@@ -24,7 +34,11 @@ public final class Linear: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear: input \(x.shape) does not end in \(inFeatures)")
         let y = x.matmul(weight.value, transB: true)
-        return bias.map { y + $0.value } ?? y
+        let base = bias.map { y + $0.value } ?? y
+        guard let a = loraA, let b = loraB, !loraMerged else { return base }
+        // y = base(x) + (alpha/r)·B(A(dropout(x)))
+        let drop = loraDropout.map { $0(x) } ?? x
+        return base + loraScale * b(a(drop))
     }
 }
 

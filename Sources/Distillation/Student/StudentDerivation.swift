@@ -1,0 +1,199 @@
+import DistillModels
+import DistillNN
+import DistillTensor
+import Foundation
+
+// Student derivation: a smaller model of the teacher's architecture, with the teacher's
+// tokenizer and vocabulary, initialised from the teacher where the widths allow it.
+//
+// When hidden size, heads, key/value heads, head dimension and intermediate size all equal the
+// teacher's, the student is the teacher with fewer layers (DistilBERT's recipe): embedding,
+// final norm and untied output head are copied, and student layer i copies teacher layer
+//     j(i) = round(i·(L_t − 1)/(L_s − 1))   (rounded half away from zero; j(0) = 0 when L_s = 1),
+// a uniform pick that keeps the first and last layers (L_t = 24, L_s = 4 → 0, 8, 15, 23).
+// Otherwise every weight is drawn as `transformers`' `_init_weights` does: linear weights and
+// embeddings N(0, initializer_range²) (config's `initializer_range`, default 0.02), biases 0,
+// norm weights 1.
+
+/// The student's shape (`distill student` options).
+public struct StudentOptions: Equatable, Sendable {
+    public var layers: Int
+    public var hidden: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var intermediate: Int
+    /// Seed of the random initialisation (unused when the weights are copied).
+    public var seed: UInt64
+
+    public init(layers: Int, hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, seed: UInt64 = 0) {
+        self.layers = layers
+        self.hidden = hidden
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.intermediate = intermediate
+        self.seed = seed
+    }
+
+    /// Checks the options on their own; errors name the CLI option.
+    public func validate() throws {
+        for (name, v) in [("--layers", layers), ("--hidden", hidden), ("--heads", heads), ("--kv-heads", kvHeads),
+                          ("--intermediate", intermediate)] where v <= 0 {
+            throw StudentError.invalidOption(name, "must be positive, found \(v)")
+        }
+        guard hidden % heads == 0 else {
+            throw StudentError.invalidOption("--heads", "\(heads) does not divide --hidden \(hidden)")
+        }
+        guard heads % kvHeads == 0 else {
+            throw StudentError.invalidOption("--kv-heads", "\(kvHeads) does not divide --heads \(heads)")
+        }
+        guard (hidden / heads) % 2 == 0 else {
+            throw StudentError.invalidOption("--heads", "head dimension --hidden / --heads = \(hidden / heads) must be even (rotary embeddings)")
+        }
+    }
+}
+
+public enum StudentError: Error, Equatable, CustomStringConvertible {
+    case invalidOption(String, String)
+    case teacher(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidOption(o, m): return "\(o): \(m)"
+        case .teacher(let m): return "teacher: \(m)"
+        }
+    }
+}
+
+/// A derived student and how it was made.
+public struct DerivedStudent {
+    public enum Initialization: Equatable, Sendable {
+        /// Widths equal the teacher's: `layerMap[i]` is the teacher layer copied into layer i.
+        case copiedFromTeacher(layerMap: [Int])
+        /// Widths differ: random weights N(0, std²) from `seed`.
+        case random(std: Float, seed: UInt64)
+    }
+
+    public let model: PretrainedModel
+    public let initialization: Initialization
+    public let parameterCount: Int
+    public let teacherParameterCount: Int
+
+    /// Student parameters / teacher parameters.
+    public var ratio: Double { Double(parameterCount) / Double(max(teacherParameterCount, 1)) }
+}
+
+public enum StudentDerivation {
+    /// Tokenizer files copied from a teacher directory into the student's.
+    public static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"]
+
+    /// Teacher layer copied into each of `studentLayers` layers (see the file comment).
+    public static func layerMap(teacherLayers lt: Int, studentLayers ls: Int) -> [Int] {
+        guard ls > 1 else { return [0] }
+        return (0..<ls).map { i in Int((Double(i) * Double(lt - 1) / Double(ls - 1)).rounded()) }
+    }
+
+    /// The student's config.json: the teacher's, with the new sizes (and `head_dim`,
+    /// `layer_types` adjusted where the teacher's config has them).
+    public static func studentConfig(teacher: PretrainedModel, options o: StudentOptions) throws -> ModelConfig {
+        try o.validate()
+        let t = try teacher.architecture.decoderConfig(teacher.config)
+        var json = teacher.config.json
+        json["num_hidden_layers"] = o.layers
+        json["hidden_size"] = o.hidden
+        json["num_attention_heads"] = o.heads
+        json["num_key_value_heads"] = o.kvHeads
+        json["intermediate_size"] = o.intermediate
+        json["vocab_size"] = t.vocabSize
+        json["model_type"] = teacher.architecture.modelType
+        json.removeValue(forKey: "_name_or_path")
+        if json["head_dim"] != nil, !(json["head_dim"] is NSNull) {
+            json["head_dim"] = (o.hidden == t.hidden && o.heads == t.heads) ? t.headDim : o.hidden / o.heads
+        }
+        if let types = json["layer_types"] as? [Any], types.count == t.layers {
+            json["layer_types"] = layerMap(teacherLayers: t.layers, studentLayers: o.layers).map { types[$0] }
+        }
+        return ModelConfig(json: json, source: "student config.json")
+    }
+
+    /// Derives a student in memory (nothing printed or written). `path` is recorded as the
+    /// student's location.
+    public static func derive(from teacher: PretrainedModel, options: StudentOptions, path: String = "") throws -> DerivedStudent {
+        let config = try studentConfig(teacher: teacher, options: options)
+        let s: TransformerConfig
+        do { s = try teacher.architecture.decoderConfig(config) } catch {
+            throw StudentError.teacher("the student config is not valid for \(teacher.architecture.modelType): \(error)")
+        }
+        let t = try teacher.architecture.decoderConfig(teacher.config)
+        let lm = TransformerLM(s, initialize: false)
+        let sameWidths = s.hidden == t.hidden && s.heads == t.heads && s.kvHeads == t.kvHeads && s.headDim == t.headDim
+            && s.intermediate == t.intermediate && s.vocabSize == t.vocabSize && s.tieEmbeddings == t.tieEmbeddings
+            && s.qkvBias == t.qkvBias
+        let initialization: DerivedStudent.Initialization
+        if sameWidths {
+            let map = layerMap(teacherLayers: t.layers, studentLayers: s.layers)
+            let source = Dictionary(teacher.lm.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
+            for (name, p) in lm.namedParameters() {
+                let from = teacherName(name, layerMap: map)
+                guard let tp = source[from], tp.shape == p.shape else {
+                    throw StudentError.teacher("no tensor '\(from)' of shape \(p.shape) in the teacher for student '\(name)'")
+                }
+                p.assign(tp.value.detached())
+            }
+            initialization = .copiedFromTeacher(layerMap: map)
+        } else {
+            let std = (try? config.float("initializer_range")) ?? nil
+            let sd = std ?? 0.02
+            var rng = RandomGenerator(seed: options.seed)
+            for (name, p) in lm.namedParameters() {
+                if name.hasSuffix("norm.weight") { p.assign(Tensor(ones: p.shape)) }
+                else if name.hasSuffix(".bias") { p.assign(Tensor(zeros: p.shape)) }
+                else { p.assign(.randomNormal(p.shape, std: sd, using: &rng)) }
+            }
+            initialization = .random(std: sd, seed: options.seed)
+        }
+        let model = PretrainedModel(architecture: teacher.architecture, config: config, lm: lm, path: path,
+                                    generationConfig: teacher.generationConfig, tokenizer: teacher.tokenizer,
+                                    chatTemplate: teacher.chatTemplate)
+        return DerivedStudent(model: model, initialization: initialization, parameterCount: lm.parameterCount,
+                              teacherParameterCount: teacher.lm.parameterCount)
+    }
+
+    /// `model.layers.i.…` → `model.layers.map[i].…`; other names are unchanged.
+    static func teacherName(_ name: String, layerMap: [Int]) -> String {
+        let prefix = "model.layers."
+        guard name.hasPrefix(prefix) else { return name }
+        let rest = name.dropFirst(prefix.count)
+        guard let dot = rest.firstIndex(of: "."), let i = Int(rest[..<dot]) else { return name }
+        return prefix + "\(layerMap[i])" + rest[dot...]
+    }
+
+    /// Writes the student as a Hugging Face directory, with the teacher's tokenizer files when the
+    /// teacher is a directory.
+    public static func write(_ student: DerivedStudent, teacher: PretrainedModel, to directory: String) throws {
+        try student.model.saveDirectory(directory)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: teacher.path, isDirectory: &isDir), isDir.boolValue else { return }
+        let src = URL(fileURLWithPath: teacher.path), dst = URL(fileURLWithPath: directory)
+        for name in tokenizerFiles {
+            let from = src.appendingPathComponent(name), to = dst.appendingPathComponent(name)
+            guard from.standardizedFileURL != to.standardizedFileURL, FileManager.default.fileExists(atPath: from.path) else { continue }
+            do {
+                try? FileManager.default.removeItem(at: to)
+                try FileManager.default.copyItem(at: from, to: to)
+            } catch {
+                throw FileError(file: to.path, "cannot copy the teacher's \(name): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    /// Loads the teacher at `teacherPath` (directory or .gguf), derives the student and writes it
+    /// to `output`.
+    public static func derive(teacherPath: String, options: StudentOptions, output: String) throws -> DerivedStudent {
+        try options.validate()
+        let teacher = try PretrainedModel.load(teacherPath)
+        let student = try derive(from: teacher, options: options, path: output)
+        try write(student, teacher: teacher, to: output)
+        return student
+    }
+}

@@ -1,0 +1,133 @@
+import DistillModels
+import Foundation
+
+/// FNV-1a 64 over bytes (offset basis 0xcbf29ce484222325, prime 0x100000001b3): the hash of data
+/// files in logit cache headers and of chunks in the cache.
+public struct FNV1a64 {
+    public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    public init() {}
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        var h = value
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        value = h
+    }
+
+    public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
+
+    public static func hash(_ data: Data) -> UInt64 { var h = FNV1a64(); h.update(data); return h.value }
+
+    /// 16 lowercase hex digits.
+    public static func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}
+
+/// One example of a JSONL data file: plain text, or chat messages rendered with a chat template.
+public enum TextExample: Equatable {
+    case text(String)
+    case messages([(role: String, content: String)])
+
+    public static func == (a: TextExample, b: TextExample) -> Bool {
+        switch (a, b) {
+        case let (.text(x), .text(y)): return x == y
+        case let (.messages(x), .messages(y)): return x.map(\.role) == y.map(\.role) && x.map(\.content) == y.map(\.content)
+        default: return false
+        }
+    }
+}
+
+/// A JSONL data file: one JSON object per line, `{"text": "…"}` or
+/// `{"messages": [{"role": "…", "content": "…"}, …]}`. Blank lines are skipped (line numbers in
+/// errors still count them). Bad JSON, a line that is not an object, a missing or non-string
+/// "text", malformed messages, an empty file: `TeacherError.data` naming the file and line.
+public struct TextDataFile {
+    public let path: String
+    /// FNV-1a 64 of the file's bytes.
+    public let hash: UInt64
+    /// The examples, with their 1-based line numbers.
+    public let examples: [(line: Int, example: TextExample)]
+
+    public init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TeacherError.data(file: path, line: 0, reason: "cannot read the file")
+        }
+        try self.init(data: data, path: path)
+    }
+
+    public init(data: Data, path: String) throws {
+        self.path = path
+        hash = FNV1a64.hash(data)
+        var out: [(Int, TextExample)] = []
+        let bytes = [UInt8](data)
+        var start = 0, line = 0
+        while start < bytes.count {
+            line += 1
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            let slice = bytes[start..<end]
+            start = end + 1
+            if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            out.append((line, try Self.parse(Data(slice), file: path, line: line)))
+        }
+        guard !out.isEmpty else { throw TeacherError.data(file: path, line: 0, reason: "the file holds no examples (empty)") }
+        examples = out
+    }
+
+    static func parse(_ data: Data, file: String, line: Int) throws -> TextExample {
+        let obj: Any
+        do { obj = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
+            throw TeacherError.data(file: file, line: line, reason: "not valid JSON")
+        }
+        guard let dict = obj as? [String: Any] else {
+            throw TeacherError.data(file: file, line: line, reason: "expected a JSON object with \"text\" or \"messages\"")
+        }
+        if let text = dict["text"] {
+            guard let s = text as? String else { throw TeacherError.data(file: file, line: line, reason: "\"text\" is not a string") }
+            return .text(s)
+        }
+        if let messages = dict["messages"] {
+            guard let list = messages as? [Any], !list.isEmpty else {
+                throw TeacherError.data(file: file, line: line, reason: "\"messages\" is not a non-empty array")
+            }
+            var out: [(role: String, content: String)] = []
+            for (i, m) in list.enumerated() {
+                guard let d = m as? [String: Any], let role = d["role"] as? String, let content = d["content"] as? String else {
+                    throw TeacherError.data(file: file, line: line, reason: "messages[\(i)] needs string \"role\" and \"content\"")
+                }
+                out.append((role, content))
+            }
+            return .messages(out)
+        }
+        throw TeacherError.data(file: file, line: line, reason: "missing \"text\" (or \"messages\")")
+    }
+
+    /// Token ids of every example: text encoded with special tokens (BOS/EOS as the tokenizer adds
+    /// them); messages rendered with the chat template (no generation prompt) and encoded without
+    /// adding special tokens (the template writes them), as transformers' `apply_chat_template`.
+    /// Cut to `maxLength` tokens when given. An example giving no tokens is an error naming its line.
+    public func tokenize(with tokenizer: Tokenizer, chatTemplate: ChatTemplate?, maxLength: Int? = nil) throws -> [[Int]] {
+        try examples.map { line, example in
+            var ids: [Int]
+            switch example {
+            case .text(let s):
+                ids = tokenizer.encode(s)
+            case .messages(let ms):
+                guard let chatTemplate else {
+                    throw TeacherError.data(file: path, line: line, reason: "\"messages\" need a chat template and the teacher has none")
+                }
+                let text: String
+                do {
+                    text = try chatTemplate.render(messages: ms.map { ChatMessage(role: $0.role, content: $0.content) },
+                                                   addGenerationPrompt: false, bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken)
+                } catch { throw TeacherError.data(file: path, line: line, reason: "chat template: \(error)") }
+                ids = tokenizer.encode(text, addSpecialTokens: false)
+            }
+            if let maxLength, ids.count > maxLength { ids = Array(ids.prefix(maxLength)) }
+            guard !ids.isEmpty else { throw TeacherError.data(file: path, line: line, reason: "the example gives no tokens") }
+            return ids
+        }
+    }
+}

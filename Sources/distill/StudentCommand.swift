@@ -1,0 +1,39 @@
+import ArgumentParser
+import Distillation
+import Foundation
+
+struct Student: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Derives a smaller student from a teacher: same architecture and tokenizer; copies the teacher's embedding, head and a uniform pick of layers when the widths match, else random weights.")
+
+    @Option(help: "The teacher: a Hugging Face model directory or a .gguf file.") var from: String
+    @Option(help: "Number of decoder layers.") var layers: Int
+    @Option(help: "Hidden size.") var hidden: Int
+    @Option(help: "Attention (query) heads.") var heads: Int
+    @Option(help: "Key/value heads (divides --heads).") var kvHeads: Int
+    @Option(help: "MLP intermediate size.") var intermediate: Int
+    @Option(help: "Output directory.") var out: String
+    @Option(help: "Seed of the random initialisation.") var seed: UInt64 = 0
+
+    var options: StudentOptions {
+        StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, intermediate: intermediate, seed: seed)
+    }
+
+    func validate() throws {
+        do { try options.validate() } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() throws {
+        let s: DerivedStudent
+        do { s = try StudentDerivation.derive(teacherPath: from, options: options, output: out) } catch { throw CLIError("\(error)") }
+        switch s.initialization {
+        case .copiedFromTeacher(let map):
+            print("initialised from the teacher: layers ← teacher layers \(map.map(String.init).joined(separator: ", "))")
+        case let .random(std, seed):
+            print("random initialisation: N(0, \(std)²), seed \(seed)")
+        }
+        print("parameters: \(s.parameterCount) (\(String(format: "%.1f", Double(s.parameterCount) / 1e6))M), "
+              + String(format: "%.3f", s.ratio) + "× the teacher's \(s.teacherParameterCount)")
+        print("wrote \(out)")
+    }
+}

@@ -1,0 +1,172 @@
+import DistillModels
+import DistillNN
+import DistillTensor
+import Distillation
+import Foundation
+import XCTest
+
+final class StudentDerivationTests: XCTestCase {
+    /// Tests/DistillModelsTests/Fixtures (tokenizer files and the tiny qwen2 checkpoint).
+    static let modelFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("DistillModelsTests/Fixtures")
+
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("student-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    /// A 5-layer Qwen2 teacher (widths of the fixture checkpoint) saved as a directory with a
+    /// tokenizer.
+    func makeTeacher(layers: Int = 5) throws -> PretrainedModel {
+        let fixture = try ModelConfig(contentsOf: Self.modelFixtures.appendingPathComponent("architectures/qwen2/config.json"))
+        var config = fixture
+        config.json["num_hidden_layers"] = layers
+        let lm = TransformerLM(try Architecture.qwen2.decoderConfig(config), seed: 42)
+        let dir = tmp.appendingPathComponent("teacher")
+        try PretrainedModel(architecture: .qwen2, config: config, lm: lm, path: dir.path).saveDirectory(dir.path)
+        for name in ["tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(at: Self.modelFixtures.appendingPathComponent("tokenizer/qwen2_style/\(name)"),
+                                             to: dir.appendingPathComponent(name))
+        }
+        return try PretrainedModel.loadDirectory(dir.path)
+    }
+
+    func values(_ m: Module) -> [String: [Float]] {
+        Dictionary(uniqueKeysWithValues: m.namedParameters().map { ($0.name, $0.parameter.value.scalars) })
+    }
+
+    func testLayerMapIsAUniformPickKeepingFirstAndLast() {
+        // j(i) = round(i·(L_t − 1)/(L_s − 1))
+        XCTAssertEqual(StudentDerivation.layerMap(teacherLayers: 24, studentLayers: 4), [0, 8, 15, 23])   // 7.67→8, 15.33→15
+        XCTAssertEqual(StudentDerivation.layerMap(teacherLayers: 5, studentLayers: 3), [0, 2, 4])
+        XCTAssertEqual(StudentDerivation.layerMap(teacherLayers: 12, studentLayers: 6), [0, 2, 4, 7, 9, 11])  // 2.2, 4.4, 6.6, 8.8
+        XCTAssertEqual(StudentDerivation.layerMap(teacherLayers: 5, studentLayers: 2), [0, 4])
+        XCTAssertEqual(StudentDerivation.layerMap(teacherLayers: 5, studentLayers: 1), [0])
+    }
+
+    func testSameWidthsCopyEmbeddingHeadNormAndPickedLayers() throws {
+        let teacher = try makeTeacher()
+        let s = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 3, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48))
+        XCTAssertEqual(s.initialization, .copiedFromTeacher(layerMap: [0, 2, 4]))
+        let t = values(teacher.lm), v = values(s.model.lm)
+        for name in ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"] {
+            XCTAssertEqual(v[name], t[name], name)
+        }
+        for (i, j) in [0, 2, 4].enumerated() {
+            for suffix in ["self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                           "mlp.gate_proj.weight", "mlp.down_proj.weight", "input_layernorm.weight", "post_attention_layernorm.weight"] {
+                XCTAssertEqual(v["model.layers.\(i).\(suffix)"], t["model.layers.\(j).\(suffix)"], "layer \(i) ← \(j): \(suffix)")
+            }
+        }
+        XCTAssertEqual(v.count, t.count - 2 * 12)   // 12 tensors per Qwen2 layer (q/k/v biases included)
+        // Parameters: embed 96·32 + head 96·32 + norm 32 + per layer (norms 64, q 1056, k 528, v 528, o 1024, mlp 4608)
+        let perLayer = 64 + 1056 + 528 + 528 + 1024 + 3 * 32 * 48
+        XCTAssertEqual(s.parameterCount, 2 * 96 * 32 + 32 + 3 * perLayer)
+        XCTAssertEqual(s.teacherParameterCount, 2 * 96 * 32 + 32 + 5 * perLayer)
+        XCTAssertEqual(s.ratio, Double(s.parameterCount) / Double(s.teacherParameterCount), accuracy: 1e-12)
+        XCTAssertEqual(try s.model.config.int("num_hidden_layers"), 3)
+    }
+
+    func testDifferentWidthsInitialiseRandomlyWithTheUsualStd() throws {
+        let teacher = try makeTeacher()
+        let o = StudentOptions(layers: 2, hidden: 64, heads: 8, kvHeads: 2, intermediate: 96, seed: 3)
+        let s = try StudentDerivation.derive(from: teacher, options: o)
+        // The fixture's config has initializer_range 0.2.
+        XCTAssertEqual(s.initialization, .random(std: 0.2, seed: 3))
+        let v = values(s.model.lm)
+        XCTAssertEqual(v["model.layers.0.self_attn.q_proj.weight"]!.count, 64 * 64)
+        let w = v["model.layers.0.mlp.up_proj.weight"]!
+        let std = (w.map { $0 * $0 }.reduce(0, +) / Float(w.count)).squareRoot()
+        XCTAssertEqual(std, 0.2, accuracy: 0.01)
+        XCTAssertTrue(v["model.layers.1.self_attn.k_proj.bias"]!.allSatisfy { $0 == 0 })
+        XCTAssertTrue(v["model.norm.weight"]!.allSatisfy { $0 == 1 })
+        XCTAssertTrue(v["model.layers.0.input_layernorm.weight"]!.allSatisfy { $0 == 1 })
+        XCTAssertEqual(v["model.embed_tokens.weight"]!.count, 96 * 64)   // same vocabulary
+        XCTAssertNotEqual(v["model.embed_tokens.weight"]!, v["lm_head.weight"]!)
+        // Seeded.
+        let again = try StudentDerivation.derive(from: teacher, options: o)
+        XCTAssertEqual(values(again.model.lm)["lm_head.weight"], v["lm_head.weight"])
+        var o2 = o
+        o2.seed = 4
+        XCTAssertNotEqual(values(try StudentDerivation.derive(from: teacher, options: o2).model.lm)["lm_head.weight"], v["lm_head.weight"])
+        // One differing width is enough for random initialisation.
+        let narrowMLP = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 24))
+        XCTAssertEqual(narrowMLP.initialization, .random(std: 0.2, seed: 0))
+    }
+
+    func testWrittenStudentLoadsWithTokenizerAndSameOutputs() throws {
+        let teacher = try makeTeacher()
+        let out = tmp.appendingPathComponent("student").path
+        let s = try StudentDerivation.derive(teacherPath: teacher.path,
+                                             options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48),
+                                             output: out)
+        XCTAssertEqual(s.initialization, .copiedFromTeacher(layerMap: [0, 4]))
+        let loaded = try PretrainedModel.loadDirectory(out)
+        XCTAssertEqual(loaded.architecture.modelType, "qwen2")
+        XCTAssertEqual(try loaded.config.int("num_hidden_layers"), 2)
+        XCTAssertEqual(try loaded.config.int("vocab_size"), 96)
+        XCTAssertEqual(loaded.config.json["architectures"] as? [String], ["Qwen2ForCausalLM"])
+        XCTAssertEqual(values(loaded.lm), values(s.model.lm))
+        XCTAssertEqual(loaded.tokenizer?.fingerprint, teacher.tokenizer?.fingerprint)
+        XCTAssertNotNil(loaded.tokenizer)
+        for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        let ids = [1, 5, 7, 2]
+        let a = withoutGradients { loaded.lm.forward(ids, batch: 1, length: 4).logits.scalars }
+        let b = withoutGradients { s.model.lm.forward(ids, batch: 1, length: 4).logits.scalars }
+        XCTAssertEqual(a, b)
+    }
+
+    func testStudentFromTheFixtureCheckpoint() throws {
+        let teacher = try PretrainedModel.loadDirectory(Self.modelFixtures.appendingPathComponent("architectures/qwen2").path)
+        let s = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 1, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48))
+        XCTAssertEqual(s.initialization, .copiedFromTeacher(layerMap: [0]))
+        XCTAssertEqual(values(s.model.lm)["model.layers.0.mlp.up_proj.weight"], values(teacher.lm)["model.layers.0.mlp.up_proj.weight"])
+        XCTAssertLessThan(s.ratio, 1)
+    }
+
+    func testLlamaTeacherWithTiedEmbeddingAndHeadDim() throws {
+        let teacher = try PretrainedModel.loadDirectory(Self.modelFixtures.appendingPathComponent("architectures/llama").path)
+        // Same widths: tied embedding (no lm_head) copied, head_dim kept.
+        let copy = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 1, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48))
+        XCTAssertEqual(copy.initialization, .copiedFromTeacher(layerMap: [0]))
+        XCTAssertNil(copy.model.lm.lmHead)
+        XCTAssertEqual(values(copy.model.lm)["model.embed_tokens.weight"], values(teacher.lm)["model.embed_tokens.weight"])
+        // Different widths: head_dim follows hidden / heads; the saved student loads.
+        let out = tmp.appendingPathComponent("llama-student").path
+        let s = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 48, heads: 4, kvHeads: 1, intermediate: 64), path: out)
+        XCTAssertEqual(try s.model.config.int("head_dim"), 12)
+        XCTAssertEqual(s.initialization, .random(std: 0.2, seed: 0))
+        try StudentDerivation.write(s, teacher: teacher, to: out)
+        let loaded = try PretrainedModel.loadDirectory(out)
+        XCTAssertEqual(loaded.architecture.modelType, "llama")
+        XCTAssertEqual(loaded.lm.config.headDim, 12)
+        XCTAssertEqual(loaded.lm.config.ropeScaling, teacher.lm.config.ropeScaling)
+        XCTAssertEqual(values(loaded.lm), values(s.model.lm))
+    }
+
+    func testBadOptionsNameTheOption() throws {
+        func check(_ o: StudentOptions, _ option: String, _ line: UInt = #line) {
+            XCTAssertThrowsError(try o.validate(), line: line) { e in
+                guard case let .invalidOption(name, _)? = e as? StudentError else { return XCTFail("\(e)", line: line) }
+                XCTAssertEqual(name, option, "\(e)", line: line)
+            }
+        }
+        check(StudentOptions(layers: 0, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48), "--layers")
+        check(StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: -1), "--intermediate")
+        check(StudentOptions(layers: 2, hidden: 32, heads: 5, kvHeads: 1, intermediate: 48), "--heads")
+        check(StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 3, intermediate: 48), "--kv-heads")
+        check(StudentOptions(layers: 2, hidden: 12, heads: 4, kvHeads: 2, intermediate: 48), "--heads")   // head dim 3: odd
+        XCTAssertEqual("\(StudentError.invalidOption("--kv-heads", "3 does not divide --heads 4"))", "--kv-heads: 3 does not divide --heads 4")
+        let teacher = try makeTeacher(layers: 2)
+        XCTAssertThrowsError(try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 3, intermediate: 48)))
+        XCTAssertThrowsError(try StudentDerivation.derive(teacherPath: tmp.appendingPathComponent("nope").path,
+                                                          options: StudentOptions(layers: 1, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48),
+                                                          output: tmp.appendingPathComponent("out").path))
+    }
+}
