@@ -31,6 +31,17 @@ public final class AdamW: Optimizer {
         self.weightDecay = weightDecay
     }
 
+    /// Replaces the optimizer state with one saved earlier (checkpoint resume): the number of
+    /// updates applied and the moments per parameter name. Moments are copied.
+    public func restore(step: Int, moments: [String: (m: Tensor, v: Tensor)]) {
+        precondition(step >= 0, "AdamW.restore: negative step \(step)")
+        for (name, mv) in moments {
+            precondition(mv.m.shape == mv.v.shape, "AdamW.restore: moments of '\(name)' differ in shape")
+        }
+        self.step = step
+        self.moments = moments.mapValues { ($0.m.copy(), $0.v.copy()) }
+    }
+
     public func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients) {
         step += 1
         let bc1 = 1 - Foundation.pow(beta1, Float(step)), bc2 = 1 - Foundation.pow(beta2, Float(step))

@@ -1,0 +1,383 @@
+import DistillNN
+import DistillTensor
+import Foundation
+
+/// Settings of a training run. Everything random derives from `seed` and `order`.
+public struct TrainerConfiguration {
+    /// Optimizer steps of the whole run.
+    public var totalSteps: Int
+    /// Sequences per micro-batch.
+    public var batchSize: Int
+    /// Micro-batches averaged into one optimizer step.
+    public var accumulationSteps: Int
+    public var layout: BatchLayout
+    public var order: DataOrder
+    public var learningRate: LearningRateSchedule
+    public var weightDecay: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var eps: Float
+    /// Global gradient-norm limit; nil = no clipping (the norm is still measured and logged).
+    public var maxGradNorm: Float?
+    /// The soft term's divergence.
+    public var divergence: LogitDivergence
+    /// Student ↔ teacher layers of the feature term (needed when a plan gives it weight).
+    public var featureMap: LayerMap?
+    public var featureDistance: FeatureDistance
+    /// Student ↔ teacher layers of the attention term (needed when a plan gives it weight).
+    public var attentionMap: LayerMap?
+    public var attentionDistance: AttentionDistance
+    /// Evaluate on the held-out set after every `evalEvery` steps (nil: never).
+    public var evalEvery: Int?
+    public var evalBatchSize: Int
+    /// Save a checkpoint into `checkpointDirectory` after every `checkpointEvery` steps and at the end.
+    public var checkpointEvery: Int?
+    public var checkpointDirectory: URL?
+    /// JSON-lines metrics file (one line per step), if any.
+    public var metricsLog: URL?
+    /// Seed of the trainer's random generator (curriculum sampling).
+    public var seed: UInt64
+
+    public init(totalSteps: Int, batchSize: Int, accumulationSteps: Int = 1, layout: BatchLayout = .padToLongest(padId: 0),
+                order: DataOrder = .shuffled(seed: 0), learningRate: LearningRateSchedule = .constant(1e-3),
+                weightDecay: Float = 0.01, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                maxGradNorm: Float? = 1, divergence: LogitDivergence = .forwardKL,
+                featureMap: LayerMap? = nil, featureDistance: FeatureDistance = .mse,
+                attentionMap: LayerMap? = nil, attentionDistance: AttentionDistance = .kl,
+                evalEvery: Int? = nil, evalBatchSize: Int = 16, checkpointEvery: Int? = nil, checkpointDirectory: URL? = nil,
+                metricsLog: URL? = nil, seed: UInt64 = 0) {
+        self.totalSteps = totalSteps
+        self.batchSize = batchSize
+        self.accumulationSteps = accumulationSteps
+        self.layout = layout
+        self.order = order
+        self.learningRate = learningRate
+        self.weightDecay = weightDecay
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.maxGradNorm = maxGradNorm
+        self.divergence = divergence
+        self.featureMap = featureMap
+        self.featureDistance = featureDistance
+        self.attentionMap = attentionMap
+        self.attentionDistance = attentionDistance
+        self.evalEvery = evalEvery
+        self.evalBatchSize = evalBatchSize
+        self.checkpointEvery = checkpointEvery
+        self.checkpointDirectory = checkpointDirectory
+        self.metricsLog = metricsLog
+        self.seed = seed
+    }
+}
+
+/// Progress of a training run, handed to `Trainer.onEvent`.
+public enum TrainingEvent {
+    case started(step: Int, totalSteps: Int, resumedFrom: URL?)
+    case step(StepMetrics)
+    case evaluated(step: Int, loss: Float)
+    case checkpointSaved(step: Int, url: URL)
+    case finished(step: Int)
+}
+
+/// The loss of one batch, split into its terms (unweighted; nil when the term is off).
+public struct LossParts {
+    public var total: Tensor
+    public var soft: Float?
+    public var hard: Float?
+    public var feature: Float?
+    public var attention: Float?
+}
+
+/// Trains a student `TransformerLM` on token sequences: hard-label fine-tuning, or knowledge
+/// distillation from a teacher run without gradients, with the objective, trainable parameters
+/// and temperature given per step by a `TrainingPlan`.
+///
+/// One optimizer step = `accumulationSteps` micro-batches of `batchSize` sequences (gradients
+/// averaged) → global-norm clipping → NaN/inf check (throws `TrainerError.nonFiniteLoss`) → AdamW
+/// with the scheduled learning rate. Checkpoints (`Checkpoint`) hold everything needed to
+/// continue bit-exactly: weights, AdamW moments and step, data position, random state.
+///
+///     let trainer = Trainer(student: s, teacher: t, train: seqs, eval: held, plan: .kd(alpha: 0.5, temperature: 2),
+///                           configuration: cfg)
+///     trainer.onEvent = { event in … }
+///     try trainer.resumeFromLatestCheckpoint()   // no-op on a fresh run
+///     try trainer.run()
+public final class Trainer {
+    public let student: TransformerLM
+    public let teacher: TransformerLM?
+    /// Projections of student hidden states to the teacher's width for the feature term
+    /// (parameters named `projector.…`); trained with the student.
+    public let projector: FeatureProjector?
+    public let trainSet: [TokenSequence]
+    public let evalSet: [TokenSequence]
+    public let plan: TrainingPlan
+    public let configuration: TrainerConfiguration
+    public let optimizer: AdamW
+    /// Optimizer steps done.
+    public private(set) var step = 0
+    public private(set) var data: DataPosition
+    public private(set) var rng: RandomGenerator
+    /// The checkpoint this trainer resumed from, if any.
+    public private(set) var resumedFrom: URL?
+    /// Receives progress events; the library never prints.
+    public var onEvent: (TrainingEvent) -> Void = { _ in }
+
+    public init(student: TransformerLM, teacher: TransformerLM? = nil, projector: FeatureProjector? = nil,
+                train: [TokenSequence], eval: [TokenSequence] = [], plan: TrainingPlan,
+                configuration c: TrainerConfiguration) {
+        self.student = student
+        self.teacher = teacher
+        self.projector = projector
+        self.trainSet = train
+        self.evalSet = eval
+        self.plan = plan
+        self.configuration = c
+        optimizer = AdamW(learningRate: c.learningRate.learningRate(at: 0), beta1: c.beta1, beta2: c.beta2, eps: c.eps,
+                          weightDecay: c.weightDecay)
+        data = DataPosition.start(count: train.count, order: c.order)
+        rng = RandomGenerator(seed: c.seed)
+    }
+
+    // MARK: Checkpoints
+
+    /// The current state, as a checkpoint stores it.
+    public var state: TrainerState {
+        TrainerState(step: step, optimizerStep: optimizer.step, data: data, rng: rng, learningRate: optimizer.learningRate)
+    }
+
+    /// Saves a checkpoint into `configuration.checkpointDirectory`.
+    @discardableResult
+    public func saveCheckpoint() throws -> URL {
+        guard let dir = configuration.checkpointDirectory else {
+            throw TrainerError.invalidConfiguration("no checkpoint directory")
+        }
+        let url = try Checkpoint.save(in: dir, model: student, projector: projector, optimizer: optimizer, state: state)
+        onEvent(.checkpointSaved(step: step, url: url))
+        return url
+    }
+
+    /// Continues from a checkpoint: weights, optimizer, step, data position, random state. Lines
+    /// of the metrics log after the checkpoint's step are dropped (they will be redone).
+    public func resume(from url: URL) throws {
+        let s = try Checkpoint.load(from: url, model: student, projector: projector, optimizer: optimizer)
+        step = s.step
+        data = s.data
+        rng = s.rng
+        resumedFrom = url
+        if let log = configuration.metricsLog { try MetricsLog(url: log).truncate(afterStep: step) }
+    }
+
+    /// Resumes from the newest checkpoint in the checkpoint directory; returns it, or nil when
+    /// there is none (a fresh run).
+    @discardableResult
+    public func resumeFromLatestCheckpoint() throws -> URL? {
+        guard let dir = configuration.checkpointDirectory, let url = Checkpoint.latest(in: dir) else { return nil }
+        try resume(from: url)
+        return url
+    }
+
+    // MARK: Training
+
+    /// Trains until `configuration.totalSteps` (or `until`, if smaller) steps are done.
+    public func run(until: Int? = nil) throws {
+        try validate()
+        let end = Swift.min(until ?? configuration.totalSteps, configuration.totalSteps)
+        onEvent(.started(step: step, totalSteps: configuration.totalSteps, resumedFrom: resumedFrom))
+        while step < end { _ = try trainStep() }
+        if let every = configuration.checkpointEvery, configuration.checkpointDirectory != nil,
+           step == configuration.totalSteps, step % every != 0 {
+            try saveCheckpoint()
+        }
+        onEvent(.finished(step: step))
+    }
+
+    /// Checks the configuration and data; throws `TrainerError.invalidConfiguration` naming the problem.
+    public func validate() throws {
+        let c = configuration
+        func fail(_ r: String) throws -> Never { throw TrainerError.invalidConfiguration(r) }
+        if c.totalSteps < 0 { try fail("totalSteps \(c.totalSteps) is negative") }
+        if c.batchSize < 1 { try fail("batchSize \(c.batchSize) must be at least 1") }
+        if c.accumulationSteps < 1 { try fail("accumulationSteps \(c.accumulationSteps) must be at least 1") }
+        if trainSet.isEmpty || trainSet.allSatisfy({ $0.ids.isEmpty }) { try fail("no training sequence") }
+        let v = student.config.vocabSize
+        for (i, s) in (trainSet + evalSet).enumerated() {
+            if let bad = s.ids.first(where: { $0 < 0 || $0 >= v }) {
+                try fail("sequence \(i) (training set, then held-out set) holds token \(bad) outside the vocabulary 0..<\(v)")
+            }
+        }
+        if let teacher, teacher.config.vocabSize != v {
+            try fail("teacher vocabulary \(teacher.config.vocabSize) differs from the student's \(v)")
+        }
+        if case let .packed(rowLength, _) = c.layout, rowLength < 2 { try fail("packed rowLength \(rowLength) must be at least 2") }
+    }
+
+    /// Throws when step plan `p` asks for something the trainer was not given.
+    func check(_ p: StepPlan) throws {
+        if p.needsTeacher && teacher == nil {
+            throw TrainerError.invalidConfiguration("step \(step + 1) needs a teacher (soft, feature or attention weight ≠ 0)")
+        }
+        if p.feature != 0 && configuration.featureMap == nil {
+            throw TrainerError.invalidConfiguration("step \(step + 1) has a feature weight but no featureMap is configured")
+        }
+        if p.attention != 0 && configuration.attentionMap == nil {
+            throw TrainerError.invalidConfiguration("step \(step + 1) has an attention weight but no attentionMap is configured")
+        }
+        if p.soft != 0 { try DistillationLoss.validateTemperature(loss: "Trainer", p.temperature) }
+    }
+
+    /// Parameters that train under `p` (student names, then `projector.…`), applying its predicate.
+    func trainableParameters(_ p: StepPlan) -> [(name: String, parameter: Parameter)] {
+        var all = student.namedParameters()
+        if let projector { all += projector.namedParameters().map { ("projector." + $0.name, $0.parameter) } }
+        if let trainable = p.trainable {
+            for (name, param) in all {
+                let on = trainable(name)
+                if on && param.isFrozen { param.unfreeze() } else if !on && !param.isFrozen { param.freeze() }
+            }
+        }
+        return all.filter { !$0.parameter.isFrozen }
+    }
+
+    /// One optimizer step. Throws `TrainerError.nonFiniteLoss` (before updating) when the loss or
+    /// the gradient norm is NaN or infinite.
+    @discardableResult
+    public func trainStep() throws -> StepMetrics {
+        let c = configuration
+        let p = plan(step)
+        try check(p)
+        let params = trainableParameters(p)
+        guard !params.isEmpty else { throw TrainerError.invalidConfiguration("step \(step + 1): no trainable parameter") }
+        let start = Date()
+        var acc = GradientAccumulator()
+        var sums = [Float](repeating: 0, count: 5)      // total, soft, hard, feature, attention
+        var tokens = 0
+        for _ in 0..<Swift.max(1, c.accumulationSteps) {
+            let indices: [Int]
+            if case .curriculum(let cur) = c.order {
+                indices = cur.sample(c.batchSize, step: step, using: &rng)
+            } else {
+                indices = data.next(c.batchSize, count: trainSet.count, kind: c.order)
+            }
+            let batch = Batch.make(indices.map { trainSet[$0] }, layout: c.layout)
+            tokens += batch.ids.count
+            let parts = loss(batch, plan: p)
+            let g = gradients(of: parts.total, wrt: params.map { $0.parameter.value })
+            acc.add(Gradients(names: params.map(\.name), tensors: g))
+            sums[0] += parts.total.item
+            sums[1] += parts.soft ?? 0
+            sums[2] += parts.hard ?? 0
+            sums[3] += parts.feature ?? 0
+            sums[4] += parts.attention ?? 0
+        }
+        let n = Float(Swift.max(1, c.accumulationSteps))
+        var grads = acc.average()!
+        let norm = clipGradientNorm(&grads, maxNorm: c.maxGradNorm ?? .infinity)
+        let lossValue = sums[0] / n
+        guard lossValue.isFinite, norm.isFinite else {
+            throw TrainerError.nonFiniteLoss(step: step + 1, loss: lossValue, gradNorm: norm)
+        }
+        let lr = c.learningRate.learningRate(at: step)
+        optimizer.learningRate = lr
+        optimizer.update(params, gradients: grads)
+        step += 1
+        let secs = Date().timeIntervalSince(start)
+        var m = StepMetrics(step: step, loss: lossValue,
+                            soft: p.soft != 0 ? sums[1] / n : nil, hard: p.hard != 0 ? sums[2] / n : nil,
+                            feature: p.feature != 0 ? sums[3] / n : nil, attention: p.attention != 0 ? sums[4] / n : nil,
+                            learningRate: lr, gradNorm: norm, temperature: p.temperature,
+                            tokensPerSecond: secs > 0 ? Double(tokens) / secs : 0, evalLoss: nil)
+        if let every = c.evalEvery, every > 0, step % every == 0, !evalSet.isEmpty {
+            let e = evaluate()
+            m.evalLoss = e
+            onEvent(.evaluated(step: step, loss: e))
+        }
+        if let log = c.metricsLog { try MetricsLog(url: log).append(m) }
+        onEvent(.step(m))
+        if let every = c.checkpointEvery, every > 0, c.checkpointDirectory != nil, step % every == 0 {
+            try saveCheckpoint()
+        }
+        return m
+    }
+
+    /// The plan's loss at the current step on the held-out set, averaged over batches weighted by
+    /// their counted target positions (no gradients, no state change).
+    public func evaluate() -> Float {
+        let p = plan(step)
+        let size = Swift.max(1, configuration.evalBatchSize)
+        var total: Double = 0, weight = 0
+        withoutGradients {
+            for start in stride(from: 0, to: evalSet.count, by: size) {
+                let batch = Batch.make(Array(evalSet[start..<Swift.min(evalSet.count, start + size)]), layout: configuration.layout)
+                let w = batch.targetCount
+                guard w > 0 else { continue }
+                total += Double(loss(batch, plan: p).total.item) * Double(w)
+                weight += w
+            }
+        }
+        return weight > 0 ? Float(total / Double(weight)) : 0
+    }
+
+    /// The weighted loss of one batch under `p` (differentiable with respect to the student and
+    /// the projector). Traps when `p` needs a teacher or a layer map that is missing (`trainStep`
+    /// checks first and throws).
+    public func loss(_ batch: Batch, plan p: StepPlan) -> LossParts {
+        let needFeature = p.feature != 0, needAttention = p.attention != 0
+        let out = student.forward(batch.ids, batch: batch.batch, length: batch.length, positions: batch.positions,
+                                  mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention)
+        let v = student.config.vocabSize
+        let logits = out.logits.reshaped([batch.batch * batch.length, v])      // (B·T, V)
+        let mask = batch.lossMask
+        let t: LMOutput? = p.needsTeacher ? withoutGradients {
+            teacher!.forward(batch.ids, batch: batch.batch, length: batch.length, positions: batch.positions,
+                             mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention)
+        } : nil
+        var total: Tensor? = nil
+        func add(_ term: Tensor, _ w: Float) { total = total.map { $0 + term * w } ?? term * w }
+        var parts = LossParts(total: Tensor(scalar: 0))
+        if p.hard != 0 {
+            let h = logits.crossEntropy(targets: batch.targets)
+            parts.hard = h.item
+            add(h, p.hard)
+        }
+        if p.soft != 0, let t {
+            let tl = t.logits.reshaped([batch.batch * batch.length, t.logits.shape.last!])
+            let s = DistillationLoss.divergence(configuration.divergence, student: logits, teacher: tl,
+                                                temperature: p.temperature, mask: mask)
+            parts.soft = s.item
+            add(s, p.soft)
+        }
+        if needFeature, let t {
+            // LayerMap layer i = output of block i = hiddenStates[i + 1].
+            let map = configuration.featureMap!           // checked by `check(_:)`
+            let f = DistillationLoss.feature(student: Array(out.hiddenStates.dropFirst()), teacher: Array(t.hiddenStates.dropFirst()),
+                                             map: map, projector: projector, distance: configuration.featureDistance, mask: mask)
+            parts.feature = f.item
+            add(f, p.feature)
+        }
+        if needAttention, let t {
+            let map = configuration.attentionMap!         // checked by `check(_:)`
+            let a = DistillationLoss.attentionTransfer(student: out.attentions, teacher: t.attentions, map: map,
+                                                       distance: configuration.attentionDistance, mask: mask)
+            parts.attention = a.item
+            add(a, p.attention)
+        }
+        parts.total = total ?? Tensor(scalar: 0)
+        return parts
+    }
+}
+
+extension Curriculum {
+    /// Difficulty = the teacher's mean next-token cross-entropy on each sequence (its counted targets).
+    public static func teacherLossDifficulties(_ teacher: TransformerLM, _ sequences: [TokenSequence]) -> [Double] {
+        withoutGradients {
+            sequences.map { s in
+                guard s.ids.count > 1 else { return 0 }
+                let b = Batch.make([s], layout: .padToLongest(padId: 0))
+                guard b.targetCount > 0 else { return 0 }
+                let logits = teacher.forward(b.ids, batch: 1, length: b.length).logits.reshaped([b.length, teacher.config.vocabSize])
+                return Double(logits.crossEntropy(targets: b.targets).item)
+            }
+        }
+    }
+}
