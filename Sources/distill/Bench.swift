@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillModels
+import Distillation
 import DistillNN
 import DistillTensor
 import Foundation
@@ -7,7 +8,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (speed is measured here, never by tests).",
-        subcommands: [Ops.self, GenerateBench.self, LossMemory.self])
+        subcommands: [Ops.self, GenerateBench.self, KD.self, LossMemory.self])
 }
 
 extension Bench {
@@ -108,6 +109,59 @@ extension Bench {
                 }
             }
             if json { try printJSON(results) }
+        }
+    }
+}
+
+extension Bench {
+    struct KD: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kd",
+            abstract: "Soft targets vs hard labels on real text: two identical derived students, same steps, held-out perplexity.")
+
+        @Option(help: "The teacher: a Hugging Face model directory or a .gguf file.") var teacher: String
+        @Option(help: "A UTF-8 text file (the last 10% of its token chunks are held out).") var text: String
+        @Option(help: "Student decoder layers.") var layers: Int
+        @Option(help: "Student hidden size.") var hidden: Int
+        @Option(help: "Student attention heads.") var heads: Int
+        @Option(help: "Student key/value heads.") var kvHeads: Int
+        @Option(help: "Student MLP intermediate size.") var intermediate: Int
+        @Option(help: "Training steps for each student.") var steps = 100
+        @Option(help: "Sequences per step.") var batchSize = 4
+        @Option(help: "Tokens per sequence.") var length = 128
+        @Option(help: "Peak learning rate.") var lr: Float = 1e-3
+        @Option(help: "Weight of the soft (KL) term.") var alpha: Float = 0.5
+        @Option(help: "Distillation temperature.") var temperature: Float = 2
+        @Option(help: "Random seed.") var seed: UInt64 = 0
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            var o = KDBenchmark.Options(student: StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads,
+                                                                intermediate: intermediate, seed: seed))
+            o.steps = steps
+            o.batchSize = batchSize
+            o.length = length
+            o.learningRate = lr
+            o.alpha = alpha
+            o.temperature = temperature
+            o.seed = seed
+            let r: KDBenchmark.Result
+            do {
+                r = try KDBenchmark.run(teacherPath: teacher, textFile: text, options: o) { p in
+                    if case let .step(run, step, total, loss) = p, step % 10 == 0 || step == total {
+                        FileHandle.standardError.write("\(run): step \(step)/\(total) loss \(String(format: "%.4f", loss))\n".data(using: .utf8)!)
+                    }
+                }
+            } catch { throw CLIError("\(error)") }
+            if json { try printJSON(r); return }
+            print("""
+            teacher: \(r.teacherParameters) parameters, held-out perplexity \(String(format: "%.2f", r.teacherPerplexity))
+            student: \(r.studentParameters) parameters (\(String(format: "%.1f%%", 100 * Double(r.studentParameters) / Double(r.teacherParameters))) of the teacher), initial perplexity \(String(format: "%.2f", r.initialStudentPerplexity))
+            after \(r.steps) steps (\(r.trainTokens) training tokens; \(r.evalTokens) held-out tokens):
+              hard labels only:           perplexity \(String(format: "%.2f", r.hardOnlyPerplexity))
+              soft targets (α=\(alpha), τ=\(temperature)): perplexity \(String(format: "%.2f", r.distilledPerplexity))
+            \(String(format: "%.0f", r.seconds)) s
+            """)
         }
     }
 }
