@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C kernels: GEMM micro-kernels compiled twice (portable vectors and AVX2+FMA, chosen at
@@ -27,7 +28,8 @@ let package = Package(
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .target(name: "DistillModels", dependencies: ["DistillNN", "DistillTensor"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
-        .target(name: "Distillation", dependencies: ["DistillModels", "DistillNN", "DistillTensor"],
+        .target(name: "Distillation", dependencies: ["DistillModels", "DistillNN", "DistillTensor",
+                                                     .product(name: "Yams", package: "Yams")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "distill",
                           dependencies: ["Distillation", "DistillModels", "DistillNN", "DistillTensor",

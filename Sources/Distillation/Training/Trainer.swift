@@ -37,6 +37,8 @@ public struct TrainerConfiguration {
     public var metricsLog: URL?
     /// Seed of the trainer's random generator (curriculum sampling).
     public var seed: UInt64
+    /// Label smoothing ε of the hard (cross-entropy) term.
+    public var labelSmoothing: Float = 0
 
     public init(totalSteps: Int, batchSize: Int, accumulationSteps: Int = 1, layout: BatchLayout = .padToLongest(padId: 0),
                 order: DataOrder = .shuffled(seed: 0), learningRate: LearningRateSchedule = .constant(1e-3),
@@ -336,7 +338,7 @@ public final class Trainer {
         func add(_ term: Tensor, _ w: Float) { total = total.map { $0 + term * w } ?? term * w }
         var parts = LossParts(total: Tensor(scalar: 0))
         if p.hard != 0 {
-            let h = logits.crossEntropy(targets: batch.targets)
+            let h = logits.crossEntropy(targets: batch.targets, labelSmoothing: configuration.labelSmoothing)
             parts.hard = h.item
             add(h, p.hard)
         }

@@ -1,0 +1,377 @@
+import Foundation
+
+/// A training run described in a YAML file (see recipes/README.md for every field):
+///
+///     teacher: {path: teacher.gguf}
+///     student: {derive: {layers: 8, hidden: 288, heads: 9, kv_heads: 3, intermediate: 768}}
+///     data: {train: train.jsonl, eval_fraction: 0.05, max_length: 256}
+///     loss: {kind: kd, alpha: 0.5, temperature: 2, divergence: forward_kl}
+///     schedule: {steps: 1000, batch_size: 8, lr: 3e-4, warmup: 50}
+///     output: {dir: runs/kd}
+///
+/// `Recipe.load` reads and validates it: an unknown key, a bad value or a missing required key
+/// throws a `RecipeError` naming the file, line and key path. Relative paths are relative to the
+/// current directory.
+public struct Recipe: Codable, Equatable {
+    public struct Teacher: Codable, Equatable {
+        public var path: String
+    }
+
+    /// Sizes of a student derived from the teacher (`StudentDerivation`).
+    public struct Derive: Codable, Equatable {
+        public var layers: Int
+        public var hidden: Int
+        public var heads: Int
+        public var kvHeads: Int
+        public var intermediate: Int
+    }
+
+    /// Exactly one of `path` (a Hugging Face directory or .gguf) and `derive`.
+    public struct Student: Codable, Equatable {
+        public var path: String?
+        public var derive: Derive?
+    }
+
+    public enum Layout: String, Codable, Equatable { case pad, pack }
+
+    public struct DataSection: Codable, Equatable {
+        public var train: String
+        public var eval: String?
+        public var evalFraction: Double?
+        public var maxLength: Int
+        public var layout: Layout
+        public var chatTemplate: Bool
+    }
+
+    public enum LossKind: String, Codable, Equatable { case hard, kd, progressive }
+
+    public enum Divergence: Codable, Equatable {
+        case forwardKL, reverseKL, jsd(beta: Float), tv, mse
+
+        public var logitDivergence: LogitDivergence {
+            switch self {
+            case .forwardKL: return .forwardKL
+            case .reverseKL: return .reverseKL
+            case .jsd(let b): return .jsd(beta: b)
+            case .tv: return .totalVariation
+            case .mse: return .mse
+            }
+        }
+    }
+
+    /// Student ↔ teacher layers: `uniform` (spread over the teacher's layers) or explicit pairs.
+    public enum LayerPairs: Codable, Equatable {
+        case uniform
+        case pairs([[Int]])
+    }
+
+    public struct Loss: Codable, Equatable {
+        public var kind: LossKind
+        /// Soft weight α (hard = 1 − α).
+        public var alpha: Float
+        public var temperature: Float
+        public var divergence: Divergence
+        public var labelSmoothing: Float
+        public var featureWeight: Float
+        public var attentionWeight: Float
+        public var featureLayers: LayerPairs
+        public var attentionLayers: LayerPairs
+        public var featureDistance: FeatureDistance
+        public var attentionDistance: AttentionDistance
+        /// Progressive phases (fractions of the steps).
+        public var warmupFraction: Double
+        public var alignmentFraction: Double
+    }
+
+    public enum Decay: String, Codable, Equatable { case cosine, linear, constant }
+
+    public struct Schedule: Codable, Equatable {
+        public var steps: Int
+        public var batchSize: Int
+        public var gradAccum: Int
+        public var lr: Float
+        public var warmup: Int
+        public var decay: Decay
+        public var minLR: Float
+        public var weightDecay: Float
+        /// nil: no clipping.
+        public var maxGradNorm: Float?
+        public var evalEvery: Int?
+        public var checkpointEvery: Int?
+        public var curriculum: Bool
+    }
+
+    public struct LoRA: Codable, Equatable {
+        public var rank: Int
+        public var alpha: Float
+        public var dropout: Float
+        public var targetModules: [String]
+    }
+
+    public struct Output: Codable, Equatable {
+        public var dir: String
+    }
+
+    public var teacher: Teacher?
+    public var student: Student
+    public var data: DataSection
+    public var loss: Loss
+    public var schedule: Schedule
+    public var lora: LoRA?
+    public var output: Output
+    public var seed: UInt64
+
+    // MARK: Known keys
+
+    public static let topKeys = ["teacher", "student", "data", "loss", "schedule", "lora", "output", "seed"]
+    public static let teacherKeys = ["path"]
+    public static let studentKeys = ["path", "derive"]
+    public static let deriveKeys = ["layers", "hidden", "heads", "kv_heads", "intermediate"]
+    public static let dataKeys = ["train", "eval", "eval_fraction", "max_length", "layout", "chat_template"]
+    public static let lossKeys = ["kind", "alpha", "temperature", "divergence", "label_smoothing", "feature_weight",
+                                  "attention_weight", "feature_layers", "attention_layers", "feature_distance",
+                                  "attention_distance", "warmup_fraction", "alignment_fraction"]
+    public static let scheduleKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "decay", "min_lr", "weight_decay",
+                                      "max_grad_norm", "eval_every", "checkpoint_every", "curriculum"]
+    public static let loraKeys = ["rank", "alpha", "dropout", "target_modules"]
+    public static let outputKeys = ["dir"]
+
+    // MARK: Loading
+
+    /// Reads and validates a recipe file. `overrides` are `key.path=value` strings (the value is
+    /// YAML: `3e-4`, `pack`, `[q_proj, v_proj]`) applied before validation.
+    public static func load(_ path: String, overrides: [String] = []) throws -> Recipe {
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RecipeError(file: name, line: nil, key: "", "cannot read the recipe file \(path)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw RecipeError(file: name, line: nil, key: "", "the recipe is not UTF-8 text")
+        }
+        return try parse(yaml: text, file: name, overrides: overrides)
+    }
+
+    /// The overrides of the command line's named flags (`--steps`, `--lr`, `--batch-size`, `--out`,
+    /// `--seed`) as `key.path=value` strings for `load`/`parse`; `--set` values go after them.
+    public static func flagOverrides(steps: Int? = nil, lr: Double? = nil, batchSize: Int? = nil, out: String? = nil,
+                                     seed: UInt64? = nil) -> [String] {
+        var o: [String] = []
+        if let steps { o.append("schedule.steps=\(steps)") }
+        if let lr { o.append("schedule.lr=\(lr)") }
+        if let batchSize { o.append("schedule.batch_size=\(batchSize)") }
+        if let out {
+            // A double-quoted YAML scalar, so that any path stays a string.
+            let quoted = out.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            o.append("output.dir=\"\(quoted)\"")
+        }
+        if let seed { o.append("seed=\(seed)") }
+        return o
+    }
+
+    /// Parses and validates recipe text; `file` names it in errors.
+    public static func parse(yaml: String, file: String = "recipe.yaml", overrides: [String] = []) throws -> Recipe {
+        var root = try RecipeNode.parse(yaml, file: file) ?? .mapping([], line: 1)
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                throw RecipeError(file: "--set", line: nil, key: o, "expected key.path=value")
+            }
+            let key = String(o[..<eq]).trimmingCharacters(in: .whitespaces)
+            let value = String(o[o.index(after: eq)...])
+            let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            guard !key.isEmpty, !parts.contains(where: \.isEmpty) else {
+                throw RecipeError(file: "--set", line: nil, key: key, "expected key.path=value")
+            }
+            let node = try RecipeNode.parse(value, file: "--set \(key)").map { stripLines($0) } ?? .scalar("", plain: true, line: nil)
+            try root.set(parts, to: node, file: "--set")
+        }
+        return try Recipe(root: root, file: file)
+    }
+
+    /// Override values carry no line of the recipe file.
+    static func stripLines(_ n: RecipeNode) -> RecipeNode {
+        switch n {
+        case let .scalar(s, p, _): return .scalar(s, plain: p, line: nil)
+        case let .sequence(items, _): return .sequence(items.map(stripLines), line: nil)
+        case let .mapping(entries, _): return .mapping(entries.map { ($0.key, stripLines($0.value), nil) }, line: nil)
+        }
+    }
+
+    init(root: RecipeNode, file: String) throws {
+        let top = try RecipeSection(root, file: file, path: "", known: Self.topKeys)
+        func require(_ key: String, _ known: [String]) throws -> RecipeSection {
+            guard let s = try top.section(key, known: known) else { throw top.missing(key) }
+            return s
+        }
+
+        // teacher
+        if let t = try top.section("teacher", known: Self.teacherKeys) {
+            teacher = Teacher(path: try t.required("path", t.string))
+        }
+
+        // student
+        let s = try require("student", Self.studentKeys)
+        var student = Student(path: try s.string("path"), derive: nil)
+        if let d = try s.section("derive", known: Self.deriveKeys) {
+            student.derive = Derive(layers: try d.required("layers") { try d.int($0, min: 1) },
+                                    hidden: try d.required("hidden") { try d.int($0, min: 1) },
+                                    heads: try d.required("heads") { try d.int($0, min: 1) },
+                                    kvHeads: try d.required("kv_heads") { try d.int($0, min: 1) },
+                                    intermediate: try d.required("intermediate") { try d.int($0, min: 1) })
+            let o = StudentOptions(layers: student.derive!.layers, hidden: student.derive!.hidden, heads: student.derive!.heads,
+                                   kvHeads: student.derive!.kvHeads, intermediate: student.derive!.intermediate)
+            do { try o.validate() } catch { throw RecipeError(file: file, line: d.line, key: d.path, "\(error)") }
+            if teacher == nil { throw s.fail("derive", s.node("derive"), "deriving a student needs a teacher section") }
+        }
+        if (student.path == nil) == (student.derive == nil) {
+            throw RecipeError(file: file, line: s.line, key: "student", "expected exactly one of path, derive")
+        }
+        self.student = student
+
+        // data
+        let d = try require("data", Self.dataKeys)
+        data = DataSection(train: try d.required("train", d.string), eval: try d.string("eval"),
+                           evalFraction: try d.double("eval_fraction", lower: 0, openLower: true, upper: 1, openUpper: true),
+                           maxLength: try d.int("max_length", min: 2) ?? 512,
+                           layout: Layout(rawValue: try d.choice("layout", ["pad", "pack"]) ?? "pad")!,
+                           chatTemplate: try d.bool("chat_template") ?? true)
+        if data.eval != nil && data.evalFraction != nil {
+            throw d.fail("eval_fraction", d.node("eval_fraction"), "give either eval or eval_fraction, not both")
+        }
+
+        // loss
+        let l = try top.section("loss", known: Self.lossKeys)
+        let kindName = try l?.choice("kind", ["hard", "kd", "progressive"]) ?? (teacher == nil ? "hard" : "kd")
+        let kind = LossKind(rawValue: kindName)!
+        if kind != .hard && teacher == nil {
+            throw RecipeError(file: file, line: l?.node("kind")?.line, key: "loss.kind", "\"\(kindName)\" needs a teacher section")
+        }
+        let progressive = kind == .progressive
+        var divergence = Divergence.forwardKL
+        if let l, let n = l.node("divergence") {
+            divergence = try Self.divergence(n, section: l)
+        }
+        loss = Loss(kind: kind,
+                    alpha: try l?.float("alpha", lower: 0, upper: 1) ?? 0.5,
+                    temperature: try l?.float("temperature", lower: 0, openLower: true) ?? 2,
+                    divergence: divergence,
+                    labelSmoothing: try l?.float("label_smoothing", lower: 0, upper: 1, openUpper: true) ?? 0,
+                    featureWeight: try l?.float("feature_weight", lower: 0) ?? (progressive ? 0.3 : 0),
+                    attentionWeight: try l?.float("attention_weight", lower: 0) ?? (progressive ? 0.2 : 0),
+                    featureLayers: try l.map { try Self.layerPairs("feature_layers", section: $0) } ?? .uniform,
+                    attentionLayers: try l.map { try Self.layerPairs("attention_layers", section: $0) } ?? .uniform,
+                    featureDistance: FeatureDistance(rawValue: try l?.choice("feature_distance", ["mse", "cosine"]) ?? "mse")!,
+                    attentionDistance: AttentionDistance(rawValue: try l?.choice("attention_distance", ["kl", "cosine"]) ?? "kl")!,
+                    warmupFraction: try l?.double("warmup_fraction", lower: 0, upper: 1) ?? 0.2,
+                    alignmentFraction: try l?.double("alignment_fraction", lower: 0, upper: 1) ?? 0.5)
+        if let l, kind == .hard {
+            for key in ["feature_weight", "attention_weight"] {
+                if let w = try l.float(key), w != 0 {
+                    throw l.fail(key, l.node(key), "needs loss.kind kd or progressive (kind is hard)")
+                }
+            }
+        }
+        if loss.warmupFraction + loss.alignmentFraction > 1 {
+            throw RecipeError(file: file, line: l?.node("alignment_fraction")?.line ?? l?.line, key: "loss.alignment_fraction",
+                              "warmup_fraction + alignment_fraction must be at most 1, found \(loss.warmupFraction + loss.alignmentFraction)")
+        }
+
+        // schedule
+        let sc = try require("schedule", Self.scheduleKeys)
+        let steps = try sc.required("steps") { try sc.int($0, min: 1) }
+        let lr = try sc.float("lr", lower: 0, openLower: true) ?? 1e-4
+        var maxGradNorm: Float? = 1
+        if let n = sc.entries.first(where: { $0.key == "max_grad_norm" })?.value {
+            maxGradNorm = n.isNull ? nil : try sc.float("max_grad_norm", lower: 0, openLower: true)
+        }
+        schedule = Schedule(steps: steps,
+                            batchSize: try sc.int("batch_size", min: 1) ?? 8,
+                            gradAccum: try sc.int("grad_accum", min: 1) ?? 1,
+                            lr: lr,
+                            warmup: try sc.int("warmup", min: 0) ?? 0,
+                            decay: Decay(rawValue: try sc.choice("decay", ["cosine", "linear", "constant"]) ?? "cosine")!,
+                            minLR: try sc.float("min_lr", lower: 0) ?? 0,
+                            weightDecay: try sc.float("weight_decay", lower: 0) ?? 0.01,
+                            maxGradNorm: maxGradNorm,
+                            evalEvery: try sc.int("eval_every", min: 1),
+                            checkpointEvery: try sc.int("checkpoint_every", min: 1),
+                            curriculum: try sc.bool("curriculum") ?? false)
+        if schedule.warmup >= steps && schedule.warmup > 0 {
+            throw sc.fail("warmup", sc.node("warmup"), "expected fewer warm-up steps than schedule.steps (\(steps)), found \(schedule.warmup)")
+        }
+        if schedule.minLR > lr {
+            throw sc.fail("min_lr", sc.node("min_lr"), "expected a number ≤ schedule.lr (\(lr)), found \(schedule.minLR)")
+        }
+
+        // lora
+        if let lo = try top.section("lora", known: Self.loraKeys) {
+            lora = LoRA(rank: try lo.int("rank", min: 1) ?? 8, alpha: try lo.float("alpha", lower: 0, openLower: true) ?? 16,
+                        dropout: try lo.float("dropout", lower: 0, upper: 1, openUpper: true) ?? 0,
+                        targetModules: try lo.strings("target_modules") ?? ["q_proj", "v_proj"])
+            if student.path == nil {
+                throw RecipeError(file: file, line: lo.line, key: "lora",
+                                  "needs student.path (adapters are saved for a base model that exists on disk)")
+            }
+            if kind == .progressive {
+                throw RecipeError(file: file, line: lo.line, key: "lora",
+                                  "cannot be combined with loss.kind progressive (its phases choose the trainable parameters)")
+            }
+        }
+
+        // output, seed
+        let out = try require("output", Self.outputKeys)
+        output = Output(dir: try out.required("dir", out.string))
+        if let n = top.node("seed") {
+            guard case let .scalar(v, _, _) = n, let sd = UInt64(v) else {
+                throw top.fail("seed", n, "expected a non-negative integer, found \(n.found)")
+            }
+            seed = sd
+        } else {
+            seed = 0
+        }
+    }
+
+    /// `forward_kl`, `reverse_kl`, `jsd` (β = 0.5), `jsd(0.1)`, `tv`, `mse`.
+    static func divergence(_ n: RecipeNode, section: RecipeSection) throws -> Divergence {
+        let expected = "one of forward_kl, reverse_kl, jsd, jsd(beta), tv, mse"
+        guard case let .scalar(s, _, _) = n else { throw section.fail("divergence", n, "expected \(expected), found \(n.found)") }
+        switch s {
+        case "forward_kl": return .forwardKL
+        case "reverse_kl": return .reverseKL
+        case "jsd": return .jsd(beta: 0.5)
+        case "tv": return .tv
+        case "mse": return .mse
+        default:
+            if s.hasPrefix("jsd("), s.hasSuffix(")") {
+                let inner = s.dropFirst(4).dropLast().trimmingCharacters(in: .whitespaces)
+                guard let b = Float(inner), b >= 0, b <= 1 else {
+                    throw section.fail("divergence", n, "expected jsd(beta) with beta in [0, 1], found \(n.found)")
+                }
+                return .jsd(beta: b)
+            }
+            throw section.fail("divergence", n, "expected \(expected), found \(n.found)")
+        }
+    }
+
+    /// `uniform` or a list of `[student, teacher]` layer pairs.
+    static func layerPairs(_ key: String, section: RecipeSection) throws -> LayerPairs {
+        guard let n = section.node(key) else { return .uniform }
+        let expected = "uniform or a list of [student_layer, teacher_layer] pairs"
+        switch n {
+        case .scalar(let s, _, _) where s == "uniform": return .uniform
+        case .sequence(let items, _) where !items.isEmpty:
+            return .pairs(try items.map { item in
+                guard case let .sequence(pair, _) = item, pair.count == 2 else {
+                    throw section.fail(key, item, "expected \(expected), found \(item.found) in the list")
+                }
+                return try pair.map { v in
+                    guard case let .scalar(x, _, _) = v, let i = Int(x), i >= 0 else {
+                        throw section.fail(key, v, "expected \(expected), found \(v.found) as a layer")
+                    }
+                    return i
+                }
+            })
+        default:
+            throw section.fail(key, n, "expected \(expected), found \(n.found)")
+        }
+    }
+}

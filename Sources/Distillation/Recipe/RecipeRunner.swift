@@ -1,0 +1,250 @@
+import DistillModels
+import DistillNN
+import DistillTensor
+import Foundation
+
+/// Progress of `RecipeRunner.run`, handed to its callback (the library never prints).
+public enum RecipeEvent {
+    /// Models and data are ready; training starts.
+    case prepared(RecipeSummary)
+    case training(TrainingEvent)
+    /// The final student (or its LoRA adapters) was written to `directory`.
+    case saved(directory: URL, adaptersOnly: Bool)
+}
+
+public struct RecipeSummary: Equatable {
+    public var teacherParameters: Int?
+    public var studentParameters: Int
+    public var trainableParameters: Int
+    public var trainSequences: Int
+    public var evalSequences: Int
+    public var trainTokens: Int
+    public var totalSteps: Int
+}
+
+/// What a finished run wrote.
+public struct RecipeResult {
+    public var outputDirectory: URL
+    public var metricsLog: URL
+    public var steps: Int
+    public var resumedFrom: URL?
+    /// The last step's metrics, when a step ran.
+    public var lastMetrics: StepMetrics?
+}
+
+/// Failures of a run that the recipe's values alone could not reveal (models, data, output).
+public enum RecipeRunError: Error, Equatable, CustomStringConvertible {
+    case vocabularyMismatch(teacher: String, student: String, detail: String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case let .vocabularyMismatch(t, s, detail):
+            return "teacher \(t) and student \(s) have different vocabularies (\(detail)); distillation needs the same tokenizer"
+        case .invalid(let m): return m
+        }
+    }
+}
+
+/// Runs a `Recipe`: loads the teacher and student, tokenizes the data with the student's
+/// tokenizer, trains with the plan the recipe's loss section describes, and writes into
+/// `output.dir`:
+///
+/// - the final student as a Hugging Face directory (config.json, model.safetensors,
+///   generation_config.json, the tokenizer files of the student's or teacher's directory), or,
+///   with `lora`, only `adapter_config.json` + `adapter_model.safetensors`;
+/// - `metrics.jsonl` (one `StepMetrics` line per step), `recipe.json` (the validated recipe);
+/// - `checkpoints/step-…` every `schedule.checkpoint_every` steps and at the end.
+public enum RecipeRunner {
+    public static let metricsFile = "metrics.jsonl"
+    public static let checkpointsDirectory = "checkpoints"
+
+    /// Trains; with `resume`, continues from the newest checkpoint in the output directory (an
+    /// error when there is none). A fresh run refuses an output directory that holds checkpoints.
+    @discardableResult
+    public static func run(recipe: Recipe, resume: Bool = false,
+                           onEvent: @escaping (RecipeEvent) -> Void = { _ in }) throws -> RecipeResult {
+        let fm = FileManager.default
+        let out = URL(fileURLWithPath: recipe.output.dir)
+        let checkpoints = out.appendingPathComponent(checkpointsDirectory)
+        let metrics = out.appendingPathComponent(metricsFile)
+        if resume {
+            guard Checkpoint.latest(in: checkpoints) != nil else {
+                throw RecipeRunError.invalid("--resume: no checkpoint in \(checkpoints.path) (set schedule.checkpoint_every to write them)")
+            }
+        } else if !Checkpoint.list(in: checkpoints).isEmpty {
+            throw RecipeRunError.invalid("\(out.path) already holds checkpoints of a run: pass --resume to continue it, or choose another output.dir")
+        }
+
+        // Models.
+        let teacher = try recipe.teacher.map { try PretrainedModel.load($0.path) }
+        teacher?.lm.freeze()
+        let student: PretrainedModel
+        if let d = recipe.student.derive, let teacher {
+            let options = StudentOptions(layers: d.layers, hidden: d.hidden, heads: d.heads, kvHeads: d.kvHeads,
+                                         intermediate: d.intermediate, seed: recipe.seed)
+            student = try StudentDerivation.derive(from: teacher, options: options, path: teacher.path).model
+        } else {
+            student = try PretrainedModel.load(recipe.student.path!)
+        }
+        let tokenizer = try student.requireTokenizer()
+        if let teacher {
+            let tv = teacher.lm.config.vocabSize, sv = student.lm.config.vocabSize
+            if let tt = teacher.tokenizer, tt.fingerprint != tokenizer.fingerprint {
+                throw RecipeRunError.vocabularyMismatch(teacher: teacher.path, student: student.path,
+                                                        detail: "tokenizer fingerprints \(tt.fingerprint) and \(tokenizer.fingerprint)")
+            }
+            if tv != sv {
+                throw RecipeRunError.vocabularyMismatch(teacher: teacher.path, student: student.path,
+                                                        detail: "vocab_size \(tv) and \(sv)")
+            }
+        }
+
+        // Data.
+        let template = recipe.data.chatTemplate ? student.chatTemplate ?? teacher?.chatTemplate : nil
+        func tokenize(_ path: String) throws -> [TokenSequence] {
+            try TextDataFile(path: path).tokenize(with: tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength)
+                .map { TokenSequence($0) }
+        }
+        var train = try tokenize(recipe.data.train)
+        var eval: [TokenSequence] = []
+        if let e = recipe.data.eval {
+            eval = try tokenize(e)
+        } else if let f = recipe.data.evalFraction {
+            let n = Int((Double(train.count) * f).rounded())
+            guard n >= 1, n < train.count else {
+                throw RecipeRunError.invalid("data.eval_fraction \(f) of \(train.count) examples leaves no held-out or no training example")
+            }
+            let order = DataPosition.epochOrder(count: train.count, epoch: 0, kind: .shuffled(seed: recipe.seed))
+            eval = order.suffix(n).map { train[$0] }
+            train = order.dropLast(n).map { train[$0] }
+        }
+        let vocab = student.lm.config.vocabSize
+        if let bad = (train + eval).lazy.flatMap({ $0.ids }).first(where: { $0 >= vocab }) {
+            throw RecipeRunError.invalid("the tokenizer gives token \(bad), outside the student's vocabulary 0..<\(vocab)")
+        }
+
+        // Objective.
+        let s = recipe.schedule, l = recipe.loss
+        var featureMap: LayerMap?, attentionMap: LayerMap?, projector: FeatureProjector?
+        if let teacher {
+            let ls = student.lm.config.layers, lt = teacher.lm.config.layers
+            func map(_ pairs: Recipe.LayerPairs, _ key: String) throws -> LayerMap {
+                switch pairs {
+                case .uniform: return LayerMap.uniform(studentLayers: ls, teacherLayers: lt)
+                case .pairs(let p):
+                    for pair in p where pair[0] >= ls || pair[1] >= lt {
+                        throw RecipeRunError.invalid("loss.\(key): pair [\(pair[0]), \(pair[1])] is outside the student's \(ls) or the teacher's \(lt) layers")
+                    }
+                    do { return try LayerMap(p.map { ($0[0], $0[1]) }) } catch { throw RecipeRunError.invalid("loss.\(key): \(error)") }
+                }
+            }
+            if l.featureWeight != 0 {
+                let m = try map(l.featureLayers, "feature_layers")
+                featureMap = m
+                if student.lm.config.hidden != teacher.lm.config.hidden {
+                    var rng = RandomGenerator(seed: recipe.seed &+ 1)
+                    projector = FeatureProjector(studentWidth: student.lm.config.hidden, teacherWidth: teacher.lm.config.hidden,
+                                                 pairs: m.pairs.count, rng: &rng)
+                }
+            }
+            if l.attentionWeight != 0 { attentionMap = try map(l.attentionLayers, "attention_layers") }
+        }
+        let plan: TrainingPlan
+        switch l.kind {
+        case .hard: plan = .hardOnly
+        case .kd: plan = .kd(alpha: l.alpha, temperature: l.temperature, feature: l.featureWeight, attention: l.attentionWeight)
+        case .progressive:
+            plan = .progressive(ProgressiveSchedule(totalSteps: s.steps, warmupFraction: l.warmupFraction,
+                                                    alignmentFraction: l.alignmentFraction, alpha: l.alpha,
+                                                    temperature: l.temperature, featureWeight: l.featureWeight,
+                                                    attentionWeight: l.attentionWeight))
+        }
+
+        // LoRA: only adapters train.
+        var loraConfig: LoRAConfig?
+        if let lo = recipe.lora {
+            let c = LoRAConfig(rank: lo.rank, alpha: lo.alpha, dropout: lo.dropout, targetModules: lo.targetModules)
+            do { try applyLoRA(to: student.lm, config: c, seed: recipe.seed) } catch { throw RecipeRunError.invalid("lora: \(error)") }
+            loraConfig = c
+        }
+
+        // Trainer.
+        let learningRate: LearningRateSchedule
+        switch s.decay {
+        case .cosine: learningRate = .warmupCosine(peak: s.lr, warmup: s.warmup, total: s.steps, floor: s.minLR)
+        case .linear: learningRate = .warmupLinear(peak: s.lr, warmup: s.warmup, total: s.steps, floor: s.minLR)
+        case .constant: learningRate = s.warmup > 0 ? .warmupLinear(peak: s.lr, warmup: s.warmup, total: s.steps, floor: s.lr) : .constant(s.lr)
+        }
+        let padId = tokenizer.padTokenId ?? tokenizer.eosTokenIds.first ?? 0
+        let layout: BatchLayout = recipe.data.layout == .pad ? .padToLongest(padId: padId)
+            : .packed(rowLength: recipe.data.maxLength, padId: padId)
+        let order: DataOrder
+        if s.curriculum {
+            let difficulties = teacher.map { Curriculum.teacherLossDifficulties($0.lm, train) } ?? Curriculum.lengthDifficulties(train)
+            order = .curriculum(Curriculum(difficulties: difficulties, totalSteps: s.steps))
+        } else {
+            order = .shuffled(seed: recipe.seed)
+        }
+        try fm.createDirectory(at: out, withIntermediateDirectories: true)
+        if !resume { try? fm.removeItem(at: metrics) }
+        var config = TrainerConfiguration(totalSteps: s.steps, batchSize: s.batchSize, accumulationSteps: s.gradAccum,
+                                          layout: layout, order: order, learningRate: learningRate,
+                                          weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm,
+                                          divergence: l.divergence.logitDivergence,
+                                          featureMap: featureMap, featureDistance: l.featureDistance,
+                                          attentionMap: attentionMap, attentionDistance: l.attentionDistance,
+                                          evalEvery: s.evalEvery, evalBatchSize: s.batchSize,
+                                          checkpointEvery: s.checkpointEvery, checkpointDirectory: checkpoints,
+                                          metricsLog: metrics, seed: recipe.seed)
+        config.labelSmoothing = l.labelSmoothing
+        let trainer = Trainer(student: student.lm, teacher: teacher?.lm, projector: projector, train: train, eval: eval,
+                              plan: plan, configuration: config)
+        var last: StepMetrics?
+        trainer.onEvent = { event in
+            if case .step(let m) = event { last = m }
+            onEvent(.training(event))
+        }
+        let recipeData = try JSONEncoder.sorted.encode(recipe)
+        try recipeData.write(to: out.appendingPathComponent("recipe.json"), options: .atomic)
+        if resume { try trainer.resumeFromLatestCheckpoint() }
+        let trainable = student.lm.namedParameters().filter { !$0.parameter.isFrozen }.reduce(0) { $0 + $1.parameter.value.count }
+        onEvent(.prepared(RecipeSummary(teacherParameters: teacher?.lm.parameterCount, studentParameters: student.lm.parameterCount,
+                                        trainableParameters: trainable, trainSequences: train.count, evalSequences: eval.count,
+                                        trainTokens: train.reduce(0) { $0 + $1.ids.count }, totalSteps: s.steps)))
+        try trainer.run()
+
+        // Final student.
+        if let loraConfig {
+            try LoRAAdapterFiles.save(student.lm, config: loraConfig, to: out.path, baseModel: student.path)
+        } else {
+            try student.saveDirectory(out.path)
+            try copyTokenizerFiles(from: student.path, to: out)
+        }
+        onEvent(.saved(directory: out, adaptersOnly: loraConfig != nil))
+        return RecipeResult(outputDirectory: out, metricsLog: metrics, steps: trainer.step, resumedFrom: trainer.resumedFrom,
+                            lastMetrics: last)
+    }
+
+    /// Copies `StudentDerivation.tokenizerFiles` from a model directory (nothing for a .gguf file).
+    static func copyTokenizerFiles(from source: String, to out: URL) throws {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: source, isDirectory: &isDir), isDir.boolValue else { return }
+        let src = URL(fileURLWithPath: source)
+        for name in StudentDerivation.tokenizerFiles {
+            let from = src.appendingPathComponent(name), to = out.appendingPathComponent(name)
+            guard from.standardizedFileURL != to.standardizedFileURL, fm.fileExists(atPath: from.path) else { continue }
+            try? fm.removeItem(at: to)
+            try fm.copyItem(at: from, to: to)
+        }
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return e
+    }
+}
