@@ -116,14 +116,15 @@ struct Generate: ParsableCommand {
         let request = TextGenerationRequest(prompt: prompt, chat: chat,
                                             options: GenerationOptions(maxTokens: maxTokens, sampling: sampling, n: n, stopStrings: stop))
         do {
-            if n == 1 {
+            if n == 1 && stop.isEmpty {
                 // Stream the single sample as it is generated.
-                let out = try m.generate(request) { _, piece in
+                _ = try m.generate(request) { _, piece in
                     FileHandle.standardOutput.write(piece.data(using: .utf8)!)
                 }
-                // Whatever a stop string cut, the streamed text may run past it; end the line.
-                _ = out
                 print("")
+            } else if n == 1 {
+                // With stop strings the text is printed once it is cut at the first of them.
+                print(try m.generate(request)[0].text)
             } else {
                 for (i, c) in try m.generate(request).enumerated() {
                     print("--- sample \(i + 1) (\(c.finishReason.rawValue)) ---")

@@ -50,4 +50,14 @@ final class SmolLM2IntegrationTests: XCTestCase {
             }
         }
     }
+
+    /// A stop string ends generation and the text is cut before it.
+    func testStopStringCutsTheText() throws {
+        let (model, _) = try load()
+        let out = try model.generate(TextGenerationRequest(
+            prompt: "What is the capital of France?", chat: true,
+            options: GenerationOptions(maxTokens: 40, sampling: .init(temperature: 0), stopStrings: ["Paris"])))
+        XCTAssertEqual(out[0].text, "The capital of France is ")
+        XCTAssertEqual(out[0].finishReason, .stopString)
+    }
 }
