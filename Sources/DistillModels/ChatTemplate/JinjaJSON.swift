@@ -30,7 +30,7 @@ public enum JinjaJSON {
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
         case .double(let d): out += floatJSON(d)
-        case .string(let s), .markup(let s): writeString(s, &out, ensureASCII: o.ensureASCII)
+        case .string(let s), .markup(let s): appendJSONString(s, to: &out, ensureASCII: o.ensureASCII)
         case .array(let a), .tuple(let a):
             if a.isEmpty { out += "[]"; return }
             out += "["
@@ -79,7 +79,7 @@ public enum JinjaJSON {
         for (i, (k, v)) in items.enumerated() {
             if i > 0 { out += itemSep }
             newline(&out, o, level + 1)
-            writeString(k, &out, ensureASCII: o.ensureASCII)
+            appendJSONString(k, to: &out, ensureASCII: o.ensureASCII)
             out += keySep
             try write(v, &out, o, itemSep, keySep, level: level + 1)
         }
@@ -97,35 +97,6 @@ public enum JinjaJSON {
         if d.isNaN { return "NaN" }
         if d.isInfinite { return d < 0 ? "-Infinity" : "Infinity" }
         return pythonFloatRepr(d)
-    }
-
-    static func writeString(_ s: String, _ out: inout String, ensureASCII: Bool) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 {
-                    out += String(format: "\\u%04x", u.value)
-                } else if ensureASCII && u.value > 0x7e {
-                    if u.value > 0xffff {
-                        let v = u.value - 0x10000
-                        out += String(format: "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff))
-                    } else {
-                        out += String(format: "\\u%04x", u.value)
-                    }
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
     }
 
     // MARK: reading

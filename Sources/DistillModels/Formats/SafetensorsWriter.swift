@@ -45,7 +45,7 @@ public enum SafetensorsWriter {
         var first = true
         if let metadata {
             json += "\"__metadata__\":{"
-            json += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            json += metadata.keys.sorted().map { "\(jsonStringLiteral($0)):\(jsonStringLiteral(metadata[$0]!))" }.joined(separator: ",")
             json += "}"
             first = false
         }
@@ -54,36 +54,13 @@ public enum SafetensorsWriter {
             let bytes = shape.reduce(1, *) * dtype.byteSize
             if !first { json += "," }
             first = false
-            json += "\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            json += "\(jsonStringLiteral(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
             offset += bytes
         }
         json += "}"
         var out = Array(json.utf8)
         out += [UInt8](repeating: UInt8(ascii: " "), count: (8 - out.count % 8) % 8)
         return out
-    }
-
-    /// A JSON string literal, escaped as serde_json does (only quotes, backslashes and controls).
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 {
-                    out += String(format: "\\u%04x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
     }
 }
 
@@ -129,7 +106,7 @@ extension SafetensorsWriter {
         }
         // As transformers writes it: json.dumps(index, indent=2, sort_keys=True) + "\n".
         var index = "{\n  \"metadata\": {\n    \"total_size\": \(totalSize)\n  },\n  \"weight_map\": {\n"
-        index += weightMap.keys.sorted().map { "    \(jsonString($0)): \(jsonString(weightMap[$0]!))" }.joined(separator: ",\n")
+        index += weightMap.keys.sorted().map { "    \(jsonStringLiteral($0)): \(jsonStringLiteral(weightMap[$0]!))" }.joined(separator: ",\n")
         index += "\n  }\n}\n"
         let indexPath = dir.appendingPathComponent(ShardedSafetensors.indexName).path
         try writeAtomically(to: indexPath) { out in

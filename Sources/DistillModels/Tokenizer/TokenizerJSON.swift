@@ -51,6 +51,19 @@ enum DecoderSpec: Equatable {
 /// A value in a parsed JSON document together with its key path, so that every complaint names
 /// the file and the place (`model.merges[12]`).
 struct TokenizerJSONNode {
+    /// Parses `data` as JSON whose top level must be an object.
+    static func parseObject(_ data: Data, file: String) throws -> TokenizerJSONNode {
+        let value: Any
+        do {
+            value = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw FileError(file: file, "not valid JSON (\(error.localizedDescription))")
+        }
+        let root = TokenizerJSONNode(value, path: "", file: file)
+        _ = try root.object()
+        return root
+    }
+
     let value: Any?      // nil when the key is missing
     let path: String
     let file: String
@@ -130,14 +143,7 @@ struct TokenizerJSONNode {
 extension TokenizerSpec {
     /// Reads tokenizer.json (and tokenizer_config.json when given).
     init(tokenizerJSON data: Data, file: String, config: Data?, configFile: String) throws {
-        let rootValue: Any
-        do {
-            rootValue = try JSONSerialization.jsonObject(with: data)
-        } catch {
-            throw FileError(file: file, "not valid JSON (\(error.localizedDescription))")
-        }
-        let root = TokenizerJSONNode(rootValue, path: "", file: file)
-        _ = try root.object()
+        let root = try TokenizerJSONNode.parseObject(data, file: file)
 
         // model
         let model = root["model"]
@@ -345,14 +351,7 @@ extension TokenizerSpec {
     /// clean_up_tokenization_spaces, split_special_tokens, and special tokens the config declares that
     /// tokenizer.json does not mark as added (transformers adds them).
     mutating func applyConfig(_ data: Data, file: String) throws {
-        let rootValue: Any
-        do {
-            rootValue = try JSONSerialization.jsonObject(with: data)
-        } catch {
-            throw FileError(file: file, "not valid JSON (\(error.localizedDescription))")
-        }
-        let root = TokenizerJSONNode(rootValue, path: "", file: file)
-        _ = try root.object()
+        let root = try TokenizerJSONNode.parseObject(data, file: file)
         tokenizerClass = try root["tokenizer_class"].optionalString()
         bosToken = try root["bos_token"].tokenContent()
         eosToken = try root["eos_token"].tokenContent()

@@ -91,7 +91,7 @@ final class CorruptFileTests: XCTestCase {
         let full = [UInt8](try Data(contentsOf: fixtureURL("formats", "st_mixed.safetensors")))
         let dir = try temporaryDirectory(self)
         let url = dir.appendingPathComponent("damaged.safetensors")
-        var rng = FormatsRNG(seed: 11)
+        var rng = TestRNG(seed: 11)
         for _ in 0..<300 {
             var bytes = full
             for _ in 0..<(1 + Int(rng.next() % 4)) {
@@ -306,7 +306,7 @@ final class CorruptFileTests: XCTestCase {
         let headerEnd = f.dataStart
         let dir = try temporaryDirectory(self)
         let url = dir.appendingPathComponent("damaged.gguf")
-        var rng = FormatsRNG(seed: 12)
+        var rng = TestRNG(seed: 12)
         var opened = 0
         for _ in 0..<400 {
             var bytes = full

@@ -87,7 +87,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testRoundTripsF32F16BF16() throws {
-        var rng = FormatsRNG(seed: 7)
+        var rng = TestRNG(seed: 7)
         let tensors: [String: Tensor] = [
             "w": Tensor((0..<60).map { _ in rng.normal() * 3 }, shape: [4, 15]),
             "v": Tensor((0..<7).map { _ in rng.normal() * 1e-6 }, shape: [7]),
@@ -194,23 +194,5 @@ final class SafetensorsTests: XCTestCase {
         let plan = SafetensorsWriter.shardPlan([("a", 6), ("b", 6), ("c", 2), ("d", 6), ("e", 2), ("f", 2)], maxShardSize: 10)
         XCTAssertEqual(plan, [["a"], ["b", "c"], ["d", "e", "f"]])
         XCTAssertEqual(SafetensorsWriter.shardPlan([("a", 3), ("huge", 50), ("b", 3)], maxShardSize: 10), [["huge"], ["a", "b"]])
-    }
-}
-
-/// A small seeded generator for test data.
-struct FormatsRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
-    mutating func normal() -> Float {
-        let u = max(uniform(), 1e-7), v = uniform()
-        return (-2 * logf(u)).squareRoot() * cosf(2 * .pi * v)
     }
 }

@@ -36,7 +36,7 @@ final class TokenizerSpeedTests: XCTestCase {
             brought heat snow tire bring yes distant fill east paint language among distillation teacher student model \
             it's I'm we'll they've she'd isn't couldn't
             """.split(separator: " ").map(String.init)
-        var rng = TokTestRNG(seed: seed)
+        var rng = TestRNG(seed: seed)
         var out = ""
         out.reserveCapacity(bytes + 200)
         while out.utf8.count < bytes {

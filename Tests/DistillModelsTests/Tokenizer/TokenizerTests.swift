@@ -274,7 +274,7 @@ final class TokenizerTests: XCTestCase {
         }
         // random text over many scripts (no characters the vocabulary lacks): byte-level BPE is lossless
         let t = try tokLoad("smollm2")
-        var rng = TokTestRNG(seed: 7)
+        var rng = TestRNG(seed: 7)
         let pool = Array("abc XYZ 0123 .,;!?'\"\n\t\r éüß ñ ЖЯ ΩΣ אב عربى हि 日本語 한국 🎉👍🏽👨‍👩‍👧 \u{0301}\u{00A0}\u{3000}<|im_start|>".unicodeScalars)
         for _ in 0..<300 {
             var v = String.UnicodeScalarView()
@@ -338,7 +338,7 @@ final class TokenizerTests: XCTestCase {
         let m = t.model
         var pieces: [String] = []
         for c in try tokCases("smollm2_cases.json") { pieces += t.preTokenize(c.text) }
-        var rng = TokTestRNG(seed: 3)
+        var rng = TestRNG(seed: 3)
         let letters = Array("etaoinshrdlucmfwypvbgkqjxz ".utf8)
         for _ in 0..<50 {
             pieces.append(String(decoding: (0..<(50 + Int(rng.next() % 400))).map { _ in letters[Int(rng.next() % 26)] }, as: UTF8.self))
@@ -387,18 +387,5 @@ final class TokenizerTests: XCTestCase {
         }
         let expected = Array(repeating: cases.map(\.ids), count: 5).flatMap { $0 }
         for r in results { XCTAssertEqual(r, expected) }
-    }
-}
-
-/// Seeded generator for test inputs.
-struct TokTestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,0 +1,41 @@
+import Foundation
+
+/// Appends `s` as a JSON string literal escaped the way Python's `json.dumps` and serde_json do:
+/// quotes, backslashes, \b \f \n \r \t, other control characters as \u00XX; with `ensureASCII`,
+/// everything outside printable ASCII as \uXXXX (surrogate pairs above U+FFFF). Shared by the
+/// chat templates' `tojson` and the safetensors header writer.
+func appendJSONString(_ s: String, to out: inout String, ensureASCII: Bool = false) {
+    out += "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case "\u{08}": out += "\\b"
+        case "\u{0C}": out += "\\f"
+        default:
+            if u.value < 0x20 {
+                out += String(format: "\\u%04x", u.value)
+            } else if ensureASCII && u.value > 0x7e {
+                if u.value > 0xffff {
+                    let v = u.value - 0x10000
+                    out += String(format: "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff))
+                } else {
+                    out += String(format: "\\u%04x", u.value)
+                }
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+    }
+    out += "\""
+}
+
+/// `s` as a JSON string literal (see `appendJSONString`).
+func jsonStringLiteral(_ s: String) -> String {
+    var out = ""
+    appendJSONString(s, to: &out)
+    return out
+}
