@@ -110,8 +110,8 @@ public final class PretrainedModel {
     }
 
     /// Writes a Hugging Face directory that `transformers` loads: config.json (with
-    /// `architectures` and `torch_dtype`), model.safetensors (sharded above `maxShardBytes`) and
-    /// generation_config.json.
+    /// `architectures` and `torch_dtype`), model.safetensors (sharded above `maxShardBytes`),
+    /// generation_config.json and the tokenizer files (see `saveTokenizerFiles`).
     public func saveDirectory(_ path: String, dtype: SafetensorsWriter.StoredType = .f32,
                               maxShardBytes: Int = 5_000_000_000) throws {
         let dir = URL(fileURLWithPath: path)
@@ -133,15 +133,51 @@ public final class PretrainedModel {
         }
         try atomicWrite(try JSONSerialization.data(withJSONObject: gen, options: [.prettyPrinted, .sortedKeys]),
                         to: dir.appendingPathComponent("generation_config.json"))
-        // Tokenizer files travel with a model loaded from a directory.
-        let src = URL(fileURLWithPath: self.path)
-        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"] {
-            let from = src.appendingPathComponent(name), to = dir.appendingPathComponent(name)
-            guard from.standardizedFileURL != to.standardizedFileURL,
-                  FileManager.default.fileExists(atPath: from.path) else { continue }
-            try? FileManager.default.removeItem(at: to)
-            try FileManager.default.copyItem(at: from, to: to)
+        try saveTokenizerFiles(to: dir)
+    }
+}
+
+extension PretrainedModel {
+    /// Tokenizer files known to transformers, copied from a source directory.
+    static let sourceTokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                       "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"]
+
+    /// A model loaded from a directory with a tokenizer.json takes its tokenizer files along
+    /// unchanged. Otherwise (a GGUF, or a model built in memory) a tokenizer is written from the
+    /// `Tokenizer` (tokenizer.json, tokenizer_config.json with the chat template,
+    /// special_tokens_map.json) — unless `dir` already holds a tokenizer.json that reads as the
+    /// same tokenizer (same fingerprint, e.g. saving into the directory it came from); stale
+    /// tokenizer files of another tokenizer are removed first.
+    func saveTokenizerFiles(to dir: URL) throws {
+        let fm = FileManager.default
+        let src = URL(fileURLWithPath: path)
+        var isDir: ObjCBool = false
+        let fromDirectory = fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+            && fm.fileExists(atPath: src.appendingPathComponent("tokenizer.json").path)
+        if fromDirectory && src.standardizedFileURL.resolvingSymlinksInPath() != dir.standardizedFileURL.resolvingSymlinksInPath() {
+            for name in PretrainedModel.sourceTokenizerFiles {
+                let from = src.appendingPathComponent(name), to = dir.appendingPathComponent(name)
+                guard fm.fileExists(atPath: from.path) else { continue }
+                do {
+                    try? fm.removeItem(at: to)
+                    try fm.copyItem(at: from, to: to)
+                } catch {
+                    throw FileError(file: to.path, "cannot copy \(name) from \(path): \(error.localizedDescription)")
+                }
+            }
+            return
         }
+        guard let tokenizer else { return }
+        if fm.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path),
+           let existing = try? Tokenizer(directory: dir), existing.fingerprint == tokenizer.fingerprint {
+            return
+        }
+        for name in PretrainedModel.sourceTokenizerFiles {
+            let url = dir.appendingPathComponent(name)
+            if fm.fileExists(atPath: url.path) { try? fm.removeItem(at: url) }
+        }
+        let maxLength = try? config.int("max_position_embeddings")
+        try tokenizer.save(to: dir, modelMaxLength: maxLength)
     }
 }
 

@@ -89,8 +89,10 @@ public final class DecoderStack: Module {
 
 /// Outputs of a forward pass: logits and, on request, every layer's hidden state and attention.
 public struct LMOutput {
-    /// [B, T, vocab]
+    /// [B, T, vocab]; an empty [0] tensor when the forward pass was asked not to compute logits.
     public var logits: Tensor
+    /// The final normed hidden state [B, T, hidden] (the input of the output projection).
+    public var finalHidden: Tensor
     /// Embedding output and each block's output, [B, T, hidden] (layers + 1 entries), when asked.
     public var hiddenStates: [Tensor]
     /// Each block's attention probabilities [B, heads, T, T], when asked.
@@ -119,7 +121,8 @@ public final class TransformerLM: Module {
     ///   padding mask [B, 1, 1, keys]); causal masking is always applied.
     /// - `cache`: keys and values of earlier positions; this call's are appended to it.
     public func forward(_ ids: [Int], batch: Int, length: Int, positions: [[Int]]? = nil, mask: Tensor? = nil,
-                        cache: KVCache? = nil, outputHiddenStates: Bool = false, outputAttentions: Bool = false) -> LMOutput {
+                        cache: KVCache? = nil, outputHiddenStates: Bool = false, outputAttentions: Bool = false,
+                        computeLogits: Bool = true) -> LMOutput {
         precondition(ids.count == batch * length, "TransformerLM: \(ids.count) ids for batch \(batch) × length \(length)")
         let rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0)
         var h = model.embedTokens(ids, shape: [batch, length])      // (B, T, H)
@@ -134,8 +137,16 @@ public final class TransformerLM: Module {
         cache?.length += length
         h = model.norm(h)
         if outputHiddenStates { hidden[hidden.count - 1] = h }
-        let logits = lmHead.map { $0(h) } ?? model.embedTokens.asLinear(h)
-        return LMOutput(logits: logits, hiddenStates: hidden, attentions: attentions)
+        let logits = !computeLogits ? Tensor(zeros: [0]) : lmHead.map { $0(h) } ?? model.embedTokens.asLinear(h)
+        return LMOutput(logits: logits, finalHidden: h, hiddenStates: hidden, attentions: attentions)
+    }
+
+    /// The output projection's weight [vocab, hidden] (the embedding matrix when tied), for losses
+    /// fused with it; nil when the projection carries an unmerged LoRA adapter (its logits are
+    /// then more than hidden · weightᵀ).
+    public var outputProjectionWeight: Tensor? {
+        guard let lmHead else { return model.embedTokens.weight.value }
+        return lmHead.loraA == nil || lmHead.loraMerged ? lmHead.weight.value : nil
     }
 
     /// cos/sin tables: [length, D/2] when every row shares positions, else [B, length, D/2].

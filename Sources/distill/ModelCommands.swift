@@ -143,7 +143,7 @@ struct CLIError: Error, CustomStringConvertible {
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Writes a model as a Hugging Face directory (config.json, safetensors, generation_config.json; tokenizer files when the source has them).")
+        abstract: "Writes a model as a Hugging Face directory (config.json, safetensors, generation_config.json; tokenizer.json, tokenizer_config.json — copied from a directory, written from a GGUF).")
 
     @Argument(help: "A Hugging Face model directory or a .gguf file.") var model: String
     @Option(help: "Output directory.") var out: String

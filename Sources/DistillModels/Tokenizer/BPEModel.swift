@@ -7,6 +7,9 @@ final class BPEModel {
     let idToToken: [String?]
     let merges: PairTable
     let mergeCount: Int
+    /// The merge rules by rank as (left id, right id), as the file listed them (for writing
+    /// tokenizer.json back).
+    let mergeList: [(Int32, Int32)]
     /// Vocabulary id of each byte's stand-in character, or -1 (such bytes are dropped, replaced by
     /// unk, or spelled as <0xXX> tokens, as the file says).
     let byteIds: [Int32]
@@ -45,6 +48,8 @@ final class BPEModel {
         idToToken = i2t
 
         var table = PairTable(minimumCapacity: max(merges.count, 1))
+        var list: [(Int32, Int32)] = []
+        list.reserveCapacity(merges.count)
         for (rank, (a, b)) in merges.enumerated() {
             guard let ia = t2i[a] else {
                 throw FileError(file: file, location: "\(mergesLocation)[\(rank)]", "merge \(tokenQuoted(a + " " + b)) uses \(tokenQuoted(a)), which is not in the vocabulary")
@@ -56,8 +61,10 @@ final class BPEModel {
                 throw FileError(file: file, location: "\(mergesLocation)[\(rank)]", "merge \(tokenQuoted(a + " " + b)) makes \(tokenQuoted(a + b)), which is not in the vocabulary")
             }
             table.set(ia, ib, rank: Int32(rank), merged: merged)
+            list.append((ia, ib))
         }
         self.merges = table
+        mergeList = list
         mergeCount = merges.count
 
         byteIds = (0..<256).map { b in t2i[String(ByteLevel.byteToScalar[b])] ?? -1 }

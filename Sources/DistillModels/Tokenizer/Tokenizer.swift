@@ -19,6 +19,8 @@ public final class Tokenizer: @unchecked Sendable {
     let rawMatcher: AddedTokenMatcher
     let normalizedMatcher: AddedTokenMatcher
     let decoder: DecoderSpec
+    /// Whether added tokens decode as their text (GGUF) rather than through the decoder.
+    let addedTokensDecodeRaw: Bool
     /// Decoded bytes of every id (offsets into one arena), and which ids are special.
     private let decodedOffsets: [Int32]
     private let decodedBytes: [UInt8]
@@ -196,6 +198,7 @@ public final class Tokenizer: @unchecked Sendable {
         normalizer = spec.normalizer
         preTokenizer = spec.preTokenizer
         decoder = spec.decoder
+        addedTokensDecodeRaw = spec.addedTokensDecodeRaw
 
         var byId = [Int: AddedToken]()
         for t in spec.addedTokens {

@@ -68,15 +68,24 @@ extension DistillationLoss {
     /// - cross-entropy:     softmax(z) − (1−ε)·onehot(target) − ε/V
     public static func fusedLinearLoss(hidden: Tensor, weight: Tensor, teacher: ChunkedTeacher?, targets: [Int]? = nil,
                                        mask: LossMask? = nil, options: FusedLossOptions = FusedLossOptions()) -> Tensor {
+        fusedLinearLossParts(hidden: hidden, weight: weight, teacher: teacher, targets: targets, mask: mask, options: options).total
+    }
+
+    /// `fusedLinearLoss`, with its two terms' unweighted values beside the total: the soft term
+    /// (mean over its rows, τ² or 1/V factor included) and the hard cross-entropy (nil when off).
+    public static func fusedLinearLossParts(hidden: Tensor, weight: Tensor, teacher: ChunkedTeacher?, targets: [Int]? = nil,
+                                            mask: LossMask? = nil, options: FusedLossOptions = FusedLossOptions())
+        -> (total: Tensor, soft: Float?, hard: Float?) {
         let needHidden = GradientMode.isEnabled && hidden.requiresGrad
         let needWeight = GradientMode.isEnabled && weight.requiresGrad
         let r = fusedLinearLossAndGradients(hidden: hidden, weight: weight, teacher: teacher, targets: targets, mask: mask,
                                             options: options, gradientForHidden: needHidden, gradientForWeight: needWeight)
         let value = Tensor(scalar: r.loss)
-        guard needHidden || needWeight else { return value }
-        return Tensor.withPrecomputedGradients(of: value, inputs: [hidden, weight],
-                                               gradients: [r.hiddenGradient ?? Tensor(zeros: hidden.shape),
-                                                           r.weightGradient ?? Tensor(zeros: weight.shape)])
+        guard needHidden || needWeight else { return (value, r.soft, r.hard) }
+        let total = Tensor.withPrecomputedGradients(of: value, inputs: [hidden, weight],
+                                                    gradients: [r.hiddenGradient ?? Tensor(zeros: hidden.shape),
+                                                                r.weightGradient ?? Tensor(zeros: weight.shape)])
+        return (total, r.soft, r.hard)
     }
 
     /// The work of `fusedLinearLoss`: its value and, where asked, the gradients with respect to
@@ -84,7 +93,7 @@ extension DistillationLoss {
     public static func fusedLinearLossAndGradients(hidden: Tensor, weight: Tensor, teacher: ChunkedTeacher?, targets: [Int]?,
                                                    mask: LossMask?, options o: FusedLossOptions,
                                                    gradientForHidden: Bool = true, gradientForWeight: Bool = true)
-        -> (loss: Float, hiddenGradient: Tensor?, weightGradient: Tensor?) {
+        -> (loss: Float, hiddenGradient: Tensor?, weightGradient: Tensor?, soft: Float?, hard: Float?) {
         let (n, width, v) = lossValidated {
             try validateFused(hidden: hidden.shape, weight: weight.shape, teacher: teacher, targets: targets, mask: mask, options: o)
         }
@@ -188,7 +197,9 @@ extension DistillationLoss {
             }
         }
         let loss = softScale * softSum + hardScale * hardSum
-        return (Float(loss), dH.map { $0.reshaped(hidden.shape) }, dW)
+        let soft: Float? = softOn && wSoft != 0 ? (softCount == 0 ? 0 : Float(kernel.lossScale * softSum / Double(softCount))) : nil
+        let hard: Float? = hardOn && wHard != 0 ? (hardCount == 0 ? 0 : Float(hardSum / Double(hardCount))) : nil
+        return (Float(loss), dH.map { $0.reshaped(hidden.shape) }, dW, soft, hard)
     }
 
     /// Checks the inputs of `fusedLinearLoss`; returns (N, H, V).

@@ -100,6 +100,33 @@ public struct SparseTeacherTargets: Equatable, Sendable {
 
     /// The ids of the counted rows, row after row.
     func ids(of rowList: [Int]) -> [Int] { rowList.flatMap { ids[($0 * k)..<($0 * k + k)] } }
+
+    /// Rows `order[0]`, `order[1]`, … of this view.
+    public func selecting(rows order: [Int]) throws -> SparseTeacherTargets {
+        try SparseTeacherTargets(ids: order.flatMap { ids[($0 * k)..<($0 * k + k)] },
+                                 logprobs: order.flatMap { logprobs[($0 * k)..<($0 * k + k)] },
+                                 k: k, vocabularySize: vocabularySize, restMass: order.map { restMass[$0] })
+    }
+
+    /// A view of `index.count` rows where row r is this view's row `index[r]`, or, where
+    /// `index[r]` is -1, a placeholder (ids 0..<k at probability 0, rest mass 1) for a row that a
+    /// loss mask leaves out.
+    public func spread(to index: [Int]) throws -> SparseTeacherTargets {
+        var outIds: [Int] = [], outLps: [Float] = [], outRest: [Float] = []
+        outIds.reserveCapacity(index.count * k); outLps.reserveCapacity(index.count * k)
+        for i in index {
+            if i < 0 {
+                outIds += 0..<k
+                outLps += [Float](repeating: -.infinity, count: k)
+                outRest.append(1)
+            } else {
+                outIds += ids[(i * k)..<(i * k + k)]
+                outLps += logprobs[(i * k)..<(i * k + k)]
+                outRest.append(restMass[i])
+            }
+        }
+        return try SparseTeacherTargets(ids: outIds, logprobs: outLps, k: k, vocabularySize: vocabularySize, restMass: outRest)
+    }
 }
 
 extension DistillationLoss {

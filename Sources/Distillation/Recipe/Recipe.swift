@@ -13,8 +13,14 @@ import Foundation
 /// throws a `RecipeError` naming the file, line and key path. Relative paths are relative to the
 /// current directory.
 public struct Recipe: Codable, Equatable {
+    /// The teacher: a model (`path`: full logits, hidden states, attentions; needed to derive a
+    /// student and for feature/attention terms) and/or a logit cache (`cache`, written by
+    /// `distill cache-logits` from data.train: the soft term from its top-`k` log-probabilities).
+    /// With both, the cache gives the soft term and the model is used for derivation only.
     public struct Teacher: Codable, Equatable {
-        public var path: String
+        public var path: String?
+        public var cache: String?
+        public var k: Int?
     }
 
     /// Sizes of a student derived from the teacher (`StudentDerivation`).
@@ -41,7 +47,11 @@ public struct Recipe: Codable, Equatable {
         public var maxLength: Int
         public var layout: Layout
         public var chatTemplate: Bool
+        /// Which tokens of chat examples are targets: the assistant's (SFT on responses) or all.
+        public var lossOn: LossOn
     }
+
+    public enum LossOn: String, Codable, Equatable { case assistant, all }
 
     public enum LossKind: String, Codable, Equatable { case hard, kd, progressive }
 
@@ -81,6 +91,9 @@ public struct Recipe: Codable, Equatable {
         /// Progressive phases (fractions of the steps).
         public var warmupFraction: Double
         public var alignmentFraction: Double
+        /// Positions per chunk of the output projection fused with the soft and hard terms (no
+        /// `[positions × vocab]` logits held); nil: plain logits.
+        public var chunkSize: Int?
     }
 
     public enum Decay: String, Codable, Equatable { case cosine, linear, constant }
@@ -124,13 +137,13 @@ public struct Recipe: Codable, Equatable {
     // MARK: Known keys
 
     public static let topKeys = ["teacher", "student", "data", "loss", "schedule", "lora", "output", "seed"]
-    public static let teacherKeys = ["path"]
+    public static let teacherKeys = ["path", "cache", "k"]
     public static let studentKeys = ["path", "derive"]
     public static let deriveKeys = ["layers", "hidden", "heads", "kv_heads", "intermediate"]
-    public static let dataKeys = ["train", "eval", "eval_fraction", "max_length", "layout", "chat_template"]
+    public static let dataKeys = ["train", "eval", "eval_fraction", "max_length", "layout", "chat_template", "loss_on"]
     public static let lossKeys = ["kind", "alpha", "temperature", "divergence", "label_smoothing", "feature_weight",
                                   "attention_weight", "feature_layers", "attention_layers", "feature_distance",
-                                  "attention_distance", "warmup_fraction", "alignment_fraction"]
+                                  "attention_distance", "warmup_fraction", "alignment_fraction", "chunk_size"]
     public static let scheduleKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "decay", "min_lr", "weight_decay",
                                       "max_grad_norm", "eval_every", "checkpoint_every", "curriculum"]
     public static let loraKeys = ["rank", "alpha", "dropout", "target_modules"]
@@ -205,7 +218,13 @@ public struct Recipe: Codable, Equatable {
 
         // teacher
         if let t = try top.section("teacher", known: Self.teacherKeys) {
-            teacher = Teacher(path: try t.required("path", t.string))
+            teacher = Teacher(path: try t.string("path"), cache: try t.string("cache"), k: try t.int("k", min: 1))
+            if teacher!.path == nil && teacher!.cache == nil {
+                throw RecipeError(file: file, line: t.line, key: "teacher", "expected path (a model) or cache (a logit cache), or both")
+            }
+            if teacher!.k != nil && teacher!.cache == nil {
+                throw t.fail("k", t.node("k"), "k applies to a logit cache: give teacher.cache")
+            }
         }
 
         // student
@@ -220,7 +239,7 @@ public struct Recipe: Codable, Equatable {
             let o = StudentOptions(layers: student.derive!.layers, hidden: student.derive!.hidden, heads: student.derive!.heads,
                                    kvHeads: student.derive!.kvHeads, intermediate: student.derive!.intermediate)
             do { try o.validate() } catch { throw RecipeError(file: file, line: d.line, key: d.path, "\(error)") }
-            if teacher == nil { throw s.fail("derive", s.node("derive"), "deriving a student needs a teacher section") }
+            if teacher?.path == nil { throw s.fail("derive", s.node("derive"), "deriving a student needs teacher.path (a model)") }
         }
         if (student.path == nil) == (student.derive == nil) {
             throw RecipeError(file: file, line: s.line, key: "student", "expected exactly one of path, derive")
@@ -233,7 +252,8 @@ public struct Recipe: Codable, Equatable {
                            evalFraction: try d.double("eval_fraction", lower: 0, openLower: true, upper: 1, openUpper: true),
                            maxLength: try d.int("max_length", min: 2) ?? 512,
                            layout: Layout(rawValue: try d.choice("layout", ["pad", "pack"]) ?? "pad")!,
-                           chatTemplate: try d.bool("chat_template") ?? true)
+                           chatTemplate: try d.bool("chat_template") ?? true,
+                           lossOn: LossOn(rawValue: try d.choice("loss_on", ["assistant", "all"]) ?? "assistant")!)
         if data.eval != nil && data.evalFraction != nil {
             throw d.fail("eval_fraction", d.node("eval_fraction"), "give either eval or eval_fraction, not both")
         }
@@ -262,13 +282,22 @@ public struct Recipe: Codable, Equatable {
                     featureDistance: FeatureDistance(rawValue: try l?.choice("feature_distance", ["mse", "cosine"]) ?? "mse")!,
                     attentionDistance: AttentionDistance(rawValue: try l?.choice("attention_distance", ["kl", "cosine"]) ?? "kl")!,
                     warmupFraction: try l?.double("warmup_fraction", lower: 0, upper: 1) ?? 0.2,
-                    alignmentFraction: try l?.double("alignment_fraction", lower: 0, upper: 1) ?? 0.5)
+                    alignmentFraction: try l?.double("alignment_fraction", lower: 0, upper: 1) ?? 0.5,
+                    chunkSize: try l?.int("chunk_size", min: 1))
         if let l, kind == .hard {
             for key in ["feature_weight", "attention_weight"] {
                 if let w = try l.float(key), w != 0 {
                     throw l.fail(key, l.node(key), "needs loss.kind kd or progressive (kind is hard)")
                 }
             }
+        }
+        if teacher?.path == nil && (loss.featureWeight != 0 || loss.attentionWeight != 0) {
+            let key = loss.featureWeight != 0 ? "feature_weight" : "attention_weight"
+            throw RecipeError(file: file, line: l?.node(key)?.line ?? l?.node("kind")?.line, key: "loss.\(key)",
+                              "feature and attention terms need teacher.path (a model; a logit cache holds only log-probabilities)")
+        }
+        if let cache = teacher?.cache, data.eval != nil {
+            throw d.fail("eval", d.node("eval"), "with teacher.cache (\(cache)) the held-out set must come from data.train: use eval_fraction")
         }
         if loss.warmupFraction + loss.alignmentFraction > 1 {
             throw RecipeError(file: file, line: l?.node("alignment_fraction")?.line ?? l?.line, key: "loss.alignment_fraction",

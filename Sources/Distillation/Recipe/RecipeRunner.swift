@@ -77,7 +77,7 @@ public enum RecipeRunner {
         }
 
         // Models.
-        let teacher = try recipe.teacher.map { try PretrainedModel.load($0.path) }
+        let teacher = try recipe.teacher?.path.map { try PretrainedModel.load($0) }
         teacher?.lm.freeze()
         let student: PretrainedModel
         if let d = recipe.student.derive, let teacher {
@@ -102,14 +102,15 @@ public enum RecipeRunner {
 
         // Data.
         let template = recipe.data.chatTemplate ? student.chatTemplate ?? teacher?.chatTemplate : nil
-        func tokenize(_ path: String) throws -> [TokenSequence] {
-            try TextDataFile(path: path).tokenize(with: tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength)
-                .map { TokenSequence($0) }
+        func tokenize(_ file: TextDataFile) throws -> [TokenSequence] {
+            try file.sequences(with: tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength,
+                               assistantOnly: recipe.data.lossOn == .assistant)
         }
-        var train = try tokenize(recipe.data.train)
+        let trainFile = try TextDataFile(path: recipe.data.train)
+        var train = try tokenize(trainFile)
         var eval: [TokenSequence] = []
         if let e = recipe.data.eval {
-            eval = try tokenize(e)
+            eval = try tokenize(try TextDataFile(path: e))
         } else if let f = recipe.data.evalFraction {
             let n = Int((Double(train.count) * f).rounded())
             guard n >= 1, n < train.count else {
@@ -122,6 +123,23 @@ public enum RecipeRunner {
         let vocab = student.lm.config.vocabSize
         if let bad = (train + eval).lazy.flatMap({ $0.ids }).first(where: { $0 >= vocab }) {
             throw RecipeRunError.invalid("the tokenizer gives token \(bad), outside the student's vocabulary 0..<\(vocab)")
+        }
+
+        // A logit cache: written from data.train with this tokenizer, at the loss temperature, and
+        // holding every training sequence exactly as tokenized here.
+        var cachedTeacher: Teacher?
+        if let path = recipe.teacher?.cache {
+            let cache = try LogitCache(path: path)
+            try cache.check(LogitCache.Expectation(fingerprint: tokenizer.fingerprint, vocabularySize: vocab, k: recipe.teacher?.k,
+                                                   temperature: recipe.loss.kind == .hard ? nil : recipe.loss.temperature,
+                                                   dataHash: trainFile.hash, complete: true))
+            for (i, seq) in (train + eval).enumerated() where cache.index(of: seq.ids) == nil {
+                throw RecipeRunError.invalid(
+                    "\(path): example \(i + 1) of \(recipe.data.train) (\(seq.ids.count) tokens) is not in the logit cache: it was tokenized differently (cache-logits --max-length vs data.max_length \(recipe.data.maxLength), or the chat template)")
+            }
+            cachedTeacher = try CachedTeacher(cache: cache, k: recipe.teacher?.k)
+                .aligned(toVocabularySize: vocab, studentFingerprint: tokenizer.fingerprint,
+                         studentTokenizerVocabularySize: tokenizer.vocabSize)
         }
 
         // Objective.
@@ -198,8 +216,9 @@ public enum RecipeRunner {
                                           checkpointEvery: s.checkpointEvery, checkpointDirectory: checkpoints,
                                           metricsLog: metrics, seed: recipe.seed)
         config.labelSmoothing = l.labelSmoothing
-        let trainer = Trainer(student: student.lm, teacher: teacher?.lm, projector: projector, train: train, eval: eval,
-                              plan: plan, configuration: config)
+        config.lossChunkSize = l.chunkSize
+        let trainer = Trainer(student: student.lm, teacher: cachedTeacher == nil ? teacher?.lm : nil, teacherSource: cachedTeacher,
+                              projector: projector, train: train, eval: eval, plan: plan, configuration: config)
         var last: StepMetrics?
         trainer.onEvent = { event in
             if case .step(let m) = event { last = m }

@@ -509,6 +509,7 @@ public final class CachedTeacher: Teacher {
     public var tokenizerVocabularySize: Int? { cache.header.tokenizerVocabularySize }
     /// τ the log-probabilities were taken at; the sparse loss must run at it.
     public var temperature: Float { cache.header.temperature }
+    public var logprobTemperature: Float? { cache.header.temperature }
 
     public func view(of sequences: [[Int]], positions: [[Int]]?) throws -> TeacherView {
         try checkPositions(sequences, positions)

@@ -47,9 +47,14 @@ public protocol Teacher: AnyObject {
     var tokenizerVocabularySize: Int? { get }
     /// The teacher's view of the given positions of `sequences` (nil: all positions).
     func view(of sequences: [[Int]], positions: [[Int]]?) throws -> TeacherView
+    /// The temperature its `.sparse` log-probabilities were taken at (nil: it gives full logits,
+    /// which any temperature can be applied to). A sparse loss must run at this temperature.
+    var logprobTemperature: Float? { get }
 }
 
 extension Teacher {
+    public var logprobTemperature: Float? { nil }
+
     public func view(of sequences: [[Int]]) throws -> TeacherView { try view(of: sequences, positions: nil) }
 
     /// This teacher with its vocabulary aligned to a student's (see `AlignedTeacher`).
@@ -242,6 +247,7 @@ public final class AlignedTeacher: Teacher {
     public let vocabularySize: Int
     public var tokenizerFingerprint: String? { base.tokenizerFingerprint }
     public var tokenizerVocabularySize: Int? { base.tokenizerVocabularySize }
+    public var logprobTemperature: Float? { base.logprobTemperature }
 
     public init(_ base: Teacher, studentVocabularySize: Int, studentFingerprint: String?,
                 studentTokenizerVocabularySize: Int? = nil) throws {

@@ -104,30 +104,105 @@ public struct TextDataFile {
         throw TeacherError.data(file: file, line: line, reason: "missing \"text\" (or \"messages\")")
     }
 
-    /// Token ids of every example: text encoded with special tokens (BOS/EOS as the tokenizer adds
-    /// them); messages rendered with the chat template (no generation prompt) and encoded without
-    /// adding special tokens (the template writes them), as transformers' `apply_chat_template`.
-    /// Cut to `maxLength` tokens when given. An example giving no tokens is an error naming its line.
+    /// Token ids of every example (`sequences(…)` without the loss masks).
     public func tokenize(with tokenizer: Tokenizer, chatTemplate: ChatTemplate?, maxLength: Int? = nil) throws -> [[Int]] {
+        try sequences(with: tokenizer, chatTemplate: chatTemplate, maxLength: maxLength).map(\.ids)
+    }
+
+    /// Every example as token ids with a loss mask:
+    ///
+    /// - text: encoded with special tokens (BOS/EOS as the tokenizer adds them); every token after
+    ///   the first is a target;
+    /// - messages: rendered with the chat template (no generation prompt) and encoded without adding
+    ///   special tokens (the template writes them), turn by turn: the text before each assistant
+    ///   message's content (up to and including the generation prompt) and each assistant part
+    ///   (content and the template's end-of-turn text) are encoded separately, so the assistant's
+    ///   tokens are known exactly. With `assistantOnly` only those are targets (SFT on responses);
+    ///   otherwise every token after the first. When the template's end of an assistant turn holds
+    ///   none of the tokenizer's EOS ids, an EOS id is appended to the last assistant part, so a
+    ///   student learns to stop. Templates that rewrite earlier turns (so that a shorter
+    ///   conversation's text is not a prefix of the longer one's) are encoded whole; they cannot
+    ///   give an assistant-only mask (an error with `assistantOnly`).
+    ///
+    /// Cut to `maxLength` tokens when given. An example giving no tokens is an error naming its line.
+    public func sequences(with tokenizer: Tokenizer, chatTemplate: ChatTemplate?, maxLength: Int? = nil,
+                          assistantOnly: Bool = false) throws -> [TokenSequence] {
         try examples.map { line, example in
-            var ids: [Int]
+            var ids: [Int], mask: [Bool]?
             switch example {
             case .text(let s):
                 ids = tokenizer.encode(s)
+                mask = nil
             case .messages(let ms):
                 guard let chatTemplate else {
-                    throw TeacherError.data(file: path, line: line, reason: "\"messages\" need a chat template and the teacher has none")
+                    throw TeacherError.data(file: path, line: line, reason: "\"messages\" need a chat template and the model has none")
                 }
-                let text: String
-                do {
-                    text = try chatTemplate.render(messages: ms.map { ChatMessage(role: $0.role, content: $0.content) },
-                                                   addGenerationPrompt: false, bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken)
-                } catch { throw TeacherError.data(file: path, line: line, reason: "chat template: \(error)") }
-                ids = tokenizer.encode(text, addSpecialTokens: false)
+                (ids, mask) = try Self.encodeConversation(ms.map { ChatMessage(role: $0.role, content: $0.content) },
+                                                          tokenizer: tokenizer, template: chatTemplate, assistantOnly: assistantOnly,
+                                                          file: path, line: line)
             }
-            if let maxLength, ids.count > maxLength { ids = Array(ids.prefix(maxLength)) }
+            if let maxLength, ids.count > maxLength {
+                ids = Array(ids.prefix(maxLength))
+                mask = mask.map { Array($0.prefix(maxLength)) }
+            }
             guard !ids.isEmpty else { throw TeacherError.data(file: path, line: line, reason: "the example gives no tokens") }
-            return ids
+            if let mask, assistantOnly, !mask.dropFirst().contains(true) {
+                throw TeacherError.data(file: path, line: line,
+                                        reason: "no assistant token to learn from (no assistant message, or cut away by max_length \(maxLength.map(String.init) ?? "-"))")
+            }
+            return TokenSequence(ids, lossMask: mask)
         }
+    }
+
+    /// Ids and loss mask of one conversation (see `sequences`).
+    static func encodeConversation(_ ms: [ChatMessage], tokenizer: Tokenizer, template: ChatTemplate, assistantOnly: Bool,
+                                   file: String, line: Int) throws -> ([Int], [Bool]?) {
+        func render(_ m: ArraySlice<ChatMessage>, _ prompt: Bool) throws -> String {
+            do {
+                return try template.render(messages: Array(m), addGenerationPrompt: prompt, bosToken: tokenizer.bosToken,
+                                           eosToken: tokenizer.eosToken)
+            } catch { throw TeacherError.data(file: file, line: line, reason: "chat template: \(error)") }
+        }
+        let full = try render(ms[...], false)
+        // Character spans (as UTF-8 byte offsets into `full`) of the assistant parts.
+        var spans: [(Int, Int)] = []
+        let fullBytes = Array(full.utf8)
+        var prefixHolds = true
+        for (i, m) in ms.enumerated() where m.role == "assistant" {
+            let before = Array(try render(ms[..<i], true).utf8), through = Array(try render(ms[...i], false).utf8)
+            guard before.count <= through.count, through.count <= fullBytes.count,
+                  through[..<before.count].elementsEqual(before), fullBytes[..<through.count].elementsEqual(through),
+                  spans.last.map({ $0.1 <= before.count }) ?? true else { prefixHolds = false; break }
+            spans.append((before.count, through.count))
+        }
+        guard prefixHolds else {
+            if assistantOnly {
+                throw TeacherError.data(file: file, line: line,
+                                        reason: "the chat template rewrites earlier turns, so the assistant's tokens cannot be located (use loss on all tokens)")
+            }
+            return (tokenizer.encode(full, addSpecialTokens: false), nil)
+        }
+        var ids: [Int] = [], mask: [Bool] = []
+        func encode(_ from: Int, _ to: Int, counted: Bool) {
+            guard to > from else { return }
+            let piece = tokenizer.encode(String(decoding: fullBytes[from..<to], as: UTF8.self), addSpecialTokens: false)
+            ids += piece
+            mask += [Bool](repeating: counted, count: piece.count)
+        }
+        var at = 0
+        for (k, (a, b)) in spans.enumerated() {
+            encode(at, a, counted: !assistantOnly)
+            let startCount = ids.count
+            encode(a, b, counted: true)
+            if k == spans.count - 1, let eos = tokenizer.eosTokenIds.first,
+               !ids[startCount...].contains(where: { tokenizer.eosTokenIds.contains($0) }) {
+                ids.append(eos)
+                mask.append(true)
+            }
+            at = b
+        }
+        encode(at, fullBytes.count, counted: !assistantOnly)
+        if !mask.isEmpty { mask[0] = false }
+        return (ids, assistantOnly ? mask : nil)
     }
 }

@@ -42,6 +42,12 @@ public struct Batch {
     public var positions: [[Int]]?
     /// Additive attention mask `[B, 1, T, T]` that keeps packed sequences apart (packed rows only).
     public var attentionMask: Tensor?
+    /// Token ids of the batch's sequences, whole (before any cut to a packed row), in batch order.
+    public var sequences: [[Int]] = []
+    /// For each of the `batch · length` positions: the index into `sequences` it comes from
+    /// (-1 for padding) and its position in that sequence — what a `Teacher` is asked about.
+    public var rowSequence: [Int] = []
+    public var rowPosition: [Int] = []
 
     /// Number of counted target positions.
     public var targetCount: Int { targets.reduce(0) { $0 + ($1 == -100 ? 0 : 1) } }
@@ -57,20 +63,26 @@ public struct Batch {
             let length = seqs.map(\.ids.count).max()!
             var ids = [Int](repeating: pad, count: seqs.count * length)
             var targets = [Int](repeating: -100, count: seqs.count * length)
+            var rowSequence = [Int](repeating: -1, count: seqs.count * length), rowPosition = rowSequence
             for (b, s) in seqs.enumerated() {
-                for (t, id) in s.ids.enumerated() { ids[b * length + t] = id }
+                for (t, id) in s.ids.enumerated() {
+                    ids[b * length + t] = id
+                    rowSequence[b * length + t] = b
+                    rowPosition[b * length + t] = t
+                }
                 for t in 0..<(s.ids.count - 1) where s.counts(t + 1) { targets[b * length + t] = s.ids[t + 1] }
             }
-            return Batch(ids: ids, batch: seqs.count, length: length, targets: targets, positions: nil, attentionMask: nil)
+            return Batch(ids: ids, batch: seqs.count, length: length, targets: targets, positions: nil, attentionMask: nil,
+                         sequences: seqs.map(\.ids), rowSequence: rowSequence, rowPosition: rowPosition)
         case let .packed(rowLength, pad):
             precondition(rowLength > 0, "Batch.make: packed row length must be positive")
-            // Greedy packing in order; segments[r] = (sequence, start column, token count).
-            var rows: [[(TokenSequence, Int, Int)]] = [[]]
+            // Greedy packing in order; segments[r] = (sequence index, start column, token count).
+            var rows: [[(Int, Int, Int)]] = [[]]
             var used = 0
-            for s in seqs {
+            for (j, s) in seqs.enumerated() {
                 let n = Swift.min(s.ids.count, rowLength)
                 if used + n > rowLength { rows.append([]); used = 0 }
-                rows[rows.count - 1].append((s, used, n))
+                rows[rows.count - 1].append((j, used, n))
                 used += n
             }
             let b = rows.count, t = rowLength
@@ -78,13 +90,17 @@ public struct Batch {
             var targets = [Int](repeating: -100, count: b * t)
             var positions = [[Int]](repeating: Array(0..<t), count: b)
             var segment = [Int](repeating: -1, count: b * t)        // -1: padding (its own segment)
+            var rowSequence = [Int](repeating: -1, count: b * t), rowPosition = rowSequence
             for (r, row) in rows.enumerated() {
                 var filled = 0
-                for (k, (s, start, n)) in row.enumerated() {
+                for (k, (j, start, n)) in row.enumerated() {
+                    let s = seqs[j]
                     for i in 0..<n {
                         ids[r * t + start + i] = s.ids[i]
                         positions[r][start + i] = i
                         segment[r * t + start + i] = k
+                        rowSequence[r * t + start + i] = j
+                        rowPosition[r * t + start + i] = i
                         if i + 1 < n && s.counts(i + 1) { targets[r * t + start + i] = s.ids[i + 1] }
                     }
                     filled = start + n
@@ -100,7 +116,8 @@ public struct Batch {
                     for k in 0..<t where segment[r * t + q] != segment[r * t + k] { p[(r * t + q) * t + k] = -1e9 }
                 }
             }
-            return Batch(ids: ids, batch: b, length: t, targets: targets, positions: positions, attentionMask: mask)
+            return Batch(ids: ids, batch: b, length: t, targets: targets, positions: positions, attentionMask: mask,
+                         sequences: seqs.map(\.ids), rowSequence: rowSequence, rowPosition: rowPosition)
         }
     }
 }

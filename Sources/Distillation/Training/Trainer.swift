@@ -39,6 +39,10 @@ public struct TrainerConfiguration {
     public var seed: UInt64
     /// Label smoothing ε of the hard (cross-entropy) term.
     public var labelSmoothing: Float = 0
+    /// Positions per chunk of the soft and hard terms fused with the output projection
+    /// (`DistillationLoss.fusedLinearLoss`): no `[positions × vocab]` logits are held for student
+    /// or teacher, whatever the batch. nil: plain logits (faster for small vocabularies).
+    public var lossChunkSize: Int? = nil
 
     public init(totalSteps: Int, batchSize: Int, accumulationSteps: Int = 1, layout: BatchLayout = .padToLongest(padId: 0),
                 order: DataOrder = .shuffled(seed: 0), learningRate: LearningRateSchedule = .constant(1e-3),
@@ -107,7 +111,14 @@ public struct LossParts {
 ///     try trainer.run()
 public final class Trainer {
     public let student: TransformerLM
+    /// A teacher model in memory: full logits, hidden states and attentions, run batched like the
+    /// student, without gradients.
     public let teacher: TransformerLM?
+    /// A teacher that answers through the `Teacher` protocol — a logit cache (`CachedTeacher`) or a
+    /// server's top-k log-probabilities: the soft term only (no hidden states or attentions). Its
+    /// vocabulary must be the student's (see `Teacher.aligned`); sparse views run at the
+    /// temperature they were captured at.
+    public let teacherSource: Teacher?
     /// Projections of student hidden states to the teacher's width for the feature term
     /// (parameters named `projector.…`); trained with the student.
     public let projector: FeatureProjector?
@@ -125,11 +136,19 @@ public final class Trainer {
     /// Receives progress events; the library never prints.
     public var onEvent: (TrainingEvent) -> Void = { _ in }
 
-    public init(student: TransformerLM, teacher: TransformerLM? = nil, projector: FeatureProjector? = nil,
+    /// `teacher` (a model) or `teacherSource` (any `Teacher`; a `LocalTeacher` is used as its model).
+    public init(student: TransformerLM, teacher: TransformerLM? = nil, teacherSource: Teacher? = nil,
+                projector: FeatureProjector? = nil,
                 train: [TokenSequence], eval: [TokenSequence] = [], plan: TrainingPlan,
                 configuration c: TrainerConfiguration) {
         self.student = student
-        self.teacher = teacher
+        if teacher == nil, let local = teacherSource as? LocalTeacher {
+            self.teacher = local.lm
+            self.teacherSource = nil
+        } else {
+            self.teacher = teacher
+            self.teacherSource = teacherSource
+        }
         self.projector = projector
         self.trainSet = train
         self.evalSet = eval
@@ -211,13 +230,32 @@ public final class Trainer {
         if let teacher, teacher.config.vocabSize != v {
             try fail("teacher vocabulary \(teacher.config.vocabSize) differs from the student's \(v)")
         }
+        if teacher != nil && teacherSource != nil { try fail("give either a teacher model or a teacher source, not both") }
+        if let teacherSource, teacherSource.vocabularySize != v {
+            try fail("teacher vocabulary \(teacherSource.vocabularySize) differs from the student's \(v) (align it with Teacher.aligned)")
+        }
+        if let k = c.lossChunkSize, k < 1 { try fail("lossChunkSize \(k) must be at least 1") }
         if case let .packed(rowLength, _) = c.layout, rowLength < 2 { try fail("packed rowLength \(rowLength) must be at least 2") }
     }
 
     /// Throws when step plan `p` asks for something the trainer was not given.
     func check(_ p: StepPlan) throws {
-        if p.needsTeacher && teacher == nil {
-            throw TrainerError.invalidConfiguration("step \(step + 1) needs a teacher (soft, feature or attention weight ≠ 0)")
+        if p.soft != 0 && teacher == nil && teacherSource == nil {
+            throw TrainerError.invalidConfiguration("step \(step + 1) needs a teacher (soft weight ≠ 0)")
+        }
+        if (p.feature != 0 || p.attention != 0) && teacher == nil {
+            throw TrainerError.invalidConfiguration(
+                "step \(step + 1) needs a teacher model in memory (feature or attention weight ≠ 0; a logit cache or server gives only log-probabilities)")
+        }
+        if p.soft != 0, let source = teacherSource, let tau = source.logprobTemperature {
+            if p.temperature != tau {
+                throw TrainerError.invalidConfiguration(
+                    "step \(step + 1) runs the soft term at temperature \(p.temperature), but the teacher's log-probabilities were taken at \(tau) (top-k log-probabilities cannot be re-tempered: use temperature \(tau), or a teacher model)")
+            }
+            if configuration.divergence != .forwardKL {
+                throw TrainerError.invalidConfiguration(
+                    "a top-k teacher (logit cache or server) supports only the forward KL divergence, not \(configuration.divergence)")
+            }
         }
         if p.feature != 0 && configuration.featureMap == nil {
             throw TrainerError.invalidConfiguration("step \(step + 1) has a feature weight but no featureMap is configured")
@@ -263,7 +301,7 @@ public final class Trainer {
             }
             let batch = Batch.make(indices.map { trainSet[$0] }, layout: c.layout)
             tokens += batch.ids.count
-            let parts = loss(batch, plan: p)
+            let parts = try loss(batch, plan: p)
             let g = gradients(of: parts.total, wrt: params.map { $0.parameter.value })
             acc.add(Gradients(names: params.map(\.name), tensors: g))
             sums[0] += parts.total.item
@@ -290,7 +328,7 @@ public final class Trainer {
                             learningRate: lr, gradNorm: norm, temperature: p.temperature,
                             tokensPerSecond: secs > 0 ? Double(tokens) / secs : 0, evalLoss: nil)
         if let every = c.evalEvery, every > 0, step % every == 0, !evalSet.isEmpty {
-            let e = evaluate()
+            let e = try evaluate()
             m.evalLoss = e
             onEvent(.evaluated(step: step, loss: e))
         }
@@ -304,16 +342,16 @@ public final class Trainer {
 
     /// The plan's loss at the current step on the held-out set, averaged over batches weighted by
     /// their counted target positions (no gradients, no state change).
-    public func evaluate() -> Float {
+    public func evaluate() throws -> Float {
         let p = plan(step)
         let size = Swift.max(1, configuration.evalBatchSize)
         var total: Double = 0, weight = 0
-        withoutGradients {
+        try withoutGradients {
             for start in stride(from: 0, to: evalSet.count, by: size) {
                 let batch = Batch.make(Array(evalSet[start..<Swift.min(evalSet.count, start + size)]), layout: configuration.layout)
                 let w = batch.targetCount
                 guard w > 0 else { continue }
-                total += Double(loss(batch, plan: p).total.item) * Double(w)
+                total += Double(try loss(batch, plan: p).total.item) * Double(w)
                 weight += w
             }
         }
@@ -321,33 +359,82 @@ public final class Trainer {
     }
 
     /// The weighted loss of one batch under `p` (differentiable with respect to the student and
-    /// the projector). Traps when `p` needs a teacher or a layer map that is missing (`trainStep`
-    /// checks first and throws).
-    public func loss(_ batch: Batch, plan p: StepPlan) -> LossParts {
+    /// the projector). Throws when the teacher source cannot serve the batch (e.g. a sequence
+    /// missing from a logit cache); traps when `p` needs a teacher or a layer map that is missing
+    /// (`trainStep` checks first and throws).
+    public func loss(_ batch: Batch, plan p: StepPlan) throws -> LossParts {
         let needFeature = p.feature != 0, needAttention = p.attention != 0
+        let v = student.config.vocabSize, n = batch.batch * batch.length
+        // Fused with the output projection when asked (and the projection is a plain matrix).
+        let fusedWeight = configuration.lossChunkSize != nil ? student.outputProjectionWeight : nil
         let out = student.forward(batch.ids, batch: batch.batch, length: batch.length, positions: batch.positions,
-                                  mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention)
-        let v = student.config.vocabSize
-        let logits = out.logits.reshaped([batch.batch * batch.length, v])      // (B·T, V)
+                                  mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention,
+                                  computeLogits: fusedWeight == nil)
         let mask = batch.lossMask
-        let t: LMOutput? = p.needsTeacher ? withoutGradients {
+        let teacherWeight = fusedWeight != nil ? teacher?.outputProjectionWeight : nil
+        let t: LMOutput? = p.needsTeacher && teacher != nil ? withoutGradients {
             teacher!.forward(batch.ids, batch: batch.batch, length: batch.length, positions: batch.positions,
-                             mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention)
+                             mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention,
+                             computeLogits: teacherWeight == nil)
         } : nil
+        // A teacher source is asked about the counted rows only.
+        let source: TeacherView? = p.soft != 0 && t == nil && teacherSource != nil ? try sourceView(batch, rows: mask.rows) : nil
         var total: Tensor? = nil
         func add(_ term: Tensor, _ w: Float) { total = total.map { $0 + term * w } ?? term * w }
         var parts = LossParts(total: Tensor(scalar: 0))
-        if p.hard != 0 {
-            let h = logits.crossEntropy(targets: batch.targets, labelSmoothing: configuration.labelSmoothing)
-            parts.hard = h.item
-            add(h, p.hard)
-        }
-        if p.soft != 0, let t {
-            let tl = t.logits.reshaped([batch.batch * batch.length, t.logits.shape.last!])
-            let s = DistillationLoss.divergence(configuration.divergence, student: logits, teacher: tl,
-                                                temperature: p.temperature, mask: mask)
-            parts.soft = s.item
-            add(s, p.soft)
+
+        if let fusedWeight {
+            if p.soft != 0 || p.hard != 0 {
+                var chunked: ChunkedTeacher? = nil
+                if p.soft != 0, let t {
+                    if let teacherWeight {
+                        let th = t.finalHidden.reshaped([n, teacher!.config.hidden])                  // (B·T, H_t)
+                        chunked = .logits { rows in th.indexSelect(rows).matmul(teacherWeight, transB: true) }
+                    } else {
+                        let tl = t.logits.reshaped([n, t.logits.shape.last!])                          // (B·T, V)
+                        chunked = .logits { rows in tl.indexSelect(rows) }
+                    }
+                } else if let source {
+                    chunked = try chunkedTeacher(source, rows: mask.rows, total: n)
+                }
+                let weightSum = p.soft + p.hard
+                var o = FusedLossOptions(divergence: configuration.divergence, temperature: p.temperature,
+                                         alpha: p.hard == 0 ? 1 : p.soft == 0 ? 0 : p.soft / weightSum,
+                                         labelSmoothing: configuration.labelSmoothing)
+                o.chunkSize = configuration.lossChunkSize!
+                let h = out.finalHidden.reshaped([n, student.config.hidden])                          // (B·T, H)
+                let f = DistillationLoss.fusedLinearLossParts(hidden: h, weight: fusedWeight, teacher: p.soft != 0 ? chunked : nil,
+                                                              targets: p.hard != 0 ? batch.targets : nil, mask: mask, options: o)
+                parts.soft = f.soft
+                parts.hard = f.hard
+                add(f.total, p.soft != 0 && p.hard != 0 ? weightSum : (p.soft != 0 ? p.soft : p.hard))
+            }
+        } else {
+            let logits = out.logits.reshaped([n, v])                                                  // (B·T, V)
+            if p.hard != 0 {
+                let h = logits.crossEntropy(targets: batch.targets, labelSmoothing: configuration.labelSmoothing)
+                parts.hard = h.item
+                add(h, p.hard)
+            }
+            if p.soft != 0 {
+                let s: Tensor
+                if let t {
+                    let tl = t.logits.reshaped([n, t.logits.shape.last!])                             // (B·T, V)
+                    s = DistillationLoss.divergence(configuration.divergence, student: logits, teacher: tl,
+                                                    temperature: p.temperature, mask: mask)
+                } else {
+                    let counted = logits.indexSelect(mask.rows)                                       // (count, V)
+                    switch source! {
+                    case .full(let tl):
+                        s = DistillationLoss.divergence(configuration.divergence, student: counted, teacher: tl,
+                                                        temperature: p.temperature)
+                    case .sparse(let st):
+                        s = DistillationLoss.sparseKL(student: counted, teacher: st, temperature: p.temperature)
+                    }
+                }
+                parts.soft = s.item
+                add(s, p.soft)
+            }
         }
         if needFeature, let t {
             // LayerMap layer i = output of block i = hiddenStates[i + 1].
@@ -366,6 +453,43 @@ public final class Trainer {
         }
         parts.total = total ?? Tensor(scalar: 0)
         return parts
+    }
+
+    /// The teacher source's view of batch rows `rows` (ascending), one view row per batch row in
+    /// that order.
+    func sourceView(_ batch: Batch, rows: [Int]) throws -> TeacherView {
+        var positions = [[Int]](repeating: [], count: batch.sequences.count)
+        for r in rows { positions[batch.rowSequence[r]].append(batch.rowPosition[r]) }
+        let view = try teacherSource!.view(of: batch.sequences, positions: positions)
+        guard view.rows == rows.count else {
+            throw TrainerError.invalidConfiguration("the teacher gave \(view.rows) rows for \(rows.count) positions")
+        }
+        // The view lists rows sequence by sequence; put them back in batch-row order.
+        var offset = [Int](repeating: 0, count: positions.count)
+        for s in 1..<Swift.max(1, positions.count) { offset[s] = offset[s - 1] + positions[s - 1].count }
+        var cursor = offset
+        let order = rows.map { r -> Int in
+            let s = batch.rowSequence[r]
+            defer { cursor[s] += 1 }
+            return cursor[s]
+        }
+        if order == Array(0..<order.count) { return view }
+        switch view {
+        case .full(let t): return .full(t.indexSelect(order))
+        case .sparse(let st): return .sparse(try st.selecting(rows: order))
+        }
+    }
+
+    /// A source view of the counted `rows` as the fused loss's teacher over all `total` batch rows.
+    func chunkedTeacher(_ view: TeacherView, rows: [Int], total: Int) throws -> ChunkedTeacher {
+        var index = [Int](repeating: -1, count: total)
+        for (i, r) in rows.enumerated() { index[r] = i }
+        switch view {
+        case .full(let t):
+            return .logits { asked in t.indexSelect(asked.map { index[$0] }) }
+        case .sparse(let st):
+            return .sparse(try st.spread(to: index))
+        }
     }
 }
 

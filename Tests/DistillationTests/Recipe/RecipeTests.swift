@@ -32,7 +32,7 @@ final class RecipeTests: XCTestCase {
 
     func testEveryExampleRecipeParses() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: Self.recipesDirectory.path).filter { $0.hasSuffix(".yaml") }.sorted()
-        XCTAssertEqual(names, ["kd-smollm2.yaml", "lora.yaml", "progressive.yaml", "sft.yaml"])
+        XCTAssertEqual(names, ["kd-cache.yaml", "kd-smollm2.yaml", "lora.yaml", "progressive.yaml", "sft.yaml"])
         for name in names { XCTAssertNoThrow(try Recipe.load(Self.recipesDirectory.appendingPathComponent(name).path), name) }
     }
 

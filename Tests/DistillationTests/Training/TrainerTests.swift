@@ -236,7 +236,7 @@ final class TrainerTests: XCTestCase {
                                           evalEvery: 20, evalBatchSize: 8)
         let t = Trainer(student: student, teacher: teacher, train: TinyCorpus.sequences(48, seed: 5),
                         eval: TinyCorpus.sequences(8, seed: 6), plan: .kd(alpha: 0.5, temperature: 2), configuration: config)
-        let before = t.evaluate()
+        let before = try t.evaluate()
         var soft: [Float] = []
         var evals: [Float] = []
         t.onEvent = { e in
