@@ -3,6 +3,18 @@ import Foundation
 
 /// Prompt (prefill) and decode throughput of a model (`distill bench generate`).
 public enum GenerationBenchmark {
+    public struct BatchListError: Error, CustomStringConvertible { public let description: String }
+
+    /// Parses comma-separated batch sizes ("1,8"); an entry that is not a positive integer is an
+    /// error naming it.
+    public static func batchSizes(_ list: String) throws -> [Int] {
+        let parts = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        return try parts.map { s in
+            guard let b = Int(s), b > 0 else { throw BatchListError(description: "'\(s)' is not a positive integer (expected e.g. 1,8)") }
+            return b
+        }
+    }
+
     public struct Result: Codable, Sendable {
         public var batch: Int
         public var promptTokens: Int

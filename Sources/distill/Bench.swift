@@ -92,10 +92,8 @@ extension Bench {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let batches = try batch.split(separator: ",").map { s -> Int in
-                guard let b = Int(s), b > 0 else { throw ValidationError("--batch: '\(s)' is not a positive integer") }
-                return b
-            }
+            let batches: [Int]
+            do { batches = try GenerationBenchmark.batchSizes(batch) } catch { throw ValidationError("--batch: \(error)") }
             guard promptTokens > 0, newTokens > 1 else { throw ValidationError("--prompt-tokens must be > 0 and --new-tokens > 1") }
             let m = try loadModel(model)
             var results: [GenerationBenchmark.Result] = []
