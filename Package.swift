@@ -2,20 +2,26 @@
 import PackageDescription
 
 // Layers (see docs/ARCHITECTURE.md): arrows point only downward.
-//   distill (CLI) -> Distillation -> DistillModels -> DistillNN -> DistillTensor -> CDistillKernels
+//   distill (CLI) -> Distillation -> DistillData -> DistillModels -> DistillNN -> DistillTensor -> CDistillKernels
+//   distill (CLI) -> DistillServer -> DistillModels
 let package = Package(
     name: "Distill",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v14)],
     products: [
         .library(name: "DistillTensor", targets: ["DistillTensor"]),
         .library(name: "DistillNN", targets: ["DistillNN"]),
         .library(name: "DistillModels", targets: ["DistillModels"]),
+        .library(name: "DistillData", targets: ["DistillData"]),
         .library(name: "Distillation", targets: ["Distillation"]),
+        .library(name: "DistillServer", targets: ["DistillServer"]),
         .executable(name: "distill", targets: ["distill"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C kernels: GEMM micro-kernels compiled twice (portable vectors and AVX2+FMA, chosen at
@@ -28,11 +34,21 @@ let package = Package(
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .target(name: "DistillModels", dependencies: ["DistillNN", "DistillTensor"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
-        .target(name: "Distillation", dependencies: ["DistillModels", "DistillNN", "DistillTensor",
+        // Prompt sets, trace templates, verifiers, the OpenAI-compatible teacher client, the
+        // generation store (SQLite through GRDB) and dataset files.
+        .target(name: "DistillData", dependencies: ["DistillModels", "DistillNN", "DistillTensor",
+                                                   .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                                                   .product(name: "GRDB", package: "GRDB.swift")],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        // OpenAI-compatible HTTP API over a local model.
+        .target(name: "DistillServer", dependencies: ["DistillModels", "DistillNN", "DistillTensor",
+                                                     .product(name: "Hummingbird", package: "hummingbird")],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "Distillation", dependencies: ["DistillData", "DistillModels", "DistillNN", "DistillTensor",
                                                      .product(name: "Yams", package: "Yams")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "distill",
-                          dependencies: ["Distillation", "DistillModels", "DistillNN", "DistillTensor",
+                          dependencies: ["Distillation", "DistillData", "DistillServer", "DistillModels", "DistillNN", "DistillTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor"],
@@ -41,6 +57,12 @@ let package = Package(
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTensor"],
+                    resources: [.copy("Fixtures")],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillServer", "DistillModels", "DistillNN", "DistillTensor"],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "DistillServerTests", dependencies: ["DistillServer", "DistillModels", "DistillNN", "DistillTensor",
+                                                              .product(name: "HummingbirdTesting", package: "hummingbird")],
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillNN", "DistillTensor"],

@@ -18,8 +18,26 @@ struct Demo: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 42
     @Option(help: "Where to write report.json.") var out = "report.json"
     @Flag(help: "Print the report as JSON instead of a table.") var json = false
+    @Option(help: "Train the word-problem teacher from scratch into this directory (resumable) and stop.") var trainTeacher: String?
 
     func run() throws {
+        if let dir = trainTeacher {
+            let start = Date()
+            try DemoModels.trainTeacher(out: dir, steps: teacherSteps) { event in
+                switch event {
+                case let .step(m, total):
+                    if m.step % 20 == 0 {
+                        let line = String(format: "step %d/%d loss %.4f %.0f tok/s %.0fs", m.step, total, m.loss, m.tokensPerSecond,
+                                          Date().timeIntervalSince(start))
+                        print(line); fflush(stdout)
+                    }
+                case let .evaluated(step, acc):
+                    print(String(format: "step %d: held-out accuracy %.1f%%", step, 100 * acc)); fflush(stdout)
+                }
+            }
+            print("teacher written to \(dir)")
+            return
+        }
         guard teacherSteps > 0, studentSteps > 0 else { throw ValidationError("step counts must be positive") }
         guard studentExamples > 0 && studentExamples <= 9000 else { throw ValidationError("--student-examples must be in 1...9000") }
         var o = ArithmeticDemo.Options()

@@ -46,6 +46,38 @@ public struct GenerationOptions: Sendable {
     }
 }
 
+/// One prompt of a batch with its own options: a batch may mix prompts of unrelated requests (the
+/// server batches concurrent requests), each with its sampling rule, `n`, token limit, stop
+/// conditions and log-probabilities.
+public struct GenerationItem: Sendable {
+    public var prompt: [Int]
+    public var options: GenerationOptions
+    /// Sample s of this prompt draws from sampler stream `samplerStream + s` of its seed, so that
+    /// its tokens do not depend on what else is in the batch.
+    public var samplerStream: UInt64
+
+    public init(prompt: [Int], options: GenerationOptions, samplerStream: UInt64 = 0) {
+        self.prompt = prompt
+        self.options = options
+        self.samplerStream = samplerStream
+    }
+}
+
+/// One generated token as `Generator.generate(items:…)` streams it.
+public struct GeneratedToken: Sendable {
+    public var token: Int
+    /// Log-probability under the model (before sampling adjustments).
+    public var logprob: Float
+    /// The `topLogprobs` most likely (token, log-probability) pairs, most likely first.
+    public var topLogprobs: [(token: Int, logprob: Float)]
+
+    public init(token: Int, logprob: Float, topLogprobs: [(token: Int, logprob: Float)] = []) {
+        self.token = token
+        self.logprob = logprob
+        self.topLogprobs = topLogprobs
+    }
+}
+
 /// Autoregressive generation with a KV cache for several prompts at once (left-padded to a common
 /// length) and `n` samples per prompt sharing the prompt's cache.
 public struct Generator {
@@ -58,22 +90,37 @@ public struct Generator {
     /// row = prompt × n + sample.
     public func generate(prompts: [[Int]], options o: GenerationOptions, decode: (([Int]) -> String)? = nil,
                          onToken: (Int, Int) -> Void = { _, _ in }) throws -> [GeneratedSequence] {
-        try o.sampling.validate()
-        guard o.n >= 1 else { throw GenerationError.invalidParameter("n must be ≥ 1, got \(o.n)") }
-        guard o.maxTokens >= 0 else { throw GenerationError.invalidParameter("max_tokens must be ≥ 0, got \(o.maxTokens)") }
-        for (i, p) in prompts.enumerated() {
+        // Sample s of prompt p draws from stream p·n + s: the row number.
+        let items = prompts.enumerated().map { GenerationItem(prompt: $1, options: o, samplerStream: UInt64($0 * max(o.n, 1))) }
+        return try generate(items: items, decode: decode, onToken: { row, t in onToken(row, t.token) })
+    }
+
+    /// Generates continuations of prompts that each carry their own options, in one batch.
+    /// Results come row by row: item 0's `n` samples, then item 1's, …; `prompt` is the item's
+    /// index. `onToken(row, token)` streams each new token of a row (a stop token ends the row
+    /// without being streamed). A row for which `isCancelled(row)` turns true stops before its
+    /// next token (its finish reason stays `.length`).
+    public func generate(items: [GenerationItem], decode: (([Int]) -> String)? = nil,
+                         onToken: (Int, GeneratedToken) -> Void = { _, _ in },
+                         isCancelled: (Int) -> Bool = { _ in false }) throws -> [GeneratedSequence] {
+        for (i, item) in items.enumerated() {
+            let o = item.options, p = item.prompt
+            try o.sampling.validate()
+            guard o.n >= 1 else { throw GenerationError.invalidParameter("n must be ≥ 1, got \(o.n)") }
+            guard o.maxTokens >= 0 else { throw GenerationError.invalidParameter("max_tokens must be ≥ 0, got \(o.maxTokens)") }
+            guard o.topLogprobs >= 0 else { throw GenerationError.invalidParameter("top_logprobs must be ≥ 0, got \(o.topLogprobs)") }
             if p.isEmpty { throw GenerationError.emptyPrompt(index: i) }
             if let bad = p.first(where: { $0 < 0 || $0 >= model.config.vocabSize }) {
                 throw GenerationError.invalidParameter("prompt \(i) holds token id \(bad), outside the vocabulary of \(model.config.vocabSize)")
             }
         }
-        if prompts.isEmpty { return [] }
+        if items.isEmpty { return [] }
         let v = model.config.vocabSize
-        let longest = prompts.map(\.count).max()!
-        let b = prompts.count
+        let longest = items.map(\.prompt.count).max()!
+        let b = items.count
         // Left padding: row r's real tokens start at pads[r]; positions count from there.
-        var pads = prompts.map { longest - $0.count }
-        let ids = prompts.flatMap { [Int](repeating: 0, count: longest - $0.count) + $0 }
+        var pads = items.map { longest - $0.prompt.count }
+        let ids = items.flatMap { [Int](repeating: 0, count: longest - $0.prompt.count) + $0.prompt }
         let positions = pads.map { pad in (0..<longest).map { Swift.max(0, $0 - pad) } }
         let cache = model.makeCache()
         var lastLogits: Tensor = withoutGradients {
@@ -81,25 +128,36 @@ public struct Generator {
                                     mask: leftPaddingMask(pads, keys: longest), cache: cache).logits
             return out.slice(axis: 1, start: longest - 1, length: 1).reshaped([b, v])   // (B, V)
         }
-        // n samples per prompt share the prompt's cache.
-        if o.n > 1 {
-            cache.repeatBatch(o.n)
-            lastLogits = withoutGradients { lastLogits.indexSelect((0..<(b * o.n)).map { $0 / o.n }, axis: 0) }
-            pads = (0..<(b * o.n)).map { pads[$0 / o.n] }
+        // One row per sample: item i's n samples share its prompt's cache row.
+        let rowItem = items.indices.flatMap { [Int](repeating: $0, count: items[$0].options.n) }
+        var firstRow = [Int](repeating: 0, count: b)
+        for r in stride(from: rowItem.count - 1, through: 0, by: -1) { firstRow[rowItem[r]] = r }
+        var results = rowItem.indices.map { GeneratedSequence(prompt: rowItem[$0], sample: $0 - firstRow[rowItem[$0]], tokens: [],
+                                                              logprobs: [], topLogprobs: [], finishReason: .length) }
+        var samplers = rowItem.indices.map { TokenSampler(items[rowItem[$0]].options.sampling,
+                                                          stream: items[rowItem[$0]].samplerStream &+ UInt64(results[$0].sample)) }
+        // Rows with max_tokens 0 generate nothing.
+        var active = rowItem.indices.filter { items[rowItem[$0]].options.maxTokens > 0 }
+        if active.isEmpty { return results }
+        let start = active.map { rowItem[$0] }     // cache row of each active row
+        if start != Array(0..<b) {
+            cache.select(rows: start)
+            lastLogits = withoutGradients { lastLogits.indexSelect(start, axis: 0) }
+            pads = start.map { pads[$0] }
         }
-        let rows = b * o.n
-        var results = (0..<rows).map { GeneratedSequence(prompt: $0 / o.n, sample: $0 % o.n, tokens: [], logprobs: [],
-                                                          topLogprobs: [], finishReason: .length) }
-        var samplers = (0..<rows).map { TokenSampler(o.sampling, stream: UInt64($0)) }
-        var active = Array(0..<rows)          // result index of each cache row
-        var nextPos = (0..<rows).map { prompts[$0 / o.n].count }
-        var step = 0
-        while !active.isEmpty && step < o.maxTokens {
+        var nextPos = rowItem.map { items[$0].prompt.count }
+        while true {
             var finished = Set<Int>()
             var fed: [Int] = []
             let logp = withoutGradients { lastLogits.logSoftmax() }
             for (cacheRow, r) in active.enumerated() {
-                let history = prompts[r / o.n] + results[r].tokens
+                let item = items[rowItem[r]], o = item.options
+                if isCancelled(r) {
+                    finished.insert(cacheRow)
+                    fed.append(0)
+                    continue
+                }
+                let history = item.prompt + results[r].tokens
                 let token = samplers[r].next(logits: lastLogits.storage.pointer + cacheRow * v, count: v, history: history)
                 let lp = logp.storage.pointer + cacheRow * v
                 if o.stopTokenIds.contains(token) {
@@ -108,10 +166,11 @@ public struct Generator {
                     fed.append(token)
                     continue
                 }
+                let top = o.topLogprobs > 0 ? topK(lp, count: v, k: o.topLogprobs) : []
                 results[r].tokens.append(token)
                 results[r].logprobs.append(lp[token])
-                if o.topLogprobs > 0 { results[r].topLogprobs.append(topK(lp, count: v, k: o.topLogprobs)) }
-                onToken(r, token)
+                if o.topLogprobs > 0 { results[r].topLogprobs.append(top) }
+                onToken(r, GeneratedToken(token: token, logprob: lp[token], topLogprobs: top))
                 if !o.stopStrings.isEmpty, let decode {
                     let text = decode(results[r].tokens)
                     if o.stopStrings.contains(where: { text.contains($0) }) {
@@ -119,10 +178,9 @@ public struct Generator {
                         finished.insert(cacheRow)
                     }
                 }
+                if results[r].tokens.count >= o.maxTokens { finished.insert(cacheRow) }
                 fed.append(token)
             }
-            step += 1
-            if step >= o.maxTokens { break }
             // Drop finished rows from the batch and the cache.
             if !finished.isEmpty {
                 let keep = (0..<active.count).filter { !finished.contains($0) }

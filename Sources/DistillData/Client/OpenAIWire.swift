@@ -1,0 +1,274 @@
+import Foundation
+
+// The OpenAI wire format: request bodies for /v1/chat/completions and /v1/completions, and
+// the parsing of their replies (choices, finish reasons, log-probabilities, usage, errors).
+
+/// A JSON value, for request bodies and server-specific extra parameters
+/// (`top_k`, `min_p`, `chat_template_kwargs`, …).
+public indirect enum TeacherJSON: Sendable, Equatable, Codable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
+    ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([TeacherJSON])
+    case object([String: TeacherJSON])
+
+    public init(stringLiteral v: String) { self = .string(v) }
+    public init(integerLiteral v: Int) { self = .int(v) }
+    public init(floatLiteral v: Double) { self = .double(v) }
+    public init(booleanLiteral v: Bool) { self = .bool(v) }
+    public init(arrayLiteral v: TeacherJSON...) { self = .array(v) }
+    public init(dictionaryLiteral v: (String, TeacherJSON)...) { self = .object(Dictionary(v, uniquingKeysWith: { $1 })) }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int.self) { self = .int(i) }
+        else if let d = try? c.decode(Double.self) { self = .double(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([TeacherJSON].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: TeacherJSON].self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .double(let d): try c.encode(d)
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+}
+
+enum OpenAIWire {
+    enum Endpoint: String {
+        case chat = "chat/completions"
+        case completions = "completions"
+    }
+
+    /// `base` + the endpoint: a base ending in `/v1` gets `/chat/completions`, any other
+    /// `/v1/chat/completions` (so both `http://host:8000` and `https://api.deepseek.com/v1` work).
+    static func url(base: String, endpoint: Endpoint) -> String {
+        var b = base
+        while b.hasSuffix("/") { b.removeLast() }
+        return b.hasSuffix("/v1") ? "\(b)/\(endpoint.rawValue)" : "\(b)/v1/\(endpoint.rawValue)"
+    }
+
+    /// The request body (keys sorted, so equal requests give equal bytes).
+    static func body(prompt: TeacherPrompt, sampling s: TeacherSampling, model: String, n: Int, seed: UInt64?,
+                     extra: [String: TeacherJSON]) throws -> [UInt8] {
+        var o: [String: TeacherJSON] = [
+            "model": .string(model),
+            "n": .int(n),
+            "temperature": .double(s.temperature),
+            "top_p": .double(s.topP),
+            "max_tokens": .int(s.maxTokens),
+            "stream": false,
+        ]
+        if !s.stop.isEmpty { o["stop"] = .array(s.stop.map { .string($0) }) }
+        if let seed { o["seed"] = .int(Int(truncatingIfNeeded: seed & 0x7FFF_FFFF_FFFF_FFFF)) }
+        switch prompt {
+        case .chat(let messages):
+            o["messages"] = .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) })
+            if s.wantsLogprobs {
+                o["logprobs"] = true
+                if s.topLogprobs > 0 { o["top_logprobs"] = .int(s.topLogprobs) }
+            }
+        case .text(let text):
+            o["prompt"] = .string(text)
+            // The legacy API: an integer, the number of alternatives (0: the sampled token's only).
+            if s.wantsLogprobs { o["logprobs"] = .int(s.topLogprobs) }
+        }
+        for (k, v) in extra { o[k] = v }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(TeacherJSON.object(o)))
+    }
+
+    // MARK: Replies
+
+    struct Usage: Decodable {
+        var prompt_tokens: Int?
+        var completion_tokens: Int?
+        var total_tokens: Int?
+    }
+
+    struct ChatTop: Decodable {
+        var token: String
+        var logprob: Double?
+    }
+
+    struct ChatTokenLogprob: Decodable {
+        var token: String
+        var logprob: Double?
+        var top_logprobs: [ChatTop]?
+    }
+
+    struct ChatLogprobs: Decodable {
+        var content: [ChatTokenLogprob]?
+    }
+
+    struct ChatMessageBody: Decodable {
+        var content: String?
+        var reasoning_content: String?
+        var reasoning: String?
+    }
+
+    struct ChatChoice: Decodable {
+        var index: Int?
+        var message: ChatMessageBody
+        var finish_reason: String?
+        var logprobs: ChatLogprobs?
+    }
+
+    struct CompletionLogprobs: Decodable {
+        var tokens: [String]?
+        var token_logprobs: [Double?]?
+        var top_logprobs: [[String: Double?]?]?
+    }
+
+    struct CompletionChoice: Decodable {
+        var index: Int?
+        var text: String
+        var finish_reason: String?
+        var logprobs: CompletionLogprobs?
+    }
+
+    struct Reply<Choice: Decodable>: Decodable {
+        var model: String?
+        var choices: [Choice]
+        var usage: Usage?
+    }
+
+    /// Parses a 200 reply. Throws `malformedResponse` naming what is missing or mistyped.
+    static func parse(_ bytes: [UInt8], endpoint: Endpoint, url: String, model: String) throws -> TeacherResponse {
+        let data = Data(bytes)
+        func malformed(_ reason: String) -> TeacherClientError {
+            .malformedResponse(url: url, reason: reason, body: excerpt(bytes))
+        }
+        let decoder = JSONDecoder()
+        do {
+            switch endpoint {
+            case .chat:
+                let r = try decoder.decode(Reply<ChatChoice>.self, from: data)
+                let completions = r.choices.enumerated().map { i, c in
+                    TeacherCompletion(index: c.index ?? i, text: c.message.content ?? "",
+                                      reasoning: c.message.reasoning_content ?? c.message.reasoning,
+                                      finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)),
+                                      logprobs: c.logprobs?.content.map { tokens in
+                                          tokens.map { t in
+                                              TokenLogprob(token: t.token, logprob: t.logprob ?? -.infinity,
+                                                           top: (t.top_logprobs ?? []).map {
+                                                               TopLogprob(token: $0.token, logprob: $0.logprob ?? -.infinity)
+                                                           })
+                                          }
+                                      })
+                }
+                return TeacherResponse(model: r.model ?? model, completions: completions.sorted { $0.index < $1.index },
+                                       usage: usage(r.usage))
+            case .completions:
+                let r = try decoder.decode(Reply<CompletionChoice>.self, from: data)
+                var completions: [TeacherCompletion] = []
+                for (i, c) in r.choices.enumerated() {
+                    var lp: [TokenLogprob]?
+                    if let l = c.logprobs, let tokens = l.tokens {
+                        let values = l.token_logprobs ?? []
+                        let tops = l.top_logprobs ?? []
+                        guard values.count == tokens.count else {
+                            throw malformed("choices[\(i)].logprobs has \(tokens.count) tokens but \(values.count) token_logprobs")
+                        }
+                        guard tops.isEmpty || tops.count == tokens.count else {
+                            throw malformed("choices[\(i)].logprobs has \(tokens.count) tokens but \(tops.count) top_logprobs")
+                        }
+                        var list: [TokenLogprob] = []
+                        for k in tokens.indices {
+                            var top: [TopLogprob] = []
+                            if !tops.isEmpty, let dict = tops[k] {
+                                for (token, value) in dict { top.append(TopLogprob(token: token, logprob: value ?? -Double.infinity)) }
+                                top.sort(by: Self.moreLikely)
+                            }
+                            list.append(TokenLogprob(token: tokens[k], logprob: values[k] ?? -Double.infinity, top: top))
+                        }
+                        lp = list
+                    }
+                    completions.append(TeacherCompletion(index: c.index ?? i, text: c.text,
+                                                         finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)),
+                                                         logprobs: lp))
+                }
+                return TeacherResponse(model: r.model ?? model, completions: completions.sorted { $0.index < $1.index },
+                                       usage: usage(r.usage))
+            }
+        } catch let e as TeacherClientError {
+            throw e
+        } catch let e as DecodingError {
+            // Some servers answer 200 with an error object.
+            if let message = errorMessage(bytes) { throw TeacherClientError.httpStatus(url: url, status: 200, message: message) }
+            throw malformed(describe(e))
+        } catch {
+            throw malformed("\(error)")
+        }
+    }
+
+    /// A dict loses the server's order: most likely first, ties by token.
+    static func moreLikely(_ a: TopLogprob, _ b: TopLogprob) -> Bool {
+        a.logprob != b.logprob ? a.logprob > b.logprob : a.token < b.token
+    }
+
+    static func usage(_ u: Usage?) -> TeacherUsage? {
+        guard let u, u.prompt_tokens != nil || u.completion_tokens != nil else { return nil }
+        return TeacherUsage(promptTokens: u.prompt_tokens ?? 0, completionTokens: u.completion_tokens ?? 0,
+                            totalTokens: u.total_tokens)
+    }
+
+    /// The server's error message: OpenAI's `{"error": {"message": …}}`, vLLM's and SGLang's
+    /// `{"message": …}`, FastAPI's `{"detail": …}`, llama.cpp's `{"error": {"message": …}}`, or the
+    /// body's text.
+    static func errorMessage(_ bytes: [UInt8]) -> String? {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { return nil }
+        if let e = obj["error"] as? [String: Any], let m = e["message"] as? String { return m }
+        if let e = obj["error"] as? String { return e }
+        if let m = obj["message"] as? String { return m }
+        if let d = obj["detail"] as? String { return d }
+        if let d = obj["detail"], JSONSerialization.isValidJSONObject(d),
+           let data = try? JSONSerialization.data(withJSONObject: d) { return String(decoding: data, as: UTF8.self) }
+        return nil
+    }
+
+    static func errorDescription(_ bytes: [UInt8]) -> String {
+        errorMessage(bytes) ?? (bytes.isEmpty ? "(empty body)" : excerpt(bytes))
+    }
+
+    /// The start of a body, for error messages.
+    static func excerpt(_ bytes: [UInt8], limit: Int = 300) -> String {
+        let text = String(decoding: bytes.prefix(limit), as: UTF8.self)
+        return bytes.count > limit ? text + "… (\(bytes.count) bytes)" : text
+    }
+
+    /// "choices[0].message: expected String, found number" style descriptions.
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ c: [CodingKey]) -> String {
+            var s = ""
+            for k in c {
+                if let i = k.intValue { s += "[\(i)]" } else { s += s.isEmpty ? k.stringValue : ".\(k.stringValue)" }
+            }
+            return s.isEmpty ? "the top level" : s
+        }
+        switch e {
+        case let .keyNotFound(key, ctx):
+            let at = ctx.codingPath.isEmpty ? "" : " in \(path(ctx.codingPath))"
+            return "missing \"\(key.stringValue)\"\(at)"
+        case let .typeMismatch(type, ctx): return "\(path(ctx.codingPath)): expected \(type)"
+        case let .valueNotFound(type, ctx): return "\(path(ctx.codingPath)): expected \(type), found null"
+        case let .dataCorrupted(ctx):
+            return ctx.codingPath.isEmpty ? "not JSON" : "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+}

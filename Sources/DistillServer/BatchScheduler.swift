@@ -1,0 +1,159 @@
+import DistillModels
+import DistillNN
+import Foundation
+
+/// What a generation job reports to the request that submitted it.
+enum GenerationEvent: Sendable {
+    /// A new token of choice `row` (the job's rows: prompt 0's n samples, then prompt 1's, …).
+    case token(row: Int, GeneratedToken)
+    /// All rows finished.
+    case finished([GeneratedSequence])
+    case failed(OpenAIError)
+}
+
+/// A flag the request side sets when nobody waits for a job any more (a streaming client hung up).
+final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+/// One request's prompts with their options, waiting for a batch.
+struct GenerationJob: Sendable {
+    var items: [GenerationItem]
+    var events: AsyncStream<GenerationEvent>.Continuation
+    var cancelled: CancellationFlag
+
+    var rows: Int { items.reduce(0) { $0 + $1.options.n } }
+}
+
+/// Runs generation on a dedicated thread, off the server's event loops and off Swift's cooperative
+/// pool. Requests that arrive while a batch runs (or within `window` of the first one waiting)
+/// are run together as one `Generator` batch, up to `maxBatch` sequences; each keeps its own
+/// sampling options, stop conditions and seeds (`Generator.generate(items:)`), so its output does
+/// not depend on its neighbours.
+final class BatchScheduler: @unchecked Sendable {
+    private let lm: TransformerLM
+    private let decode: @Sendable ([Int]) -> String
+    let maxBatch: Int
+    let window: TimeInterval
+    private let condition = NSCondition()
+    private var pending: [GenerationJob] = []
+    private var stopping = false
+    private var thread: Thread?
+    private var _batches = 0
+    private var _sequences = 0
+
+    init(lm: TransformerLM, decode: @escaping @Sendable ([Int]) -> String, maxBatch: Int, window: TimeInterval) {
+        self.lm = lm
+        self.decode = decode
+        self.maxBatch = max(1, maxBatch)
+        self.window = window
+        // The thread holds the scheduler until `stop()`.
+        let t = Thread { self.loop() }
+        t.name = "distill.serve.generation"
+        t.qualityOfService = .userInitiated
+        thread = t
+        t.start()
+    }
+
+    /// Generator batches run so far.
+    var batches: Int { condition.withLock { _batches } }
+    /// Sequences (prompt × sample rows) generated so far.
+    var sequences: Int { condition.withLock { _sequences } }
+
+    func submit(_ job: GenerationJob) {
+        condition.lock()
+        defer { condition.unlock() }
+        if stopping {
+            job.events.yield(.failed(OpenAIError(status: 503, message: "the server is shutting down", type: "server_error")))
+            job.events.finish()
+            return
+        }
+        pending.append(job)
+        condition.signal()
+    }
+
+    /// Stops the thread after the running batch; waiting jobs fail.
+    func stop() {
+        condition.lock()
+        stopping = true
+        let dropped = pending
+        pending.removeAll()
+        condition.signal()
+        condition.unlock()
+        for job in dropped {
+            job.events.yield(.failed(OpenAIError(status: 503, message: "the server is shutting down", type: "server_error")))
+            job.events.finish()
+        }
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return }
+            // Give requests arriving together a moment to join the batch.
+            if window > 0 {
+                let deadline = Date(timeIntervalSinceNow: window)
+                while !stopping && pending.reduce(0, { $0 + $1.rows }) < maxBatch && condition.wait(until: deadline) {}
+                if stopping { condition.unlock(); return }
+            }
+            var batch: [GenerationJob] = []
+            var rows = 0
+            while let job = pending.first, batch.isEmpty || rows + job.rows <= maxBatch {
+                batch.append(pending.removeFirst())
+                rows += job.rows
+            }
+            condition.unlock()
+            let live = batch.filter { job in
+                if job.cancelled.isSet { job.events.finish(); return false }
+                return true
+            }
+            if !live.isEmpty { run(live) }
+        }
+    }
+
+    /// Runs jobs as one batch; if the batch fails, runs each alone so that one bad job does not
+    /// fail the others.
+    private func run(_ jobs: [GenerationJob]) {
+        // Row r of the batch belongs to job owner[r] as its row local[r].
+        var owner: [Int] = [], local: [Int] = []
+        for (j, job) in jobs.enumerated() {
+            for k in 0..<job.rows { owner.append(j); local.append(k) }
+        }
+        let items = jobs.flatMap(\.items)
+        do {
+            let seqs = try Generator(model: lm).generate(
+                items: items, decode: decode,
+                onToken: { row, token in jobs[owner[row]].events.yield(.token(row: local[row], token)) },
+                isCancelled: { row in jobs[owner[row]].cancelled.isSet })
+            condition.withLock {
+                _batches += 1
+                _sequences += seqs.count
+            }
+            var start = 0
+            for job in jobs {
+                // Prompt indices local to the job.
+                let first = seqs[start].prompt
+                let mine = seqs[start..<(start + job.rows)].map { s -> GeneratedSequence in
+                    var s = s
+                    s.prompt -= first
+                    return s
+                }
+                start += job.rows
+                job.events.yield(.finished(mine))
+                job.events.finish()
+            }
+        } catch {
+            if jobs.count > 1 {
+                for job in jobs { run([job]) }
+                return
+            }
+            let message = (error as? GenerationError)?.description ?? "\(error)"
+            jobs[0].events.yield(.failed(.invalidRequest(message)))
+            jobs[0].events.finish()
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import DistillModels
+import DistillServer
+import Foundation
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serves a model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).",
+        discussion: """
+        Concurrent requests are generated together in batches of up to --max-batch sequences. \
+        Stop with Ctrl-C (SIGINT) or SIGTERM: requests in flight finish first.
+
+        Example:
+          distill serve --model SmolLM2-135M-Instruct.Q4_1.gguf --port 8000
+          curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+            -d '{"messages": [{"role": "user", "content": "Hi!"}], "max_tokens": 32}'
+        """)
+
+    @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port).") var port = 8000
+    @Option(help: "The model name clients use and /v1/models lists (default: the file or directory name).") var modelName: String?
+    @Option(help: "Most sequences (prompts × n) generated in one batch.") var maxBatch = 16
+    @Option(help: "Milliseconds an idle server waits for more requests to batch with the first.") var batchWindowMs = 5.0
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535, got \(port)") }
+        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1, got \(maxBatch)") }
+        guard batchWindowMs >= 0 else { throw ValidationError("--batch-window-ms must be at least 0") }
+    }
+
+    func run() throws {
+        let m = try loadModel(model)
+        let server: OpenAIServer
+        do {
+            server = try OpenAIServer(model: m, modelName: modelName, maxBatch: maxBatch, batchWindow: batchWindowMs / 1000)
+        } catch { throw CLIError("\(error)") }
+        let host = self.host
+        let chat = m.chatTemplate == nil ? " (no chat template: /v1/completions only)" : ""
+        // The command is synchronous; the server runs on Swift's concurrency pool and NIO's
+        // threads while this thread waits.
+        let done = DispatchSemaphore(value: 0)
+        let failure = LockedBox<Error?>(nil)
+        Task {
+            do {
+                try await server.run(host: host, port: port) { bound in
+                    let shown = host.contains(":") ? "[\(host)]" : host
+                    print("Serving \(server.modelName)\(chat) at http://\(shown):\(bound)/v1")
+                    fflush(stdout)
+                }
+            } catch {
+                failure.value = error
+            }
+            done.signal()
+        }
+        done.wait()
+        if let error = failure.value { throw CLIError("cannot serve on \(host):\(port): \(error)") }
+    }
+}
+
+/// A value shared between the waiting command thread and the server task.
+final class LockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
