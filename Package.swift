@@ -40,9 +40,10 @@ let package = Package(
                                                    .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                    .product(name: "GRDB", package: "GRDB.swift")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
-        // OpenAI-compatible HTTP API over a local model.
+        // OpenAI-compatible HTTP API over a local model (AsyncHTTPClient: the serving benchmark's clients).
         .target(name: "DistillServer", dependencies: ["DistillModels", "DistillNN", "DistillTensor",
-                                                     .product(name: "Hummingbird", package: "hummingbird")],
+                                                     .product(name: "Hummingbird", package: "hummingbird"),
+                                                     .product(name: "AsyncHTTPClient", package: "async-http-client")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .target(name: "Distillation", dependencies: ["DistillData", "DistillModels", "DistillNN", "DistillTensor",
                                                      .product(name: "Yams", package: "Yams")],

@@ -8,7 +8,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (speed is measured here, never by tests).",
-        subcommands: [Ops.self, GenerateBench.self, KD.self, LossMemory.self])
+        subcommands: [Ops.self, GenerateBench.self, KD.self, LossMemory.self, ServeBench.self])
 }
 
 extension Bench {

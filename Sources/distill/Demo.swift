@@ -4,47 +4,58 @@ import Foundation
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Runs a distillation end to end on built-in data (two-digit addition).",
+        abstract: "Runs a distillation end to end on built-in data.",
         discussion: """
-        Trains a teacher transformer, then two students a quarter of its size for the same number of
-        steps on the same examples: one on ground-truth answers only, one also matching the teacher's
-        soft targets (0.5·KL at τ=2 + 0.5·cross-entropy). Prints held-out accuracy, loss, parameters
-        and decode speed, and writes report.json.
+        --task addition (default): trains a teacher transformer on two-digit addition, then two
+        students a quarter of its size for the same number of steps on the same examples: one on
+        ground-truth answers only, one also matching the teacher's soft targets (0.5·KL at τ=2 +
+        0.5·cross-entropy). Prints held-out accuracy, loss, parameters and decode speed; writes
+        report.json (--out).
+
+        --task word-problems: the reasoning-trace chain. The teacher in --teacher (trained by Distill
+        from scratch with --train-teacher DIR) writes step-by-step traces (<think>…</think> then
+        "#### answer") for the training problems through the teacher-client interface; rejection
+        sampling keeps the well-formed, correct ones. Two students of the same size (about 1/5 of
+        the teacher) train for the same steps: one on the ground-truth solutions, one on the kept
+        traces plus the teacher's soft targets. All three answer held-out problems. Writes
+        traces.jsonl, stats.json, the two students and report.json into --out-dir.
         """)
 
-    @Option(help: "Teacher training steps.") var teacherSteps = 1500
-    @Option(help: "Training steps for each student.") var studentSteps = 1500
-    @Option(help: "Examples the students see.") var studentExamples = 600
-    @Option(help: "Random seed.") var seed: UInt64 = 42
-    @Option(help: "Where to write report.json.") var out = "report.json"
+    enum Task: String, ExpressibleByArgument { case addition, wordProblems = "word-problems" }
+
+    @Option(help: "addition | word-problems.") var task: Task = .addition
+    @Option(help: "Training steps for each student [addition 1500, word-problems 300].") var studentSteps: Int?
+    @Option(help: "Random seed [addition 42, word-problems 7].") var seed: UInt64?
     @Flag(help: "Print the report as JSON instead of a table.") var json = false
-    @Option(help: "Train the word-problem teacher from scratch into this directory (resumable) and stop.") var trainTeacher: String?
+    // addition
+    @Option(help: "addition: teacher training steps; with --train-teacher: its steps [3000].") var teacherSteps: Int?
+    @Option(help: "addition: examples the students see.") var studentExamples = 600
+    @Option(help: "addition: where to write report.json.") var out = "report.json"
+    // word-problems
+    @Option(help: "word-problems: the teacher model directory.") var teacher = "demo/teacher"
+    @Option(help: "word-problems: directory for traces, statistics, the students and report.json.") var outDir = "demo-run"
+    @Option(help: "word-problems: training problems (traces and ground truth).") var trainPrompts = 300
+    @Option(help: "word-problems: held-out problems.") var testPrompts = 300
+    @Option(help: "word-problems: candidate traces per problem.") var samples = 4
+    @Option(help: "Train the word-problems teacher from scratch into this directory (resumable) and stop.") var trainTeacher: String?
 
     func run() throws {
-        if let dir = trainTeacher {
-            let start = Date()
-            try DemoModels.trainTeacher(out: dir, steps: teacherSteps) { event in
-                switch event {
-                case let .step(m, total):
-                    if m.step % 20 == 0 {
-                        let line = String(format: "step %d/%d loss %.4f %.0f tok/s %.0fs", m.step, total, m.loss, m.tokensPerSecond,
-                                          Date().timeIntervalSince(start))
-                        print(line); fflush(stdout)
-                    }
-                case let .evaluated(step, acc):
-                    print(String(format: "step %d: held-out accuracy %.1f%%", step, 100 * acc)); fflush(stdout)
-                }
-            }
-            print("teacher written to \(dir)")
-            return
+        if let dir = trainTeacher { return try makeTeacher(dir) }
+        switch task {
+        case .addition: try runAddition()
+        case .wordProblems: try runWordProblems()
         }
+    }
+
+    func runAddition() throws {
+        let teacherSteps = self.teacherSteps ?? 1500, studentSteps = self.studentSteps ?? 1500
         guard teacherSteps > 0, studentSteps > 0 else { throw ValidationError("step counts must be positive") }
         guard studentExamples > 0 && studentExamples <= 9000 else { throw ValidationError("--student-examples must be in 1...9000") }
         var o = ArithmeticDemo.Options()
         o.teacherSteps = teacherSteps
         o.studentSteps = studentSteps
         o.studentExamples = studentExamples
-        o.seed = seed
+        o.seed = seed ?? 42
         let report = ArithmeticDemo.run(o) { event in
             guard !json else { return }
             switch event {
@@ -67,5 +78,67 @@ struct Demo: ParsableCommand {
                   + pad(String(format: "%.4f", r.heldOutLoss), 16) + String(format: "%.0f", r.tokensPerSecond))
         }
         print(String(format: "\n%.1f s in all; report written to %@", report.seconds, out))
+    }
+
+    func runWordProblems() throws {
+        let studentSteps = self.studentSteps ?? 300
+        guard trainPrompts > 0, testPrompts > 0, samples > 0, studentSteps > 0 else {
+            throw ValidationError("--train-prompts, --test-prompts, --samples and --student-steps must be positive")
+        }
+        var o = ReasoningDemo.Options()
+        o.teacherPath = teacher
+        o.outputDirectory = outDir
+        o.trainPrompts = trainPrompts
+        o.testPrompts = testPrompts
+        o.samplesPerPrompt = samples
+        o.studentSteps = studentSteps
+        o.seed = seed ?? 7
+        let quiet = json
+        func log(_ s: String) { if !quiet { FileHandle.standardError.write(s.data(using: .utf8)!) } }
+        let report: ReasoningDemo.Report
+        do {
+            report = try runBlocking {
+                try await ReasoningDemo.run(o) { event in
+                    switch event {
+                    case .loaded(let n): log("teacher: \(n) parameters (\(o.teacherPath))\n")
+                    case let .traces(done, total, kept):
+                        log("\rtraces: \(done)/\(total) problems, \(kept) kept" + (done == total ? "\n" : ""))
+                    case let .training(model, step, total, loss):
+                        log("\r\(model): step \(step)/\(total) loss \(String(format: "%.4f", loss))   " + (step == total ? "\n" : ""))
+                    case .evaluating(let model): log("evaluating \(model)\n")
+                    }
+                }
+            }
+        } catch { throw CLIError("\(error)") }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        if json { print(String(data: try enc.encode(report), encoding: .utf8)!); return }
+        print("\nmodel               params   accuracy   decode tokens/s   latency")
+        for (name, r) in [("teacher", report.teacher), ("baseline student", report.baselineStudent),
+                          ("distilled student", report.distilledStudent)] {
+            print(pad(name, 20) + pad("\(r.params)", 9) + pad(String(format: "%.1f%%", 100 * r.accuracy), 11)
+                  + pad(String(format: "%.0f", r.tokensPerSecond), 18) + String(format: "%.0f ms", r.latencyMs))
+        }
+        print(String(format: "\ntraces: %.1f%% of candidates accepted, %d kept for %d problems", 100 * report.traceAcceptanceRate,
+                     report.tracesKept, report.trainPrompts))
+        print(String(format: "%.1f s in all; report written to %@/report.json", report.seconds, outDir))
+    }
+
+    func makeTeacher(_ dir: String) throws {
+        let start = Date()
+        try DemoModels.trainTeacher(out: dir, steps: teacherSteps ?? 3000) { event in
+            switch event {
+            case let .step(m, total):
+                if m.step % 20 == 0 {
+                    print(String(format: "step %d/%d loss %.4f %.0f tok/s %.0fs", m.step, total, m.loss, m.tokensPerSecond,
+                                 Date().timeIntervalSince(start)))
+                    fflush(stdout)
+                }
+            case let .evaluated(step, acc):
+                print(String(format: "step %d: held-out accuracy %.1f%%", step, 100 * acc)); fflush(stdout)
+            }
+        }
+        print("teacher written to \(dir)")
     }
 }

@@ -428,6 +428,36 @@ public final class GenerationStore: Sendable {
                         verdict: CandidateVerdict(rawValue: row["verdict"]) ?? .rejected, reason: row["reason"])
     }
 
+    /// Every done prompt with its candidates (by index), prompts in insertion order, read in one
+    /// transaction.
+    public func doneResults(_ body: (TracePrompt, [StoredCandidate]) throws -> Void) throws {
+        try run {
+            try db.read { db in
+                let rows = try Row.fetchCursor(db, sql: """
+                    SELECT p.id, p.source, p.text AS prompt, p.reference_answer, c.idx, c.text, c.finish_reason, c.prompt_tokens,
+                           c.completion_tokens, c.logprobs, c.verdict, c.reason
+                    FROM prompts p
+                    JOIN prompt_status s ON s.prompt_id = p.id
+                    LEFT JOIN candidates c ON c.prompt_id = p.id
+                    WHERE s.status = 'done'
+                    ORDER BY p.seq, c.idx
+                    """)
+                var current: TracePrompt?
+                var candidates: [StoredCandidate] = []
+                while let row = try rows.next() {
+                    let id: String = row["id"]
+                    if current?.id != id {
+                        if let current { try body(current, candidates) }
+                        current = TracePrompt(id: id, text: row["prompt"], answer: row["reference_answer"], source: row["source"])
+                        candidates = []
+                    }
+                    if (row["idx"] as Int?) != nil { candidates.append(Self.candidate(row)) }
+                }
+                if let current { try body(current, candidates) }
+            }
+        }
+    }
+
     public func counts() throws -> GenerationStoreCounts {
         try run {
             try db.read { db in

@@ -117,3 +117,140 @@ public enum DemoModels {
         return model
     }
 }
+
+/// `distill demo`: the whole chain on the built-in word-problem task.
+///
+/// 1. The teacher (a model Distill trained from scratch on 40,000 generated problems, shipped in
+///    `demo/teacher`; `distill demo --train-teacher DIR` remakes it) is wrapped as a
+///    `TeacherClient` — the same interface as a model behind an OpenAI-compatible server.
+/// 2. It writes N candidate traces per training prompt at a temperature; rejection sampling keeps
+///    those that follow the `<think>…</think>` template and reach the reference answer.
+/// 3. Two students of the same shape (about 1/5 of the teacher) train for the same steps from the
+///    same initialisation: the baseline on the ground-truth solutions, the distilled one on the
+///    kept traces with the teacher's soft targets (0.5·KL(τ=2)·τ² + 0.5·cross-entropy on the
+///    assistant tokens).
+/// 4. All three answer held-out problems greedily; accuracy is the share of right final answers.
+public enum ReasoningDemo {
+    public struct Options: Sendable {
+        public var teacherPath = "demo/teacher"
+        /// Where traces, stats.json and report.json go.
+        public var outputDirectory = "demo-run"
+        public var trainPrompts = 300
+        public var testPrompts = 300
+        public var samplesPerPrompt = 4
+        public var traceTemperature = 0.8
+        public var studentSteps = 300
+        public var batchSize = 16
+        public var learningRate: Float = 3e-3
+        public var alpha: Float = 0.5
+        public var temperature: Float = 2
+        public var seed: UInt64 = 7
+        public init() {}
+    }
+
+    public struct ModelResult: Codable, Sendable {
+        public var params: Int
+        public var accuracy: Double
+        /// Generated tokens per second, greedy, batches of 64 prompts.
+        public var tokensPerSecond: Double
+        /// Mean time to answer one problem alone (batch 1), milliseconds.
+        public var latencyMs: Double
+    }
+
+    public struct Report: Codable, Sendable {
+        public var teacher: ModelResult
+        public var baselineStudent: ModelResult
+        public var distilledStudent: ModelResult
+        public var traceAcceptanceRate: Double
+        public var tracesKept: Int
+        public var trainPrompts: Int
+        public var testPrompts: Int
+        public var studentSteps: Int
+        public var seconds: Double
+    }
+
+    public enum Progress {
+        case loaded(teacherParameters: Int)
+        case traces(done: Int, total: Int, kept: Int)
+        case training(model: String, step: Int, total: Int, loss: Float)
+        case evaluating(model: String)
+    }
+
+    public static func run(_ o: Options = Options(), progress: @escaping (Progress) -> Void = { _ in }) async throws -> Report {
+        let start = Date()
+        guard FileManager.default.fileExists(atPath: o.teacherPath) else {
+            throw TrainerError.invalidConfiguration(
+                "\(o.teacherPath): the demo teacher is missing (run from the repository root, or make one with `distill demo --train-teacher \(o.teacherPath)`)")
+        }
+        let teacher = try PretrainedModel.load(o.teacherPath)
+        teacher.lm.freeze()
+        progress(.loaded(teacherParameters: teacher.lm.parameterCount))
+        let out = URL(fileURLWithPath: o.outputDirectory)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let trainSet = WordProblems.generate(count: o.trainPrompts, seed: o.seed, idPrefix: "train")
+        let testSet = WordProblems.generate(count: o.testPrompts, seed: o.seed &+ 1, idPrefix: "test")
+
+        // 1–2. Traces from the teacher, rejection-sampled.
+        let client = try LocalTeacherClient(model: teacher, name: "demo-teacher")
+        let sampler = RejectionSampler(verifier: MathVerifier(), keepPolicy: .allCorrect)
+        var stats = SamplingStatistics()
+        var kept: [ChatRecord] = []
+        for (i, p) in trainSet.enumerated() {
+            let prompt = TracePrompt(id: p.id, text: p.prompt, answer: String(p.answer), source: "word-problems")
+            let sampling = TeacherSampling(n: o.samplesPerPrompt, temperature: o.traceTemperature, maxTokens: 64,
+                                           seed: o.seed &* 1_000_003 &+ UInt64(i))
+            let response = try await client.complete(.chat([.user(p.prompt)]), sampling: sampling)
+            let result = sampler.sample(prompt: prompt, candidates: response.completions.map(\.text))
+            stats.add(result)
+            kept += result.records()
+            progress(.traces(done: i + 1, total: trainSet.count, kept: kept.count))
+        }
+        try ChatRecordFile.write(kept, to: out.appendingPathComponent("traces.jsonl").path)
+        try stats.write(to: out.appendingPathComponent("stats.json").path)
+
+        // 3. Two students, same shape, initialisation, steps and batch size.
+        let truth = try DemoModels.sequences(trainSet.map { ($0.prompt, $0.solution) }, model: teacher)
+        let traces = try DemoModels.sequences(kept.map { r in (r.messages.first { $0.role == "user" }!.content,
+                                                               r.messages.last!.content) }, model: teacher)
+        guard !traces.isEmpty else { throw TrainerError.invalidConfiguration("the teacher's traces were all rejected") }
+        func trainStudent(_ name: String, data: [TokenSequence], teacher t: TransformerLM?) throws -> PretrainedModel {
+            let s = try DemoModels.makeModel(DemoModels.studentConfig, seed: o.seed, path: out.appendingPathComponent(name).path)
+            let c = TrainerConfiguration(totalSteps: o.studentSteps, batchSize: o.batchSize, layout: .padToLongest(padId: 256),
+                                         order: .shuffled(seed: o.seed),
+                                         learningRate: .warmupCosine(peak: o.learningRate, warmup: 20, total: o.studentSteps, floor: 1e-4),
+                                         weightDecay: 0.01, maxGradNorm: 1, seed: o.seed)
+            let trainer = Trainer(student: s.lm, teacher: t, train: data,
+                                  plan: t == nil ? .hardOnly : .kd(alpha: o.alpha, temperature: o.temperature), configuration: c)
+            trainer.onEvent = { event in
+                if case .step(let m) = event, m.step % 25 == 0 || m.step == o.studentSteps {
+                    progress(.training(model: name, step: m.step, total: o.studentSteps, loss: m.loss))
+                }
+            }
+            try trainer.run()
+            try s.saveDirectory(s.path)
+            return s
+        }
+        let baseline = try trainStudent("baseline_student", data: truth, teacher: nil)
+        let distilled = try trainStudent("distilled_student", data: traces, teacher: teacher.lm)
+
+        // 4. Held-out evaluation.
+        func evaluate(_ m: PretrainedModel, _ name: String) throws -> ModelResult {
+            progress(.evaluating(model: name))
+            let r = try DemoModels.evaluate(m, testSet)
+            let alone = Array(testSet.prefix(8))
+            let t0 = Date()
+            for p in alone { _ = try DemoModels.evaluate(m, [p], batch: 1) }
+            let latency = Date().timeIntervalSince(t0) / Double(alone.count) * 1000
+            return ModelResult(params: m.lm.parameterCount, accuracy: r.accuracy, tokensPerSecond: r.tokensPerSecond, latencyMs: latency)
+        }
+        let report = Report(teacher: try evaluate(teacher, "teacher"), baselineStudent: try evaluate(baseline, "baseline student"),
+                            distilledStudent: try evaluate(distilled, "distilled student"),
+                            traceAcceptanceRate: stats.acceptanceRate, tracesKept: kept.count, trainPrompts: o.trainPrompts,
+                            testPrompts: o.testPrompts, studentSteps: o.studentSteps, seconds: Date().timeIntervalSince(start))
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        try enc.encode(report).write(to: out.appendingPathComponent("report.json"), options: .atomic)
+        return report
+    }
+}

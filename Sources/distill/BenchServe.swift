@@ -1,0 +1,88 @@
+import ArgumentParser
+import DistillModels
+import DistillServer
+import DistillTensor
+import Foundation
+
+extension Bench {
+    struct ServeBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "serve",
+            abstract: "Serving throughput: concurrent vs sequential streaming chat requests to the OpenAI-compatible server.",
+            discussion: """
+            Starts the server in this process on 127.0.0.1 (a free port), sends --clients streaming \
+            requests at once (they share generation batches), then the same requests one at a time, and \
+            prints generated tokens/s for both, their ratio, errors, and latency and time-to-first-token \
+            percentiles. Requests run to --max-tokens (ignore_eos) unless --stop-at-eos.
+            """)
+
+        @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
+        @Option(help: "Requests (and concurrent clients).") var clients = 32
+        @Option(help: "Tokens each request generates.") var maxTokens = 32
+        @Option(help: "The server's most sequences per batch (default: --clients).") var maxBatch: Int?
+        @Option(help: "Milliseconds an idle server waits for more requests to batch with the first.") var batchWindowMs = 5.0
+        @Option(help: "Sampling temperature (0: greedy).") var temperature = 0.0
+        @Flag(help: "Let requests end at the end-of-sequence token.") var stopAtEos = false
+        @Flag(help: "Print JSON (with every request's figures).") var json = false
+
+        func validate() throws {
+            guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
+            guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
+            if let b = maxBatch, b < 1 { throw ValidationError("--max-batch must be at least 1") }
+            guard batchWindowMs >= 0 else { throw ValidationError("--batch-window-ms must be at least 0") }
+            guard temperature >= 0 else { throw ValidationError("--temperature must be at least 0") }
+        }
+
+        func run() throws {
+            let m = try loadModel(model)
+            var o = ServerBenchmark.Options(clients: clients, maxTokens: maxTokens)
+            o.maxBatch = maxBatch
+            o.batchWindow = batchWindowMs / 1000
+            o.temperature = temperature
+            o.stopAtEOS = stopAtEos
+            let quiet = json
+            if !quiet {
+                print("model: \(model); threads: \(Threads.count); GEMM: \(Gemm.backend.rawValue); \(clients) clients × \(maxTokens) tokens")
+                fflush(stdout)
+            }
+            // The command is synchronous; the benchmark runs on Swift's concurrency pool.
+            let done = DispatchSemaphore(value: 0)
+            let outcome = LockedBox<Result<ServerBenchmark.Result, Error>?>(nil)
+            Task {
+                do {
+                    let r = try await ServerBenchmark.run(model: m, options: o) { line in
+                        if !quiet { FileHandle.standardError.write((line + "\n").data(using: .utf8)!) }
+                    }
+                    outcome.value = .success(r)
+                } catch {
+                    outcome.value = .failure(error)
+                }
+                done.signal()
+            }
+            done.wait()
+            let r: ServerBenchmark.Result
+            switch outcome.value! {
+            case .success(let x): r = x
+            case .failure(let e): throw CLIError("bench serve: \(e)")
+            }
+            if json { try printJSON(r) } else { Self.report(r) }
+            if r.errors > 0 { throw CLIError("\(r.errors) request\(r.errors == 1 ? "" : "s") failed") }
+        }
+
+        static func report(_ r: ServerBenchmark.Result) {
+            let ms = { (x: Double) in String(format: "%.0f ms", x * 1000) }
+            print("served \(r.model) at \(r.endpoint), max batch \(r.maxBatch)")
+            print(pad("", 12) + pad("tokens", 8) + pad("seconds", 9) + pad("tokens/s", 10) + pad("errors", 8) + pad("batches", 9)
+                  + pad("latency p50", 13) + pad("p95", 10) + pad("TTFT p50", 10) + pad("p95", 10) + "tokens/client")
+            for p in [r.concurrent, r.sequential] {
+                print(pad(p.mode, 12) + pad("\(p.generatedTokens)", 8) + pad(String(format: "%.2f", p.seconds), 9)
+                      + pad(f1(p.tokensPerSecond), 10) + pad("\(p.errors)", 8) + pad("\(p.serverBatches)", 9)
+                      + pad(ms(p.latency.p50), 13) + pad(ms(p.latency.p95), 10)
+                      + pad(ms(p.timeToFirstToken.p50), 10) + pad(ms(p.timeToFirstToken.p95), 10)
+                      + (p.tokensPerClientMin == p.tokensPerClientMax ? "\(p.tokensPerClientMin)" : "\(p.tokensPerClientMin)–\(p.tokensPerClientMax)"))
+                for e in p.errorMessages { print("  error: \(e)") }
+            }
+            print(String(format: "concurrent / sequential: %.2f× tokens/s", r.speedup))
+        }
+    }
+}

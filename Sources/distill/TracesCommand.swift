@@ -1,0 +1,151 @@
+import ArgumentParser
+import DistillData
+import DistillModels
+import Foundation
+
+struct Traces: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Samples reasoning traces from a teacher and keeps the verified ones (rejection sampling, resumable).",
+        discussion: """
+            Each prompt gets --n candidates from the teacher (an OpenAI-compatible server or a local model); \
+            candidates that break the <think>…</think> template, fail a filter or give a wrong answer are \
+            rejected. Everything is recorded in --store (SQLite), one transaction per prompt: kill the command \
+            at any moment and run it again to continue; the result equals an uninterrupted run's. The kept \
+            traces go to --out as chat-messages JSONL, the statistics to --stats.
+
+            Examples:
+              distill traces --task word-problems --count 200 --teacher-local teacher/ --n 4 --out traces.jsonl
+              distill traces --prompts gsm8k.jsonl --teacher-url http://127.0.0.1:8000/v1 --teacher-model qwen \\
+                --n 8 --temperature 0.6 --max-tokens 2048 --keep shortest --out traces.jsonl
+            """)
+
+    @Option(help: "A prompts JSONL file ({\"prompt\": …, \"answer\": …, \"id\": …, \"source\": …} per line).") var prompts: String?
+    @Option(help: "A built-in task instead of --prompts: word-problems.") var task: String?
+    @Option(help: "Prompts the task generates.") var count = 100
+    @Option(help: "Base URL(s) of an OpenAI-compatible teacher, comma-separated (e.g. http://127.0.0.1:8000/v1).") var teacherUrl: String?
+    @Option(help: "The model name the teacher server knows.") var teacherModel: String?
+    @Option(help: "Environment variable holding the teacher server's API key.") var apiKeyEnv: String?
+    @Option(help: "A local teacher model instead of a server (a Hugging Face directory or a .gguf file).") var teacherLocal: String?
+    @Option(name: .customLong("n"), help: "Candidates sampled per prompt.") var n = 4
+    @Option(help: "Sampling temperature.") var temperature = 0.7
+    @Option(help: "Nucleus sampling threshold.") var topP = 1.0
+    @Option(help: "Most tokens per candidate.") var maxTokens = 512
+    @Option(help: "Seed of the run (each candidate's seed derives from it, the prompt id and the sample index); also the task's seed.") var seed: UInt64 = 0
+    @Option(help: "Which correct candidates to keep: all, first, shortest.") var keep = "all"
+    @Option(help: "Answer check: math, exact, regex:PATTERN (regex: alone uses each prompt's answer as the pattern), none.") var verifier = "math"
+    @Option(help: "Reject completions shorter than this many characters.") var minLength: Int?
+    @Option(help: "Reject completions longer than this many characters.") var maxLength: Int?
+    @Option(help: "A system message sent with every prompt and written into every record.") var system: String?
+    @Option(help: "The kept traces (chat-messages JSONL).") var out = "traces.jsonl"
+    @Option(help: "The statistics (JSON).") var stats = "stats.json"
+    @Option(help: "The generation store (SQLite); rerunning with it resumes.") var store = "traces.sqlite"
+    @Option(help: "Prompts in flight at once.") var concurrency = 8
+    @Option(help: "Process at most this many pending prompts in this run.") var limit: Int?
+    @Option(help: "Print a progress line every K prompts.") var progressEvery = 1
+    @Flag(help: "Continue a store made with other settings (keeps the stored ones).") var ignoreSettingsMismatch = false
+
+    func validate() throws {
+        guard (prompts == nil) != (task == nil) else { throw ValidationError("give either --prompts FILE or --task NAME") }
+        guard (teacherUrl == nil) != (teacherLocal == nil) else { throw ValidationError("give either --teacher-url or --teacher-local") }
+        if teacherUrl != nil && teacherModel == nil { throw ValidationError("--teacher-url needs --teacher-model") }
+        guard KeepPolicy(rawValue: keep) != nil else { throw ValidationError("--keep must be all, first or shortest, got \(keep)") }
+        guard n >= 1 else { throw ValidationError("--n must be at least 1") }
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard progressEvery >= 1 else { throw ValidationError("--progress-every must be at least 1") }
+        _ = try verifierKind()
+    }
+
+    func verifierKind() throws -> VerifierKind? {
+        switch verifier {
+        case "math": return .math(MathEquivalence())
+        case "exact": return .exact(caseInsensitive: false, target: .finalAnswer)
+        case "none": return nil
+        default:
+            guard verifier.hasPrefix("regex:") else {
+                throw ValidationError("--verifier must be math, exact, regex:PATTERN or none, got \(verifier)")
+            }
+            let pattern = String(verifier.dropFirst(6))
+            return .regex(pattern: pattern.isEmpty ? nil : pattern, target: .answerText, caseInsensitive: false)
+        }
+    }
+
+    func run() throws {
+        let teacher: any TeacherClient
+        var http: HTTPTeacherClient?
+        if let urls = teacherUrl, let model = teacherModel {
+            var config = HTTPTeacherConfiguration(baseURLs: urls.split(separator: ",").map { String($0) }, model: model,
+                                                  apiKeyEnvironmentVariable: apiKeyEnv)
+            config.maxInFlight = max(config.maxInFlight, concurrency)
+            do { http = try HTTPTeacherClient(config) } catch { throw CLIError("\(error)") }
+            teacher = http!
+        } else {
+            do { teacher = try LocalTeacherClient(model: try loadModel(teacherLocal!), name: teacherLocal!) } catch { throw CLIError("\(error)") }
+        }
+        var filters = RejectionSampler.standardFilters()
+        var filterSettings: [String: String] = [:]
+        if minLength != nil || maxLength != nil {
+            filters.append(LengthFilter.characters(minimum: minLength, maximum: maxLength))
+            if let minLength { filterSettings["min_length"] = String(minLength) }
+            if let maxLength { filterSettings["max_length"] = String(maxLength) }
+        }
+        let source: TracePromptSource = prompts.map { .file($0) } ?? .task(name: task!, count: count, seed: seed)
+        let pipeline = TracePipeline(TracePipelineConfiguration(
+            prompts: source, teacher: teacher, samplesPerPrompt: n,
+            sampling: TraceSamplingSettings(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),
+            systemPrompt: system, verifier: try verifierKind(), filters: filters, filterSettings: filterSettings,
+            keepPolicy: KeepPolicy(rawValue: keep)!, storePath: store, outputPath: out, statsPath: stats,
+            concurrency: concurrency, limit: limit, ignoreSettingsMismatch: ignoreSettingsMismatch))
+
+        let every = progressEvery
+        let seen = LockedBox(0)
+        let onEvent: @Sendable (TracePipelineEvent) -> Void = { event in
+            switch event {
+            case let .started(total, done, toProcess, added):
+                let resumed = done > 0 ? ", resuming: \(done) already done" : ""
+                print("\(total) prompts (\(added) new)\(resumed); sampling \(toProcess) now, \(pipeline.configuration.samplesPerPrompt) candidates each")
+            case .promptDone(let p):
+                seen.value += 1
+                guard seen.value % every == 0 || p.done == p.total else { break }
+                let speed = p.tokensPerSecond.map { String(format: ", %.1f tok/s", $0) } ?? ""
+                print("[\(p.done)/\(p.total)] \(p.promptID): kept \(p.kept)/\(p.candidates), acceptance "
+                      + String(format: "%.1f%%", p.acceptanceRate * 100) + speed)
+            case let .promptFailed(f, failed):
+                print("prompt \(f.promptID) failed (\(failed) so far; stays pending): \(f.message)")
+            case .exported, .finished:
+                break
+            }
+            fflush(stdout)
+        }
+
+        let done = DispatchSemaphore(value: 0)
+        let result = LockedBox<Result<TracePipelineSummary, Error>?>(nil)
+        let summaryBox = LockedBox<TracePipelineSummary?>(nil)
+        Task {
+            do {
+                result.value = .success(try await pipeline.run { event in
+                    if case .finished(let s) = event { summaryBox.value = s }
+                    onEvent(event)
+                })
+            } catch {
+                result.value = .failure(error)
+            }
+            try? await http?.shutdown()
+            done.signal()
+        }
+        done.wait()
+        if let s = summaryBox.value { printSummary(s) }
+        if case .failure(let error)? = result.value { throw CLIError("\(error)") }
+    }
+
+    func printSummary(_ s: TracePipelineSummary) {
+        let o = s.statistics.overall
+        print(String(format: "acceptance %.1f%%: %d of %d candidates kept; %d of %d prompts have a kept trace",
+                     o.acceptanceRate * 100, o.kept, o.candidates, o.promptsWithKept, o.prompts))
+        let reasons = s.statistics.rejectionReasons.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        if !reasons.isEmpty {
+            print("rejections: " + reasons.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        if s.counts.pending > 0 { print("\(s.counts.pending) prompts still pending (run again to continue)") }
+        print("wrote \(s.records) records to \(s.outputPath), statistics to \(s.statsPath); store \(s.storePath)")
+    }
+}
