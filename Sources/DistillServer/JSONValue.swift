@@ -1,28 +1,9 @@
 import DistillModels
 import Foundation
 
-/// A JSON value as a request body holds it, decoded with exact types (a number with a fraction is
-/// never an integer, `true` is never a number), so that type errors can name the parameter.
-enum JSONValue: Decodable, Equatable {
-    case null
-    case bool(Bool)
-    case int(Int)
-    case double(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
-    }
-
+/// Request bodies are DistillModels' `JSONValue` (exact types, so that type errors can name the
+/// parameter).
+extension JSONValue {
     /// Parses a request body; malformed JSON is a 400.
     static func parse(_ bytes: [UInt8]) throws -> JSONValue {
         guard !bytes.isEmpty else { throw OpenAIError.invalidRequest("the request body is empty; expected a JSON object") }
@@ -171,18 +152,8 @@ public struct OpenAIError: Error, Equatable, CustomStringConvertible {
         struct Inner: Encodable {
             var message: String
             var type: String
-            var param: String?
-            var code: String?
-
-            func encode(to encoder: Encoder) throws {
-                // param and code are always present, null when unset (as OpenAI sends them).
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(message, forKey: .message)
-                try c.encode(type, forKey: .type)
-                try c.encode(param, forKey: .param)
-                try c.encode(code, forKey: .code)
-            }
-            enum CodingKeys: String, CodingKey { case message, type, param, code }
+            @NullWhenNil var param: String? = nil
+            @NullWhenNil var code: String? = nil
         }
         var error: Inner
     }

@@ -2,7 +2,23 @@ import DistillModels
 import Foundation
 
 // The OpenAI reply shapes (chat.completion, chat.completion.chunk, text_completion, model list).
-// Optional fields that OpenAI sends as null are written as null.
+// Optional fields that OpenAI sends as null are written as null (`NullWhenNil`).
+
+/// An optional field that is written as `null` when nil (a synthesized `Encodable` leaves nil
+/// fields out; OpenAI sends them as null).
+@propertyWrapper
+struct NullWhenNil<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let v = wrappedValue { try c.encode(v) } else { try c.encodeNil() }
+    }
+}
+
+extension NullWhenNil: Sendable where Value: Sendable {}
 
 struct Usage: Encodable {
     var prompt_tokens: Int
@@ -41,17 +57,8 @@ struct ChatLogprobs: Encodable {
 struct CompletionLogprobs: Encodable {
     var tokens: [String] = []
     var token_logprobs: [Float] = []
-    var top_logprobs: [[String: Float]]?
+    @NullWhenNil var top_logprobs: [[String: Float]]? = nil
     var text_offset: [Int] = []
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(tokens, forKey: .tokens)
-        try c.encode(token_logprobs, forKey: .token_logprobs)
-        try c.encode(top_logprobs, forKey: .top_logprobs)
-        try c.encode(text_offset, forKey: .text_offset)
-    }
-    enum CodingKeys: String, CodingKey { case tokens, token_logprobs, top_logprobs, text_offset }
 }
 
 struct ChatMessageBody: Encodable {
@@ -62,17 +69,8 @@ struct ChatMessageBody: Encodable {
 struct ChatChoice: Encodable {
     var index: Int
     var message: ChatMessageBody
-    var logprobs: ChatLogprobs?
+    @NullWhenNil var logprobs: ChatLogprobs? = nil
     var finish_reason: String
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(message, forKey: .message)
-        try c.encode(logprobs, forKey: .logprobs)
-        try c.encode(finish_reason, forKey: .finish_reason)
-    }
-    enum CodingKeys: String, CodingKey { case index, message, logprobs, finish_reason }
 }
 
 struct ChatCompletion: Encodable {
@@ -92,17 +90,8 @@ struct ChatDelta: Encodable {
 struct ChatChunkChoice: Encodable {
     var index: Int
     var delta: ChatDelta
-    var logprobs: ChatLogprobs?
-    var finish_reason: String?
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(delta, forKey: .delta)
-        try c.encode(logprobs, forKey: .logprobs)
-        try c.encode(finish_reason, forKey: .finish_reason)
-    }
-    enum CodingKeys: String, CodingKey { case index, delta, logprobs, finish_reason }
+    @NullWhenNil var logprobs: ChatLogprobs? = nil
+    @NullWhenNil var finish_reason: String? = nil
 }
 
 struct ChatChunk: Encodable {
@@ -118,17 +107,8 @@ struct ChatChunk: Encodable {
 struct CompletionChoice: Encodable {
     var index: Int
     var text: String
-    var logprobs: CompletionLogprobs?
-    var finish_reason: String?
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(text, forKey: .text)
-        try c.encode(logprobs, forKey: .logprobs)
-        try c.encode(finish_reason, forKey: .finish_reason)
-    }
-    enum CodingKeys: String, CodingKey { case index, text, logprobs, finish_reason }
+    @NullWhenNil var logprobs: CompletionLogprobs? = nil
+    @NullWhenNil var finish_reason: String? = nil
 }
 
 /// A completion and a completion stream chunk have the same shape.

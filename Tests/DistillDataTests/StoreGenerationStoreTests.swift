@@ -210,10 +210,7 @@ final class StoreGenerationStoreTests: XCTestCase {
 /// half of the next prompt's candidates inside the transaction.
 final class StoreCrashSafetyTests: XCTestCase {
     func testKilledMidTransactionLosesNothingAndRecordsNoHalfPrompt() throws {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0])
-        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-            throw XCTSkip("cannot find the test executable to run a child process")
-        }
+        let executable = try childTestExecutable()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-crash-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -223,18 +220,8 @@ final class StoreCrashSafetyTests: XCTestCase {
             let store = try GenerationStore(path: path, settings: settings)
             try store.insertPrompts(StoreCrashChildTests.prompts)
         }
-        let child = Process()
-        child.executableURL = executable
-        child.arguments = ["DistillDataTests.StoreCrashChildTests/testChild"]
-        var env = ProcessInfo.processInfo.environment
-        env[StoreCrashChildTests.variable] = path
-        child.environment = env
-        child.standardOutput = FileHandle.nullDevice
-        child.standardError = FileHandle.nullDevice
-        try child.run()
-        child.waitUntilExit()
-        XCTAssertEqual(child.terminationReason, .uncaughtSignal)
-        XCTAssertEqual(child.terminationStatus, SIGKILL)
+        try runChildTestExpectingSIGKILL(executable, test: "DistillDataTests.StoreCrashChildTests/testChild",
+                                         environment: [StoreCrashChildTests.variable: path])
 
         let store = try GenerationStore(path: path, settings: settings)
         XCTAssertTrue(try store.isDone("a"))

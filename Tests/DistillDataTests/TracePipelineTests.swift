@@ -313,28 +313,15 @@ final class TracePipelineTests: XCTestCase {
 /// teacher; the files equal an uninterrupted run's.
 final class TracePipelineKillTests: XCTestCase {
     func testSIGKILLMidRunThenResumeEqualsUninterruptedRun() throws {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0])
-        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-            throw XCTSkip("cannot find the test executable to run a child process")
-        }
+        let executable = try childTestExecutable()
         let root = try traceTestDirectory(self)
         let whole = root.appendingPathComponent("whole"), killed = root.appendingPathComponent("killed")
         for d in [whole, killed] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
         try tracesBlocking { try await TracePipeline(TracePipelineFixture.configuration(dir: whole, teacher: FakeTraceTeacher())).run() }
         let expected = try TracePipelineFixture.files(whole)
 
-        let child = Process()
-        child.executableURL = executable
-        child.arguments = ["DistillDataTests.TracePipelineKillChildTests/testChild"]
-        var env = ProcessInfo.processInfo.environment
-        env[TracePipelineKillChildTests.variable] = killed.path
-        child.environment = env
-        child.standardOutput = FileHandle.nullDevice
-        child.standardError = FileHandle.nullDevice
-        try child.run()
-        child.waitUntilExit()
-        XCTAssertEqual(child.terminationReason, .uncaughtSignal)
-        XCTAssertEqual(child.terminationStatus, SIGKILL)
+        try runChildTestExpectingSIGKILL(executable, test: "DistillDataTests.TracePipelineKillChildTests/testChild",
+                                         environment: [TracePipelineKillChildTests.variable: killed.path])
 
         // The child left 4 prompts done, the rest pending, and no output yet.
         let config = TracePipelineFixture.configuration(dir: killed, teacher: FakeTraceTeacher())

@@ -1,51 +1,12 @@
+import DistillModels
 import Foundation
 
 // The OpenAI wire format: request bodies for /v1/chat/completions and /v1/completions, and
 // the parsing of their replies (choices, finish reasons, log-probabilities, usage, errors).
 
 /// A JSON value, for request bodies and server-specific extra parameters
-/// (`top_k`, `min_p`, `chat_template_kwargs`, …).
-public indirect enum TeacherJSON: Sendable, Equatable, Codable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
-    ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
-    case null
-    case bool(Bool)
-    case int(Int)
-    case double(Double)
-    case string(String)
-    case array([TeacherJSON])
-    case object([String: TeacherJSON])
-
-    public init(stringLiteral v: String) { self = .string(v) }
-    public init(integerLiteral v: Int) { self = .int(v) }
-    public init(floatLiteral v: Double) { self = .double(v) }
-    public init(booleanLiteral v: Bool) { self = .bool(v) }
-    public init(arrayLiteral v: TeacherJSON...) { self = .array(v) }
-    public init(dictionaryLiteral v: (String, TeacherJSON)...) { self = .object(Dictionary(v, uniquingKeysWith: { $1 })) }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([TeacherJSON].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: TeacherJSON].self)) }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .null: try c.encodeNil()
-        case .bool(let b): try c.encode(b)
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        case .string(let s): try c.encode(s)
-        case .array(let a): try c.encode(a)
-        case .object(let o): try c.encode(o)
-        }
-    }
-}
+/// (`top_k`, `min_p`, `chat_template_kwargs`, …): DistillModels' `JSONValue`, shared with the server.
+public typealias TeacherJSON = JSONValue
 
 enum OpenAIWire {
     enum Endpoint: String {

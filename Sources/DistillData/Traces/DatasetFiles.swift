@@ -1,3 +1,4 @@
+import DistillModels
 import Foundation
 
 /// A problem with a trace data file or argument, saying what the user must fix.
@@ -18,7 +19,7 @@ public enum TraceDataError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// JSONL plumbing shared by the trace data files: non-blank lines with their 1-based numbers, one
+/// JSONL plumbing shared by the trace data files: non-blank lines (`JSONLines`) as text, one
 /// JSON object per line, scalar fields read with messages that name the key.
 enum TraceJSONL {
     /// Non-blank lines (spaces, tabs, a CR only are blank) with their 1-based numbers. A missing
@@ -31,23 +32,12 @@ enum TraceJSONL {
     }
 
     static func lines(data: Data, path: String) throws -> [(line: Int, text: String)] {
-        var out: [(Int, String)] = []
-        let bytes = [UInt8](data)
-        var start = 0, line = 0
-        while start < bytes.count {
-            line += 1
-            var end = start
-            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-            var slice = bytes[start..<end]
-            start = end + 1
-            if slice.last == 0x0D { slice = slice.dropLast() }
-            if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            guard let s = String(bytes: slice, encoding: .utf8) else {
+        try JSONLines.lines(in: data).map { line, bytes in
+            guard let s = String(bytes: bytes, encoding: .utf8) else {
                 throw TraceDataError.line(file: path, line: line, reason: "not valid UTF-8 text")
             }
-            out.append((line, s))
+            return (line, s)
         }
-        return out
     }
 
     /// The line as a JSON object; `expected` says what the object should hold (for the message).
@@ -88,28 +78,10 @@ enum TraceJSONL {
         return nil
     }
 
-    /// Appends `s` as a JSON string literal (quotes, backslashes, control characters escaped; other
-    /// characters written as UTF-8, as `json.dumps(…, ensure_ascii=False)`).
+    /// Appends `s` as a JSON string literal (quotes, backslashes, control characters, U+2028 and
+    /// U+2029 escaped; other characters written as UTF-8, as `json.dumps(…, ensure_ascii=False)`).
     static func appendString(_ s: String, to out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 || u.value == 0x2028 || u.value == 0x2029 {
-                    out += String(format: "\\u%04x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
+        appendJSONString(s, to: &out, escapeLineSeparators: true)
     }
 
     /// Writes lines (each followed by "\n") to `path` atomically (temporary file + rename).

@@ -1,3 +1,4 @@
+import DistillData
 import DistillModels
 import Foundation
 
@@ -60,17 +61,9 @@ public struct TextDataFile {
     public init(data: Data, path: String) throws {
         self.path = path
         hash = FNV1a64.hash(data)
-        var out: [(Int, TextExample)] = []
-        let bytes = [UInt8](data)
-        var start = 0, line = 0
-        while start < bytes.count {
-            line += 1
-            var end = start
-            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-            let slice = bytes[start..<end]
-            start = end + 1
-            if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            out.append((line, try Self.parse(Data(slice), file: path, line: line)))
+        // A line's trailing CR is JSON whitespace, so dropping it does not change what it parses to.
+        let out = try JSONLines.lines(in: data, carriageReturnsAreBlank: true).map { line, bytes in
+            (line, try Self.parse(Data(bytes), file: path, line: line))
         }
         guard !out.isEmpty else { throw TeacherError.data(file: path, line: 0, reason: "the file holds no examples (empty)") }
         examples = out
