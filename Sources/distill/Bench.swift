@@ -119,11 +119,7 @@ extension Bench {
 
         @Option(help: "The teacher: a Hugging Face model directory or a .gguf file.") var teacher: String
         @Option(help: "A UTF-8 text file (the last 10% of its token chunks are held out).") var text: String
-        @Option(help: "Student decoder layers.") var layers: Int
-        @Option(help: "Student hidden size.") var hidden: Int
-        @Option(help: "Student attention heads.") var heads: Int
-        @Option(help: "Student key/value heads.") var kvHeads: Int
-        @Option(help: "Student MLP intermediate size.") var intermediate: Int
+        @OptionGroup var shape: StudentShape
         @Option(help: "Training steps for each student.") var steps = 100
         @Option(help: "Sequences per step.") var batchSize = 4
         @Option(help: "Tokens per sequence.") var length = 128
@@ -134,8 +130,7 @@ extension Bench {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            var o = KDBenchmark.Options(student: StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads,
-                                                                intermediate: intermediate, seed: seed))
+            var o = KDBenchmark.Options(student: shape.options(seed: seed))
             o.steps = steps
             o.batchSize = batchSize
             o.length = length

@@ -45,26 +45,14 @@ extension Bench {
                 print("model: \(model); threads: \(Threads.count); GEMM: \(Gemm.backend.rawValue); \(clients) clients × \(maxTokens) tokens")
                 fflush(stdout)
             }
-            // The command is synchronous; the benchmark runs on Swift's concurrency pool.
-            let done = DispatchSemaphore(value: 0)
-            let outcome = LockedBox<Result<ServerBenchmark.Result, Error>?>(nil)
-            Task {
-                do {
-                    let r = try await ServerBenchmark.run(model: m, options: o) { line in
+            let r: ServerBenchmark.Result
+            do {
+                r = try runBlocking {
+                    try await ServerBenchmark.run(model: m, options: o) { line in
                         if !quiet { FileHandle.standardError.write((line + "\n").data(using: .utf8)!) }
                     }
-                    outcome.value = .success(r)
-                } catch {
-                    outcome.value = .failure(error)
                 }
-                done.signal()
-            }
-            done.wait()
-            let r: ServerBenchmark.Result
-            switch outcome.value! {
-            case .success(let x): r = x
-            case .failure(let e): throw CLIError("bench serve: \(e)")
-            }
+            } catch { throw CLIError("bench serve: \(error)") }
             if json { try printJSON(r) } else { Self.report(r) }
             if r.errors > 0 { throw CLIError("\(r.errors) request\(r.errors == 1 ? "" : "s") failed") }
         }

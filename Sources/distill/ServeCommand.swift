@@ -37,34 +37,14 @@ struct Serve: ParsableCommand {
         } catch { throw CLIError("\(error)") }
         let host = self.host
         let chat = m.chatTemplate == nil ? " (no chat template: /v1/completions only)" : ""
-        // The command is synchronous; the server runs on Swift's concurrency pool and NIO's
-        // threads while this thread waits.
-        let done = DispatchSemaphore(value: 0)
-        let failure = LockedBox<Error?>(nil)
-        Task {
-            do {
+        do {
+            try runBlocking {
                 try await server.run(host: host, port: port) { bound in
                     let shown = host.contains(":") ? "[\(host)]" : host
                     print("Serving \(server.modelName)\(chat) at http://\(shown):\(bound)/v1")
                     fflush(stdout)
                 }
-            } catch {
-                failure.value = error
             }
-            done.signal()
-        }
-        done.wait()
-        if let error = failure.value { throw CLIError("cannot serve on \(host):\(port): \(error)") }
-    }
-}
-
-/// A value shared between the waiting command thread and the server task.
-final class LockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T
-    init(_ value: T) { stored = value }
-    var value: T {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
+        } catch { throw CLIError("cannot serve on \(host):\(port): \(error)") }
     }
 }

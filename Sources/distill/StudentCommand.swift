@@ -7,21 +7,11 @@ struct Student: ParsableCommand {
         abstract: "Derives a smaller student from a teacher: same architecture and tokenizer; copies the teacher's embedding, head and a uniform pick of layers when the widths match, else random weights.")
 
     @Option(help: "The teacher: a Hugging Face model directory or a .gguf file.") var from: String
-    @Option(help: "Number of decoder layers.") var layers: Int
-    @Option(help: "Hidden size.") var hidden: Int
-    @Option(help: "Attention (query) heads.") var heads: Int
-    @Option(help: "Key/value heads (divides --heads).") var kvHeads: Int
-    @Option(help: "MLP intermediate size.") var intermediate: Int
+    @OptionGroup var shape: StudentShape
     @Option(help: "Output directory.") var out: String
     @Option(help: "Seed of the random initialisation.") var seed: UInt64 = 0
 
-    var options: StudentOptions {
-        StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, intermediate: intermediate, seed: seed)
-    }
-
-    func validate() throws {
-        do { try options.validate() } catch { throw ValidationError("\(error)") }
-    }
+    var options: StudentOptions { shape.options(seed: seed) }
 
     func run() throws {
         let s: DerivedStudent
@@ -35,5 +25,22 @@ struct Student: ParsableCommand {
         print("parameters: \(s.parameterCount) (\(String(format: "%.1f", Double(s.parameterCount) / 1e6))M), "
               + String(format: "%.3f", s.ratio) + "× the teacher's \(s.teacherParameterCount)")
         print("wrote \(out)")
+    }
+}
+
+/// The student's sizes, as `distill student` and `distill bench kd` take them.
+struct StudentShape: ParsableArguments {
+    @Option(help: "Student decoder layers.") var layers: Int
+    @Option(help: "Student hidden size.") var hidden: Int
+    @Option(help: "Student attention (query) heads.") var heads: Int
+    @Option(help: "Student key/value heads (divides --heads).") var kvHeads: Int
+    @Option(help: "Student MLP intermediate size.") var intermediate: Int
+
+    func options(seed: UInt64) -> StudentOptions {
+        StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, intermediate: intermediate, seed: seed)
+    }
+
+    func validate() throws {
+        do { try options(seed: 0).validate() } catch { throw ValidationError("\(error)") }
     }
 }

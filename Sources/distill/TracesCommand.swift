@@ -117,24 +117,23 @@ struct Traces: ParsableCommand {
             fflush(stdout)
         }
 
-        let done = DispatchSemaphore(value: 0)
-        let result = LockedBox<Result<TracePipelineSummary, Error>?>(nil)
         let summaryBox = LockedBox<TracePipelineSummary?>(nil)
-        Task {
+        // The client is shut down whether or not the run succeeds; the summary is printed either way.
+        let result: Result<TracePipelineSummary, Error> = try runBlocking {
+            let r: Result<TracePipelineSummary, Error>
             do {
-                result.value = .success(try await pipeline.run { event in
+                r = .success(try await pipeline.run { event in
                     if case .finished(let s) = event { summaryBox.value = s }
                     onEvent(event)
                 })
             } catch {
-                result.value = .failure(error)
+                r = .failure(error)
             }
             try? await http?.shutdown()
-            done.signal()
+            return r
         }
-        done.wait()
         if let s = summaryBox.value { printSummary(s) }
-        if case .failure(let error)? = result.value { throw CLIError("\(error)") }
+        if case .failure(let error) = result { throw CLIError("\(error)") }
     }
 
     func printSummary(_ s: TracePipelineSummary) {

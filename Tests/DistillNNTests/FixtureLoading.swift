@@ -1,3 +1,4 @@
+import DistillNN
 import DistillTensor
 import Foundation
 import XCTest
@@ -28,4 +29,19 @@ func relativeMaxError(_ a: [Float], _ b: [Float]) -> Float {
     var err: Float = 0, scale: Float = 1e-12
     for (x, y) in zip(a, b) { err = max(err, abs(x - y)); scale = max(scale, abs(y)) }
     return err / scale
+}
+
+/// The decoder a parity fixture describes (`config`: vocab_size, hidden, layers, heads, kv_heads,
+/// intermediate, rope_theta, rms_norm_eps, tie_embeddings) with the weights under `parameters`.
+func fixtureModel(_ f: [String: Any], parameters key: String) throws -> TransformerLM {
+    let c = try XCTUnwrap(f["config"] as? [String: Any])
+    let config = TransformerConfig(
+        vocabSize: c["vocab_size"] as! Int, hidden: c["hidden"] as! Int, layers: c["layers"] as! Int,
+        heads: c["heads"] as! Int, kvHeads: c["kv_heads"] as! Int, intermediate: c["intermediate"] as! Int,
+        ropeTheta: Float(c["rope_theta"] as! Double), rmsNormEps: Float(c["rms_norm_eps"] as! Double),
+        tieEmbeddings: c["tie_embeddings"] as! Bool)
+    let model = TransformerLM(config)
+    let params = try XCTUnwrap(f[key] as? [String: Any])
+    try model.load(params.mapValues { try tensor(fromFixture: $0) })
+    return model
 }

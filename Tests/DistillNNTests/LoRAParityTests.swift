@@ -8,15 +8,7 @@ import XCTest
 final class LoRAParityTests: XCTestCase {
     /// The fixture's base model with adapters attached as PEFT attached them and loaded with its values.
     func makeModel(_ f: [String: Any]) throws -> TransformerLM {
-        let c = try XCTUnwrap(f["config"] as? [String: Any])
-        let config = TransformerConfig(
-            vocabSize: c["vocab_size"] as! Int, hidden: c["hidden"] as! Int, layers: c["layers"] as! Int,
-            heads: c["heads"] as! Int, kvHeads: c["kv_heads"] as! Int, intermediate: c["intermediate"] as! Int,
-            ropeTheta: Float(c["rope_theta"] as! Double), rmsNormEps: Float(c["rms_norm_eps"] as! Double),
-            tieEmbeddings: c["tie_embeddings"] as! Bool)
-        let model = TransformerLM(config)
-        let base = try XCTUnwrap(f["base_parameters"] as? [String: Any])
-        try model.load(base.mapValues { try tensor(fromFixture: $0) })
+        let model = try fixtureModel(f, parameters: "base_parameters")
         let l = try XCTUnwrap(f["lora"] as? [String: Any])
         try applyLoRA(to: model, config: LoRAConfig(rank: l["r"] as! Int, alpha: Float(l["lora_alpha"] as! Int),
                                                     dropout: Float(l["lora_dropout"] as! Double),

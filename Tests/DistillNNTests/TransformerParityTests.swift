@@ -6,16 +6,7 @@ import XCTest
 /// on the same weights (fixture from scripts/make_transformer_fixture.py).
 final class TransformerParityTests: XCTestCase {
     func makeModel(_ f: [String: Any]) throws -> TransformerLM {
-        let c = try XCTUnwrap(f["config"] as? [String: Any])
-        let config = TransformerConfig(
-            vocabSize: c["vocab_size"] as! Int, hidden: c["hidden"] as! Int, layers: c["layers"] as! Int,
-            heads: c["heads"] as! Int, kvHeads: c["kv_heads"] as! Int, intermediate: c["intermediate"] as! Int,
-            ropeTheta: Float(c["rope_theta"] as! Double), rmsNormEps: Float(c["rms_norm_eps"] as! Double),
-            tieEmbeddings: c["tie_embeddings"] as! Bool)
-        let model = TransformerLM(config)
-        let params = try XCTUnwrap(f["parameters"] as? [String: Any])
-        try model.load(params.mapValues { try tensor(fromFixture: $0) })
-        return model
+        try fixtureModel(f, parameters: "parameters")
     }
 
     func testParameterNamesMatchHuggingFace() throws {

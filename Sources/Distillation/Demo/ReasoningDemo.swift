@@ -69,14 +69,12 @@ public enum DemoModels {
             for g in out { completions.append(tok.decode(g.tokens, skipSpecialTokens: true)); generated += g.tokens.count }
         }
         let secs = Date().timeIntervalSince(start)
-        let correct = zip(completions, problems).filter { finalAnswer($0.0) == $0.1.answer }.count
+        // Right = the answer after the last "####" equals the reference (the verifiers' number rules).
+        let extractor = AnswerExtractor(rules: [.gsm8k]), equal = MathEquivalence()
+        let correct = zip(completions, problems).filter { c, p in
+            extractor.extract(from: c).map { equal.equivalent($0.text, String(p.answer)) } ?? false
+        }.count
         return (Double(correct) / Double(max(1, problems.count)), Double(generated) / max(secs, 1e-9), completions)
-    }
-
-    /// The integer after the last "#### " of a completion.
-    public static func finalAnswer(_ text: String) -> Int? {
-        guard let r = text.range(of: "#### ", options: .backwards) else { return nil }
-        return Int(text[r.upperBound...].prefix { $0.isNumber || $0 == "-" })
     }
 
     public enum TeacherProgress {
