@@ -29,3 +29,17 @@ extension RecipeRunnerTests {
         }
     }
 }
+
+final class ReasoningDemoInputTests: XCTestCase {
+    func testMissingTeacherIsAClearError() async throws {
+        var o = ReasoningDemo.Options()
+        o.teacherPath = "/nonexistent/demo-teacher"
+        do {
+            _ = try await ReasoningDemo.run(o)
+            XCTFail("expected an error")
+        } catch {
+            XCTAssertTrue("\(error)".contains("/nonexistent/demo-teacher: the demo teacher is missing"), "\(error)")
+            XCTAssertTrue("\(error)".contains("--train-teacher"), "\(error)")
+        }
+    }
+}

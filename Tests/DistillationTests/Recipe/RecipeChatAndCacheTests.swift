@@ -135,5 +135,8 @@ extension RecipeRunnerTests {
                             contains: ["teacher", "expected path (a model) or cache"])
         assertThrowsMessage(try Recipe.parse(yaml: base, overrides: ["data.loss_on=prompt"]),
                             contains: ["data.loss_on", "assistant", "all"])
+        assertThrowsMessage(try Recipe.parse(yaml: base, overrides: ["loss.chunk_size=0"]),
+                            contains: ["loss.chunk_size", "0"])
+        assertThrowsMessage(try Recipe.parse(yaml: base, overrides: ["teacher.k=0"]), contains: ["teacher.k", "0"])
     }
 }
