@@ -15,16 +15,19 @@ struct Demo: ParsableCommand {
         --task word-problems: the reasoning-trace chain. The teacher in --teacher (trained by Distill
         from scratch with --train-teacher DIR) writes step-by-step traces (<think>…</think> then
         "#### answer") for the training problems through the teacher-client interface; rejection
-        sampling keeps the well-formed, correct ones. Two students of the same size (about 1/5 of
-        the teacher) train for the same steps: one on the ground-truth solutions, one on the kept
-        traces plus the teacher's soft targets. All three answer held-out problems. Writes
-        traces.jsonl, stats.json, the two students and report.json into --out-dir.
+        sampling keeps the well-formed, correct ones. Two students of the same size, derived from the
+        teacher (--student-layers of its layers, MLPs pruned to --student-intermediate neurons;
+        at most a quarter of its parameters), train for the same steps from the same weights: one
+        on the ground-truth solutions, one on the kept traces plus the teacher's soft targets
+        (--alpha, --kd-temperature; optionally --feature-weight, --on-policy). All three answer
+        held-out problems. Writes traces.jsonl, stats.json, the two students and report.json into
+        --out-dir.
         """)
 
     enum Task: String, ExpressibleByArgument { case addition, wordProblems = "word-problems" }
 
     @Option(help: "addition | word-problems.") var task: Task = .addition
-    @Option(help: "Training steps for each student [addition 1500, word-problems 300].") var studentSteps: Int?
+    @Option(help: "Training steps for each student [addition 1500, word-problems 1000].") var studentSteps: Int?
     @Option(help: "Random seed [addition 42, word-problems 7].") var seed: UInt64?
     @Flag(help: "Print the report as JSON instead of a table.") var json = false
     // addition
@@ -34,9 +37,16 @@ struct Demo: ParsableCommand {
     // word-problems
     @Option(help: "word-problems: the teacher model directory.") var teacher = "demo/teacher"
     @Option(help: "word-problems: directory for traces, statistics, the students and report.json.") var outDir = "demo-run"
-    @Option(help: "word-problems: training problems (traces and ground truth).") var trainPrompts = 300
+    @Option(help: "word-problems: training problems (traces and ground truth).") var trainPrompts = 2000
     @Option(help: "word-problems: held-out problems.") var testPrompts = 300
-    @Option(help: "word-problems: candidate traces per problem.") var samples = 4
+    @Option(help: "word-problems: candidate traces per problem.") var samples = 2
+    @Option(help: "word-problems: student decoder layers (derived from the teacher).") var studentLayers = 2
+    @Option(help: "word-problems: student MLP width (the teacher's most important neurons).") var studentIntermediate = 64
+    @Option(help: "word-problems: students' peak learning rate.") var studentLr: Float = 1e-3
+    @Option(help: "word-problems: weight of the soft (KL) term in the distilled student's loss, 0...1.") var alpha: Float = 0.5
+    @Option(help: "word-problems: KD temperature.") var kdTemperature: Float = 2
+    @Option(help: "word-problems: weight of the hidden-state (feature) term in the distilled student's loss.") var featureWeight: Float = 0
+    @Option(help: "word-problems: share of the distilled student's steps on its own samples scored by the teacher (on-policy), 0...1.") var onPolicy = 0.0
     @Option(help: "Train the word-problems teacher from scratch into this directory (resumable) and stop.") var trainTeacher: String?
 
     func run() throws {
@@ -81,9 +91,10 @@ struct Demo: ParsableCommand {
     }
 
     func runWordProblems() throws {
-        let studentSteps = self.studentSteps ?? 300
-        guard trainPrompts > 0, testPrompts > 0, samples > 0, studentSteps > 0 else {
-            throw ValidationError("--train-prompts, --test-prompts, --samples and --student-steps must be positive")
+        let studentSteps = self.studentSteps ?? 1000
+        guard trainPrompts > 0, testPrompts > 0, samples > 0, studentSteps > 0, studentLayers > 0, studentIntermediate > 0, studentLr > 0,
+              (0...1).contains(alpha), kdTemperature > 0, featureWeight >= 0, (0...1).contains(onPolicy) else {
+            throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr and --kd-temperature must be positive, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
         }
         var o = ReasoningDemo.Options()
         o.teacherPath = teacher
@@ -92,6 +103,13 @@ struct Demo: ParsableCommand {
         o.testPrompts = testPrompts
         o.samplesPerPrompt = samples
         o.studentSteps = studentSteps
+        o.studentLayers = studentLayers
+        o.studentIntermediate = studentIntermediate
+        o.learningRate = studentLr
+        o.alpha = alpha
+        o.temperature = kdTemperature
+        o.featureWeight = featureWeight
+        o.onPolicyFraction = onPolicy
         o.seed = seed ?? 7
         let quiet = json
         func log(_ s: String) { if !quiet { FileHandle.standardError.write(s.data(using: .utf8)!) } }

@@ -4,7 +4,7 @@ import Foundation
 
 struct Student: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Derives a smaller student from a teacher: same architecture and tokenizer; copies the teacher's embedding, head and a uniform pick of layers when the widths match, else random weights.")
+        abstract: "Derives a smaller student from a teacher: same architecture and tokenizer; copies the teacher's embedding, head and a uniform pick of layers when the widths match (pruning MLP neurons when only --intermediate is smaller), else random weights.")
 
     @Option(help: "The teacher: a Hugging Face model directory or a .gguf file.") var from: String
     @OptionGroup var shape: StudentShape
@@ -19,6 +19,9 @@ struct Student: ParsableCommand {
         switch s.initialization {
         case .copiedFromTeacher(let map):
             print("initialised from the teacher: layers ← teacher layers \(map.map(String.init).joined(separator: ", "))")
+        case let .prunedFromTeacher(map, intermediate):
+            print("initialised from the teacher: layers ← teacher layers \(map.map(String.init).joined(separator: ", ")); "
+                  + "MLPs pruned to the \(intermediate) most important neurons")
         case let .random(std, seed):
             print("random initialisation: N(0, \(std)²), seed \(seed)")
         }

@@ -30,7 +30,6 @@ public enum DemoModels {
     }
 
     public static let teacherConfig = config(hidden: 128, layers: 4, heads: 4, kvHeads: 2, intermediate: 384)
-    public static let studentConfig = config(hidden: 64, layers: 3, heads: 4, kvHeads: 2, intermediate: 192)
 
     /// A model with random weights drawn from `seed`, with the demo tokenizer and template.
     public static func makeModel(_ config: ModelConfig, seed: UInt64, path: String = "") throws -> PretrainedModel {
@@ -123,25 +122,36 @@ public enum DemoModels {
 ///    `TeacherClient` — the same interface as a model behind an OpenAI-compatible server.
 /// 2. It writes N candidate traces per training prompt at a temperature; rejection sampling keeps
 ///    those that follow the `<think>…</think>` template and reach the reference answer.
-/// 3. Two students of the same shape (about 1/5 of the teacher) train for the same steps from the
+/// 3. Two students of the same shape (22% of the teacher: 2 of its 4 layers, MLPs pruned to the
+///    64 most important of 384 neurons, see `StudentDerivation`) train for the same steps from the
 ///    same initialisation: the baseline on the ground-truth solutions, the distilled one on the
 ///    kept traces with the teacher's soft targets (0.5·KL(τ=2)·τ² + 0.5·cross-entropy on the
-///    assistant tokens).
+///    assistant tokens), optionally with hidden-state matching and on-policy steps.
 /// 4. All three answer held-out problems greedily; accuracy is the share of right final answers.
 public enum ReasoningDemo {
     public struct Options: Sendable {
         public var teacherPath = "demo/teacher"
         /// Where traces, stats.json and report.json go.
         public var outputDirectory = "demo-run"
-        public var trainPrompts = 300
+        public var trainPrompts = 2000
         public var testPrompts = 300
-        public var samplesPerPrompt = 4
+        public var samplesPerPrompt = 2
         public var traceTemperature = 0.8
-        public var studentSteps = 300
+        /// The students' shape: the teacher's widths, fewer layers and a pruned MLP (derived from
+        /// the teacher, see `StudentDerivation`); at most a quarter of the teacher's parameters.
+        public var studentLayers = 2
+        public var studentIntermediate = 64
+        public var studentSteps = 1000
         public var batchSize = 16
-        public var learningRate: Float = 3e-3
+        public var learningRate: Float = 1e-3
         public var alpha: Float = 0.5
         public var temperature: Float = 2
+        /// Weight of the hidden-state (feature) term of the distilled student: MSE between each
+        /// student layer's output and the teacher's at the uniform layer map.
+        public var featureWeight: Float = 0
+        /// Share of the distilled student's steps trained on its own samples with the teacher's
+        /// targets (on-policy distillation).
+        public var onPolicyFraction = 0.0
         public var seed: UInt64 = 7
         public init() {}
     }
@@ -211,14 +221,26 @@ public enum ReasoningDemo {
         let traces = try DemoModels.sequences(kept.map { r in (r.messages.first { $0.role == "user" }!.content,
                                                                r.messages.last!.content) }, model: teacher)
         guard !traces.isEmpty else { throw TrainerError.invalidConfiguration("the teacher's traces were all rejected") }
+        let tc = try teacher.architecture.decoderConfig(teacher.config)
+        let shape = StudentOptions(layers: o.studentLayers, hidden: tc.hidden, heads: tc.heads, kvHeads: tc.kvHeads,
+                                   intermediate: o.studentIntermediate, seed: o.seed)
+        let probe = try StudentDerivation.derive(from: teacher, options: shape)
+        guard probe.ratio <= 0.25 else {
+            throw TrainerError.invalidConfiguration(String(format: "the students would have %.1f%% of the teacher's parameters; at most 25%% allowed (fewer layers or a smaller intermediate size)", 100 * probe.ratio))
+        }
         func trainStudent(_ name: String, data: [TokenSequence], teacher t: TransformerLM?) throws -> PretrainedModel {
-            let s = try DemoModels.makeModel(DemoModels.studentConfig, seed: o.seed, path: out.appendingPathComponent(name).path)
-            let c = TrainerConfiguration(totalSteps: o.studentSteps, batchSize: o.batchSize, layout: .padToLongest(padId: 256),
+            let s = try StudentDerivation.derive(from: teacher, options: shape, path: out.appendingPathComponent(name).path).model
+            var c = TrainerConfiguration(totalSteps: o.studentSteps, batchSize: o.batchSize, layout: .padToLongest(padId: 256),
                                          order: .shuffled(seed: o.seed),
                                          learningRate: .warmupCosine(peak: o.learningRate, warmup: 20, total: o.studentSteps, floor: 1e-4),
                                          weightDecay: 0.01, maxGradNorm: 1, seed: o.seed)
-            let trainer = Trainer(student: s.lm, teacher: t, train: data,
-                                  plan: t == nil ? .hardOnly : .kd(alpha: o.alpha, temperature: o.temperature), configuration: c)
+            c.featureMap = .uniform(studentLayers: o.studentLayers, teacherLayers: tc.layers)
+            if t != nil, o.onPolicyFraction > 0 {
+                c.onPolicy = OnPolicyDistillation(fraction: o.onPolicyFraction, temperature: 1, maxTokens: 64,
+                                                  stopTokenIds: Set(teacher.eosTokenIds))
+            }
+            let plan: TrainingPlan = t == nil ? .hardOnly : .kd(alpha: o.alpha, temperature: o.temperature, feature: o.featureWeight)
+            let trainer = Trainer(student: s.lm, teacher: t, train: data, plan: plan, configuration: c)
             trainer.onEvent = { event in
                 if case .step(let m) = event, m.step % 25 == 0 || m.step == o.studentSteps {
                     progress(.training(model: name, step: m.step, total: o.studentSteps, loss: m.loss))

@@ -11,6 +11,10 @@ import Foundation
 // final norm and untied output head are copied, and student layer i copies teacher layer
 //     j(i) = round(i·(L_t − 1)/(L_s − 1))   (rounded half away from zero; j(0) = 0 when L_s = 1),
 // a uniform pick that keeps the first and last layers (L_t = 24, L_s = 4 → 0, 8, 15, 23).
+// When only the intermediate size is smaller, the MLPs are width-pruned (as Minitron prunes
+// neurons): each student MLP keeps, in their original order, the teacher layer's I_s neurons of
+// highest importance ‖gate_k‖·‖up_k‖·‖down_{:,k}‖ (rows of gate/up, column of down; ties go to the
+// lower index); every other tensor is copied as above.
 // Otherwise every weight is drawn as `transformers`' `_init_weights` does: linear weights and
 // embeddings N(0, initializer_range²) (config's `initializer_range`, default 0.02), biases 0,
 // norm weights 1.
@@ -69,6 +73,9 @@ public struct DerivedStudent {
     public enum Initialization: Equatable, Sendable {
         /// Widths equal the teacher's: `layerMap[i]` is the teacher layer copied into layer i.
         case copiedFromTeacher(layerMap: [Int])
+        /// Only the intermediate size is smaller: layers copied as above, each MLP keeping the
+        /// teacher's `intermediate` most important neurons.
+        case prunedFromTeacher(layerMap: [Int], intermediate: Int)
         /// Widths differ: random weights N(0, std²) from `seed`.
         case random(std: Float, seed: UInt64)
     }
@@ -126,21 +133,36 @@ public enum StudentDerivation {
         }
         let t = try teacher.architecture.decoderConfig(teacher.config)
         let lm = TransformerLM(s, initialize: false)
-        let sameWidths = s.hidden == t.hidden && s.heads == t.heads && s.kvHeads == t.kvHeads && s.headDim == t.headDim
-            && s.intermediate == t.intermediate && s.vocabSize == t.vocabSize && s.tieEmbeddings == t.tieEmbeddings
-            && s.qkvBias == t.qkvBias
+        let sameAttention = s.hidden == t.hidden && s.heads == t.heads && s.kvHeads == t.kvHeads && s.headDim == t.headDim
+            && s.vocabSize == t.vocabSize && s.tieEmbeddings == t.tieEmbeddings && s.qkvBias == t.qkvBias
         let initialization: DerivedStudent.Initialization
-        if sameWidths {
+        if sameAttention && s.intermediate <= t.intermediate {
             let map = layerMap(teacherLayers: t.layers, studentLayers: s.layers)
             let source = Dictionary(teacher.lm.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
+            func teacherTensor(_ name: String) throws -> Tensor {
+                guard let tp = source[name] else { throw StudentError.teacher("no tensor '\(name)' in the teacher") }
+                return tp.value
+            }
+            var kept: [Int: [Int]] = [:]   // teacher layer → neurons kept
             for (name, p) in lm.namedParameters() {
                 let from = teacherName(name, layerMap: map)
-                guard let tp = source[from], tp.shape == p.shape else {
+                var value = try teacherTensor(from)
+                if value.shape != p.shape, s.intermediate < t.intermediate, let (layer, kind) = mlpTensor(from) {
+                    let prefix = "model.layers.\(layer).mlp."
+                    if kept[layer] == nil {
+                        kept[layer] = try mostImportantNeurons(gate: teacherTensor(prefix + "gate_proj.weight"),
+                                                                up: teacherTensor(prefix + "up_proj.weight"),
+                                                                down: teacherTensor(prefix + "down_proj.weight"), keep: s.intermediate)
+                    }
+                    value = kind == "down_proj" ? selectColumns(value, kept[layer]!) : selectRows(value, kept[layer]!)
+                }
+                guard value.shape == p.shape else {
                     throw StudentError.teacher("no tensor '\(from)' of shape \(p.shape) in the teacher for student '\(name)'")
                 }
-                p.assign(tp.value.detached())
+                p.assign(value.detached())
             }
-            initialization = .copiedFromTeacher(layerMap: map)
+            initialization = s.intermediate == t.intermediate ? .copiedFromTeacher(layerMap: map)
+                : .prunedFromTeacher(layerMap: map, intermediate: s.intermediate)
         } else {
             let std = (try? config.float("initializer_range")) ?? nil
             let sd = std ?? 0.02
@@ -157,6 +179,47 @@ public enum StudentDerivation {
                                     chatTemplate: teacher.chatTemplate)
         return DerivedStudent(model: model, initialization: initialization, parameterCount: lm.parameterCount,
                               teacherParameterCount: teacher.lm.parameterCount)
+    }
+
+    /// (layer, "gate_proj" | "up_proj" | "down_proj") for a teacher MLP weight name.
+    static func mlpTensor(_ name: String) -> (Int, String)? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == "mlp",
+              ["gate_proj", "up_proj", "down_proj"].contains(String(parts[4])), parts[5] == "weight" else { return nil }
+        return (layer, String(parts[4]))
+    }
+
+    /// The `keep` neurons of highest ‖gate_k‖·‖up_k‖·‖down_{:,k}‖, in ascending index order.
+    /// gate, up: [I, H]; down: [H, I].
+    public static func mostImportantNeurons(gate: Tensor, up: Tensor, down: Tensor, keep: Int) -> [Int] {
+        let i = gate.shape[0], h = gate.shape[1]
+        let g = gate.scalars, u = up.scalars, d = down.scalars
+        var score = [Double](repeating: 0, count: i)
+        for k in 0..<i {
+            var gg = 0.0, uu = 0.0, dd = 0.0
+            for c in 0..<h {
+                gg += Double(g[k * h + c]) * Double(g[k * h + c])
+                uu += Double(u[k * h + c]) * Double(u[k * h + c])
+                dd += Double(d[c * i + k]) * Double(d[c * i + k])
+            }
+            score[k] = (gg * uu * dd).squareRoot()
+        }
+        let order = (0..<i).sorted { score[$0] != score[$1] ? score[$0] > score[$1] : $0 < $1 }
+        return order.prefix(keep).sorted()
+    }
+
+    static func selectRows(_ w: Tensor, _ rows: [Int]) -> Tensor {
+        let cols = w.shape[1], v = w.scalars
+        var out = [Float](); out.reserveCapacity(rows.count * cols)
+        for r in rows { out += v[(r * cols)..<((r + 1) * cols)] }
+        return Tensor(out, shape: [rows.count, cols])
+    }
+
+    static func selectColumns(_ w: Tensor, _ columns: [Int]) -> Tensor {
+        let rows = w.shape[0], n = w.shape[1], v = w.scalars
+        var out = [Float](); out.reserveCapacity(rows * columns.count)
+        for r in 0..<rows { for c in columns { out.append(v[r * n + c]) } }
+        return Tensor(out, shape: [rows, columns.count])
     }
 
     /// `model.layers.i.…` → `model.layers.map[i].…`; other names are unchanged.

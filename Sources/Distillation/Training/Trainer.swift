@@ -43,6 +43,8 @@ public struct TrainerConfiguration {
     /// (`DistillationLoss.fusedLinearLoss`): no `[positions × vocab]` logits are held for student
     /// or teacher, whatever the batch. nil: plain logits (faster for small vocabularies).
     public var lossChunkSize: Int? = nil
+    /// On-policy distillation on a share of the steps (needs a teacher model in memory); nil: off.
+    public var onPolicy: OnPolicyDistillation? = nil
 
     public init(totalSteps: Int, batchSize: Int, accumulationSteps: Int = 1, layout: BatchLayout = .padToLongest(padId: 0),
                 order: DataOrder = .shuffled(seed: 0), learningRate: LearningRateSchedule = .constant(1e-3),
@@ -130,7 +132,7 @@ public final class Trainer {
     /// Optimizer steps done.
     public private(set) var step = 0
     public private(set) var data: DataPosition
-    public private(set) var rng: RandomGenerator
+    public internal(set) var rng: RandomGenerator
     /// The checkpoint this trainer resumed from, if any.
     public private(set) var resumedFrom: URL?
     /// Receives progress events; the library never prints.
@@ -235,6 +237,12 @@ public final class Trainer {
             try fail("teacher vocabulary \(teacherSource.vocabularySize) differs from the student's \(v) (align it with Teacher.aligned)")
         }
         if let k = c.lossChunkSize, k < 1 { try fail("lossChunkSize \(k) must be at least 1") }
+        if let op = c.onPolicy {
+            try op.validate()
+            if op.fraction > 0 && teacher == nil {
+                try fail("on-policy distillation needs a teacher model in memory (a logit cache holds only the training sequences)")
+            }
+        }
         if case let .packed(rowLength, _) = c.layout, rowLength < 2 { try fail("packed rowLength \(rowLength) must be at least 2") }
     }
 
@@ -299,9 +307,11 @@ public final class Trainer {
             } else {
                 indices = data.next(c.batchSize, count: trainSet.count, kind: c.order)
             }
-            let batch = Batch.make(indices.map { trainSet[$0] }, layout: c.layout)
+            var rows = indices.map { trainSet[$0] }, rowPlan = p
+            if let own = try onPolicyBatch(rows, plan: p) { (rows, rowPlan) = own }
+            let batch = Batch.make(rows, layout: c.layout)
             tokens += batch.ids.count
-            let parts = try loss(batch, plan: p)
+            let parts = try loss(batch, plan: rowPlan)
             let g = gradients(of: parts.total, wrt: params.map { $0.parameter.value })
             acc.add(Gradients(names: params.map(\.name), tensors: g))
             sums[0] += parts.total.item

@@ -93,9 +93,51 @@ final class StudentDerivationTests: XCTestCase {
         var o2 = o
         o2.seed = 4
         XCTAssertNotEqual(values(try StudentDerivation.derive(from: teacher, options: o2).model.lm)["lm_head.weight"], v["lm_head.weight"])
-        // One differing width is enough for random initialisation.
-        let narrowMLP = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 24))
-        XCTAssertEqual(narrowMLP.initialization, .random(std: 0.2, seed: 0))
+        // One differing attention width is enough for random initialisation, and so is a wider MLP.
+        let fewerKV = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 1, intermediate: 24))
+        XCTAssertEqual(fewerKV.initialization, .random(std: 0.2, seed: 0))
+        let wideMLP = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64))
+        XCTAssertEqual(wideMLP.initialization, .random(std: 0.2, seed: 0))
+    }
+
+    func testNarrowerMLPKeepsTheTeachersMostImportantNeurons() throws {
+        let teacher = try makeTeacher()
+        let s = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 20))
+        XCTAssertEqual(s.initialization, .prunedFromTeacher(layerMap: [0, 4], intermediate: 20))
+        let t = values(teacher.lm), v = values(s.model.lm)
+        for name in ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"] { XCTAssertEqual(v[name], t[name], name) }
+        for (i, j) in [(0, 0), (1, 4)] {
+            for suffix in ["self_attn.q_proj.weight", "self_attn.k_proj.bias", "self_attn.o_proj.weight", "input_layernorm.weight",
+                           "post_attention_layernorm.weight"] {
+                XCTAssertEqual(v["model.layers.\(i).\(suffix)"], t["model.layers.\(j).\(suffix)"], "layer \(i) ← \(j): \(suffix)")
+            }
+            // Importance computed here independently: ‖gate_k‖·‖up_k‖·‖down_{:,k}‖ over the 48 neurons.
+            let g = t["model.layers.\(j).mlp.gate_proj.weight"]!, u = t["model.layers.\(j).mlp.up_proj.weight"]!
+            let d = t["model.layers.\(j).mlp.down_proj.weight"]!
+            let h = 32, n = 48
+            func norm(_ xs: [Float]) -> Double { xs.map { Double($0) * Double($0) }.reduce(0, +).squareRoot() }
+            let score = (0..<n).map { k in
+                norm(Array(g[(k * h)..<((k + 1) * h)])) * norm(Array(u[(k * h)..<((k + 1) * h)])) * norm((0..<h).map { d[$0 * n + k] })
+            }
+            let kept = (0..<n).sorted { score[$0] > score[$1] }.prefix(20).sorted()
+            XCTAssertEqual(v["model.layers.\(i).mlp.gate_proj.weight"]!, kept.flatMap { Array(g[($0 * h)..<(($0 + 1) * h)]) })
+            XCTAssertEqual(v["model.layers.\(i).mlp.up_proj.weight"]!, kept.flatMap { Array(u[($0 * h)..<(($0 + 1) * h)]) })
+            XCTAssertEqual(v["model.layers.\(i).mlp.down_proj.weight"]!, (0..<h).flatMap { r in kept.map { d[r * n + $0] } })
+        }
+        XCTAssertEqual(try s.model.config.int("intermediate_size"), 20)
+        // The pruned student loads back and computes what it computed before saving.
+        let out = tmp.appendingPathComponent("pruned").path
+        try StudentDerivation.write(s, teacher: teacher, to: out)
+        let loaded = try PretrainedModel.loadDirectory(out)
+        XCTAssertEqual(values(loaded.lm), v)
+        // Pruning a whole MLP to the full width is a copy; to one neuron keeps the single best.
+        let best = StudentDerivation.mostImportantNeurons(gate: Tensor([1, 0, 3, 0, 2, 0], shape: [3, 2]),
+                                                          up: Tensor([1, 0, 1, 0, 1, 0], shape: [3, 2]),
+                                                          down: Tensor([1, 1, 1, 0, 0, 0], shape: [2, 3]), keep: 1)
+        XCTAssertEqual(best, [1])   // scores 1, 3, 2
+        XCTAssertEqual(StudentDerivation.mostImportantNeurons(gate: Tensor([1, 0, 3, 0, 2, 0], shape: [3, 2]),
+                                                              up: Tensor([1, 0, 1, 0, 1, 0], shape: [3, 2]),
+                                                              down: Tensor([1, 1, 1, 0, 0, 0], shape: [2, 3]), keep: 3), [0, 1, 2])
     }
 
     func testWrittenStudentLoadsWithTokenizerAndSameOutputs() throws {
