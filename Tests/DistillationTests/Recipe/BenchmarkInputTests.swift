@@ -42,4 +42,55 @@ final class ReasoningDemoInputTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("--train-teacher"), "\(error)")
         }
     }
+
+    static let demoTeacher = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("demo/teacher").path
+
+    /// The whole chain on a few problems with the shipped teacher: traces, two derived students,
+    /// evaluation, report.json.
+    func testSmallRunWithTheShippedTeacher() async throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("reasoning-demo-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var o = ReasoningDemo.Options()
+        o.teacherPath = Self.demoTeacher
+        o.outputDirectory = out.path
+        o.trainPrompts = 12
+        o.testPrompts = 10
+        o.studentSteps = 3
+        o.batchSize = 4
+        let r = try await ReasoningDemo.run(o)
+        XCTAssertEqual(r.teacher.params, 821_760)
+        // 2 of 4 layers, MLP 64: embedding 259·128 + norm 128 + 2·(attention 49,408 + MLP 3·128·64 + norms 256).
+        XCTAssertEqual(r.baselineStudent.params, 259 * 128 + 128 + 2 * (49_408 + 3 * 128 * 64 + 256))
+        XCTAssertEqual(r.distilledStudent.params, r.baselineStudent.params)
+        XCTAssertGreaterThanOrEqual(r.teacher.accuracy, 0.8)         // the shipped teacher: 96% on 300 problems
+        XCTAssertGreaterThan(r.tracesKept, 0)
+        XCTAssertLessThanOrEqual(r.tracesKept, 12 * o.samplesPerPrompt)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("report.json"))) as! [String: Any]
+        for key in ["teacher", "baseline_student", "distilled_student"] {
+            let m = json[key] as! [String: Any]
+            for field in ["params", "accuracy", "tokens_per_second", "latency_ms"] { XCTAssertNotNil(m[field], "\(key).\(field)") }
+        }
+        XCTAssertNotNil(json["trace_acceptance_rate"])
+        let student = try PretrainedModel.loadDirectory(out.appendingPathComponent("distilled_student").path)
+        XCTAssertEqual(try student.config.int("num_hidden_layers"), 2)
+        XCTAssertEqual(try student.config.int("intermediate_size"), 64)
+    }
+
+    func testStudentsAboveAQuarterOfTheTeacherAreRefused() async throws {
+        var o = ReasoningDemo.Options()
+        o.teacherPath = Self.demoTeacher
+        o.outputDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("reasoning-demo-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: o.outputDirectory) }
+        o.trainPrompts = 2
+        o.testPrompts = 2
+        o.studentLayers = 3
+        o.studentIntermediate = 384
+        do {
+            _ = try await ReasoningDemo.run(o)
+            XCTFail("expected an error")
+        } catch {
+            XCTAssertTrue("\(error)".contains("at most 25% allowed"), "\(error)")
+        }
+    }
 }
