@@ -4,6 +4,7 @@ import PackageDescription
 // Layers (see docs/ARCHITECTURE.md): arrows point only downward.
 //   distill (CLI) -> Distillation -> DistillData -> DistillModels -> DistillNN -> DistillTensor -> CDistillKernels
 //   distill (CLI) -> DistillServer -> DistillModels
+//   distill (CLI) -> DistillEval -> DistillData
 let package = Package(
     name: "Distill",
     platforms: [.macOS(.v14)],
@@ -14,6 +15,7 @@ let package = Package(
         .library(name: "DistillData", targets: ["DistillData"]),
         .library(name: "Distillation", targets: ["Distillation"]),
         .library(name: "DistillServer", targets: ["DistillServer"]),
+        .library(name: "DistillEval", targets: ["DistillEval"]),
         .executable(name: "distill", targets: ["distill"]),
     ],
     dependencies: [
@@ -45,11 +47,15 @@ let package = Package(
                                                      .product(name: "Hummingbird", package: "hummingbird"),
                                                      .product(name: "AsyncHTTPClient", package: "async-http-client")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
+        // Evaluation: task metrics (accuracy, F1, BLEU, ROUGE, perplexity), teacher agreement,
+        // speed and memory, reports.
+        .target(name: "DistillEval", dependencies: ["DistillData", "DistillModels", "DistillNN", "DistillTensor"],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
         .target(name: "Distillation", dependencies: ["DistillData", "DistillModels", "DistillNN", "DistillTensor",
                                                      .product(name: "Yams", package: "Yams")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "distill",
-                          dependencies: ["Distillation", "DistillData", "DistillServer", "DistillModels", "DistillNN", "DistillTensor",
+                          dependencies: ["Distillation", "DistillData", "DistillServer", "DistillEval", "DistillModels", "DistillNN", "DistillTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor"],
@@ -65,6 +71,8 @@ let package = Package(
         .testTarget(name: "DistillServerTests", dependencies: ["DistillServer", "DistillModels", "DistillNN", "DistillTensor",
                                                               .product(name: "HummingbirdTesting", package: "hummingbird")],
                     resources: [.copy("Fixtures")],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "DistillEvalTests", dependencies: ["DistillEval", "DistillModels", "DistillNN", "DistillTensor"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillNN", "DistillTensor"],
                     resources: [.copy("Fixtures")],
