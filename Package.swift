@@ -73,6 +73,7 @@ let package = Package(
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillEvalTests", dependencies: ["DistillEval", "DistillModels", "DistillNN", "DistillTensor"],
+                    exclude: ["Fixtures"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillNN", "DistillTensor"],
                     resources: [.copy("Fixtures")],

@@ -1,4 +1,6 @@
 import ArgumentParser
+import DistillEval
+import DistillModels
 import Distillation
 import Foundation
 
@@ -141,6 +143,33 @@ struct Demo: ParsableCommand {
         print(String(format: "\ntraces: %.1f%% of candidates accepted, %d kept for %d problems", 100 * report.traceAcceptanceRate,
                      report.tracesKept, report.trainPrompts))
         print(String(format: "%.1f s in all; report written to %@/report.json", report.seconds, outDir))
+        do { try writeHTMLReport() } catch { throw CLIError("report.html: \(error)") }
+        print("report with charts: \(outDir)/report.html")
+    }
+
+    /// report.html: the three models through `distill eval` (100 held-out problems, agreement with
+    /// the teacher, speed), the distilled student's training curves, and attention maps of the
+    /// teacher's and the distilled student's last layers on one problem.
+    func writeHTMLReport() throws {
+        let dir = URL(fileURLWithPath: outDir)
+        let students = ["baseline_student", "distilled_student"].map { dir.appendingPathComponent($0).path }
+        var o = EvalOptions()
+        o.maxTokens = 64
+        o.speedRequests = 4
+        o.speedNewTokens = 32
+        var r = try Evaluator.run(models: [ModelSpec(name: "teacher", path: teacher, isTeacher: true),
+                                           ModelSpec(name: "baseline student", path: students[0]),
+                                           ModelSpec(name: "distilled student", path: students[1])],
+                                  task: try EvalTask.load("word-problems", limit: 100), taskName: "word-problems", options: o)
+        r.title = "distill demo: reasoning-trace distillation on word problems"
+        r.training = try TrainingCurves.load(metrics: students[1] + "/metrics.jsonl")
+        let example = "Gia buys 4 bags with 8 marbles in each bag. She gives 28 to Leo."
+        for (name, path) in [("teacher", teacher), ("distilled student", students[1])] {
+            let m = try PretrainedModel.load(path)
+            r.attention.append(try AttentionMaps.map(m, name: name, text: example, layer: m.lm.config.layers - 1, head: 0, maxTokens: 24))
+        }
+        r.notes.append("report.json in this directory holds the demo's own figures (300 held-out problems); this page evaluates 100 problems.")
+        try Data(r.html().utf8).write(to: dir.appendingPathComponent("report.html"), options: .atomic)
     }
 
     func makeTeacher(_ dir: String) throws {

@@ -19,19 +19,20 @@ public enum TraceDataError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// JSONL plumbing shared by the trace data files: non-blank lines (`JSONLines`) as text, one
-/// JSON object per line, scalar fields read with messages that name the key.
-enum TraceJSONL {
+/// JSONL plumbing shared by the trace data files (and the evaluation task files): non-blank
+/// lines (`JSONLines`) as text, one JSON object per line, scalar fields read with messages that
+/// name the key.
+public enum TraceJSONL {
     /// Non-blank lines (spaces, tabs, a CR only are blank) with their 1-based numbers. A missing
     /// or unreadable file, or one that is not UTF-8, is a `TraceDataError.file`.
-    static func lines(path: String) throws -> [(line: Int, text: String)] {
+    public static func lines(path: String) throws -> [(line: Int, text: String)] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TraceDataError.file(file: path, reason: "cannot read the file")
         }
         return try lines(data: data, path: path)
     }
 
-    static func lines(data: Data, path: String) throws -> [(line: Int, text: String)] {
+    public static func lines(data: Data, path: String) throws -> [(line: Int, text: String)] {
         try JSONLines.lines(in: data).map { line, bytes in
             guard let s = String(bytes: bytes, encoding: .utf8) else {
                 throw TraceDataError.line(file: path, line: line, reason: "not valid UTF-8 text")
@@ -41,7 +42,7 @@ enum TraceJSONL {
     }
 
     /// The line as a JSON object; `expected` says what the object should hold (for the message).
-    static func object(_ text: String, file: String, line: Int, expected: String) throws -> [String: Any] {
+    public static func object(_ text: String, file: String, line: Int, expected: String) throws -> [String: Any] {
         let obj: Any
         do { obj = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) } catch {
             throw TraceDataError.line(file: file, line: line, reason: "not valid JSON (expected \(expected))")
@@ -53,7 +54,7 @@ enum TraceJSONL {
     }
 
     /// A short name of a JSON value's type for messages ("a number", "an array", …).
-    static func describe(_ v: Any) -> String {
+    public static func describe(_ v: Any) -> String {
         if v is NSNull { return "null" }
         if v is String { return "a string" }
         if v is [Any] { return "an array" }
@@ -64,10 +65,10 @@ enum TraceJSONL {
     }
 
     /// Foundation parses JSON `true`/`false` as a boolean NSNumber, which also casts to Int.
-    static func isBool(_ v: Any) -> Bool { String(describing: type(of: v)).contains("Boolean") }
+    public static func isBool(_ v: Any) -> Bool { String(describing: type(of: v)).contains("Boolean") }
 
     /// A string, or a number written as its decimal form (integers without ".0"); nil otherwise.
-    static func scalarString(_ v: Any) -> String? {
+    public static func scalarString(_ v: Any) -> String? {
         if let s = v as? String { return s }
         if isBool(v) { return nil }
         if let n = v as? NSNumber {

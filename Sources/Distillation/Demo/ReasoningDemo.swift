@@ -235,6 +235,11 @@ public enum ReasoningDemo {
                                          learningRate: .warmupCosine(peak: o.learningRate, warmup: 20, total: o.studentSteps, floor: 1e-4),
                                          weightDecay: 0.01, maxGradNorm: 1, seed: o.seed)
             c.featureMap = .uniform(studentLayers: o.studentLayers, teacherLayers: tc.layers)
+            // One metrics line per step (report curves); a rerun starts the log afresh.
+            let log = URL(fileURLWithPath: s.path).appendingPathComponent("metrics.jsonl")
+            try FileManager.default.createDirectory(atPath: s.path, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(at: log)
+            c.metricsLog = log
             if t != nil, o.onPolicyFraction > 0 {
                 c.onPolicy = OnPolicyDistillation(fraction: o.onPolicyFraction, temperature: 1, maxTokens: 64,
                                                   stopTokenIds: Set(teacher.eosTokenIds))

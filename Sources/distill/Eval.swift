@@ -1,0 +1,78 @@
+import ArgumentParser
+import DistillEval
+import Foundation
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluates models side by side on one task: task metrics, teacher agreement, speed and memory; writes report.json and report.html.",
+        discussion: """
+        TASK is a built-in task (word-problems) or a file: .jsonl items, one kind per file —
+          {"prompt": …, "answer": …}                      reasoning: accuracy, template compliance, reasoning success
+          {"prompt": …, "choices": […], "label": …}       classification by log-likelihood: accuracy, macro-F1
+          {"prompt": …, "reference": …}  or "references"   generation: BLEU, ROUGE-1/2/L
+        or a .txt text: perplexity. With --teacher, each other model also gets top-1 token agreement
+        and mean KL(teacher‖student) on held-out sequences, and answer agreement on the task.
+        Speed: batch-1 greedy requests over the task's first prompts, the same for every model.
+        """)
+
+    @Option(name: .customLong("model"), help: "A model to evaluate (directory or .gguf); repeatable.") var models: [String] = []
+    @Option(help: "The teacher: evaluated too, and the reference for agreement.") var teacher: String?
+    @Option(help: "word-problems, or a .jsonl / .txt file.") var task: String
+    @Option(help: "Evaluate the first N items (word-problems: N problems) [word-problems 200, files all].") var limit: Int?
+    @Option(help: "Longest generated answer, tokens.") var maxTokens = 256
+    @Option(help: "Prompts generated together.") var batchSize = 16
+    @Flag(help: "Skip the speed measurement.") var noSpeed = false
+    @Option(help: "Speed: timed batch-1 requests per model.") var speedRequests = 8
+    @Option(help: "Speed: tokens generated per request.") var speedTokens = 64
+    @Option(help: "Directory for report.json and report.html.") var out: String?
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() throws {
+        guard !models.isEmpty || teacher != nil else { throw ValidationError("give at least one --model (or a --teacher)") }
+        guard maxTokens > 0, batchSize > 0, speedRequests > 0, speedTokens > 0, (limit ?? 1) > 0 else {
+            throw ValidationError("--limit, --max-tokens, --batch-size, --speed-requests and --speed-tokens must be positive")
+        }
+        var specs: [ModelSpec] = []
+        if let teacher { specs.append(ModelSpec(name: "teacher", path: teacher, isTeacher: true)) }
+        specs += models.map { ModelSpec(name: URL(fileURLWithPath: $0).lastPathComponent, path: $0) }
+        var seen: [String: Int] = [:]
+        for i in specs.indices {
+            seen[specs[i].name, default: 0] += 1
+            if seen[specs[i].name]! > 1 { specs[i].name += " (\(seen[specs[i].name]!))" }
+        }
+        var o = EvalOptions()
+        o.maxTokens = maxTokens
+        o.batchSize = batchSize
+        o.measureSpeed = !noSpeed
+        o.speedRequests = speedRequests
+        o.speedNewTokens = speedTokens
+        let quiet = json
+        func log(_ s: String) { if !quiet { FileHandle.standardError.write(s.data(using: .utf8)!) } }
+        let start = Date()
+        var report: EvalReport
+        do {
+            let t = try EvalTask.load(task, limit: limit)
+            report = try Evaluator.run(models: specs, task: t, taskName: task, options: o) { event in
+                switch event {
+                case .loading(let m): log("\(m): loading\n")
+                case let .task(m, done, total): log("\r\(m): \(done)/\(total) items" + (done == total ? "\n" : ""))
+                case .agreement(let m): log("\(m): agreement with the teacher\n")
+                case .speed(let m): log("\(m): speed\n")
+                }
+            }
+        } catch { throw CLIError("\(error)") }
+        report.notes.append(String(format: "distill eval, %.1f s", Date().timeIntervalSince(start)))
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        let data = try enc.encode(report)
+        if let out {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try data.write(to: URL(fileURLWithPath: out).appendingPathComponent("report.json"), options: .atomic)
+            try Data(report.html().utf8).write(to: URL(fileURLWithPath: out).appendingPathComponent("report.html"), options: .atomic)
+        }
+        if json { print(String(data: data, encoding: .utf8)!); return }
+        print(EvalTable.render(report))
+        if let out { print("report: \(out)/report.json, \(out)/report.html") }
+    }
+}
