@@ -8,10 +8,74 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (speed is measured here, never by tests).",
-        subcommands: [Ops.self, GenerateBench.self, KD.self, LossMemory.self, ServeBench.self])
+        subcommands: [Ops.self, TrainBench.self, GenerateBench.self, KD.self, LossMemory.self, ServeBench.self])
 }
 
 extension Bench {
+    struct TrainBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "train",
+            abstract: "The reference KD and SFT training steps: step time, tokens/s, GFLOP/s and share of the GEMM peak; --compare runs scripts/bench_pytorch.py side by side.")
+
+        enum PresetArgument: String, ExpressibleByArgument { case kdReference = "kd-reference", sftReference = "sft-reference" }
+
+        @Option(help: "kd-reference | sft-reference.") var preset: PresetArgument
+        @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
+        @Flag(help: "Also run the PyTorch script (python3 scripts/bench_pytorch.py) and print the ratio.") var compare = false
+        @Option(help: "The Python interpreter for --compare.") var python = "python3"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+            let p: TrainBenchmark.Preset = preset == .kdReference ? .kdReference : .sftReference
+            let r = try TrainBenchmark.run(p, steps: steps) { i, s in
+                if !json { FileHandle.standardError.write(String(format: "step %d: %.3f s\n", i, s).data(using: .utf8)!) }
+            }
+            var torch: [String: Any]?
+            if compare {
+                torch = try runPyTorch(preset.rawValue, steps: steps, threads: r.threads)
+            }
+            if json {
+                var obj: [String: Any] = ["distill": try JSONSerialization.jsonObject(with: try JSONEncoder().encode(r))]
+                if let torch { obj["pytorch"] = torch }
+                print(String(data: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]), encoding: .utf8)!)
+                return
+            }
+            print(String(format: "%@: %.3f s/step, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.0f%% of the measured GEMM peak %.1f GFLOP/s (%d threads), peak memory %.0f MB",
+                         r.preset, r.stepSeconds, r.tokensPerSecond, r.gflopsPerStep, r.achievedGflops, 100 * r.shareOfPeak,
+                         r.gemmPeakGflops, r.threads, Double(r.peakResidentBytes) / 1_048_576))
+            if let torch, let tps = torch["tokens_per_second"] as? Double, let secs = torch["step_seconds"] as? Double {
+                let mem = (torch["peak_resident_bytes"] as? Double).map { String(format: ", peak memory %.0f MB", $0 / 1_048_576) } ?? ""
+                print(String(format: "pytorch %@: %.3f s/step, %.0f tokens/s%@", (torch["torch"] as? String) ?? "?", secs, tps, mem))
+                print(String(format: "distill / pytorch tokens/s: %.2f×", r.tokensPerSecond / tps))
+            }
+        }
+
+        /// Runs scripts/bench_pytorch.py; a missing interpreter or torch is a clear error.
+        func runPyTorch(_ preset: String, steps: Int, threads: Int) throws -> [String: Any] {
+            let script = "scripts/bench_pytorch.py"
+            guard FileManager.default.fileExists(atPath: script) else {
+                throw CLIError("--compare: \(script) not found (run from the repository root)")
+            }
+            let proc = Process()
+            proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            proc.arguments = [python, script, "--preset", preset, "--steps", "\(steps)", "--threads", "\(threads)", "--json"]
+            let out = Pipe(), err = Pipe()
+            proc.standardOutput = out
+            proc.standardError = err
+            do { try proc.run() } catch { throw CLIError("--compare: cannot run \(python): \(error)") }
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            let errText = String(data: err.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
+            proc.waitUntilExit()
+            guard proc.terminationStatus == 0,
+                  let line = String(data: data, encoding: .utf8)?.split(separator: "\n").last,
+                  let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw CLIError("--compare: \(script) failed (is torch installed? pip install torch==2.5.1 transformers==4.46.3): \(errText.suffix(400))")
+            }
+            return obj
+        }
+    }
+
     struct Ops: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "GEMM GFLOP/s per backend, attention forward/backward time, a small transformer training step.")
