@@ -44,7 +44,7 @@ struct Demo: ParsableCommand {
     @Option(help: "word-problems: candidate traces per problem.") var samples = 2
     @Option(help: "word-problems: student decoder layers (derived from the teacher).") var studentLayers = 2
     @Option(help: "word-problems: student MLP width (the teacher's most important neurons).") var studentIntermediate = 64
-    @Option(help: "word-problems: students' peak learning rate.") var studentLr: Float = 1e-3
+    @Option(help: "word-problems: students' peak learning rate.") var studentLr: Float = 2e-3
     @Option(help: "word-problems: weight of the soft (KL) term in the distilled student's loss, 0...1.") var alpha: Float = 0.5
     @Option(help: "word-problems: KD temperature.") var kdTemperature: Float = 2
     @Option(help: "word-problems: weight of the hidden-state (feature) term in the distilled student's loss.") var featureWeight: Float = 0
@@ -157,6 +157,7 @@ struct Demo: ParsableCommand {
         o.maxTokens = 64
         o.speedRequests = 4
         o.speedNewTokens = 32
+        o.speedProbe = EvalSpeed.probe(task: "word-problems", limit: 100, options: o)
         var r = try Evaluator.run(models: [ModelSpec(name: "teacher", path: teacher, isTeacher: true),
                                            ModelSpec(name: "baseline student", path: students[0]),
                                            ModelSpec(name: "distilled student", path: students[1])],

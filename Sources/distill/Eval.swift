@@ -46,6 +46,7 @@ struct Eval: ParsableCommand {
         o.measureSpeed = !noSpeed
         o.speedRequests = speedRequests
         o.speedNewTokens = speedTokens
+        o.speedProbe = EvalSpeed.probe(task: task, limit: limit, options: o)
         let quiet = json
         func log(_ s: String) { if !quiet { FileHandle.standardError.write(s.data(using: .utf8)!) } }
         let start = Date()
@@ -74,5 +75,39 @@ struct Eval: ParsableCommand {
         if json { print(String(data: data, encoding: .utf8)!); return }
         print(EvalTable.render(report))
         if let out { print("report: \(out)/report.json, \(out)/report.html") }
+    }
+}
+
+/// `distill eval-speed` (hidden): one model's speed and peak memory in a process of its own, as
+/// JSON; `distill eval` and the demo run it once per model.
+struct EvalSpeed: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval-speed", abstract: "Internal: one model's speed and memory as JSON.",
+                                                    shouldDisplay: false)
+
+    @Option var model: String
+    @Option var task: String
+    @Option var limit: Int?
+    @Option var speedRequests = 8
+    @Option var speedTokens = 64
+
+    func run() throws {
+        var o = EvalOptions()
+        o.speedRequests = speedRequests
+        o.speedNewTokens = speedTokens
+        let s: SpeedMeasurement
+        do { s = try SpeedProbe.measure(modelPath: model, task: try EvalTask.load(task, limit: limit), options: o) } catch {
+            throw CLIError("\(error)")
+        }
+        let enc = JSONEncoder()
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        print(String(data: try enc.encode(s), encoding: .utf8)!)
+    }
+
+    /// A probe that runs this executable's `eval-speed` for each model.
+    static func probe(task: String, limit: Int?, options o: EvalOptions) -> @Sendable (ModelSpec) throws -> SpeedMeasurement {
+        let exe = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        var args = ["eval-speed", "--task", task, "--speed-requests", "\(o.speedRequests)", "--speed-tokens", "\(o.speedNewTokens)"]
+        if let limit { args += ["--limit", "\(limit)"] }
+        return SpeedProbe.childProcess(executable: exe, arguments: args)
     }
 }

@@ -177,3 +177,29 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertTrue(message { _ = try AttentionMaps.map(model, name: "t", text: "x", layer: 9, head: 0) }.contains("layer 9 is outside 0..<4"))
     }
 }
+
+final class SpeedProbeTests: XCTestCase {
+    func testChildProcessResultsAndFailures() throws {
+        let ok = SpeedProbe.childProcess(executable: "/bin/sh", arguments: ["-c", """
+            echo noise; echo '{"threads":2,"batch":1,"prompt_tokens":40,"new_tokens":8,"time_to_first_token_ms":3.5,"prompt_tokens_per_second":100,"decode_tokens_per_second":50,"latency_p50_ms":10,"latency_p95_ms":12,"peak_resident_bytes":123456}'
+            """, "sh"])
+        let s = try ok(ModelSpec(name: "m", path: "/x"))
+        XCTAssertEqual(s.peakResidentBytes, 123_456)
+        XCTAssertEqual(s.decodeTokensPerSecond, 50)
+        let failing = SpeedProbe.childProcess(executable: "/bin/sh", arguments: ["-c", "echo broken >&2; exit 3", "sh"])
+        XCTAssertThrowsError(try failing(ModelSpec(name: "m", path: "/x"))) { e in
+            XCTAssertTrue("\(e)".contains("measuring m in a child process failed (status 3)"), "\(e)")
+            XCTAssertTrue("\(e)".contains("broken"), "\(e)")
+        }
+    }
+
+    func testMeasureInThisProcessReportsThePeak() throws {
+        var o = EvalOptions()
+        o.speedRequests = 2
+        o.speedNewTokens = 4
+        let s = try SpeedProbe.measure(modelPath: EvaluatorTests.teacher, task: try EvalTask.load("word-problems", limit: 2), options: o)
+        XCTAssertGreaterThan(s.peakResidentBytes, 1_000_000)
+        XCTAssertEqual(s.newTokens, 4)
+        XCTAssertThrowsError(try SpeedProbe.measure(modelPath: "/nonexistent", task: .reasoning([.init(prompt: "a", answer: "1")]), options: o))
+    }
+}

@@ -31,6 +31,11 @@ public struct EvalOptions: Sendable {
     public var speedNewTokens = 64
     /// Perplexity window (tokens); longer texts are split into windows of this size.
     public var perplexityWindow = 512
+    /// Measures a model's speed and peak memory elsewhere — `SpeedProbe.childProcess` runs it
+    /// in a fresh process, so that each model's peak memory is its own. nil: in this process,
+    /// where the peak is the growth of resident memory during the model's turn (memory freed by
+    /// an earlier model and reused does not show).
+    public var speedProbe: (@Sendable (ModelSpec) throws -> SpeedMeasurement)?
 
     public init() {}
 }
@@ -77,8 +82,14 @@ public enum Evaluator {
             }
             if o.measureSpeed {
                 progress(.speed(model: spec.name))
-                var s = try speed(model, task: task, options: o)
-                s.peakResidentBytes = max(0, Memory.peakResidentBytes() - before)
+                let s: SpeedMeasurement
+                if let probe = o.speedProbe {
+                    s = try probe(spec)
+                } else {
+                    var m = try speed(model, task: task, options: o)
+                    m.peakResidentBytes = max(0, Memory.peakResidentBytes() - before)
+                    s = m
+                }
                 row.speed = s
                 row.guidance = DeviceGuidance.recommend(s, parameters: row.parameters)
             }

@@ -387,6 +387,7 @@ extension ReportHTML {
             lo = (lo / step).rounded(.down) * step
             hi = (hi / step).rounded(.up) * step
             if percent { lo = max(lo, min(0, dataLo)); hi = min(hi, max(1, dataHi)) }
+            if dataLo >= 0 { lo = max(lo, 0) }   // no negative range for non-negative data (losses)
             let count = Int(((hi - lo) / step).rounded())
             let ticks = (0...max(count, 1)).map { lo + Double($0) * step }.filter { $0 <= hi + step * 1e-6 }
             let digits = max(0, Int((-log10(step * (percent ? 100 : 1))).rounded(.up)))

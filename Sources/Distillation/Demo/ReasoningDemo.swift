@@ -143,7 +143,7 @@ public enum ReasoningDemo {
         public var studentIntermediate = 64
         public var studentSteps = 1000
         public var batchSize = 16
-        public var learningRate: Float = 1e-3
+        public var learningRate: Float = 2e-3
         public var alpha: Float = 0.5
         public var temperature: Float = 2
         /// Weight of the hidden-state (feature) term of the distilled student: MSE between each

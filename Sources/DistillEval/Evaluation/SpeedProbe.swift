@@ -1,0 +1,43 @@
+import DistillModels
+import Foundation
+
+/// Speed and memory of one model measured in a process of its own, so that its peak resident
+/// memory is not mixed with other models' (or with memory an earlier model freed).
+public enum SpeedProbe {
+    /// In the measuring process: loads the model, runs the speed requests of `task`, and returns
+    /// the measurement with this process's peak resident memory (Linux VmHWM; getrusage elsewhere).
+    public static func measure(modelPath: String, task: EvalTask, options: EvalOptions) throws -> SpeedMeasurement {
+        let model: PretrainedModel
+        do { model = try PretrainedModel.load(modelPath) } catch {
+            throw EvalError.invalidInput("\(modelPath): cannot load the model: \(error)")
+        }
+        model.lm.freeze()
+        var s = try Evaluator.speed(model, task: task, options: options)
+        s.peakResidentBytes = Memory.peakResidentBytes()
+        return s
+    }
+
+    /// A probe that runs `executable ARGUMENTS… --model PATH` and reads a JSON `SpeedMeasurement`
+    /// (snake_case keys) from the last line of its standard output.
+    public static func childProcess(executable: String, arguments: [String]) -> @Sendable (ModelSpec) throws -> SpeedMeasurement {
+        { spec in
+            let proc = Process()
+            proc.executableURL = URL(fileURLWithPath: executable)
+            proc.arguments = arguments + ["--model", spec.path]
+            let out = Pipe(), err = Pipe()
+            proc.standardOutput = out
+            proc.standardError = err
+            do { try proc.run() } catch { throw EvalError.invalidInput("cannot start \(executable) to measure \(spec.name): \(error)") }
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            let errText = String(data: err.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
+            proc.waitUntilExit()
+            let dec = JSONDecoder()
+            dec.keyDecodingStrategy = .convertFromSnakeCase
+            guard proc.terminationStatus == 0, let line = String(data: data, encoding: .utf8)?.split(separator: "\n").last,
+                  let s = try? dec.decode(SpeedMeasurement.self, from: Data(line.utf8)) else {
+                throw EvalError.invalidInput("measuring \(spec.name) in a child process failed (status \(proc.terminationStatus)): \(errText.suffix(400))")
+            }
+            return s
+        }
+    }
+}
