@@ -56,8 +56,8 @@ public enum LossBenchmarks {
         BufferPool.shared.drain()
         let inputBytes = BufferPool.shared.liveBytes
         BufferPool.shared.resetPeak()
-        let rssBefore = ResidentSet.current()
-        let resetOK = ResidentSet.resetPeak()
+        let rssBefore = ProcessMemory.statusField("VmRSS")
+        let resetOK = ProcessMemory.resetPeak()
         let t0 = Date()
         var loss: Float = 0
         switch mode {
@@ -80,7 +80,7 @@ public enum LossBenchmarks {
             precondition(g[0].shape == hs.shape && g[1].shape == ws.shape)
         }
         let seconds = Date().timeIntervalSince(t0)
-        let peakRSS = resetOK ? ResidentSet.peak() : nil
+        let peakRSS = resetOK ? ProcessMemory.statusField("VmHWM") : nil
         return MemoryResult(mode: mode, positions: n, hidden: h, vocab: v, chunkSize: chunkSize, inputBytes: inputBytes,
                             peakTensorBytes: BufferPool.shared.peakLiveBytes, peakRSSBytes: peakRSS,
                             rssBeforeBytes: rssBefore, loss: loss, seconds: seconds)
@@ -125,28 +125,5 @@ public enum LossBenchmarks {
         return Comparison(chunked: c, naive: naive, naivePeakTensorBytes: peak, naiveExtrapolated: extrapolated,
                           ratio: Double(c.peakTensorBytes) / peak,
                           workingRatio: Double(c.workingBytes) / (peak - inputs))
-    }
-}
-
-/// The process's resident set from /proc/self/status (Linux).
-enum ResidentSet {
-    static func field(_ name: String) -> Int? {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in s.split(separator: "\n") where line.hasPrefix(name + ":") {
-            // "VmHWM:\t 3081240 kB" (a tab, then padding spaces that vanish for large values).
-            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
-        }
-        return nil
-    }
-
-    static func current() -> Int? { field("VmRSS") }
-    static func peak() -> Int? { field("VmHWM") }
-
-    /// Resets VmHWM to the current resident set (writes "5" to /proc/self/clear_refs).
-    static func resetPeak() -> Bool {
-        guard let fh = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
-        defer { try? fh.close() }
-        do { try fh.write(contentsOf: Data("5".utf8)); return true } catch { return false }
     }
 }

@@ -80,18 +80,7 @@ public enum TrainBenchmark {
         let achieved = flops / median / 1e9
         return Result(preset: preset.rawValue, steps: steps, stepSeconds: median, tokensPerSecond: Double(batch * length) / median,
                       gflopsPerStep: flops / 1e9, achievedGflops: achieved, gemmPeakGflops: peak, shareOfPeak: achieved / peak,
-                      threads: Threads.count, peakResidentBytes: peakResident())
-    }
-
-    static func peakResident() -> Int {
-        var u = rusage()
-        #if os(Linux)
-        getrusage(RUSAGE_SELF.rawValue, &u)
-        return Int(u.ru_maxrss) * 1024
-        #else
-        getrusage(RUSAGE_SELF, &u)
-        return Int(u.ru_maxrss)
-        #endif
+                      threads: Threads.count, peakResidentBytes: ProcessMemory.peakResidentBytes())
     }
 
     /// GFLOP/s of a square 1024 GEMM, the better of CBLAS (when loaded) and `Tensor.matmul`.

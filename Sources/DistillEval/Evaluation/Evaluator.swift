@@ -64,8 +64,8 @@ public enum Evaluator {
         var rows = [ModelEvaluation?](repeating: nil, count: models.count)
         for i in order {
             let spec = models[i]
-            Memory.resetPeak()
-            let before = Memory.residentBytes()
+            ProcessMemory.resetPeak()
+            let before = ProcessMemory.residentBytes()
             progress(.loading(model: spec.name))
             let model: PretrainedModel
             do { model = try PretrainedModel.load(spec.path) } catch {
@@ -87,7 +87,7 @@ public enum Evaluator {
                     s = try probe(spec)
                 } else {
                     var m = try speed(model, task: task, options: o)
-                    m.peakResidentBytes = max(0, Memory.peakResidentBytes() - before)
+                    m.peakResidentBytes = max(0, ProcessMemory.peakResidentBytes() - before)
                     s = m
                 }
                 row.speed = s

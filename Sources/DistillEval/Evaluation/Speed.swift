@@ -57,39 +57,3 @@ extension Evaluator {
         return s[min(s.count - 1, max(0, rank - 1))]
     }
 }
-
-/// Resident memory of this process (Linux: /proc/self/status; elsewhere getrusage's peak).
-enum Memory {
-    /// Starts a new peak (Linux: writing 5 to /proc/self/clear_refs resets VmHWM).
-    static func resetPeak() {
-        #if os(Linux)
-        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
-        #endif
-    }
-
-    static func residentBytes() -> Int { status("VmRSS:") ?? peakResidentBytes() }
-
-    static func peakResidentBytes() -> Int {
-        if let hwm = status("VmHWM:") { return hwm }
-        var u = rusage()
-        #if os(Linux)
-        getrusage(RUSAGE_SELF.rawValue, &u)
-        return Int(u.ru_maxrss) * 1024
-        #else
-        getrusage(RUSAGE_SELF, &u)
-        return Int(u.ru_maxrss)
-        #endif
-    }
-
-    /// A "Key:   123 kB" line of /proc/self/status, in bytes.
-    static func status(_ key: String) -> Int? {
-        #if os(Linux)
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix(key) {
-            let digits = line.dropFirst(key.count).filter(\.isNumber)
-            return Int(digits).map { $0 * 1024 }
-        }
-        #endif
-        return nil
-    }
-}

@@ -1,4 +1,5 @@
 import DistillModels
+import DistillTensor
 import Foundation
 
 /// Speed and memory of one model measured in a process of its own, so that its peak resident
@@ -13,7 +14,7 @@ public enum SpeedProbe {
         }
         model.lm.freeze()
         var s = try Evaluator.speed(model, task: task, options: options)
-        s.peakResidentBytes = Memory.peakResidentBytes()
+        s.peakResidentBytes = ProcessMemory.peakResidentBytes()
         return s
     }
 
