@@ -88,7 +88,7 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertNil(t.agreement)
         let a = try XCTUnwrap(s.agreement)
         XCTAssertEqual(a.top1, 1)
-        XCTAssertEqual(a.meanKL, 0, accuracy: 1e-6)
+        XCTAssertEqual(a.meanKl, 0, accuracy: 1e-6)
         XCTAssertEqual(a.answerAgreement, 1)
         XCTAssertGreaterThan(a.positions, 16)
         XCTAssertEqual(t.parameters, 821_760)
@@ -201,5 +201,46 @@ final class SpeedProbeTests: XCTestCase {
         XCTAssertGreaterThan(s.peakResidentBytes, 1_000_000)
         XCTAssertEqual(s.newTokens, 4)
         XCTAssertThrowsError(try SpeedProbe.measure(modelPath: "/nonexistent", task: .reasoning([.init(prompt: "a", answer: "1")]), options: o))
+    }
+}
+
+final class RunReportTests: XCTestCase {
+    /// report.json as `distill eval` writes it (snake_case keys) is read back by `distill report
+    /// --eval`, together with a run's metrics and attention maps of teacher and student.
+    func testRunReportReadsAnEvalReportAndDrawsAttention() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var o = EvalOptions()
+        o.maxTokens = 48
+        o.measureSpeed = false
+        let ev = try Evaluator.run(models: [ModelSpec(name: "t", path: EvaluatorTests.teacher, isTeacher: true),
+                                            ModelSpec(name: "s", path: EvaluatorTests.teacher)],
+                                   task: try EvalTask.load("word-problems", limit: 3), taskName: "word-problems", options: o)
+        let enc = JSONEncoder()
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        let evalPath = dir.appendingPathComponent("eval.json")
+        try enc.encode(ev).write(to: evalPath)
+        try Data(#"{"step":1,"loss":2.5,"hard":2.5}"#.utf8).write(to: dir.appendingPathComponent("metrics.jsonl"))
+        var ro = RunReport.Options(runDirectory: dir.path)
+        ro.evaluation = evalPath.path
+        ro.example = "3+4=7"
+        ro.teacher = EvaluatorTests.teacher
+        ro.student = EvaluatorTests.teacher
+        ro.studentLayer = 0
+        let r = try RunReport.build(ro)
+        XCTAssertEqual(r.models.map(\.name), ["t", "s"])
+        XCTAssertEqual(r.models[1].agreement?.meanKl ?? -1, 0, accuracy: 1e-6)
+        XCTAssertEqual(r.training?.train.count, 1)
+        XCTAssertEqual(r.attention.map(\.layer), [3, 0])
+        XCTAssertTrue(r.html().contains("<svg"))
+        var missing = RunReport.Options(runDirectory: dir.appendingPathComponent("nope").path)
+        missing.example = "x"
+        XCTAssertThrowsError(try RunReport.build(missing)) { XCTAssertTrue("\($0)".contains("no such run directory")) }
+        let bad = dir.appendingPathComponent("bad.json")
+        try Data("{}".utf8).write(to: bad)
+        var withBad = RunReport.Options(runDirectory: dir.path)
+        withBad.evaluation = bad.path
+        XCTAssertThrowsError(try RunReport.build(withBad)) { XCTAssertTrue("\($0)".contains("not a distill eval report.json")) }
     }
 }

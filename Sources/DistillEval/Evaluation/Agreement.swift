@@ -74,6 +74,6 @@ extension Evaluator {
             answerAgreement = Double(equal) / Double(teacherOutputs.answers.count)
         }
         return TeacherAgreement(top1: positions > 0 ? Double(same) / Double(positions) : 0,
-                                meanKL: positions > 0 ? kl / Double(positions) : 0, positions: positions, answerAgreement: answerAgreement)
+                                meanKl: positions > 0 ? kl / Double(positions) : 0, positions: positions, answerAgreement: answerAgreement)
     }
 }

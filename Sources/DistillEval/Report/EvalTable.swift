@@ -14,7 +14,7 @@ public enum EvalTable {
             row += metricKeys.map { k in m.metrics[k].map { metric(k, $0) } ?? "—" }
             if hasAgreement {
                 if let a = m.agreement {
-                    row += [percent(a.top1), String(format: "%.4f", a.meanKL), a.answerAgreement.map(percent) ?? "—"]
+                    row += [percent(a.top1), String(format: "%.4f", a.meanKl), a.answerAgreement.map(percent) ?? "—"]
                 } else { row += ["—", "—", "—"] }
             }
             if hasSpeed {

@@ -74,7 +74,7 @@ struct ReportHTML {
         if models.contains(where: { $0.agreement != nil }) {
             columns += [
                 ("Top-1 agreement", "num", { _, m in m.agreement.map { Fmt.percent($0.top1) } }),
-                ("Mean KL (nats)", "num", { _, m in m.agreement.map { Fmt.fixed($0.meanKL, 3) } }),
+                ("Mean KL (nats)", "num", { _, m in m.agreement.map { Fmt.fixed($0.meanKl, 3) } }),
                 ("Answer agreement", "num", { _, m in m.agreement?.answerAgreement.map { Fmt.percent($0) } }),
             ]
         }

@@ -61,16 +61,17 @@ public struct ModelEvaluation: Codable, Sendable {
 public struct TeacherAgreement: Codable, Sendable {
     /// Share of positions where the student's most likely next token is the teacher's.
     public var top1: Double
-    /// Mean KL(teacher ‖ student) per position, nats.
-    public var meanKL: Double
+    /// Mean KL(teacher ‖ student) per position, nats. (Spelled `meanKl` so that the snake_case
+    /// key `mean_kl` of report.json decodes back to it.)
+    public var meanKl: Double
     /// Positions compared.
     public var positions: Int
     /// Share of task items where the student's answer equals the teacher's (nil for perplexity tasks).
     public var answerAgreement: Double?
 
-    public init(top1: Double, meanKL: Double, positions: Int, answerAgreement: Double? = nil) {
+    public init(top1: Double, meanKl: Double, positions: Int, answerAgreement: Double? = nil) {
         self.top1 = top1
-        self.meanKL = meanKL
+        self.meanKl = meanKl
         self.positions = positions
         self.answerAgreement = answerAgreement
     }
