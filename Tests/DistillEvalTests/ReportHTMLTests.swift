@@ -123,7 +123,7 @@ final class ReportHTMLTests: XCTestCase {
     }
 
     func testEscapingAndFormatting() {
-        XCTAssertEqual(ReportHTML.HTML.escape(#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;")
+        XCTAssertEqual(ReportHTML.HTML.escape(#"<a href="x">&'"#), "&lt;a href=&#34;x&#34;&gt;&amp;&#39;")
         XCTAssertEqual(ReportHTML.Fmt.count(821_800), "821.8k")
         XCTAssertEqual(ReportHTML.Fmt.count(135_000_000), "135.0M")
         XCTAssertEqual(ReportHTML.Fmt.count(999_990), "1.0M")

@@ -1,3 +1,4 @@
+import DistillModels
 import Foundation
 
 // `report.html`: one self-contained document (inline CSS and SVG, no script, nothing fetched) that
@@ -283,21 +284,8 @@ extension ReportHTML {
     // MARK: - HTML and SVG helpers
 
     enum HTML {
-        static func escape(_ s: String) -> String {
-            var out = ""
-            out.reserveCapacity(s.utf8.count)
-            for c in s {
-                switch c {
-                case "&": out += "&amp;"
-                case "<": out += "&lt;"
-                case ">": out += "&gt;"
-                case "\"": out += "&quot;"
-                case "'": out += "&#39;"
-                default: out.append(c)
-                }
-            }
-            return out
-        }
+        /// Text for HTML: & < > " ' escaped (markupsafe's rules).
+        static func escape(_ s: String) -> String { htmlEscape(s) }
 
         /// A token as an axis label (not yet escaped): line breaks and tabs made visible, at most 10
         /// characters.

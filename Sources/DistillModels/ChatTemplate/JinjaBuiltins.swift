@@ -719,8 +719,8 @@ func mergeSort(_ a: [Int], _ less: (Int, Int) -> Bool) throws -> [Int] {
     return out
 }
 
-/// markupsafe's escape.
-func htmlEscape(_ s: String) -> String {
+/// markupsafe's escape (also the HTML reports' text escaping).
+public func htmlEscape(_ s: String) -> String {
     var out = ""
     for u in s.unicodeScalars {
         switch u {
