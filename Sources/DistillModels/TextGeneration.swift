@@ -22,18 +22,38 @@ public struct TextCompletion: Sendable {
 }
 
 extension PretrainedModel {
+    /// The token ids of a prompt: with `chat`, a user turn in the chat template (which already
+    /// holds any BOS the model wants), else the text as the tokenizer encodes it by default.
+    public func promptIds(_ prompt: String, chat: Bool) throws -> [Int] {
+        let tok = try requireTokenizer()
+        if chat { return tok.encode(try applyChatTemplate([ChatMessage(role: "user", content: prompt)]), addSpecialTokens: false) }
+        return tok.encode(prompt)
+    }
+
+    /// Greedy completions of `prompts` as chat user turns (`chat`), `batchSize` at a time, each
+    /// stopping at an end-of-sequence token or after `maxTokens`; `done(n)` after each batch.
+    public func greedyAnswers(_ prompts: [String], chat: Bool, maxTokens: Int, batchSize: Int,
+                              done: (Int) -> Void = { _ in }) throws -> [(text: String, tokens: Int)] {
+        let tok = try requireTokenizer(), size = Swift.max(1, batchSize)
+        var options = GenerationOptions(maxTokens: maxTokens)
+        options.sampling.temperature = 0
+        options.stopTokenIds = Set(eosTokenIds)
+        var out: [(text: String, tokens: Int)] = []
+        for s in stride(from: 0, to: prompts.count, by: size) {
+            let ids = try prompts[s..<Swift.min(prompts.count, s + size)].map { try promptIds($0, chat: chat) }
+            out += try Generator(model: lm).generate(prompts: ids, options: options).map {
+                (tok.decode($0.tokens, skipSpecialTokens: true), $0.tokens.count)
+            }
+            done(out.count)
+        }
+        return out
+    }
+
     /// Generates `options.n` completions. `onText(sample, piece)` streams decoded text as it
     /// becomes complete (multi-byte characters split across tokens are held back).
     public func generate(_ request: TextGenerationRequest, onText: (Int, String) -> Void = { _, _ in }) throws -> [TextCompletion] {
         let tok = try requireTokenizer()
-        let ids: [Int]
-        if request.chat {
-            let text = try applyChatTemplate([ChatMessage(role: "user", content: request.prompt)])
-            // The template already holds any BOS the model wants.
-            ids = tok.encode(text, addSpecialTokens: false)
-        } else {
-            ids = tok.encode(request.prompt)
-        }
+        let ids = try promptIds(request.prompt, chat: request.chat)
         var options = request.options
         options.stopTokenIds.formUnion(eosTokenIds)
         var decoders = (0..<options.n).map { _ in tok.makeStreamingDecoder(skipSpecialTokens: true) }

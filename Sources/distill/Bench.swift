@@ -1,4 +1,5 @@
 import ArgumentParser
+import DistillEval
 import DistillModels
 import Distillation
 import DistillNN
@@ -57,20 +58,13 @@ extension Bench {
             guard FileManager.default.fileExists(atPath: script) else {
                 throw CLIError("--compare: \(script) not found (run from the repository root)")
             }
-            let proc = Process()
-            proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            proc.arguments = [python, script, "--preset", preset, "--steps", "\(steps)", "--threads", "\(threads)", "--json"]
-            let out = Pipe(), err = Pipe()
-            proc.standardOutput = out
-            proc.standardError = err
-            do { try proc.run() } catch { throw CLIError("--compare: cannot run \(python): \(error)") }
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            let errText = String(data: err.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
-            proc.waitUntilExit()
-            guard proc.terminationStatus == 0,
-                  let line = String(data: data, encoding: .utf8)?.split(separator: "\n").last,
+            let r: ChildProcess.Output
+            do {
+                r = try ChildProcess.run("/usr/bin/env", [python, script, "--preset", preset, "--steps", "\(steps)", "--threads", "\(threads)", "--json"])
+            } catch { throw CLIError("--compare: cannot run \(python): \(error)") }
+            guard r.status == 0, let line = r.lastLine,
                   let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw CLIError("--compare: \(script) failed (is torch installed? pip install torch==2.5.1 transformers==4.46.3): \(errText.suffix(400))")
+                throw CLIError("--compare: \(script) failed (is torch installed? pip install torch==2.5.1 transformers==4.46.3): \(r.stderr.suffix(400))")
             }
             return obj
         }

@@ -1,3 +1,4 @@
+import DistillTensor
 import Foundation
 
 /// Runs async library work from a synchronous command: the work runs on Swift's concurrency
@@ -11,15 +12,4 @@ func runBlocking<T>(_ body: @escaping () async throws -> T) throws -> T {
     }
     done.wait()
     return try result.value!.get()
-}
-
-/// A value shared between a waiting command thread and its async work.
-final class LockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T
-    init(_ value: T) { stored = value }
-    var value: T {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
-    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DistillData
 import DistillModels
+import DistillTensor
 import Foundation
 
 struct Traces: ParsableCommand {

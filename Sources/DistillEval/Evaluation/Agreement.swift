@@ -22,14 +22,9 @@ extension Evaluator {
         // (ids, first position whose next-token prediction counts)
         var sequences: [(ids: [Int], from: Int)] = []
         switch task {
-        case .reasoning(let items):
-            for (item, answer) in zip(items, teacherOutputs.completions).prefix(o.agreementItems) {
-                let c = try contextIds(teacher, item.prompt)
-                sequences.append((c + tok.encode(answer, addSpecialTokens: false), c.count - 1))
-            }
-        case .generation(let items):
-            for (item, answer) in zip(items, teacherOutputs.completions).prefix(o.agreementItems) {
-                let c = try contextIds(teacher, item.prompt)
+        case .reasoning, .generation:
+            for (prompt, answer) in zip(task.prompts!, teacherOutputs.completions).prefix(o.agreementItems) {
+                let c = try contextIds(teacher, prompt)
                 sequences.append((c + tok.encode(answer, addSpecialTokens: false), c.count - 1))
             }
         case .classification(let items):

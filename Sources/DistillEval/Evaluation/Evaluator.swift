@@ -134,9 +134,9 @@ public enum Evaluator {
                                answers: extracted, completions: completions)
         case .classification(let items):
             var predictions: [String] = []
+            let tok = try model.requireTokenizer()
             for (k, item) in items.enumerated() {
                 let context = try contextIds(model, item.prompt)
-                let tok = try model.requireTokenizer()
                 var best = (score: -Double.infinity, choice: item.choices[0])
                 for choice in item.choices {
                     let continuation = tok.encode(continuationText(model, prompt: item.prompt, choice), addSpecialTokens: false)
@@ -164,11 +164,7 @@ public enum Evaluator {
 
     /// The prompt as the model reads it: a user turn in its chat template when it has one, else the text.
     static func contextIds(_ model: PretrainedModel, _ prompt: String) throws -> [Int] {
-        let tok = try model.requireTokenizer()
-        if model.chatTemplate != nil {
-            return tok.encode(try model.applyChatTemplate([ChatMessage(role: "user", content: prompt)]), addSpecialTokens: false)
-        }
-        return tok.encode(prompt)
+        try model.promptIds(prompt, chat: model.chatTemplate != nil)
     }
 
     /// A choice as it follows the prompt: as is after a chat template, else after a space unless
@@ -180,18 +176,8 @@ public enum Evaluator {
 
     /// Greedy answers, batched, stopping at the model's end-of-sequence tokens.
     static func answers(_ model: PretrainedModel, _ prompts: [String], options o: EvalOptions, done: (Int) -> Void) throws -> [String] {
-        let tok = try model.requireTokenizer()
-        var out: [String] = []
-        for s in stride(from: 0, to: prompts.count, by: max(1, o.batchSize)) {
-            let chunk = Array(prompts[s..<min(prompts.count, s + max(1, o.batchSize))])
-            var g = GenerationOptions(maxTokens: o.maxTokens)
-            g.sampling.temperature = 0
-            g.stopTokenIds = Set(model.eosTokenIds)
-            let seqs = try Generator(model: model.lm).generate(prompts: try chunk.map { try contextIds(model, $0) }, options: g)
-            out += seqs.map { tok.decode($0.tokens, skipSpecialTokens: true) }
-            done(out.count)
-        }
-        return out
+        try model.greedyAnswers(prompts, chat: model.chatTemplate != nil, maxTokens: o.maxTokens, batchSize: o.batchSize,
+                                done: done).map(\.text)
     }
 
     /// Σ log p(continuation | context).

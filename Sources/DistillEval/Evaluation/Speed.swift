@@ -36,16 +36,12 @@ extension Evaluator {
     }
 
     static func speedPrompts(_ model: PretrainedModel, task: EvalTask, count: Int) throws -> [[Int]] {
-        switch task {
-        case .reasoning(let items): return try items.prefix(count).map { try contextIds(model, $0.prompt) }
-        case .classification(let items): return try items.prefix(count).map { try contextIds(model, $0.prompt) }
-        case .generation(let items): return try items.prefix(count).map { try contextIds(model, $0.prompt) }
-        case .languageModeling(let text, _):
-            // Windows of 40 tokens from the text.
-            let ids = try model.requireTokenizer().encode(text)
-            let pieces = stride(from: 0, to: ids.count, by: 40).prefix(count).map { Array(ids[$0..<min(ids.count, $0 + 40)]) }
-            return pieces.isEmpty ? [[0]] : pieces
-        }
+        if let prompts = task.prompts { return try prompts.prefix(count).map { try contextIds(model, $0) } }
+        guard case .languageModeling(let text, _) = task else { return [] }
+        // Windows of 40 tokens from the text.
+        let ids = try model.requireTokenizer().encode(text)
+        let pieces = stride(from: 0, to: ids.count, by: 40).prefix(count).map { Array(ids[$0..<min(ids.count, $0 + 40)]) }
+        return pieces.isEmpty ? [[0]] : pieces
     }
 
     /// The q-quantile by the nearest-rank method (q = 0.5: the median of an odd count, the

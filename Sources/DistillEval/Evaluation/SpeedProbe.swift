@@ -22,21 +22,14 @@ public enum SpeedProbe {
     /// (snake_case keys) from the last line of its standard output.
     public static func childProcess(executable: String, arguments: [String]) -> @Sendable (ModelSpec) throws -> SpeedMeasurement {
         { spec in
-            let proc = Process()
-            proc.executableURL = URL(fileURLWithPath: executable)
-            proc.arguments = arguments + ["--model", spec.path]
-            let out = Pipe(), err = Pipe()
-            proc.standardOutput = out
-            proc.standardError = err
-            do { try proc.run() } catch { throw EvalError.invalidInput("cannot start \(executable) to measure \(spec.name): \(error)") }
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            let errText = String(data: err.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
-            proc.waitUntilExit()
+            let r: ChildProcess.Output
+            do { r = try ChildProcess.run(executable, arguments + ["--model", spec.path]) } catch {
+                throw EvalError.invalidInput("cannot start \(executable) to measure \(spec.name): \(error)")
+            }
             let dec = JSONDecoder()
             dec.keyDecodingStrategy = .convertFromSnakeCase
-            guard proc.terminationStatus == 0, let line = String(data: data, encoding: .utf8)?.split(separator: "\n").last,
-                  let s = try? dec.decode(SpeedMeasurement.self, from: Data(line.utf8)) else {
-                throw EvalError.invalidInput("measuring \(spec.name) in a child process failed (status \(proc.terminationStatus)): \(errText.suffix(400))")
+            guard r.status == 0, let line = r.lastLine, let s = try? dec.decode(SpeedMeasurement.self, from: Data(line.utf8)) else {
+                throw EvalError.invalidInput("measuring \(spec.name) in a child process failed (status \(r.status)): \(r.stderr.suffix(400))")
             }
             return s
         }

@@ -55,12 +55,25 @@ public enum EvalTask: Sendable {
         }
     }
 
-    public var count: Int {
+    /// The items' prompts (nil for a language-modelling text).
+    public var prompts: [String]? {
         switch self {
-        case .reasoning(let i): return i.count
-        case .classification(let i): return i.count
-        case .generation(let i): return i.count
-        case .languageModeling: return 1
+        case .reasoning(let i): return i.map(\.prompt)
+        case .classification(let i): return i.map(\.prompt)
+        case .generation(let i): return i.map(\.prompt)
+        case .languageModeling: return nil
+        }
+    }
+
+    public var count: Int { prompts?.count ?? 1 }
+
+    /// The first `n` items (a text stays whole).
+    public func prefix(_ n: Int) -> EvalTask {
+        switch self {
+        case .reasoning(let i): return .reasoning(Array(i.prefix(n)))
+        case .classification(let i): return .classification(Array(i.prefix(n)))
+        case .generation(let i): return .generation(Array(i.prefix(n)))
+        case .languageModeling: return self
         }
     }
 
@@ -86,13 +99,7 @@ public enum EvalTask: Sendable {
             return .languageModeling(text: text, source: name)
         }
         let task = try parse(lines: try TraceJSONL.lines(path: name), file: name)
-        guard let limit else { return task }
-        switch task {
-        case .reasoning(let i): return .reasoning(Array(i.prefix(limit)))
-        case .classification(let i): return .classification(Array(i.prefix(limit)))
-        case .generation(let i): return .generation(Array(i.prefix(limit)))
-        case .languageModeling: return task
-        }
+        return limit.map(task.prefix) ?? task
     }
 
     static func parse(lines: [(line: Int, text: String)], file: String) throws -> EvalTask {

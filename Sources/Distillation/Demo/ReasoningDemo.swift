@@ -54,19 +54,9 @@ public enum DemoModels {
     /// Greedy answers to `problems` (batched), the share whose final answer is right, and decode speed.
     public static func evaluate(_ model: PretrainedModel, _ problems: [WordProblem], batch: Int = 64, maxTokens: Int = 64)
         throws -> (accuracy: Double, tokensPerSecond: Double, completions: [String]) {
-        let tok = try model.requireTokenizer()
-        var completions: [String] = [], generated = 0
         let start = Date()
-        for s in stride(from: 0, to: problems.count, by: batch) {
-            let chunk = problems[s..<min(problems.count, s + batch)]
-            let prompts = try chunk.map { tok.encode(try model.applyChatTemplate([ChatMessage(role: "user", content: $0.prompt)]),
-                                                     addSpecialTokens: false) }
-            var o = GenerationOptions(maxTokens: maxTokens)
-            o.sampling.temperature = 0
-            o.stopTokenIds = Set(model.eosTokenIds)
-            let out = try Generator(model: model.lm).generate(prompts: prompts, options: o)
-            for g in out { completions.append(tok.decode(g.tokens, skipSpecialTokens: true)); generated += g.tokens.count }
-        }
+        let answers = try model.greedyAnswers(problems.map(\.prompt), chat: true, maxTokens: maxTokens, batchSize: batch)
+        let completions = answers.map(\.text), generated = answers.reduce(0) { $0 + $1.tokens }
         let secs = Date().timeIntervalSince(start)
         // Right = the answer after the last "####" equals the reference (the verifiers' number rules).
         let extractor = AnswerExtractor(rules: [.gsm8k]), equal = MathEquivalence()

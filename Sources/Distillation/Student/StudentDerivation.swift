@@ -154,7 +154,8 @@ public enum StudentDerivation {
                                                                 up: teacherTensor(prefix + "up_proj.weight"),
                                                                 down: teacherTensor(prefix + "down_proj.weight"), keep: s.intermediate)
                     }
-                    value = kind == "down_proj" ? selectColumns(value, kept[layer]!) : selectRows(value, kept[layer]!)
+                    let neurons = kept[layer]!, w = value
+                    value = withoutGradients { w.indexSelect(neurons, axis: kind == "down_proj" ? 1 : 0) }
                 }
                 guard value.shape == p.shape else {
                     throw StudentError.teacher("no tensor '\(from)' of shape \(p.shape) in the teacher for student '\(name)'")
@@ -206,20 +207,6 @@ public enum StudentDerivation {
         }
         let order = (0..<i).sorted { score[$0] != score[$1] ? score[$0] > score[$1] : $0 < $1 }
         return order.prefix(keep).sorted()
-    }
-
-    static func selectRows(_ w: Tensor, _ rows: [Int]) -> Tensor {
-        let cols = w.shape[1], v = w.scalars
-        var out = [Float](); out.reserveCapacity(rows.count * cols)
-        for r in rows { out += v[(r * cols)..<((r + 1) * cols)] }
-        return Tensor(out, shape: [rows.count, cols])
-    }
-
-    static func selectColumns(_ w: Tensor, _ columns: [Int]) -> Tensor {
-        let rows = w.shape[0], n = w.shape[1], v = w.scalars
-        var out = [Float](); out.reserveCapacity(rows * columns.count)
-        for r in 0..<rows { for c in columns { out.append(v[r * n + c]) } }
-        return Tensor(out, shape: [rows, columns.count])
     }
 
     /// `model.layers.i.…` → `model.layers.map[i].…`; other names are unchanged.
