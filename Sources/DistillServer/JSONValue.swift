@@ -146,6 +146,16 @@ public struct OpenAIError: Error, Equatable, CustomStringConvertible {
         OpenAIError(status: 400, message: message, type: "invalid_request_error", param: param, code: code)
     }
 
+    /// A scheduler's failure as the API reports it: 503 while shutting down or cancelled, 400 for
+    /// a job whose own options or prompt made generation fail.
+    init(_ e: GenerationSchedulerError) {
+        switch e {
+        case .shuttingDown: self.init(status: 503, message: "the server is shutting down", type: "server_error")
+        case .cancelled: self.init(status: 503, message: "generation was cancelled", type: "server_error")
+        case .generation(let m): self = .invalidRequest(m)
+        }
+    }
+
     public var description: String { "\(status) \(type): \(message)" }
 
     struct Body: Encodable {

@@ -43,7 +43,7 @@ public final class OpenAIServer: @unchecked Sendable {
     public let tokenizer: Tokenizer
     /// The model's context (`max_position_embeddings`), when its config says.
     public let contextLength: Int?
-    let scheduler: BatchScheduler
+    let scheduler: GenerationScheduler
     let created = Int(Date().timeIntervalSince1970)
     /// Largest request body accepted.
     public var maxBodyBytes = 64 << 20
@@ -59,7 +59,7 @@ public final class OpenAIServer: @unchecked Sendable {
         self.modelName = modelName ?? OpenAIServer.defaultName(model.path)
         contextLength = try? model.config.int("max_position_embeddings")
         let tok = tokenizer
-        scheduler = BatchScheduler(lm: model.lm, decode: { tok.decode($0, skipSpecialTokens: true) },
+        scheduler = GenerationScheduler(lm: model.lm, decode: { tok.decode($0, skipSpecialTokens: true) },
                                    maxBatch: maxBatch, window: batchWindow)
     }
 
@@ -189,11 +189,7 @@ public final class OpenAIServer: @unchecked Sendable {
     }
 
     func submit(_ items: [GenerationItem]) -> (AsyncStream<GenerationEvent>, CancellationFlag) {
-        let flag = CancellationFlag()
-        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
-        continuation.onTermination = { _ in flag.set() }
-        scheduler.submit(GenerationJob(items: items, events: continuation, cancelled: flag))
-        return (stream, flag)
+        scheduler.submit(items)
     }
 
     /// Waits for a job's sequences.
@@ -202,10 +198,10 @@ public final class OpenAIServer: @unchecked Sendable {
             switch event {
             case .token: continue
             case .finished(let seqs): return seqs
-            case .failed(let e): throw e
+            case .failed(let e): throw OpenAIError(e)
             }
         }
-        throw OpenAIError(status: 503, message: "generation was cancelled", type: "server_error")
+        throw OpenAIError(.cancelled)
     }
 
     func chatCompletions(_ body: JSONValue) async throws -> Response {
@@ -316,7 +312,7 @@ public final class OpenAIServer: @unchecked Sendable {
                 }
                 return
             case .failed(let e):
-                throw e
+                throw OpenAIError(e)
             }
         }
     }
@@ -351,7 +347,7 @@ public final class OpenAIServer: @unchecked Sendable {
                 }
                 return
             case .failed(let e):
-                throw e
+                throw OpenAIError(e)
             }
         }
     }

@@ -45,6 +45,9 @@ struct Demo: ParsableCommand {
     @Option(help: "word-problems: student decoder layers (derived from the teacher).") var studentLayers = 2
     @Option(help: "word-problems: student MLP width (the teacher's most important neurons).") var studentIntermediate = 64
     @Option(help: "word-problems: students' peak learning rate.") var studentLr: Float = 2e-3
+    @Option(help: "word-problems: sequences per student step.") var studentBatch = 16
+    @Option(help: ArgumentHelp("word-problems: teacher layers the students copy, comma-separated (default: first and last).", valueName: "i,j,…"))
+    var studentLayerMap: String?
     @Option(help: "word-problems: weight of the soft (KL) term in the distilled student's loss, 0...1.") var alpha: Float = 0.5
     @Option(help: "word-problems: KD temperature.") var kdTemperature: Float = 2
     @Option(help: "word-problems: weight of the hidden-state (feature) term in the distilled student's loss.") var featureWeight: Float = 0
@@ -94,9 +97,9 @@ struct Demo: ParsableCommand {
 
     func runWordProblems() throws {
         let studentSteps = self.studentSteps ?? 1000
-        guard trainPrompts > 0, testPrompts > 0, samples > 0, studentSteps > 0, studentLayers > 0, studentIntermediate > 0, studentLr > 0,
+        guard trainPrompts > 0, testPrompts > 0, samples > 0, studentSteps > 0, studentLayers > 0, studentIntermediate > 0, studentLr > 0, studentBatch > 0,
               (0...1).contains(alpha), kdTemperature > 0, featureWeight >= 0, (0...1).contains(onPolicy) else {
-            throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr and --kd-temperature must be positive, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
+            throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr, --student-batch and --kd-temperature must be positive, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
         }
         var o = ReasoningDemo.Options()
         o.teacherPath = teacher
@@ -108,6 +111,8 @@ struct Demo: ParsableCommand {
         o.studentLayers = studentLayers
         o.studentIntermediate = studentIntermediate
         o.learningRate = studentLr
+        o.batchSize = studentBatch
+        o.studentLayerMap = studentLayerMap.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) ?? -1 } }
         o.alpha = alpha
         o.temperature = kdTemperature
         o.featureWeight = featureWeight
@@ -122,7 +127,7 @@ struct Demo: ParsableCommand {
                     switch event {
                     case .loaded(let n): log("teacher: \(n) parameters (\(o.teacherPath))\n")
                     case let .traces(done, total, kept):
-                        log("\rtraces: \(done)/\(total) problems, \(kept) kept" + (done == total ? "\n" : ""))
+                        log("\rtraces: \(done)/\(total) problems" + (kept.map { ", \($0) kept\n" } ?? ""))
                     case let .training(model, step, total, loss):
                         log("\r\(model): step \(step)/\(total) loss \(String(format: "%.4f", loss))   " + (step == total ? "\n" : ""))
                     case .evaluating(let model): log("evaluating \(model)\n")

@@ -38,9 +38,12 @@ struct StudentShape: ParsableArguments {
     @Option(help: "Student attention (query) heads.") var heads: Int
     @Option(help: "Student key/value heads (divides --heads).") var kvHeads: Int
     @Option(help: "Student MLP intermediate size.") var intermediate: Int
+    @Option(help: ArgumentHelp("Teacher layers copied into the student's, comma-separated and increasing (e.g. 0,3); default: a uniform pick keeping the first and last.", valueName: "i,j,…"))
+    var layerMap: String?
 
     func options(seed: UInt64) -> StudentOptions {
-        StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, intermediate: intermediate, seed: seed)
+        StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, intermediate: intermediate, seed: seed,
+                       layerMap: layerMap.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) ?? -1 } })
     }
 
     func validate() throws {

@@ -71,16 +71,33 @@ final class ClientLocalTeacherTests: XCTestCase {
         XCTAssertNil(a.completions[0].logprobs)
     }
 
-    func testConcurrentCallsRunOneAtATime() async throws {
+    /// Concurrent requests are generated in shared batches, each with the answer it gets alone
+    /// (greedy and seeded sampling, different prompts and lengths).
+    func testConcurrentCallsAreBatchedWithTheirOwnAnswers() async throws {
         let teacher = try makeTeacher()
-        let sampling = TeacherSampling(n: 1, temperature: 0, maxTokens: 4)
-        let alone = try await teacher.complete(messages: [.user("hello")], sampling: sampling)
-        let together = try await withThrowingTaskGroup(of: TeacherResponse.self) { group in
-            for _ in 0..<4 { group.addTask { try await teacher.complete(messages: [.user("hello")], sampling: sampling) } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        let prompts = ["hello", "What is 2 + 2?", "Tell me a story about a cat", "x", "Name three colours", "ok"]
+        func sampling(_ i: Int) -> TeacherSampling {
+            i % 2 == 0 ? TeacherSampling(n: 1, temperature: 0, maxTokens: 4 + i, logprobs: true, topLogprobs: 2)
+                : TeacherSampling(n: 2, temperature: 0.9, maxTokens: 6, seed: UInt64(40 + i))
         }
-        XCTAssertEqual(together.count, 4)
-        for r in together { XCTAssertEqual(r, alone) }
+        var alone: [TeacherResponse] = []
+        for (i, p) in prompts.enumerated() { alone.append(try await teacher.complete(messages: [.user(p)], sampling: sampling(i))) }
+        let batchesBefore = teacher.batchCount
+        XCTAssertEqual(batchesBefore, prompts.count)
+        let together = try await withThrowingTaskGroup(of: (Int, TeacherResponse).self) { group in
+            for (i, p) in prompts.enumerated() {
+                group.addTask { (i, try await teacher.complete(messages: [.user(p)], sampling: sampling(i))) }
+            }
+            return try await group.reduce(into: [Int: TeacherResponse]()) { $0[$1.0] = $1.1 }
+        }
+        for i in prompts.indices {
+            XCTAssertEqual(together[i]?.completions.map(\.text), alone[i].completions.map(\.text), "prompt \(i)")
+            XCTAssertEqual(together[i]?.usage, alone[i].usage)
+            for (a, b) in zip(together[i]!.completions, alone[i].completions) {
+                for (x, y) in zip(a.logprobs ?? [], b.logprobs ?? []) { XCTAssertEqual(x.logprob, y.logprob, accuracy: 1e-5) }
+            }
+        }
+        XCTAssertLessThan(teacher.batchCount - batchesBefore, prompts.count, "concurrent requests share batches")
     }
 
     func testPromptTooLongForTheModel() async throws {

@@ -1,37 +1,36 @@
 import DistillModels
 import Foundation
 
-/// A teacher running in this process: a `PretrainedModel` and `Generator`.
+/// A teacher running in this process: a `PretrainedModel` behind a `GenerationScheduler`.
 ///
-/// Generation is CPU-bound and synchronous, so it runs on a dedicated serial dispatch queue, one
-/// request at a time, never on Swift's cooperative pool (whose few threads it would block).
+/// Generation is CPU-bound and synchronous, so it runs on the scheduler's own thread, never on
+/// Swift's cooperative pool (whose few threads it would block). Requests made concurrently are
+/// generated together in batches of up to `maxBatch` sequences (continuous batching, as a
+/// server does); each keeps its own seed, so its answer does not depend on its neighbours.
 /// Chat prompts go through the model's chat template; text prompts are encoded as they are.
 /// Token strings in log-probabilities are the decoded text of each token id.
 public final class LocalTeacherClient: TeacherClient, @unchecked Sendable {
-    // The model is used only on `queue`.
     private let model: PretrainedModel
-    private let queue: DispatchQueue
+    private let scheduler: GenerationScheduler
     public let modelName: String
 
-    public init(model: PretrainedModel, name: String? = nil) throws {
-        _ = try model.requireTokenizer()
+    /// - Parameter maxBatch: most sequences (prompts × n) generated in one batch.
+    public init(model: PretrainedModel, name: String? = nil, maxBatch: Int = 64) throws {
+        let tok = try model.requireTokenizer()
         self.model = model
         modelName = name ?? model.path
-        queue = DispatchQueue(label: "distill.local-teacher", qos: .userInitiated)
+        scheduler = GenerationScheduler(lm: model.lm, decode: { tok.decode($0, skipSpecialTokens: true) },
+                                        maxBatch: maxBatch, window: 0)
     }
 
-    public func complete(_ prompt: TeacherPrompt, sampling: TeacherSampling) async throws -> TeacherResponse {
-        try sampling.validate()
+    deinit { scheduler.stop() }
+
+    /// Generator batches run so far (concurrent requests share batches).
+    public var batchCount: Int { scheduler.batches }
+
+    public func complete(_ prompt: TeacherPrompt, sampling s: TeacherSampling) async throws -> TeacherResponse {
+        try s.validate()
         try Task.checkCancellation()
-        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<TeacherResponse, Error>) in
-            queue.async {
-                c.resume(with: Result { try self.generate(prompt, sampling: sampling) })
-            }
-        }
-    }
-
-    /// The synchronous work, on `queue`.
-    private func generate(_ prompt: TeacherPrompt, sampling s: TeacherSampling) throws -> TeacherResponse {
         let tok = try model.requireTokenizer()
         let ids: [Int]
         switch prompt {
@@ -56,7 +55,7 @@ public final class LocalTeacherClient: TeacherClient, @unchecked Sendable {
         let decode = { (t: [Int]) in tok.decode(t, skipSpecialTokens: true) }
         let sequences: [GeneratedSequence]
         do {
-            sequences = try Generator(model: model.lm).generate(prompts: [ids], options: options, decode: decode)
+            sequences = try await scheduler.generate([GenerationItem(prompt: ids, options: options, samplerStream: 0)])
         } catch {
             throw TeacherClientError.local("\(error)")
         }

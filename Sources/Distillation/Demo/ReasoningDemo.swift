@@ -131,6 +131,8 @@ public enum ReasoningDemo {
         /// the teacher, see `StudentDerivation`); at most a quarter of the teacher's parameters.
         public var studentLayers = 2
         public var studentIntermediate = 64
+        /// Teacher layers the students copy (nil: the uniform pick, first and last).
+        public var studentLayerMap: [Int]?
         public var studentSteps = 1000
         public var batchSize = 16
         public var learningRate: Float = 2e-3
@@ -169,7 +171,8 @@ public enum ReasoningDemo {
 
     public enum Progress {
         case loaded(teacherParameters: Int)
-        case traces(done: Int, total: Int, kept: Int)
+        /// Answers received so far; `kept` (traces that passed the verifiers) once all are in.
+        case traces(done: Int, total: Int, kept: Int?)
         case training(model: String, step: Int, total: Int, loss: Float)
         case evaluating(model: String)
     }
@@ -188,21 +191,38 @@ public enum ReasoningDemo {
         let trainSet = WordProblems.generate(count: o.trainPrompts, seed: o.seed, idPrefix: "train")
         let testSet = WordProblems.generate(count: o.testPrompts, seed: o.seed &+ 1, idPrefix: "test")
 
-        // 1–2. Traces from the teacher, rejection-sampled.
-        let client = try LocalTeacherClient(model: teacher, name: "demo-teacher")
+        // 1–2. Traces from the teacher, rejection-sampled. Requests go out concurrently (the local
+        // client batches them, as a server would); answers are taken in problem order.
+        let client = try LocalTeacherClient(model: teacher, name: "demo-teacher", maxBatch: 64)
         let sampler = RejectionSampler(verifier: MathVerifier(), keepPolicy: .allCorrect)
         var stats = SamplingStatistics()
         var kept: [ChatRecord] = []
+        let inFlight = max(1, 64 / o.samplesPerPrompt)
+        var responses = [TeacherResponse?](repeating: nil, count: trainSet.count)
+        try await withThrowingTaskGroup(of: (Int, TeacherResponse).self) { group in
+            var next = 0, done = 0
+            func launch() {
+                let i = next, p = trainSet[i]
+                let sampling = TeacherSampling(n: o.samplesPerPrompt, temperature: o.traceTemperature, maxTokens: 64,
+                                               seed: o.seed &* 1_000_003 &+ UInt64(i))
+                group.addTask { (i, try await client.complete(.chat([.user(p.prompt)]), sampling: sampling)) }
+                next += 1
+            }
+            while next < min(inFlight, trainSet.count) { launch() }
+            while let (i, response) = try await group.next() {
+                responses[i] = response
+                done += 1
+                if next < trainSet.count { launch() }
+                if done % 50 == 0 && done < trainSet.count { progress(.traces(done: done, total: trainSet.count, kept: nil)) }
+            }
+        }
         for (i, p) in trainSet.enumerated() {
             let prompt = TracePrompt(id: p.id, text: p.prompt, answer: String(p.answer), source: "word-problems")
-            let sampling = TeacherSampling(n: o.samplesPerPrompt, temperature: o.traceTemperature, maxTokens: 64,
-                                           seed: o.seed &* 1_000_003 &+ UInt64(i))
-            let response = try await client.complete(.chat([.user(p.prompt)]), sampling: sampling)
-            let result = sampler.sample(prompt: prompt, candidates: response.completions.map(\.text))
+            let result = sampler.sample(prompt: prompt, candidates: responses[i]!.completions.map(\.text))
             stats.add(result)
             kept += result.records()
-            progress(.traces(done: i + 1, total: trainSet.count, kept: kept.count))
         }
+        progress(.traces(done: trainSet.count, total: trainSet.count, kept: kept.count))
         try ChatRecordFile.write(kept, to: out.appendingPathComponent("traces.jsonl").path)
         try stats.write(to: out.appendingPathComponent("stats.json").path)
 
@@ -213,7 +233,7 @@ public enum ReasoningDemo {
         guard !traces.isEmpty else { throw TrainerError.invalidConfiguration("the teacher's traces were all rejected") }
         let tc = try teacher.architecture.decoderConfig(teacher.config)
         let shape = StudentOptions(layers: o.studentLayers, hidden: tc.hidden, heads: tc.heads, kvHeads: tc.kvHeads,
-                                   intermediate: o.studentIntermediate, seed: o.seed)
+                                   intermediate: o.studentIntermediate, seed: o.seed, layerMap: o.studentLayerMap)
         let probe = try StudentDerivation.derive(from: teacher, options: shape)
         guard probe.ratio <= 0.25 else {
             throw TrainerError.invalidConfiguration(String(format: "the students would have %.1f%% of the teacher's parameters; at most 25%% allowed (fewer layers or a smaller intermediate size)", 100 * probe.ratio))
@@ -225,6 +245,7 @@ public enum ReasoningDemo {
                                          learningRate: .warmupCosine(peak: o.learningRate, warmup: 20, total: o.studentSteps, floor: 1e-4),
                                          weightDecay: 0.01, maxGradNorm: 1, seed: o.seed)
             c.featureMap = .uniform(studentLayers: o.studentLayers, teacherLayers: tc.layers)
+            if let map = o.studentLayerMap { c.featureMap = try LayerMap(map.enumerated().map { (student: $0, teacher: $1) }) }
             // One metrics line per step (report curves); a rerun starts the log afresh.
             let log = URL(fileURLWithPath: s.path).appendingPathComponent("metrics.jsonl")
             try FileManager.default.createDirectory(atPath: s.path, withIntermediateDirectories: true)
@@ -235,7 +256,15 @@ public enum ReasoningDemo {
                                                   stopTokenIds: Set(teacher.eosTokenIds))
             }
             let plan: TrainingPlan = t == nil ? .hardOnly : .kd(alpha: o.alpha, temperature: o.temperature, feature: o.featureWeight)
-            let trainer = Trainer(student: s.lm, teacher: t, train: data, plan: plan, configuration: c)
+            // With only the soft term from the teacher, its logits for each trace are computed once
+            // and remembered across epochs; hidden states and on-policy steps need the live model.
+            let trainer: Trainer
+            if let t, o.featureWeight == 0, o.onPolicyFraction == 0 {
+                trainer = Trainer(student: s.lm, teacherSource: MemoizedTeacher(LocalTeacher(lm: t)), train: data, plan: plan,
+                                  configuration: c)
+            } else {
+                trainer = Trainer(student: s.lm, teacher: t, train: data, plan: plan, configuration: c)
+            }
             trainer.onEvent = { event in
                 if case .step(let m) = event, m.step % 25 == 0 || m.step == o.studentSteps {
                     progress(.training(model: name, step: m.step, total: o.studentSteps, loss: m.loss))

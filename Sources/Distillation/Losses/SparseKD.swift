@@ -108,6 +108,18 @@ public struct SparseTeacherTargets: Equatable, Sendable {
                                  k: k, vocabularySize: vocabularySize, restMass: order.map { restMass[$0] })
     }
 
+    /// The rows of `views` one after another (all with the same k and vocabulary).
+    public static func concatenating(_ views: [SparseTeacherTargets]) throws -> SparseTeacherTargets {
+        guard let first = views.first else {
+            throw DistillationLossError.invalidArgument(loss: "SparseTeacherTargets", reason: "nothing to concatenate")
+        }
+        guard views.allSatisfy({ $0.k == first.k && $0.vocabularySize == first.vocabularySize }) else {
+            throw DistillationLossError.invalidArgument(loss: "SparseTeacherTargets", reason: "views with different k or vocabulary")
+        }
+        return try SparseTeacherTargets(ids: views.flatMap(\.ids), logprobs: views.flatMap(\.logprobs), k: first.k,
+                                        vocabularySize: first.vocabularySize, restMass: views.flatMap(\.restMass))
+    }
+
     /// A view of `index.count` rows where row r is this view's row `index[r]`, or, where
     /// `index[r]` is -1, a placeholder (ids 0..<k at probability 0, rest mass 1) for a row that a
     /// loss mask leaves out.

@@ -28,14 +28,18 @@ public struct StudentOptions: Equatable, Sendable {
     public var intermediate: Int
     /// Seed of the random initialisation (unused when the weights are copied).
     public var seed: UInt64
+    /// The teacher layer copied into each student layer, strictly increasing; nil = the uniform
+    /// pick (`StudentDerivation.layerMap`). Used only when the student is copied from the teacher.
+    public var layerMap: [Int]?
 
-    public init(layers: Int, hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, seed: UInt64 = 0) {
+    public init(layers: Int, hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, seed: UInt64 = 0, layerMap: [Int]? = nil) {
         self.layers = layers
         self.hidden = hidden
         self.heads = heads
         self.kvHeads = kvHeads
         self.intermediate = intermediate
         self.seed = seed
+        self.layerMap = layerMap
     }
 
     /// Checks the options on their own; errors name the CLI option.
@@ -53,6 +57,24 @@ public struct StudentOptions: Equatable, Sendable {
         guard (hidden / heads) % 2 == 0 else {
             throw StudentError.invalidOption("--heads", "head dimension --hidden / --heads = \(hidden / heads) must be even (rotary embeddings)")
         }
+        if let map = layerMap {
+            guard map.count == layers else {
+                throw StudentError.invalidOption("--layer-map", "\(map.count) teacher layers given for \(layers) student layers")
+            }
+            guard map.allSatisfy({ $0 >= 0 }), zip(map, map.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw StudentError.invalidOption("--layer-map", "teacher layers must be ≥ 0 and strictly increasing, found \(map)")
+            }
+        }
+    }
+
+    /// The layer map for a teacher of `teacherLayers` layers: the given one (checked against the
+    /// teacher's depth) or the uniform pick.
+    func resolvedLayerMap(teacherLayers lt: Int) throws -> [Int] {
+        guard let map = layerMap else { return StudentDerivation.layerMap(teacherLayers: lt, studentLayers: layers) }
+        if let bad = map.first(where: { $0 >= lt }) {
+            throw StudentError.invalidOption("--layer-map", "teacher layer \(bad) does not exist (the teacher has \(lt) layers)")
+        }
+        return map
     }
 }
 
@@ -118,7 +140,7 @@ public enum StudentDerivation {
             json["head_dim"] = (o.hidden == t.hidden && o.heads == t.heads) ? t.headDim : o.hidden / o.heads
         }
         if let types = json["layer_types"] as? [Any], types.count == t.layers {
-            json["layer_types"] = layerMap(teacherLayers: t.layers, studentLayers: o.layers).map { types[$0] }
+            json["layer_types"] = try o.resolvedLayerMap(teacherLayers: t.layers).map { types[$0] }
         }
         return ModelConfig(json: json, source: "student config.json")
     }
@@ -137,7 +159,7 @@ public enum StudentDerivation {
             && s.vocabSize == t.vocabSize && s.tieEmbeddings == t.tieEmbeddings && s.qkvBias == t.qkvBias
         let initialization: DerivedStudent.Initialization
         if sameAttention && s.intermediate <= t.intermediate {
-            let map = layerMap(teacherLayers: t.layers, studentLayers: s.layers)
+            let map = try options.resolvedLayerMap(teacherLayers: t.layers)
             let source = Dictionary(teacher.lm.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
             func teacherTensor(_ name: String) throws -> Tensor {
                 guard let tp = source[name] else { throw StudentError.teacher("no tensor '\(name)' in the teacher") }

@@ -69,6 +69,48 @@ final class TrainerTeacherSourceTests: XCTestCase {
         }
     }
 
+    /// A memoized teacher trains the student exactly as the live teacher does, over several
+    /// epochs, while asking its base about each distinct sequence once; full and sparse bases.
+    func testMemoizedTeacherAsksOncePerSequence() throws {
+        let t = TinyCorpus.teacher()
+        for sparse in [false, true] {
+            var c = TrainerConfiguration(totalSteps: 9, batchSize: 3, layout: .padToLongest(padId: 0), order: .shuffled(seed: 3),
+                                         learningRate: .constant(3e-3), maxGradNorm: nil, seed: 1)
+            let train = TinyCorpus.sequences(9, seed: 4).map { s in
+                TokenSequence(s.ids, lossMask: s.ids.indices.map { $0 == 0 || $0 % 3 != 1 })
+            }
+            let counting = ExactSourceTeacher(t, sparse: sparse, temperature: 2)
+            let memo = MemoizedTeacher(counting)
+            let a = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacherSource: ExactSourceTeacher(t, sparse: sparse, temperature: 2),
+                            train: train, plan: .kd(alpha: 0.6, temperature: 2), configuration: c)
+            let b = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacherSource: memo,
+                            train: train, plan: .kd(alpha: 0.6, temperature: 2), configuration: c)
+            for _ in 0..<9 {          // three epochs of 9 sequences, 3 per step
+                let ma = try a.trainStep(), mb = try b.trainStep()
+                XCTAssertEqual(ma.loss, mb.loss, "sparse \(sparse)")
+            }
+            XCTAssertEqual(maxRelativeDifference(a.student, b.student), 0)
+            XCTAssertEqual(memo.misses, 9, "each sequence computed once")
+            XCTAssertEqual(memo.hits, 18)
+            XCTAssertEqual(counting.calls, 3, "the base is asked only in the first epoch")
+            XCTAssertGreaterThan(memo.memoBytes, 0)
+        }
+        // Other positions of a remembered sequence are computed afresh; a repeated sequence in one
+        // request is computed once; rows come back in request order.
+        let base = ExactSourceTeacher(t, sparse: false, temperature: 1)
+        let memo = MemoizedTeacher(base)
+        let seqs = TinyCorpus.sequences(2, seed: 8).map(\.ids)
+        _ = try memo.view(of: [seqs[0]], positions: [[0, 1]])
+        guard case .full(let got) = try memo.view(of: [seqs[1], seqs[0], seqs[1]], positions: [[2], [1, 2], [2]]),
+              case .full(let want) = try LocalTeacher(lm: t).view(of: [seqs[1], seqs[0], seqs[1]], positions: [[2], [1, 2], [2]])
+        else { return XCTFail("view kinds") }
+        XCTAssertEqual(got.shape, want.shape)
+        XCTAssertEqual(got.scalars, want.scalars)
+        XCTAssertEqual(memo.misses, 3)
+        XCTAssertEqual(base.calls, 2)
+        XCTAssertThrowsError(try memo.view(of: [seqs[0]], positions: [[999]]))
+    }
+
     /// Top-k log-probabilities with k = V at the loss temperature: sparse KD equals the soft-target KL.
     func testSparseSourceWithFullKMatchesLocalTeacher() throws {
         let t = TinyCorpus.teacher()

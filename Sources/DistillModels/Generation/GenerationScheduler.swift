@@ -1,43 +1,69 @@
-import DistillModels
 import DistillNN
 import Foundation
 
 /// What a generation job reports to the request that submitted it.
-enum GenerationEvent: Sendable {
+public enum GenerationEvent: Sendable {
     /// A new token of choice `row` (the job's rows: prompt 0's n samples, then prompt 1's, …).
     case token(row: Int, GeneratedToken)
     /// All rows finished.
     case finished([GeneratedSequence])
-    case failed(OpenAIError)
+    case failed(GenerationSchedulerError)
+}
+
+/// Why a scheduled job failed.
+public enum GenerationSchedulerError: Error, Equatable, CustomStringConvertible {
+    /// The scheduler stopped before the job ran.
+    case shuttingDown
+    /// The job's own generation failed (bad options or prompt); the message says why.
+    case generation(String)
+    /// Nobody waits for the job's events any more.
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .shuttingDown: return "the generation scheduler is shutting down"
+        case .generation(let m): return m
+        case .cancelled: return "generation was cancelled"
+        }
+    }
 }
 
 /// A flag the request side sets when nobody waits for a job any more (a streaming client hung up).
-final class CancellationFlag: @unchecked Sendable {
+public final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
+    public init() {}
+    public var isSet: Bool { lock.withLock { value } }
+    public func set() { lock.withLock { value = true } }
 }
 
 /// One request's prompts with their options, waiting for a batch.
-struct GenerationJob: Sendable {
-    var items: [GenerationItem]
-    var events: AsyncStream<GenerationEvent>.Continuation
-    var cancelled: CancellationFlag
+public struct GenerationJob: Sendable {
+    public var items: [GenerationItem]
+    public var events: AsyncStream<GenerationEvent>.Continuation
+    public var cancelled: CancellationFlag
+
+    public init(items: [GenerationItem], events: AsyncStream<GenerationEvent>.Continuation, cancelled: CancellationFlag) {
+        self.items = items
+        self.events = events
+        self.cancelled = cancelled
+    }
 
     var rows: Int { items.reduce(0) { $0 + $1.options.n } }
 }
 
-/// Runs generation on a dedicated thread, off the server's event loops and off Swift's cooperative
-/// pool. Requests that arrive while a batch runs (or within `window` of the first one waiting)
-/// are run together as one `Generator` batch, up to `maxBatch` sequences; each keeps its own
-/// sampling options, stop conditions and seeds (`Generator.generate(items:)`), so its output does
-/// not depend on its neighbours.
-final class BatchScheduler: @unchecked Sendable {
+/// Continuous batching of generation requests for a server or an in-process teacher.
+///
+/// Runs generation on a dedicated thread, off event loops and off Swift's cooperative pool.
+/// Requests that arrive while a batch runs (or within `window` of the first one waiting) are run
+/// together as one `Generator` batch, up to `maxBatch` sequences; each keeps its own sampling
+/// options, stop conditions and seeds (`Generator.generate(items:)`), so its output does not
+/// depend on its neighbours.
+public final class GenerationScheduler: @unchecked Sendable {
     private let lm: TransformerLM
     private let decode: @Sendable ([Int]) -> String
-    let maxBatch: Int
-    let window: TimeInterval
+    public let maxBatch: Int
+    public let window: TimeInterval
     private let condition = NSCondition()
     private var pending: [GenerationJob] = []
     private var stopping = false
@@ -45,7 +71,7 @@ final class BatchScheduler: @unchecked Sendable {
     private var _batches = 0
     private var _sequences = 0
 
-    init(lm: TransformerLM, decode: @escaping @Sendable ([Int]) -> String, maxBatch: Int, window: TimeInterval) {
+    public init(lm: TransformerLM, decode: @escaping @Sendable ([Int]) -> String, maxBatch: Int, window: TimeInterval) {
         self.lm = lm
         self.decode = decode
         self.maxBatch = max(1, maxBatch)
@@ -59,15 +85,15 @@ final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Generator batches run so far.
-    var batches: Int { condition.withLock { _batches } }
+    public var batches: Int { condition.withLock { _batches } }
     /// Sequences (prompt × sample rows) generated so far.
-    var sequences: Int { condition.withLock { _sequences } }
+    public var sequences: Int { condition.withLock { _sequences } }
 
-    func submit(_ job: GenerationJob) {
+    public func submit(_ job: GenerationJob) {
         condition.lock()
         defer { condition.unlock() }
         if stopping {
-            job.events.yield(.failed(OpenAIError(status: 503, message: "the server is shutting down", type: "server_error")))
+            job.events.yield(.failed(.shuttingDown))
             job.events.finish()
             return
         }
@@ -76,7 +102,7 @@ final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Stops the thread after the running batch; waiting jobs fail.
-    func stop() {
+    public func stop() {
         condition.lock()
         stopping = true
         let dropped = pending
@@ -84,7 +110,7 @@ final class BatchScheduler: @unchecked Sendable {
         condition.signal()
         condition.unlock()
         for job in dropped {
-            job.events.yield(.failed(OpenAIError(status: 503, message: "the server is shutting down", type: "server_error")))
+            job.events.yield(.failed(.shuttingDown))
             job.events.finish()
         }
     }
@@ -152,8 +178,32 @@ final class BatchScheduler: @unchecked Sendable {
                 return
             }
             let message = (error as? GenerationError)?.description ?? "\(error)"
-            jobs[0].events.yield(.failed(.invalidRequest(message)))
+            jobs[0].events.yield(.failed(.generation(message)))
             jobs[0].events.finish()
         }
+    }
+}
+
+extension GenerationScheduler {
+    /// Submits `items` and returns the job's event stream; the job is cancelled when the stream
+    /// is dropped (its consumer stops listening).
+    public func submit(_ items: [GenerationItem]) -> (events: AsyncStream<GenerationEvent>, cancelled: CancellationFlag) {
+        let flag = CancellationFlag()
+        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
+        continuation.onTermination = { _ in flag.set() }
+        submit(GenerationJob(items: items, events: continuation, cancelled: flag))
+        return (stream, flag)
+    }
+
+    /// Submits `items` and waits for their sequences (row order: item 0's n samples, then item 1's, …).
+    public func generate(_ items: [GenerationItem]) async throws -> [GeneratedSequence] {
+        for await event in submit(items).events {
+            switch event {
+            case .token: continue
+            case .finished(let seqs): return seqs
+            case .failed(let e): throw e
+            }
+        }
+        throw GenerationSchedulerError.cancelled
     }
 }
