@@ -34,6 +34,7 @@ struct Traces: ParsableCommand {
     @Option(help: "Seed of the run (each candidate's seed derives from it, the prompt id and the sample index); also the task's seed.") var seed: UInt64 = 0
     @Option(help: "Which correct candidates to keep: all, first, shortest.") var keep = "all"
     @Option(help: "Answer check: math, exact, regex:PATTERN (regex: alone uses each prompt's answer as the pattern), none.") var verifier = "math"
+    @Option(help: "Verify prompts without a reference answer by majority vote: keep candidates whose answer at least this many candidates (and half of them) share.") var consensus: Int?
     @Option(help: "Reject completions shorter than this many characters.") var minLength: Int?
     @Option(help: "Reject completions longer than this many characters.") var maxLength: Int?
     @Option(help: "A system message sent with every prompt and written into every record.") var system: String?
@@ -53,6 +54,8 @@ struct Traces: ParsableCommand {
         guard n >= 1 else { throw ValidationError("--n must be at least 1") }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         guard progressEvery >= 1 else { throw ValidationError("--progress-every must be at least 1") }
+        if let consensus, consensus < 1 || consensus > n { throw ValidationError("--consensus must be in 1...--n (\(n)), got \(consensus)") }
+        if consensus != nil && verifier == "none" { throw ValidationError("--consensus needs a verifier to compare answers (math or exact)") }
         _ = try verifierKind()
     }
 
@@ -94,7 +97,7 @@ struct Traces: ParsableCommand {
             prompts: source, teacher: teacher, samplesPerPrompt: n,
             sampling: TraceSamplingSettings(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),
             systemPrompt: system, verifier: try verifierKind(), filters: filters, filterSettings: filterSettings,
-            keepPolicy: KeepPolicy(rawValue: keep)!, storePath: store, outputPath: out, statsPath: stats,
+            keepPolicy: KeepPolicy(rawValue: keep)!, consensus: consensus.map { Consensus(minVotes: $0) }, storePath: store, outputPath: out, statsPath: stats,
             concurrency: concurrency, limit: limit, ignoreSettingsMismatch: ignoreSettingsMismatch))
 
         let every = progressEvery

@@ -55,6 +55,37 @@ final class RejectionSamplerTests: XCTestCase {
         XCTAssertEqual(kinds(r), [[.template, .languageMixing, .noAnswer]])
     }
 
+    /// Without a reference answer, self-consistency: the majority answer (by the verifier's
+    /// equivalence: `\boxed{72}` and `72.0` agree) stands in for it; too few votes, a tie, or a
+    /// majority of broken candidates keeps nothing; a prompt with a reference ignores the vote.
+    func testConsensusWithoutReference() {
+        let open = TracePrompt(id: "p2", text: prompt.text, answer: nil, source: "unlabeled")
+        let s = RejectionSampler(keepPolicy: .allCorrect, consensus: Consensus(minVotes: 2))
+        let agree = t.render(reasoning: "24 + 48 = 72.", answer: "#### 72.0")
+        let r = s.sample(prompt: open, candidates: candidates + [agree])
+        XCTAssertEqual(r.kept.map(\.index), [0, 3, 5, 6])
+        XCTAssertEqual(kinds(r), [[], [.wrongAnswer], [.template], [], [.duplicate], [], []])
+
+        // One vote each: a tie, nothing kept, every candidate says why.
+        let tie = s.sample(prompt: open, candidates: [candidates[1], candidates[3]])
+        XCTAssertEqual(kinds(tie), [[.noConsensus], [.noConsensus]])
+        XCTAssertTrue(tie.candidates[0].rejections[0].detail.contains("96 (1), 72 (1)"), tie.candidates[0].rejections[0].detail)
+        // Two of five agree: fewer than half of the candidates.
+        let few = s.sample(prompt: open, candidates: [candidates[0], candidates[3], candidates[1], candidates[2], "junk"])
+        XCTAssertEqual(few.kept.count, 0)
+        XCTAssertEqual(Set(few.candidates.flatMap { $0.rejections.map(\.kind) }).contains(.noConsensus), true)
+        // With a share rule of 0.4, the same two win.
+        let lenient = RejectionSampler(keepPolicy: .allCorrect, consensus: Consensus(minVotes: 2, minShare: 0.4))
+            .sample(prompt: open, candidates: [candidates[0], candidates[3], candidates[1], candidates[2], "junk"])
+        XCTAssertEqual(lenient.kept.map(\.index), [0, 1])
+        // Without consensus the verifier needs the reference.
+        let plain = RejectionSampler().sample(prompt: open, candidates: [candidates[0]])
+        XCTAssertEqual(kinds(plain), [[.noReference]])
+        // A reference answer wins over the vote: two wrong answers agreeing are still wrong.
+        let labeled = s.sample(prompt: prompt, candidates: [candidates[1], candidates[1] + " ", candidates[3]])
+        XCTAssertEqual(labeled.kept.map(\.index), [2])
+    }
+
     func testWithoutVerifierOrDeduplication() {
         let s = RejectionSampler(verifier: nil, keepPolicy: .allCorrect, deduplicate: false)
         let r = s.sample(prompt: TracePrompt(id: "open", text: "Write a haiku."), candidates: candidates)

@@ -14,13 +14,15 @@ public final class LocalTeacherClient: TeacherClient, @unchecked Sendable {
     private let scheduler: GenerationScheduler
     public let modelName: String
 
-    /// - Parameter maxBatch: most sequences (prompts × n) generated in one batch.
-    public init(model: PretrainedModel, name: String? = nil, maxBatch: Int = 64) throws {
+    /// - Parameters:
+    ///   - maxBatch: most sequences (prompts × n) generated in one batch.
+    ///   - batchWindow: seconds an idle teacher waits after a request for others to join its batch.
+    public init(model: PretrainedModel, name: String? = nil, maxBatch: Int = 64, batchWindow: Double = 0.005) throws {
         let tok = try model.requireTokenizer()
         self.model = model
         modelName = name ?? model.path
         scheduler = GenerationScheduler(lm: model.lm, decode: { tok.decode($0, skipSpecialTokens: true) },
-                                        maxBatch: maxBatch, window: 0)
+                                        maxBatch: maxBatch, window: batchWindow)
     }
 
     deinit { scheduler.stop() }

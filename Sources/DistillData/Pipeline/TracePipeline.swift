@@ -56,6 +56,8 @@ public struct TracePipelineConfiguration: Sendable {
     public var filterSettings: [String: String]
     public var keepPolicy: KeepPolicy
     public var deduplicate: Bool
+    /// Prompts without a reference answer are verified by majority vote of their candidates.
+    public var consensus: Consensus?
     public var storePath: String
     public var outputPath: String
     public var statsPath: String
@@ -71,6 +73,7 @@ public struct TracePipelineConfiguration: Sendable {
                 systemPrompt: String? = nil, template: TraceTemplate = .default, extractor: AnswerExtractor = .standard,
                 verifier: VerifierKind? = .math(MathEquivalence()), filters: [any TraceFilter]? = nil,
                 filterSettings: [String: String] = [:], keepPolicy: KeepPolicy = .allCorrect, deduplicate: Bool = true,
+                consensus: Consensus? = nil,
                 storePath: String, outputPath: String, statsPath: String, concurrency: Int = 8, limit: Int? = nil,
                 ignoreSettingsMismatch: Bool = false) {
         self.prompts = prompts
@@ -86,6 +89,7 @@ public struct TracePipelineConfiguration: Sendable {
         self.filterSettings = filterSettings
         self.keepPolicy = keepPolicy
         self.deduplicate = deduplicate
+        self.consensus = consensus
         self.storePath = storePath
         self.outputPath = outputPath
         self.statsPath = statsPath
@@ -231,6 +235,7 @@ public struct TracePipeline: Sendable {
             "verifier": c.verifier.map(Self.json) ?? "none",
             "keep": c.keepPolicy.rawValue,
             "deduplicate": String(c.deduplicate),
+            "consensus": c.consensus.map { "\($0.minVotes) votes, \($0.minShare) share" } ?? "none",
             "filters": c.filters == nil ? "standard" : "custom",
         ]
         for (k, v) in c.filterSettings { extra["filter." + k] = v }
@@ -249,7 +254,8 @@ public struct TracePipeline: Sendable {
     func makeSampler() throws -> RejectionSampler {
         let c = configuration
         return RejectionSampler(template: c.template, extractor: c.extractor, filters: c.filters,
-                                verifier: try c.verifier?.makeVerifier(), keepPolicy: c.keepPolicy, deduplicate: c.deduplicate)
+                                verifier: try c.verifier?.makeVerifier(), keepPolicy: c.keepPolicy, deduplicate: c.deduplicate,
+                                consensus: c.consensus)
     }
 
     func validate() throws {

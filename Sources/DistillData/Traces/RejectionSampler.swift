@@ -38,6 +38,21 @@ public struct SamplingResult: Equatable, Sendable {
     }
 }
 
+/// Self-consistency: how a prompt without a reference answer is verified. The candidates that
+/// pass the filters vote with their final answers (two answers are the same when the verifier
+/// accepts one with the other as reference); the answer with the most votes stands in for the
+/// reference when it has at least `minVotes` votes and at least `minShare` of all candidates,
+/// and no other answer has as many.
+public struct Consensus: Equatable, Sendable {
+    public var minVotes: Int
+    public var minShare: Double
+
+    public init(minVotes: Int = 2, minShare: Double = 0.5) {
+        self.minVotes = minVotes
+        self.minShare = minShare
+    }
+}
+
 /// Rejection sampling of reasoning traces (open-r1 / DeepSeek-R1 style): each of a prompt's N
 /// candidates is parsed with the template, run through every filter and the verifier (all of
 /// them, so a candidate records every reason it fails), then the clean, correct ones are
@@ -53,11 +68,14 @@ public struct RejectionSampler {
     public var deduplicate: Bool
     /// The length `shortestCorrect` compares (characters by default; a token count fits too).
     public var length: @Sendable (String) -> Int
+    /// Verification of prompts without a reference answer by majority vote (nil: they are
+    /// rejected with `no_reference` by verifiers that need one).
+    public var consensus: Consensus?
 
     public init(template: TraceTemplate = .default, extractor: AnswerExtractor = .standard,
                 filters: [any TraceFilter]? = nil, verifier: (any Verifier)? = MathVerifier(),
                 keepPolicy: KeepPolicy = .allCorrect, deduplicate: Bool = true,
-                length: @escaping @Sendable (String) -> Int = { $0.count }) {
+                length: @escaping @Sendable (String) -> Int = { $0.count }, consensus: Consensus? = nil) {
         self.template = template
         self.extractor = extractor
         self.filters = filters ?? Self.standardFilters(template: template)
@@ -65,6 +83,7 @@ public struct RejectionSampler {
         self.keepPolicy = keepPolicy
         self.deduplicate = deduplicate
         self.length = length
+        self.consensus = consensus
     }
 
     /// Template compliance, repetition and language mixing with their defaults.
@@ -80,9 +99,24 @@ public struct RejectionSampler {
     public func sample(prompt: TracePrompt, candidates: [String]) -> SamplingResult {
         var outcomes: [CandidateOutcome] = candidates.enumerated().map { i, c in
             let trace = template.parse(c, extractor: extractor)
-            var rejections = filters.compactMap { $0.check(c, trace: trace).rejection }
-            if let verifier, let r = verifier.verify(trace, reference: prompt.answer).rejection { rejections.append(r) }
-            return CandidateOutcome(index: i, completion: c, trace: trace, rejections: rejections)
+            return CandidateOutcome(index: i, completion: c, trace: trace, rejections: filters.compactMap { $0.check(c, trace: trace).rejection })
+        }
+        if let verifier {
+            let hasReference = !(prompt.answer ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            if !hasReference, let consensus {
+                switch majorityAnswer(outcomes, verifier: verifier, rule: consensus) {
+                case .success(let answer):
+                    for i in outcomes.indices {
+                        if let r = verifier.verify(outcomes[i].trace, reference: answer).rejection { outcomes[i].rejections.append(r) }
+                    }
+                case .failure(let r):
+                    for i in outcomes.indices { outcomes[i].rejections.append(r) }
+                }
+            } else {
+                for i in outcomes.indices {
+                    if let r = verifier.verify(outcomes[i].trace, reference: prompt.answer).rejection { outcomes[i].rejections.append(r) }
+                }
+            }
         }
         var eligible = outcomes.indices.filter { outcomes[$0].isKept }
         if deduplicate {
@@ -115,5 +149,31 @@ public struct RejectionSampler {
             }
         }
         return SamplingResult(prompt: prompt, candidates: outcomes)
+    }
+
+    enum Majority { case success(String), failure(Rejection) }
+
+    /// The answer most candidates that pass the filters agree on, if it wins by `rule`.
+    func majorityAnswer(_ outcomes: [CandidateOutcome], verifier: any Verifier, rule: Consensus) -> Majority {
+        // Groups of equivalent answers: (representative answer, votes).
+        var groups: [(answer: String, votes: Int)] = []
+        for o in outcomes where o.rejections.isEmpty {
+            guard let answer = o.trace.finalAnswer?.text else { continue }
+            if let g = groups.firstIndex(where: { verifier.verify(o.trace, reference: $0.answer).isAccepted }) {
+                groups[g].votes += 1
+            } else {
+                groups.append((answer, 1))
+            }
+        }
+        let sorted = groups.sorted { $0.votes > $1.votes }
+        guard let best = sorted.first else {
+            return .failure(Rejection(.noConsensus, "no reference answer, and no candidate passing the filters has a final answer"))
+        }
+        let share = Double(best.votes) / Double(max(1, outcomes.count))
+        if best.votes >= rule.minVotes, share >= rule.minShare, sorted.count == 1 || sorted[1].votes < best.votes {
+            return .success(best.answer)
+        }
+        let detail = sorted.prefix(3).map { "\($0.answer) (\($0.votes))" }.joined(separator: ", ")
+        return .failure(Rejection(.noConsensus, "no reference answer, and no answer won \(rule.minVotes)+ votes and \(Int((rule.minShare * 100).rounded()))% of \(outcomes.count) candidates: \(detail)"))
     }
 }

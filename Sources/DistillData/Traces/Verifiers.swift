@@ -12,6 +12,8 @@ public struct Rejection: Hashable, Codable, Sendable, CustomStringConvertible {
         case wrongAnswer = "wrong_answer"
         /// The verifier needs a reference answer and the prompt has none.
         case noReference = "no_reference"
+        /// No reference, and the candidates did not agree on an answer (self-consistency).
+        case noConsensus = "no_consensus"
         /// The verifier cannot run (e.g. a reference that is not a valid regular expression).
         case verifierError = "verifier_error"
         case tooShort = "too_short"
