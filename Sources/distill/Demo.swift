@@ -39,11 +39,14 @@ struct Demo: ParsableCommand {
     // word-problems
     @Option(help: "word-problems: the teacher model directory.") var teacher = "demo/teacher"
     @Option(help: "word-problems: directory for traces, statistics, the students and report.json.") var outDir = "demo-run"
-    @Option(help: "word-problems: training problems (traces and ground truth).") var trainPrompts = 2000
+    @Option(help: "word-problems: training problems with ground-truth solutions (the baseline's data; traces checked against their answers).") var trainPrompts = 2000
+    @Option(help: "word-problems: further problems the teacher gets as questions only; their traces are kept when its samples agree on the answer.") var unlabeledPrompts = 6000
     @Option(help: "word-problems: held-out problems.") var testPrompts = 300
     @Option(help: "word-problems: candidate traces per problem.") var samples = 2
     @Option(help: "word-problems: student decoder layers (derived from the teacher).") var studentLayers = 2
     @Option(help: "word-problems: student MLP width (the teacher's most important neurons).") var studentIntermediate = 64
+    @Option(help: "word-problems: student attention heads (fewer than the teacher's: its most important key/value groups kept).") var studentHeads: Int?
+    @Option(help: "word-problems: student key/value heads.") var studentKvHeads: Int?
     @Option(help: "word-problems: students' peak learning rate.") var studentLr: Float = 2e-3
     @Option(help: "word-problems: sequences per student step.") var studentBatch = 16
     @Option(help: ArgumentHelp("word-problems: teacher layers the students copy, comma-separated (default: first and last).", valueName: "i,j,…"))
@@ -97,14 +100,15 @@ struct Demo: ParsableCommand {
 
     func runWordProblems() throws {
         let studentSteps = self.studentSteps ?? 1000
-        guard trainPrompts > 0, testPrompts > 0, samples > 0, studentSteps > 0, studentLayers > 0, studentIntermediate > 0, studentLr > 0, studentBatch > 0,
+        guard trainPrompts > 0, unlabeledPrompts >= 0, testPrompts > 0, samples > 0, studentSteps > 0, studentLayers > 0, studentIntermediate > 0, studentLr > 0, studentBatch > 0,
               (0...1).contains(alpha), kdTemperature > 0, featureWeight >= 0, (0...1).contains(onPolicy) else {
-            throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr, --student-batch and --kd-temperature must be positive, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
+            throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr, --student-batch and --kd-temperature must be positive, --unlabeled-prompts ≥ 0, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
         }
         var o = ReasoningDemo.Options()
         o.teacherPath = teacher
         o.outputDirectory = outDir
         o.trainPrompts = trainPrompts
+        o.unlabeledPrompts = unlabeledPrompts
         o.testPrompts = testPrompts
         o.samplesPerPrompt = samples
         o.studentSteps = studentSteps
@@ -112,6 +116,8 @@ struct Demo: ParsableCommand {
         o.studentIntermediate = studentIntermediate
         o.learningRate = studentLr
         o.batchSize = studentBatch
+        o.studentHeads = studentHeads
+        o.studentKVHeads = studentKvHeads
         o.studentLayerMap = studentLayerMap.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) ?? -1 } }
         o.alpha = alpha
         o.temperature = kdTemperature
@@ -145,8 +151,9 @@ struct Demo: ParsableCommand {
             print(pad(name, 20) + pad("\(r.params)", 9) + pad(String(format: "%.1f%%", 100 * r.accuracy), 11)
                   + pad(String(format: "%.0f", r.tokensPerSecond), 18) + String(format: "%.0f ms", r.latencyMs))
         }
-        print(String(format: "\ntraces: %.1f%% of candidates accepted, %d kept for %d problems", 100 * report.traceAcceptanceRate,
-                     report.tracesKept, report.trainPrompts))
+        print(String(format: "\ntraces: %.1f%% of candidates accepted, %d kept for %d labeled + %d unlabeled problems (%d from the unlabeled)",
+                     100 * report.traceAcceptanceRate, report.tracesKept, report.trainPrompts, report.unlabeledPrompts,
+                     report.unlabeledTracesKept))
         print(String(format: "%.1f s in all; report written to %@/report.json", report.seconds, outDir))
         do { try writeHTMLReport() } catch { throw CLIError("report.html: \(error)") }
         print("report with charts: \(outDir)/report.html")

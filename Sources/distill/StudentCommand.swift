@@ -4,7 +4,7 @@ import Foundation
 
 struct Student: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Derives a smaller student from a teacher: same architecture and tokenizer; copies the teacher's embedding, head and a uniform pick of layers when the widths match (pruning MLP neurons when only --intermediate is smaller), else random weights.")
+        abstract: "Derives a smaller student from a teacher: same architecture and tokenizer; copies the teacher's embedding, head and a uniform pick of layers (or --layer-map) when the hidden size matches, pruning MLP neurons when --intermediate is smaller and whole key/value groups when --heads/--kv-heads are fewer (same query heads per group; the head size stays the teacher's); else random weights.")
 
     @Option(help: "The teacher: a Hugging Face model directory or a .gguf file.") var from: String
     @OptionGroup var shape: StudentShape
@@ -20,8 +20,10 @@ struct Student: ParsableCommand {
         case .copiedFromTeacher(let map):
             print("initialised from the teacher: layers ← teacher layers \(map.map(String.init).joined(separator: ", "))")
         case let .prunedFromTeacher(map, intermediate):
+            let groups = s.keptKeyValueGroups.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: " ")
             print("initialised from the teacher: layers ← teacher layers \(map.map(String.init).joined(separator: ", ")); "
-                  + "MLPs pruned to the \(intermediate) most important neurons")
+                  + "MLPs pruned to the \(intermediate) most important neurons"
+                  + (groups.isEmpty ? "" : "; attention pruned to each layer's most important key/value groups \(groups)"))
         case let .random(std, seed):
             print("random initialisation: N(0, \(std)²), seed \(seed)")
         }

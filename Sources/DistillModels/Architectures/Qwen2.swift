@@ -17,6 +17,9 @@ extension Architecture {
                 rmsNormEps: try c.float("rms_norm_eps") ?? 1e-6,
                 tieEmbeddings: try c.bool("tie_word_embeddings") ?? false,
                 qkvBias: true,
+                // Released Qwen2 configs have none (head_dim = hidden / heads); head-pruned models
+                // keep the original head size in `head_dim`, which newer transformers read too.
+                headDim: try c.int("head_dim"),
                 ropeScaling: try c.ropeScaling())
             if let act = try c.string("hidden_act"), act != "silu" {
                 throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")

@@ -123,7 +123,12 @@ public enum ReasoningDemo {
         public var teacherPath = "demo/teacher"
         /// Where traces, stats.json and report.json go.
         public var outputDirectory = "demo-run"
+        /// Problems with ground-truth solutions: the baseline's data, and prompts for traces
+        /// checked against their answers.
         public var trainPrompts = 2000
+        /// Further problems given to the teacher as questions only (no solution or answer, as
+        /// prompts usually come): traces kept when the teacher's samples agree on the answer.
+        public var unlabeledPrompts = 0
         public var testPrompts = 300
         public var samplesPerPrompt = 2
         public var traceTemperature = 0.8
@@ -131,6 +136,10 @@ public enum ReasoningDemo {
         /// the teacher, see `StudentDerivation`); at most a quarter of the teacher's parameters.
         public var studentLayers = 2
         public var studentIntermediate = 64
+        /// Query and key/value heads of the students (fewer than the teacher's: whole key/value
+        /// groups pruned, see `StudentDerivation`); nil: the teacher's.
+        public var studentHeads: Int?
+        public var studentKVHeads: Int?
         /// Teacher layers the students copy (nil: the uniform pick, first and last).
         public var studentLayerMap: [Int]?
         public var studentSteps = 1000
@@ -164,6 +173,9 @@ public enum ReasoningDemo {
         public var traceAcceptanceRate: Double
         public var tracesKept: Int
         public var trainPrompts: Int
+        public var unlabeledPrompts: Int
+        /// Traces kept from the unlabeled prompts (included in `tracesKept`).
+        public var unlabeledTracesKept: Int
         public var testPrompts: Int
         public var studentSteps: Int
         public var seconds: Double
@@ -188,41 +200,49 @@ public enum ReasoningDemo {
         progress(.loaded(teacherParameters: teacher.lm.parameterCount))
         let out = URL(fileURLWithPath: o.outputDirectory)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let trainSet = WordProblems.generate(count: o.trainPrompts, seed: o.seed, idPrefix: "train")
         let testSet = WordProblems.generate(count: o.testPrompts, seed: o.seed &+ 1, idPrefix: "test")
+        // No training prompt may be a held-out one.
+        let heldOut = Set(testSet.map(\.prompt))
+        let trainSet = WordProblems.generate(count: o.trainPrompts, seed: o.seed, idPrefix: "train").filter { !heldOut.contains($0.prompt) }
+        let unlabeled = WordProblems.generate(count: o.unlabeledPrompts, seed: o.seed &+ 2, idPrefix: "unlabeled")
+            .filter { !heldOut.contains($0.prompt) }
+        // What the teacher is asked: the labeled problems with their answers, the others without.
+        let tracePrompts = trainSet.map { TracePrompt(id: $0.id, text: $0.prompt, answer: String($0.answer), source: "labeled") }
+            + unlabeled.map { TracePrompt(id: $0.id, text: $0.prompt, answer: nil, source: "unlabeled") }
 
         // 1–2. Traces from the teacher, rejection-sampled. Requests go out concurrently (the local
         // client batches them, as a server would); answers are taken in problem order.
         let client = try LocalTeacherClient(model: teacher, name: "demo-teacher", maxBatch: 64)
-        let sampler = RejectionSampler(verifier: MathVerifier(), keepPolicy: .allCorrect)
+        let sampler = RejectionSampler(verifier: MathVerifier(), keepPolicy: .allCorrect, consensus: Consensus(minVotes: 2))
         var stats = SamplingStatistics()
         var kept: [ChatRecord] = []
         let inFlight = max(1, 64 / o.samplesPerPrompt)
-        var responses = [TeacherResponse?](repeating: nil, count: trainSet.count)
+        var responses = [TeacherResponse?](repeating: nil, count: tracePrompts.count)
         try await withThrowingTaskGroup(of: (Int, TeacherResponse).self) { group in
             var next = 0, done = 0
             func launch() {
-                let i = next, p = trainSet[i]
+                let i = next, p = tracePrompts[i]
                 let sampling = TeacherSampling(n: o.samplesPerPrompt, temperature: o.traceTemperature, maxTokens: 64,
                                                seed: o.seed &* 1_000_003 &+ UInt64(i))
-                group.addTask { (i, try await client.complete(.chat([.user(p.prompt)]), sampling: sampling)) }
+                group.addTask { (i, try await client.complete(.chat([.user(p.text)]), sampling: sampling)) }
                 next += 1
             }
-            while next < min(inFlight, trainSet.count) { launch() }
+            while next < min(inFlight, tracePrompts.count) { launch() }
             while let (i, response) = try await group.next() {
                 responses[i] = response
                 done += 1
-                if next < trainSet.count { launch() }
-                if done % 50 == 0 && done < trainSet.count { progress(.traces(done: done, total: trainSet.count, kept: nil)) }
+                if next < tracePrompts.count { launch() }
+                if done % 50 == 0 && done < tracePrompts.count { progress(.traces(done: done, total: tracePrompts.count, kept: nil)) }
             }
         }
-        for (i, p) in trainSet.enumerated() {
-            let prompt = TracePrompt(id: p.id, text: p.prompt, answer: String(p.answer), source: "word-problems")
-            let result = sampler.sample(prompt: prompt, candidates: responses[i]!.completions.map(\.text))
+        var unlabeledKept = 0
+        for (i, p) in tracePrompts.enumerated() {
+            let result = sampler.sample(prompt: p, candidates: responses[i]!.completions.map(\.text))
             stats.add(result)
             kept += result.records()
+            if p.answer == nil { unlabeledKept += result.kept.count }
         }
-        progress(.traces(done: trainSet.count, total: trainSet.count, kept: kept.count))
+        progress(.traces(done: tracePrompts.count, total: tracePrompts.count, kept: kept.count))
         try ChatRecordFile.write(kept, to: out.appendingPathComponent("traces.jsonl").path)
         try stats.write(to: out.appendingPathComponent("stats.json").path)
 
@@ -232,7 +252,8 @@ public enum ReasoningDemo {
                                                                r.messages.last!.content) }, model: teacher)
         guard !traces.isEmpty else { throw TrainerError.invalidConfiguration("the teacher's traces were all rejected") }
         let tc = try teacher.architecture.decoderConfig(teacher.config)
-        let shape = StudentOptions(layers: o.studentLayers, hidden: tc.hidden, heads: tc.heads, kvHeads: tc.kvHeads,
+        let shape = StudentOptions(layers: o.studentLayers, hidden: tc.hidden, heads: o.studentHeads ?? tc.heads,
+                                   kvHeads: o.studentKVHeads ?? tc.kvHeads,
                                    intermediate: o.studentIntermediate, seed: o.seed, layerMap: o.studentLayerMap)
         let probe = try StudentDerivation.derive(from: teacher, options: shape)
         guard probe.ratio <= 0.25 else {
@@ -289,7 +310,8 @@ public enum ReasoningDemo {
         }
         let report = Report(teacher: try evaluate(teacher, "teacher"), baselineStudent: try evaluate(baseline, "baseline student"),
                             distilledStudent: try evaluate(distilled, "distilled student"),
-                            traceAcceptanceRate: stats.acceptanceRate, tracesKept: kept.count, trainPrompts: o.trainPrompts,
+                            traceAcceptanceRate: stats.acceptanceRate, tracesKept: kept.count, trainPrompts: trainSet.count,
+                            unlabeledPrompts: unlabeled.count, unlabeledTracesKept: unlabeledKept,
                             testPrompts: o.testPrompts, studentSteps: o.studentSteps, seconds: Date().timeIntervalSince(start))
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]

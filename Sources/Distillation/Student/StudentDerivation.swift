@@ -15,6 +15,11 @@ import Foundation
 // neurons): each student MLP keeps, in their original order, the teacher layer's I_s neurons of
 // highest importance ‖gate_k‖·‖up_k‖·‖down_{:,k}‖ (rows of gate/up, column of down; ties go to the
 // lower index); every other tensor is copied as above.
+// With fewer attention heads at the same hidden size (and the same number of query heads per
+// key/value head), the attention is width-pruned by whole key/value groups: each layer keeps the
+// K_s groups of highest importance ‖v_g‖·Σ_{h∈g}‖o_{:,h}‖ (the group's value rows, its query heads'
+// output-projection columns), with their query heads, keys, values and biases; the head size
+// stays the teacher's (written as `head_dim`).
 // Otherwise every weight is drawn as `transformers`' `_init_weights` does: linear weights and
 // embeddings N(0, initializer_range²) (config's `initializer_range`, default 0.02), biases 0,
 // norm weights 1.
@@ -95,8 +100,9 @@ public struct DerivedStudent {
     public enum Initialization: Equatable, Sendable {
         /// Widths equal the teacher's: `layerMap[i]` is the teacher layer copied into layer i.
         case copiedFromTeacher(layerMap: [Int])
-        /// Only the intermediate size is smaller: layers copied as above, each MLP keeping the
-        /// teacher's `intermediate` most important neurons.
+        /// A smaller intermediate size or fewer heads: layers copied as above, each MLP keeping the
+        /// teacher's `intermediate` most important neurons and each attention its most important
+        /// key/value groups (see `keptKeyValueGroups`).
         case prunedFromTeacher(layerMap: [Int], intermediate: Int)
         /// Widths differ: random weights N(0, std²) from `seed`.
         case random(std: Float, seed: UInt64)
@@ -106,6 +112,8 @@ public struct DerivedStudent {
     public let initialization: Initialization
     public let parameterCount: Int
     public let teacherParameterCount: Int
+    /// With fewer heads than the teacher: the teacher's key/value groups each student layer kept.
+    public var keptKeyValueGroups: [[Int]] = []
 
     /// Student parameters / teacher parameters.
     public var ratio: Double { Double(parameterCount) / Double(max(teacherParameterCount, 1)) }
@@ -136,13 +144,21 @@ public enum StudentDerivation {
         json["vocab_size"] = t.vocabSize
         json["model_type"] = teacher.architecture.modelType
         json.removeValue(forKey: "_name_or_path")
-        if json["head_dim"] != nil, !(json["head_dim"] is NSNull) {
+        if Self.prunesHeads(teacher: t, options: o) {
+            json["head_dim"] = t.headDim
+        } else if json["head_dim"] != nil, !(json["head_dim"] is NSNull) {
             json["head_dim"] = (o.hidden == t.hidden && o.heads == t.heads) ? t.headDim : o.hidden / o.heads
         }
         if let types = json["layer_types"] as? [Any], types.count == t.layers {
             json["layer_types"] = try o.resolvedLayerMap(teacherLayers: t.layers).map { types[$0] }
         }
         return ModelConfig(json: json, source: "student config.json")
+    }
+
+    /// Whether the student keeps the teacher's hidden size and head size with fewer whole
+    /// key/value groups (same query heads per group): then its attention is pruned from the teacher's.
+    static func prunesHeads(teacher t: TransformerConfig, options o: StudentOptions) -> Bool {
+        o.hidden == t.hidden && o.kvHeads < t.kvHeads && o.heads * t.kvHeads == t.heads * o.kvHeads
     }
 
     /// Derives a student in memory (nothing printed or written). `path` is recorded as the
@@ -155,9 +171,11 @@ public enum StudentDerivation {
         }
         let t = try teacher.architecture.decoderConfig(teacher.config)
         let lm = TransformerLM(s, initialize: false)
-        let sameAttention = s.hidden == t.hidden && s.heads == t.heads && s.kvHeads == t.kvHeads && s.headDim == t.headDim
-            && s.vocabSize == t.vocabSize && s.tieEmbeddings == t.tieEmbeddings && s.qkvBias == t.qkvBias
+        let headPruning = prunesHeads(teacher: t, options: options)
+        let sameAttention = s.hidden == t.hidden && (headPruning || (s.heads == t.heads && s.kvHeads == t.kvHeads))
+            && s.headDim == t.headDim && s.vocabSize == t.vocabSize && s.tieEmbeddings == t.tieEmbeddings && s.qkvBias == t.qkvBias
         let initialization: DerivedStudent.Initialization
+        var keptGroups: [Int: [Int]] = [:]   // teacher layer → key/value groups kept
         if sameAttention && s.intermediate <= t.intermediate {
             let map = try options.resolvedLayerMap(teacherLayers: t.layers)
             let source = Dictionary(teacher.lm.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
@@ -169,6 +187,25 @@ public enum StudentDerivation {
             for (name, p) in lm.namedParameters() {
                 let from = teacherName(name, layerMap: map)
                 var value = try teacherTensor(from)
+                if value.shape != p.shape, headPruning, let (layer, kind) = attentionTensor(from) {
+                    let prefix = "model.layers.\(layer).self_attn."
+                    if keptGroups[layer] == nil {
+                        keptGroups[layer] = try mostImportantGroups(value: teacherTensor(prefix + "v_proj.weight"),
+                                                                    output: teacherTensor(prefix + "o_proj.weight"),
+                                                                    kvHeads: t.kvHeads, headDim: t.headDim, keep: s.kvHeads)
+                    }
+                    let groups = keptGroups[layer]!, perGroup = t.heads / t.kvHeads, d = t.headDim
+                    let kvRows = groups.flatMap { g in (g * d)..<((g + 1) * d) }
+                    let qRows = groups.flatMap { g in ((g * perGroup * d)..<((g + 1) * perGroup * d)) }
+                    let w = value
+                    value = withoutGradients {
+                        switch kind {
+                        case "q_proj": return w.indexSelect(qRows, axis: 0)
+                        case "o_proj": return w.indexSelect(qRows, axis: 1)
+                        default: return w.indexSelect(kvRows, axis: 0)          // k_proj, v_proj
+                        }
+                    }
+                }
                 if value.shape != p.shape, s.intermediate < t.intermediate, let (layer, kind) = mlpTensor(from) {
                     let prefix = "model.layers.\(layer).mlp."
                     if kept[layer] == nil {
@@ -184,7 +221,7 @@ public enum StudentDerivation {
                 }
                 p.assign(value.detached())
             }
-            initialization = s.intermediate == t.intermediate ? .copiedFromTeacher(layerMap: map)
+            initialization = s.intermediate == t.intermediate && !headPruning ? .copiedFromTeacher(layerMap: map)
                 : .prunedFromTeacher(layerMap: map, intermediate: s.intermediate)
         } else {
             let std = (try? config.float("initializer_range")) ?? nil
@@ -200,8 +237,10 @@ public enum StudentDerivation {
         let model = PretrainedModel(architecture: teacher.architecture, config: config, lm: lm, path: path,
                                     generationConfig: teacher.generationConfig, tokenizer: teacher.tokenizer,
                                     chatTemplate: teacher.chatTemplate)
-        return DerivedStudent(model: model, initialization: initialization, parameterCount: lm.parameterCount,
-                              teacherParameterCount: teacher.lm.parameterCount)
+        var derived = DerivedStudent(model: model, initialization: initialization, parameterCount: lm.parameterCount,
+                                     teacherParameterCount: teacher.lm.parameterCount)
+        if headPruning, case .prunedFromTeacher(let map, _) = initialization { derived.keptKeyValueGroups = map.map { keptGroups[$0] ?? [] } }
+        return derived
     }
 
     /// (layer, "gate_proj" | "up_proj" | "down_proj") for a teacher MLP weight name.
@@ -210,6 +249,35 @@ public enum StudentDerivation {
         guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == "mlp",
               ["gate_proj", "up_proj", "down_proj"].contains(String(parts[4])), parts[5] == "weight" else { return nil }
         return (layer, String(parts[4]))
+    }
+
+    /// (layer, "q_proj" | "k_proj" | "v_proj" | "o_proj") for a teacher attention weight or bias name.
+    static func attentionTensor(_ name: String) -> (Int, String)? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == "self_attn",
+              ["q_proj", "k_proj", "v_proj", "o_proj"].contains(String(parts[4])), parts[5] == "weight" || parts[5] == "bias"
+        else { return nil }
+        return (layer, String(parts[4]))
+    }
+
+    /// The `keep` key/value groups of highest ‖v_g‖·Σ_{h∈g}‖o_{:,h}‖, in ascending order.
+    /// value: [K·D, H]; output: [H, Q·D] with Q/K query heads per group.
+    public static func mostImportantGroups(value: Tensor, output: Tensor, kvHeads: Int, headDim d: Int, keep: Int) -> [Int] {
+        let h = value.shape[1], q = output.shape[1] / d, perGroup = q / kvHeads
+        let v = value.scalars, o = output.scalars
+        let score = (0..<kvHeads).map { g -> Double in
+            var vv = 0.0
+            for r in (g * d)..<((g + 1) * d) { for c in 0..<h { vv += Double(v[r * h + c]) * Double(v[r * h + c]) } }
+            var oo = 0.0
+            for head in (g * perGroup)..<((g + 1) * perGroup) {
+                var n = 0.0
+                for r in 0..<output.shape[0] { for c in (head * d)..<((head + 1) * d) { n += Double(o[r * q * d + c]) * Double(o[r * q * d + c]) } }
+                oo += n.squareRoot()
+            }
+            return vv.squareRoot() * oo
+        }
+        let order = (0..<kvHeads).sorted { score[$0] != score[$1] ? score[$0] > score[$1] : $0 < $1 }
+        return order.prefix(keep).sorted()
     }
 
     /// The `keep` neurons of highest ‖gate_k‖·‖up_k‖·‖down_{:,k}‖, in ascending index order.

@@ -192,6 +192,62 @@ final class StudentDerivationTests: XCTestCase {
         XCTAssertEqual(values(loaded.lm), values(s.model.lm))
     }
 
+    /// Fewer heads at the same hidden size: each layer keeps its most important key/value group
+    /// (with that group's query heads, keys, values, biases and output columns), the head size
+    /// stays the teacher's; a chosen layer map is used; the student saves and loads back.
+    func testFewerHeadsKeepTheMostImportantKeyValueGroups() throws {
+        let teacher = try makeTeacher()
+        let o = StudentOptions(layers: 2, hidden: 32, heads: 2, kvHeads: 1, intermediate: 48, layerMap: [1, 3])
+        let s = try StudentDerivation.derive(from: teacher, options: o)
+        XCTAssertEqual(s.initialization, .prunedFromTeacher(layerMap: [1, 3], intermediate: 48))
+        XCTAssertEqual(try s.model.config.int("head_dim"), 8)
+        XCTAssertEqual(try s.model.config.int("num_attention_heads"), 2)
+        let t = values(teacher.lm), v = values(s.model.lm)
+        let h = 32, d = 8
+        for (i, j) in [(0, 1), (1, 3)] {
+            let p = "model.layers.\(j).self_attn."
+            let vw = t[p + "v_proj.weight"]!, ow = t[p + "o_proj.weight"]!      // [2·8, 32], [32, 4·8]
+            func norm(_ xs: [Float]) -> Double { xs.map { Double($0) * Double($0) }.reduce(0, +).squareRoot() }
+            // Group g: value rows g·8..<(g+1)·8; its query heads 2g, 2g+1 (output columns of each).
+            func part(_ xs: [Float], _ lo: Int, _ n: Int) -> [Float] { Array(xs[lo..<(lo + n)]) }
+            /// Columns c..<c+n of every row of the [32, 32] output projection.
+            func columns(_ c: Int, _ n: Int) -> [Float] {
+                var xs: [Float] = []
+                for r in 0..<h { xs += part(ow, r * 32 + c, n) }
+                return xs
+            }
+            func column(_ head: Int) -> [Float] { columns(head * d, d) }
+            let score = (0..<2).map { g -> Double in
+                let value = norm(part(vw, g * d * h, d * h))
+                return value * (norm(column(2 * g)) + norm(column(2 * g + 1)))
+            }
+            let g = score[0] >= score[1] ? 0 : 1
+            XCTAssertEqual(s.keptKeyValueGroups[i], [g])
+            let q = "model.layers.\(i).self_attn."
+            let kvRows = d * h, qRows = 2 * d * h
+            XCTAssertEqual(v[q + "k_proj.weight"]!, part(t[p + "k_proj.weight"]!, g * kvRows, kvRows), "layer \(i)")
+            XCTAssertEqual(v[q + "v_proj.bias"]!, part(t[p + "v_proj.bias"]!, g * d, d))
+            XCTAssertEqual(v[q + "q_proj.weight"]!, part(t[p + "q_proj.weight"]!, g * qRows, qRows))
+            XCTAssertEqual(v[q + "q_proj.bias"]!, part(t[p + "q_proj.bias"]!, g * 2 * d, 2 * d))
+            XCTAssertEqual(v[q + "o_proj.weight"]!, columns(g * 2 * d, 2 * d))
+            XCTAssertEqual(v["model.layers.\(i).mlp.up_proj.weight"], t["model.layers.\(j).mlp.up_proj.weight"])
+        }
+        let out = tmp.appendingPathComponent("heads").path
+        try StudentDerivation.write(s, teacher: teacher, to: out)
+        let loaded = try PretrainedModel.loadDirectory(out)
+        XCTAssertEqual(values(loaded.lm), v)
+        let ids = [3, 17, 40, 2, 9]
+        XCTAssertEqual(loaded.lm.forward(ids, batch: 1, length: 5).logits.scalars, s.model.lm.forward(ids, batch: 1, length: 5).logits.scalars)
+        // Layer maps that do not fit are refused, naming the option.
+        for bad in [[1], [3, 1], [1, 5]] {
+            XCTAssertThrowsError(try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2,
+                                                                                                    intermediate: 48, layerMap: bad))) { e in
+                guard case let .invalidOption(name, _)? = e as? StudentError else { return XCTFail("\(e)") }
+                XCTAssertEqual(name, "--layer-map")
+            }
+        }
+    }
+
     func testBadOptionsNameTheOption() throws {
         func check(_ o: StudentOptions, _ option: String, _ line: UInt = #line) {
             XCTAssertThrowsError(try o.validate(), line: line) { e in
