@@ -41,6 +41,11 @@ public final class Attention: Module {
         let q = qProj(x).reshaped([b, t, heads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
         var k = kProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
         var v = vProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2)
+        // Generation: attend over the cache in place (no copy of the cached keys and values).
+        if let cache, !returnProbabilities, prefixKeys == nil, !GradientMode.isEnabled || (!q.requiresGrad && !k.requiresGrad && !v.requiresGrad) {
+            let out = cache.appendAndAttend(query: q, keys: k, values: v, mask: mask, causal: causal)
+            return (oProj(out.transposed(1, 2).reshaped([b, t, heads * headDim])), nil)
+        }
         if let cache { (k, v) = cache.append(keys: k, values: v) }   // (B, Hkv, S, D)
         var mask = mask
         if let pk = prefixKeys?.value, let pv = prefixValues?.value, pk.shape[1] > 0 {
@@ -90,38 +95,89 @@ public final class DecoderBlock: Module {
     }
 }
 
-/// Keys and values of the positions seen so far, per layer: [B, kvHeads, S, headDim].
+/// Keys and values of the positions seen so far, per layer, in buffers `[B, kvHeads, C, headDim]`
+/// of which the first `length` positions are filled. Appending writes in place; the capacity C
+/// doubles when full (amortised O(1) per position instead of copying the whole cache each step).
 public final class LayerKVCache {
-    public private(set) var keys: Tensor?
-    public private(set) var values: Tensor?
+    private var keyBuffer: Tensor?
+    private var valueBuffer: Tensor?
+    public private(set) var length = 0
 
     public init() {}
+
+    /// Positions the buffers hold before they grow.
+    public var capacity: Int { keyBuffer?.shape[2] ?? 0 }
+
+    /// The cached keys and values [B, kvHeads, length, headDim] (copies of the filled part).
+    public var keys: Tensor? { keyBuffer.map { filled($0) } }
+    public var values: Tensor? { valueBuffer.map { filled($0) } }
+
+    func filled(_ buffer: Tensor) -> Tensor {
+        withoutGradients { buffer.shape[2] == length ? buffer : buffer.slice(axis: 2, start: 0, length: length) }
+    }
+
+    /// Writes `k`, `v` [B, kvHeads, n, headDim] after the filled positions.
+    func write(keys k: Tensor, values v: Tensor) {
+        let b = k.shape[0], h = k.shape[1], n = k.shape[2], dk = k.shape[3], dv = v.shape[3]
+        precondition(keyBuffer == nil || length == 0 || keyBuffer!.shape[0] == b,
+                     "LayerKVCache: appending a batch of \(b) to a cache of \(keyBuffer!.shape[0]) rows")
+        if keyBuffer == nil || keyBuffer!.shape[0] != b || length + n > capacity {
+            let newCapacity = Swift.max(length + n, 2 * capacity, 16)
+            let nk = Tensor(zeros: [b, h, newCapacity, dk]), nv = Tensor(zeros: [b, h, newCapacity, dv])
+            if let kb = keyBuffer, let vb = valueBuffer, length > 0 {
+                copyRows(from: kb, to: nk, rows: length, at: 0, blocks: b * h)
+                copyRows(from: vb, to: nv, rows: length, at: 0, blocks: b * h)
+            }
+            keyBuffer = nk
+            valueBuffer = nv
+        }
+        copyRows(from: k, to: keyBuffer!, rows: n, at: length, blocks: b * h)
+        copyRows(from: v, to: valueBuffer!, rows: n, at: length, blocks: b * h)
+        length += n
+    }
+
+    /// For each of `blocks` (batch, head) blocks: `rows` rows of `src` (starting at its row 0)
+    /// into `dst` at row `at`.
+    private func copyRows(from src: Tensor, to dst: Tensor, rows: Int, at: Int, blocks: Int) {
+        let width = src.shape[3], srcRows = src.shape[2], dstRows = dst.shape[2]
+        let ps = src.storage.pointer, pd = dst.storage.pointer
+        for blk in 0..<blocks {
+            (pd + (blk * dstRows + at) * width).update(from: ps + blk * srcRows * width, count: rows * width)
+        }
+    }
 
     /// Appends along the sequence axis and returns the full keys and values (differentiable in
     /// the new entries; cached ones are constants).
     func append(keys k: Tensor, values v: Tensor) -> (Tensor, Tensor) {
-        let nk = keys.map { concat([$0, k], axis: 2) } ?? k
-        let nv = values.map { concat([$0, v], axis: 2) } ?? v
-        keys = nk.detached()
-        values = nv.detached()
+        let old = (keys, values)
+        write(keys: k.detached(), values: v.detached())
+        let nk = old.0.map { concat([$0, k], axis: 2) } ?? k
+        let nv = old.1.map { concat([$0, v], axis: 2) } ?? v
         return (nk, nv)
+    }
+
+    /// Attention of `q` over the cache after appending `k`, `v`, without copying the cache
+    /// (inference only).
+    func appendAndAttend(query q: Tensor, keys k: Tensor, values v: Tensor, mask: Tensor?, causal: Bool) -> Tensor {
+        write(keys: k, values: v)
+        return cachedAttention(query: q, keys: keyBuffer!, values: valueBuffer!, length: length, mask: mask, causal: causal)
     }
 
     /// Repeats each sequence's entries `n` times along the batch (n samples sharing one prompt).
     public func repeatBatch(_ n: Int) {
         func rep(_ t: Tensor) -> Tensor {
             let s = t.shape
-            // (B, H, S, D) -> (B, 1, H, S, D) -> (B, n, H, S, D) -> (B·n, H, S, D)
-            return t.unsqueezed(1).broadcast(to: [s[0], n] + Array(s.dropFirst())).reshaped([s[0] * n] + Array(s.dropFirst()))
+            // (B, H, C, D) -> (B, 1, H, C, D) -> (B, n, H, C, D) -> (B·n, H, C, D)
+            return withoutGradients { t.unsqueezed(1).broadcast(to: [s[0], n] + Array(s.dropFirst())).reshaped([s[0] * n] + Array(s.dropFirst())) }
         }
-        keys = keys.map(rep)
-        values = values.map(rep)
+        keyBuffer = keyBuffer.map(rep)
+        valueBuffer = valueBuffer.map(rep)
     }
 
     /// Keeps only the batch rows in `rows` (finished sequences dropped).
     public func select(rows: [Int]) {
-        keys = keys.map { $0.indexSelect(rows, axis: 0) }
-        values = values.map { $0.indexSelect(rows, axis: 0) }
+        keyBuffer = keyBuffer.map { b in withoutGradients { b.indexSelect(rows, axis: 0) } }
+        valueBuffer = valueBuffer.map { b in withoutGradients { b.indexSelect(rows, axis: 0) } }
     }
 }
 

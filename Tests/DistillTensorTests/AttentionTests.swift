@@ -205,4 +205,26 @@ final class AttentionTests: XCTestCase {
         }.gradients
         for i in 0..<3 { assertClose(fused[i], composed[i], accuracy: 1e-5, "input \(i)") }
     }
+
+    /// Attention over capacity buffers [B, Hkv, C, D] (a KV cache filled to `length`) equals the
+    /// fused attention over the filled part: one query (decode) and several, GQA, padding and
+    /// [T, S] masks, causal and not; values past `length` (garbage here) are never read.
+    func testCachedAttentionEqualsFusedOnTheFilledPart() {
+        for (t, s) in [(1, 3), (2, 3), (1, 1)] {
+            let q = uniform([2, 4, t, 4], seed: 300 + UInt64(t)), cap = 7
+            let kb = uniform([2, 2, cap, 4], seed: 310), vb = uniform([2, 2, cap, 3], seed: 311)
+            let k = kb.slice(axis: 2, start: 0, length: s), v = vb.slice(axis: 2, start: 0, length: s)
+            let masks: [Tensor?] = [nil, Tensor.paddingMask(lengths: [s, max(1, s - 1)], maxLength: s), uniform([t, s], seed: 312)]
+            for mask in masks {
+                for causal in [false, true] {
+                    let want = scaledDotProductAttention(query: q, key: k, value: v, mask: mask, causal: causal)
+                    let got = cachedAttention(query: q, keys: kb, values: vb, length: s, mask: mask, causal: causal)
+                    XCTAssertEqual(got.shape, want.shape)
+                    for (a, b) in zip(got.scalars, want.scalars) {
+                        XCTAssertEqual(a, b, accuracy: 1e-6, "T \(t) S \(s) mask \(mask?.shape ?? []) causal \(causal)")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -82,21 +82,53 @@ public func attentionWithProbabilities(query q: Tensor, key k: Tensor, value v: 
     return (p.matmul(expand(v)), p)
 }
 
+/// Attention over keys and values kept in capacity buffers `[B, Hkv, C, D]` (a KV cache that
+/// grows in place), of which the first `length` positions are valid: the same result as
+/// `scaledDotProductAttention` on the first `length` positions, without copying them out.
+/// Inference only (nothing is recorded for gradients).
+public func cachedAttention(query q: Tensor, keys k: Tensor, values v: Tensor, length: Int, mask: Tensor? = nil,
+                            causal: Bool, scale: Float? = nil) -> Tensor {
+    precondition(k.rank == 4 && v.rank == 4 && length <= k.shape[2] && k.shape[2] == v.shape[2],
+                 "cachedAttention: buffers \(k.shape), \(v.shape) hold fewer than \(length) positions")
+    let s = validated {
+        try AttentionShape(query: q.shape, key: [k.shape[0], k.shape[1], length, k.shape[3]],
+                           value: [v.shape[0], v.shape[1], length, v.shape[3]], mask: mask?.shape)
+    }
+    let sc = scale ?? 1 / Float(s.headDim).squareRoot()
+    return attentionForward(q, k, v, mask: mask, causal: causal, scale: sc, shape: s, capacity: k.shape[2],
+                            keepProbabilities: false).0
+}
+
 func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: Tensor?, causal: Bool, scale: Float,
-                      shape s: AttentionShape) -> (Tensor, Tensor) {
+                      shape s: AttentionShape, capacity: Int? = nil, keepProbabilities: Bool = true) -> (Tensor, Tensor) {
     let t = s.queries, n = s.keys, d = s.headDim, dv = s.valueDim, group = s.queryHeads / s.kvHeads
+    let c = capacity ?? n        // key/value rows per (batch, kv head) block in memory
     let out = Tensor(uninitializedShape: [s.batch, s.queryHeads, t, dv])
-    let probs = Tensor(uninitializedShape: [s.batch, s.queryHeads, t, n])
+    // Without a caller for the probabilities, one scratch row block per worker is enough.
+    let probs = Tensor(uninitializedShape: keepProbabilities ? [s.batch, s.queryHeads, t, n] : [0])
     let pq = q.storage.pointer, pk = k.storage.pointer, pv = v.storage.pointer
     let po = out.storage.pointer, pp = probs.storage.pointer
     let ml = MaskLayout(mask, shape: s)
     parallelFor(s.batch * s.queryHeads, grain: 1) { range in
+        let scratch = keepProbabilities ? nil : UnsafeMutablePointer<Float>.allocate(capacity: t * n)
+        defer { scratch?.deallocate() }
         for bh in range {
             let b = bh / s.queryHeads, h = bh % s.queryHeads, kvh = b * s.kvHeads + h / group
-            let p = pp + bh * t * n
+            let p = scratch ?? pp + bh * t * n
+            let kp = pk + kvh * c * d, vp = pv + kvh * c * dv
             // scores = scale · q·kᵀ   (T, S)
-            Gemm.sgemm(transA: false, transB: true, m: t, n: n, k: d, alpha: scale, a: pq + bh * t * d, lda: d,
-                       b: pk + kvh * n * d, ldb: d, c: p, ldc: n, backend: .builtin, threaded: false)
+            if t == 1 {
+                let qp = pq + bh * d
+                for j in 0..<n {
+                    let kr = kp + j * d
+                    var acc: Float = 0
+                    for x in 0..<d { acc += qp[x] * kr[x] }
+                    p[j] = acc * scale
+                }
+            } else {
+                Gemm.sgemm(transA: false, transB: true, m: t, n: n, k: d, alpha: scale, a: pq + bh * t * d, lda: d,
+                           b: kp, ldb: d, c: p, ldc: n, backend: .builtin, threaded: false)
+            }
             for i in 0..<t {
                 let row = p + i * n
                 if let mp = ml.pointer {
@@ -117,8 +149,17 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: Tensor?, caus
                 for j in visible..<n { row[j] = 0 }
             }
             // out = P·v   (T, Dv)
-            Gemm.sgemm(transA: false, transB: false, m: t, n: dv, k: n, a: p, lda: n, b: pv + kvh * n * dv, ldb: dv,
-                       c: po + bh * t * dv, ldc: dv, backend: .builtin, threaded: false)
+            if t == 1 {
+                let o = po + bh * dv
+                for x in 0..<dv { o[x] = 0 }
+                for j in 0..<n where p[j] != 0 {
+                    let w = p[j], vr = vp + j * dv
+                    for x in 0..<dv { o[x] += w * vr[x] }
+                }
+            } else {
+                Gemm.sgemm(transA: false, transB: false, m: t, n: dv, k: n, a: p, lda: n, b: vp, ldb: dv,
+                           c: po + bh * t * dv, ldc: dv, backend: .builtin, threaded: false)
+            }
         }
     }
     return (out, probs)
