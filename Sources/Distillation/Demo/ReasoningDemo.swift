@@ -128,21 +128,21 @@ public enum ReasoningDemo {
         public var trainPrompts = 2000
         /// Further problems given to the teacher as questions only (no solution or answer, as
         /// prompts usually come): traces kept when the teacher's samples agree on the answer.
-        public var unlabeledPrompts = 0
+        public var unlabeledPrompts = 6000
         public var testPrompts = 300
         public var samplesPerPrompt = 2
         public var traceTemperature = 0.8
         /// The students' shape: the teacher's widths, fewer layers and a pruned MLP (derived from
         /// the teacher, see `StudentDerivation`); at most a quarter of the teacher's parameters.
-        public var studentLayers = 2
-        public var studentIntermediate = 64
+        public var studentLayers = 4
+        public var studentIntermediate = 47
         /// Query and key/value heads of the students (fewer than the teacher's: whole key/value
         /// groups pruned, see `StudentDerivation`); nil: the teacher's.
-        public var studentHeads: Int?
-        public var studentKVHeads: Int?
+        public var studentHeads: Int? = 2
+        public var studentKVHeads: Int? = 1
         /// Teacher layers the students copy (nil: the uniform pick, first and last).
         public var studentLayerMap: [Int]?
-        public var studentSteps = 1000
+        public var studentSteps = 2500
         public var batchSize = 16
         public var learningRate: Float = 2e-3
         public var alpha: Float = 0.5
@@ -210,6 +210,15 @@ public enum ReasoningDemo {
         let tracePrompts = trainSet.map { TracePrompt(id: $0.id, text: $0.prompt, answer: String($0.answer), source: "labeled") }
             + unlabeled.map { TracePrompt(id: $0.id, text: $0.prompt, answer: nil, source: "unlabeled") }
 
+        // The students' shape, checked before any work.
+        let tc = try teacher.architecture.decoderConfig(teacher.config)
+        let shape = StudentOptions(layers: o.studentLayers, hidden: tc.hidden, heads: o.studentHeads ?? tc.heads,
+                                   kvHeads: o.studentKVHeads ?? tc.kvHeads,
+                                   intermediate: o.studentIntermediate, seed: o.seed, layerMap: o.studentLayerMap)
+        let probe = try StudentDerivation.derive(from: teacher, options: shape)
+        guard probe.ratio <= 0.25 else {
+            throw TrainerError.invalidConfiguration(String(format: "the students would have %.1f%% of the teacher's parameters; at most 25%% allowed (fewer layers or a smaller intermediate size)", 100 * probe.ratio))
+        }
         // 1–2. Traces from the teacher, rejection-sampled. Requests go out concurrently (the local
         // client batches them, as a server would); answers are taken in problem order.
         let client = try LocalTeacherClient(model: teacher, name: "demo-teacher", maxBatch: 64)
@@ -251,14 +260,6 @@ public enum ReasoningDemo {
         let traces = try DemoModels.sequences(kept.map { r in (r.messages.first { $0.role == "user" }!.content,
                                                                r.messages.last!.content) }, model: teacher)
         guard !traces.isEmpty else { throw TrainerError.invalidConfiguration("the teacher's traces were all rejected") }
-        let tc = try teacher.architecture.decoderConfig(teacher.config)
-        let shape = StudentOptions(layers: o.studentLayers, hidden: tc.hidden, heads: o.studentHeads ?? tc.heads,
-                                   kvHeads: o.studentKVHeads ?? tc.kvHeads,
-                                   intermediate: o.studentIntermediate, seed: o.seed, layerMap: o.studentLayerMap)
-        let probe = try StudentDerivation.derive(from: teacher, options: shape)
-        guard probe.ratio <= 0.25 else {
-            throw TrainerError.invalidConfiguration(String(format: "the students would have %.1f%% of the teacher's parameters; at most 25%% allowed (fewer layers or a smaller intermediate size)", 100 * probe.ratio))
-        }
         func trainStudent(_ name: String, data: [TokenSequence], teacher t: TransformerLM?) throws -> PretrainedModel {
             let s = try StudentDerivation.derive(from: teacher, options: shape, path: out.appendingPathComponent(name).path).model
             var c = TrainerConfiguration(totalSteps: o.studentSteps, batchSize: o.batchSize, layout: .padToLongest(padId: 256),
@@ -281,7 +282,7 @@ public enum ReasoningDemo {
             // and remembered across epochs; hidden states and on-policy steps need the live model.
             let trainer: Trainer
             if let t, o.featureWeight == 0, o.onPolicyFraction == 0 {
-                trainer = Trainer(student: s.lm, teacherSource: MemoizedTeacher(LocalTeacher(lm: t)), train: data, plan: plan,
+                trainer = Trainer(student: s.lm, teacherSource: MemoizedTeacher(LocalTeacher(lm: t, batchSize: o.batchSize)), train: data, plan: plan,
                                   configuration: c)
             } else {
                 trainer = Trainer(student: s.lm, teacher: t, train: data, plan: plan, configuration: c)

@@ -55,17 +55,21 @@ final class ReasoningDemoInputTests: XCTestCase {
         o.teacherPath = Self.demoTeacher
         o.outputDirectory = out.path
         o.trainPrompts = 12
+        o.unlabeledPrompts = 8
         o.testPrompts = 10
         o.studentSteps = 3
         o.batchSize = 4
         let r = try await ReasoningDemo.run(o)
         XCTAssertEqual(r.teacher.params, 821_760)
-        // 2 of 4 layers, MLP 64: embedding 259·128 + norm 128 + 2·(attention 49,408 + MLP 3·128·64 + norms 256).
-        XCTAssertEqual(r.baselineStudent.params, 259 * 128 + 128 + 2 * (49_408 + 3 * 128 * 64 + 256))
+        // 4 layers, 2 heads of 32 (1 key/value head), MLP 47: embedding 259·128 + norm 128 + 4·(attention
+        // q 128·64+64, k and v 128·32+32 each, o 64·128 = 24,704; MLP 3·128·47; norms 256) = 24.98% of the teacher.
+        XCTAssertEqual(r.baselineStudent.params, 259 * 128 + 128 + 4 * (24_704 + 3 * 128 * 47 + 256))
         XCTAssertEqual(r.distilledStudent.params, r.baselineStudent.params)
         XCTAssertGreaterThanOrEqual(r.teacher.accuracy, 0.8)         // the shipped teacher: 96% on 300 problems
         XCTAssertGreaterThan(r.tracesKept, 0)
-        XCTAssertLessThanOrEqual(r.tracesKept, 12 * o.samplesPerPrompt)
+        XCTAssertLessThanOrEqual(r.tracesKept, 20 * o.samplesPerPrompt)
+        XCTAssertEqual(r.unlabeledPrompts, 8)
+        XCTAssertLessThanOrEqual(r.unlabeledTracesKept, r.tracesKept)
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("report.json"))) as! [String: Any]
         for key in ["teacher", "baseline_student", "distilled_student"] {
             let m = json[key] as! [String: Any]
@@ -73,8 +77,10 @@ final class ReasoningDemoInputTests: XCTestCase {
         }
         XCTAssertNotNil(json["trace_acceptance_rate"])
         let student = try PretrainedModel.loadDirectory(out.appendingPathComponent("distilled_student").path)
-        XCTAssertEqual(try student.config.int("num_hidden_layers"), 2)
-        XCTAssertEqual(try student.config.int("intermediate_size"), 64)
+        XCTAssertEqual(try student.config.int("num_hidden_layers"), 4)
+        XCTAssertEqual(try student.config.int("num_attention_heads"), 2)
+        XCTAssertEqual(try student.config.int("head_dim"), 32)
+        XCTAssertEqual(try student.config.int("intermediate_size"), 47)
     }
 
     func testStudentsAboveAQuarterOfTheTeacherAreRefused() async throws {
@@ -86,11 +92,14 @@ final class ReasoningDemoInputTests: XCTestCase {
         o.testPrompts = 2
         o.studentLayers = 3
         o.studentIntermediate = 384
+        let start = Date()
         do {
             _ = try await ReasoningDemo.run(o)
             XCTFail("expected an error")
         } catch {
             XCTAssertTrue("\(error)".contains("at most 25% allowed"), "\(error)")
+            XCTAssertLessThan(Date().timeIntervalSince(start), 30, "refused before any traces are written")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: o.outputDirectory + "/traces.jsonl"))
         }
     }
 }

@@ -125,6 +125,20 @@ final class TeacherTests: XCTestCase {
         return l
     }
 
+    /// Sequences run as right-padded batches give the rows they give one at a time.
+    func testBatchedLocalTeacherMatchesOneAtATime() throws {
+        let one = TinyTeacher.make(), batched = LocalTeacher(lm: one.lm, batchSize: 3)
+        let seqs = TinyTeacher.texts.map { TinyTeacher.tokenizer.encode($0) }
+        let positions = seqs.map { s in Array(stride(from: s.count - 1, through: 0, by: -2)) }
+        for pos in [nil, positions] {
+            guard case .full(let a) = try one.view(of: seqs, positions: pos), case .full(let b) = try batched.view(of: seqs, positions: pos)
+            else { return XCTFail("view kinds") }
+            XCTAssertEqual(a.shape, b.shape)
+            for (x, y) in zip(a.scalars, b.scalars) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+        }
+        XCTAssertThrowsError(try batched.view(of: [[1, 2], [999_999]]))
+    }
+
     func testLocalTeacherHiddenStatesAndAttentions() throws {
         let teacher = TinyTeacher.make()
         let seq = TinyTeacher.tokenizer.encode("Hello world")

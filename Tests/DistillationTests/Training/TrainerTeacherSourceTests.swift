@@ -74,7 +74,7 @@ final class TrainerTeacherSourceTests: XCTestCase {
     func testMemoizedTeacherAsksOncePerSequence() throws {
         let t = TinyCorpus.teacher()
         for sparse in [false, true] {
-            var c = TrainerConfiguration(totalSteps: 9, batchSize: 3, layout: .padToLongest(padId: 0), order: .shuffled(seed: 3),
+            let c = TrainerConfiguration(totalSteps: 9, batchSize: 3, layout: .padToLongest(padId: 0), order: .shuffled(seed: 3),
                                          learningRate: .constant(3e-3), maxGradNorm: nil, seed: 1)
             let train = TinyCorpus.sequences(9, seed: 4).map { s in
                 TokenSequence(s.ids, lossMask: s.ids.indices.map { $0 == 0 || $0 % 3 != 1 })
