@@ -43,7 +43,9 @@ public final class PretrainedModel {
         let arch = try Architecture.named(config.modelType, source: path)
         let decoder = try arch.decoderConfig(config)
         let lm = TransformerLM(decoder, initialize: false)
-        try loadWeights(into: lm, from: try GGUFWeights(file), tiedOutput: decoder.tieEmbeddings)
+        let weights = try GGUFWeights(file)
+        try loadWeights(into: lm, from: weights, tiedOutput: decoder.tieEmbeddings)
+        try attachQuantizedWeights(lm, weights)
         let tokenizer = try Tokenizer(gguf: file)
         let template = file.metadata["tokenizer.chat_template"] == nil ? nil : try ChatTemplate(gguf: file)
         var generation: [String: Any] = [:]
@@ -51,6 +53,19 @@ public final class PretrainedModel {
         if !tokenizer.eosTokenIds.isEmpty { generation["eos_token_id"] = tokenizer.eosTokenIds }
         return PretrainedModel(architecture: arch, config: config, lm: lm, path: path, generationConfig: generation,
                                tokenizer: tokenizer, chatTemplate: template)
+    }
+
+    /// Keeps the file's Q4_0/Q4_1/Q8_0 matrices beside their Float32 copies, so that decoding
+    /// reads the quantized blocks (see `QuantizedMatrix`); the tied output head uses the
+    /// embedding's.
+    static func attachQuantizedWeights(_ lm: TransformerLM, _ weights: GGUFWeights) throws {
+        for (name, module) in lm.namedModules() {
+            if let linear = module as? Linear {
+                linear.quantizedWeight = try weights.quantizedMatrix(named: name + ".weight")
+            } else if let embedding = module as? Embedding, lm.lmHead == nil {
+                embedding.quantizedWeight = try weights.quantizedMatrix(named: name + ".weight")
+            }
+        }
     }
 
     /// Renders `messages` with the model's chat template (BOS/EOS strings from the tokenizer).

@@ -12,6 +12,10 @@ public final class Linear: Module {
     /// alpha / r, and whether B·A has been added into `weight` (then the adapter path is skipped).
     public internal(set) var loraScale: Float = 0
     public internal(set) var loraMerged = false
+    /// The weight as stored in a quantized file (GGUF Q4_0/Q4_1/Q8_0), for fast inference: used
+    /// for a few rows at a time (decoding) without gradients. Dropped as soon as the layer runs
+    /// with gradients or gets a LoRA adapter (its weight may then change).
+    public var quantizedWeight: QuantizedMatrix?
 
     public override var keyOverrides: [String: String] { ["loraA": "lora_A", "loraB": "lora_B"] }
 
@@ -33,6 +37,11 @@ public final class Linear: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear: input \(x.shape) does not end in \(inFeatures)")
+        if quantizedWeight != nil && GradientMode.isEnabled { quantizedWeight = nil }
+        if let q = quantizedWeight, x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows {
+            let y = q.multiply(x)
+            return bias.map { y + $0.value } ?? y
+        }
         let y = x.matmul(weight.value, transB: true)
         let base = bias.map { y + $0.value } ?? y
         guard let a = loraA, let b = loraB, !loraMerged else { return base }
@@ -53,6 +62,10 @@ public final class Embedding: Module {
 
     public init(weight: Tensor) { self.weight = Parameter(weight) }
 
+    /// The table as stored in a quantized file, for the tied output head's decoding steps (see
+    /// `Linear.quantizedWeight`).
+    public var quantizedWeight: QuantizedMatrix?
+
     /// Vectors for `ids`, shaped `shape + [dim]` (default: [ids.count, dim]).
     public func callAsFunction(_ ids: [Int], shape: [Int]? = nil) -> Tensor {
         let dim = weight.shape[1]
@@ -60,7 +73,11 @@ public final class Embedding: Module {
     }
 
     /// Logits against the table (a tied output head): x·Wᵀ.
-    public func asLinear(_ x: Tensor) -> Tensor { x.matmul(weight.value, transB: true) }
+    public func asLinear(_ x: Tensor) -> Tensor {
+        if quantizedWeight != nil && GradientMode.isEnabled { quantizedWeight = nil }
+        if let q = quantizedWeight, x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows { return q.multiply(x) }
+        return x.matmul(weight.value, transB: true)
+    }
 }
 
 public final class RMSNorm: Module {

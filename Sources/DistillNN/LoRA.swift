@@ -63,6 +63,7 @@ extension Linear {
         precondition(loraA == nil, "attachLoRA: an adapter is already attached")
         precondition(rank > 0, "attachLoRA: rank must be positive")
         // kaiming_uniform_(a=√5) on [r, in]: gain √(2/(1+5)), bound gain·√(3/in) = 1/√in — Linear's init.
+        quantizedWeight = nil      // the weights no longer are the file's alone
         loraA = Linear(inFeatures, rank, bias: false, rng: &rng)
         loraB = Linear(weight: Tensor(zeros: [outFeatures, rank]))
         loraDropout = dropout > 0 ? Dropout(dropout, seed: dropoutSeed) : nil

@@ -40,6 +40,25 @@ void dk_blas_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                    const float *A, long lda, const float *B, long ldb,
                    float beta, float *C, long ldc);
 
+
+// ---- Quantized matrix-vector products (GGML block formats, 32 weights per block) ----
+
+enum { DK_Q4_0 = 2, DK_Q4_1 = 3, DK_Q8_0 = 8 };   // GGML type ids
+
+/// Bytes of one 32-weight block of `type` (0 for an unknown type).
+long dk_qblock_bytes(int type);
+/// Y[i][r] = sum_c X[i][c] * W[r][c] for rows r in [row0, row1) and i < m, where W is row-major
+/// [rows, cols] in blocks of `type` (cols a multiple of 32), X has row stride ldx, Y row stride ldy.
+/// Each block is expanded to the Float32 values the loader dequantizes to. Uses AVX2+FMA when
+/// the CPU has it. Single-threaded; callers split the rows.
+void dk_qgemv(int type, const void *W, long cols, const float *X, long m, long ldx,
+              float *Y, long ldy, long row0, long row1);
+/// Same with the portable scalar code (tests).
+void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long m, long ldx,
+                       float *Y, long ldy, long row0, long row1);
+/// Rows [row0, row1) of W dequantized into out (row-major [rows, cols]).
+void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1);
+
 #ifdef __cplusplus
 }
 #endif

@@ -264,4 +264,24 @@ public struct GGUFWeights: @unchecked Sendable {
     }
 
     public func tensor(named name: String) throws -> Tensor { try file.huggingFaceTensor(named: name) }
+
+    /// The matrix `name` (Hugging Face name) in its stored block format, rows in Hugging Face
+    /// order, when it is stored as Q4_0, Q4_1 or Q8_0; nil for other types.
+    public func quantizedMatrix(named name: String) throws -> QuantizedMatrix? {
+        guard let g = GGUFNames.ggufName(for: name), file.contains(g) else { return nil }
+        let info = try file.tensorInfo(named: g)
+        guard let format = QuantizedMatrix.Format(rawValue: Int32(info.type.rawValue)), info.shape.count == 2,
+              let n = info.byteCount else { return nil }
+        let start = file.dataStart + info.offset
+        let q = try QuantizedMatrix(format: format, rows: info.shape[0], cols: info.shape[1],
+                                    blocks: [UInt8](file.file.bytes(start..<(start + n))))
+        guard try file.supportedArchitecture() == "llama", g.hasSuffix(".attn_q.weight") || g.hasSuffix(".attn_k.weight") else { return q }
+        // Undo llama.cpp's rotary row permutation (see `unpermuteRotaryRows`).
+        let heads = try file.int("llama.attention.head_count") ?? 0
+        let kvHeads = try file.int("llama.attention.head_count_kv") ?? heads
+        let h = g.hasSuffix(".attn_q.weight") ? heads : kvHeads
+        guard h > 0, q.rows % (2 * h) == 0 else { return nil }
+        let d = q.rows / h, half = d / 2
+        return try q.selectingRows((0..<q.rows).map { r in (r / d) * d + 2 * ((r % d) % half) + (r % d) / half })
+    }
 }

@@ -1,0 +1,181 @@
+// Matrix-vector products with weights kept in GGML block formats (Q4_0, Q4_1, Q8_0): each block
+// of 32 weights is expanded to Float32 exactly as the loader dequantizes it, then multiplied
+// with the activations in Float32. Reading 18-34 bytes per 32 weights instead of 128 is what
+// makes decoding fast: one token's matrix-vector products are bound by memory traffic.
+#include "CDistillKernels.h"
+#include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static float half_to_float(const uint8_t *p) {
+    uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else {            // subnormal: normalise
+            int e = -1;
+            do { mant <<= 1; e++; } while (!(mant & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3FF) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000 | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+long dk_qblock_bytes(int type) {
+    switch (type) {
+    case DK_Q4_0: return 18;
+    case DK_Q4_1: return 20;
+    case DK_Q8_0: return 34;
+    default: return 0;
+    }
+}
+
+// The 32 weights of one block, as the loader computes them.
+static void expand_block(int type, const uint8_t *b, float *w) {
+    switch (type) {
+    case DK_Q4_0: {
+        float d = half_to_float(b);
+        for (int j = 0; j < 16; j++) {
+            w[j] = (float)((int)(b[2 + j] & 0x0F) - 8) * d;
+            w[j + 16] = (float)((int)(b[2 + j] >> 4) - 8) * d;
+        }
+        break;
+    }
+    case DK_Q4_1: {
+        float d = half_to_float(b), m = half_to_float(b + 2);
+        for (int j = 0; j < 16; j++) {
+            float lo = (float)(b[4 + j] & 0x0F) * d, hi = (float)(b[4 + j] >> 4) * d;
+            w[j] = lo + m;
+            w[j + 16] = hi + m;
+        }
+        break;
+    }
+    case DK_Q8_0: {
+        float d = half_to_float(b);
+        for (int j = 0; j < 32; j++) w[j] = (float)(int8_t)b[2 + j] * d;
+        break;
+    }
+    }
+}
+
+static void qgemv_portable(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
+                           float *Y, long ldy, long row0, long row1) {
+    long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    float w[32];
+    for (long r = row0; r < row1; r++) {
+        const uint8_t *row = W + r * blocks * bb;
+        for (long i = 0; i < m; i++) Y[i * ldy + r] = 0;
+        for (long b = 0; b < blocks; b++) {
+            expand_block(type, row + b * bb, w);
+            for (long i = 0; i < m; i++) {
+                const float *x = X + i * ldx + b * 32;
+                float acc = 0;
+                for (int j = 0; j < 32; j++) acc += w[j] * x[j];
+                Y[i * ldy + r] += acc;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma")))
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Four vectors of 8 weights of one block, in element order.
+__attribute__((target("avx2,fma")))
+static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
+    if (type == DK_Q8_0) {
+        __m256 d = _mm256_set1_ps(half_to_float(b));
+        for (int k = 0; k < 4; k++) {
+            __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * k));
+            w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+        }
+        return;
+    }
+    const uint8_t *qs = b + (type == DK_Q4_1 ? 4 : 2);
+    __m128i raw = _mm_loadu_si128((const __m128i *)qs), mask = _mm_set1_epi8(0x0F);
+    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    __m256 d = _mm256_set1_ps(half_to_float(b));
+    if (type == DK_Q4_1) {
+        __m256 m = _mm256_set1_ps(half_to_float(b + 2));
+        for (int k = 0; k < 4; k++)
+            w[k] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k])), d), m);
+    } else {
+        __m256i eight = _mm256_set1_epi32(8);
+        for (int k = 0; k < 4; k++)
+            w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[k]), eight)), d);
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void qgemv_avx2(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
+                       float *Y, long ldy, long row0, long row1) {
+    long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    for (long r = row0; r < row1; r++) {
+        const uint8_t *row = W + r * blocks * bb;
+        for (long i0 = 0; i0 < m; i0 += 8) {
+            long mi = m - i0 < 8 ? m - i0 : 8;
+            __m256 acc[8];
+            for (long i = 0; i < mi; i++) acc[i] = _mm256_setzero_ps();
+            for (long b = 0; b < blocks; b++) {
+                __m256 w[4];
+                expand_block_avx2(type, row + b * bb, w);
+                for (long i = 0; i < mi; i++) {
+                    const float *x = X + (i0 + i) * ldx + b * 32;
+                    __m256 a = acc[i];
+                    a = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(x), a);
+                    a = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x + 8), a);
+                    a = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(x + 16), a);
+                    a = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x + 24), a);
+                    acc[i] = a;
+                }
+            }
+            for (long i = 0; i < mi; i++) Y[(i0 + i) * ldy + r] = hsum256(acc[i]);
+        }
+    }
+}
+
+static int has_avx2(void) {
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return has;
+}
+#endif
+
+void dk_qgemv(int type, const void *W, long cols, const float *X, long m, long ldx,
+              float *Y, long ldy, long row0, long row1) {
+#if defined(__x86_64__)
+    if (has_avx2()) { qgemv_avx2(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1); return; }
+#endif
+    qgemv_portable(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1);
+}
+
+void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long m, long ldx,
+                       float *Y, long ldy, long row0, long row1) {
+    qgemv_portable(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1);
+}
+
+void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1) {
+    long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    for (long r = row0; r < row1; r++)
+        for (long b = 0; b < blocks; b++)
+            expand_block(type, (const uint8_t *)W + (r * blocks + b) * bb, out + r * cols + b * 32);
+}

@@ -1,0 +1,76 @@
+import CDistillKernels
+import Foundation
+
+/// A weight matrix `[rows, cols]` kept in a GGML block format (Q4_0, Q4_1 or Q8_0: 32 weights per
+/// block, 18, 20 or 34 bytes) for fast inference: `multiply` expands each block to the Float32
+/// values the loader dequantizes to and multiplies in Float32, so the result is the product with
+/// the dequantized matrix up to the order of the additions — while reading 4-7× fewer bytes than
+/// a Float32 matrix, which is what bounds decoding speed.
+public final class QuantizedMatrix: @unchecked Sendable {
+    public enum Format: Int32, Sendable, CaseIterable {
+        case q4_0 = 2, q4_1 = 3, q8_0 = 8
+        public var blockBytes: Int { Int(dk_qblock_bytes(rawValue)) }
+    }
+
+    public let format: Format
+    public let rows: Int
+    public let cols: Int
+    /// rows × cols/32 blocks, row after row.
+    public let blocks: [UInt8]
+
+    /// `blocks` must hold rows × cols/32 blocks of `format`; cols must be a multiple of 32.
+    public init(format: Format, rows: Int, cols: Int, blocks: [UInt8]) throws {
+        guard cols % 32 == 0, rows > 0 else {
+            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols]], reason: "columns must be a positive multiple of 32")
+        }
+        guard blocks.count == rows * cols / 32 * format.blockBytes else {
+            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols], [blocks.count]],
+                                            reason: "expected \(rows * cols / 32 * format.blockBytes) bytes of \(format) blocks")
+        }
+        self.format = format
+        self.rows = rows
+        self.cols = cols
+        self.blocks = blocks
+    }
+
+    /// Most input rows (tokens × batch) a layer multiplies through its quantized weight; larger
+    /// inputs (prompts, training) use the Float32 matrix and GEMM.
+    public static let decodeRows = 16
+
+    /// Bytes per row.
+    public var rowBytes: Int { cols / 32 * format.blockBytes }
+
+    /// The matrix with its rows reordered: row i of the result is row `order[i]` of this one.
+    public func selectingRows(_ order: [Int]) throws -> QuantizedMatrix {
+        var out = [UInt8](); out.reserveCapacity(order.count * rowBytes)
+        for r in order { out += blocks[(r * rowBytes)..<((r + 1) * rowBytes)] }
+        return try QuantizedMatrix(format: format, rows: order.count, cols: cols, blocks: out)
+    }
+
+    /// The dequantized matrix [rows, cols].
+    public func dequantized() -> Tensor {
+        let out = Tensor(uninitializedShape: [rows, cols])
+        blocks.withUnsafeBytes { w in dk_qdequantize_rows(format.rawValue, w.baseAddress, cols, out.storage.pointer, 0, rows) }
+        return out
+    }
+
+    /// x·Wᵀ for x [..., cols] → [..., rows]; rows of the output split across threads. Not
+    /// recorded for gradients (inference).
+    public func multiply(_ x: Tensor, portable: Bool = false) -> Tensor {
+        precondition(x.shape.last == cols, "QuantizedMatrix: input \(x.shape) does not end in \(cols)")
+        let m = x.shape.dropLast().reduce(1, *)
+        let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
+        let px = x.storage.pointer, py = y.storage.pointer, type = format.rawValue, cols = self.cols, rows = self.rows
+        blocks.withUnsafeBytes { w in
+            let base = w.baseAddress
+            parallelFor(rows, grain: 64) { r in
+                if portable {
+                    dk_qgemv_portable(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
+                } else {
+                    dk_qgemv(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
+                }
+            }
+        }
+        return y
+    }
+}

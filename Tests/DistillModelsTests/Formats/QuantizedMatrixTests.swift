@@ -1,0 +1,97 @@
+import DistillModels
+import DistillNN
+import DistillTensor
+import XCTest
+
+/// Quantized matrices: blocks expand to exactly the loader's dequantized values (Q4_0, Q4_1,
+/// Q8_0, including half-precision scales that are subnormal, negative or zero), and the product
+/// equals the Float32 product with the dequantized matrix up to rounding, with the AVX2 and the
+/// portable kernels, one or several input rows; on SmolLM2, decoding through the file's blocks
+/// gives the logits of the Float32 weights.
+final class QuantizedMatrixTests: XCTestCase {
+    /// Random blocks of `format`: scales are half floats drawn from a list with edge cases.
+    func randomBlocks(_ format: QuantizedMatrix.Format, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
+        var rng = TestRNG(seed: seed)
+        let scales: [UInt16] = [0x2E66, 0x1400, 0x0001, 0x03FF, 0xAE66, 0x0000, 0x3C00, 0x2A00]   // 0.1, 2^-10, subnormals, −0.1, 0, 1, …
+        var out: [UInt8] = []
+        for _ in 0..<(rows * cols / 32) {
+            for _ in 0..<(format == .q4_1 ? 2 : 1) {
+                let h = scales[Int(rng.next() % UInt64(scales.count))]
+                out += [UInt8(h & 0xFF), UInt8(h >> 8)]
+            }
+            let payload = format == .q8_0 ? 32 : 16
+            for _ in 0..<payload { out.append(UInt8(truncatingIfNeeded: rng.next())) }
+        }
+        return out
+    }
+
+    func testBlocksExpandToTheLoadersValuesAndMultiply() throws {
+        for (format, type) in [(QuantizedMatrix.Format.q4_0, GGMLType.q4_0), (.q4_1, .q4_1), (.q8_0, .q8_0)] {
+            let rows = 37, cols = 96
+            let bytes = randomBlocks(format, rows: rows, cols: cols, seed: UInt64(format.rawValue))
+            let q = try QuantizedMatrix(format: format, rows: rows, cols: cols, blocks: bytes)
+            let loader = try GGUFQuantization.dequantize(bytes, type: type, count: rows * cols)
+            let w = q.dequantized()
+            XCTAssertEqual(w.scalars.map(\.bitPattern), loader.map(\.bitPattern), "\(format)")
+            for m in [1, 3, 9] {
+                var rng = TestRNG(seed: 77)
+                let x = Tensor((0..<(m * cols)).map { _ in rng.normal() }, shape: [m, cols])
+                let want = x.matmul(Tensor(loader, shape: [rows, cols]), transB: true).scalars
+                // Another order of the additions: within a few float roundings of Σ|w·x|.
+                let scale = Tensor(x.scalars.map(abs), shape: [m, cols])
+                    .matmul(Tensor(loader.map(abs), shape: [rows, cols]), transB: true).scalars
+                for portable in [false, true] {
+                    let got = q.multiply(x, portable: portable)
+                    XCTAssertEqual(got.shape, [m, rows])
+                    for ((a, b), s) in zip(zip(got.scalars, want), scale) {
+                        XCTAssertEqual(a, b, accuracy: 4e-7 * Float(cols).squareRoot() * max(s, 1e-3), "\(format) m \(m) portable \(portable)")
+                    }
+                }
+            }
+        }
+        XCTAssertThrowsError(try QuantizedMatrix(format: .q4_1, rows: 2, cols: 48, blocks: []))
+        XCTAssertThrowsError(try QuantizedMatrix(format: .q4_1, rows: 2, cols: 64, blocks: [1, 2, 3]))
+    }
+
+    /// Row selection keeps whole rows of blocks.
+    func testSelectingRows() throws {
+        let bytes = randomBlocks(.q8_0, rows: 4, cols: 64, seed: 3)
+        let q = try QuantizedMatrix(format: .q8_0, rows: 4, cols: 64, blocks: bytes)
+        let s = try q.selectingRows([2, 0, 3, 1])
+        let a = q.dequantized().scalars, b = s.dequantized().scalars
+        for (i, r) in [2, 0, 3, 1].enumerated() { XCTAssertEqual(Array(b[(i * 64)..<((i + 1) * 64)]), Array(a[(r * 64)..<((r + 1) * 64)])) }
+    }
+
+    /// SmolLM2 (Q4_1 layers, Q8_0 tied embedding): the loaded model keeps the blocks (the llama
+    /// q/k rows un-permuted like the Float32 tensors), and a decoding step through them gives the
+    /// logits of the Float32 weights; a forward with gradients drops them.
+    func testSmolLM2DecodesThroughItsBlocks() throws {
+        let model = try PretrainedModel.load(try smolLM2Path())
+        let lm = model.lm
+        let layer = lm.model.layers[0].selfAttn
+        let q = try XCTUnwrap(layer.qProj.quantizedWeight)
+        XCTAssertEqual(q.format, .q4_1)
+        XCTAssertEqual(q.dequantized().scalars, layer.qProj.weight.value.scalars)
+        XCTAssertEqual(lm.model.embedTokens.quantizedWeight?.format, .q8_0)
+        let ids = [1, 504, 3458, 314, 260, 3575, 282, 4649, 47]
+        func lastLogits() -> [Float] {
+            withoutGradients {
+                let cache = lm.makeCache()
+                _ = lm.forward(Array(ids.dropLast()), batch: 1, length: ids.count - 1, cache: cache)
+                return lm.forward([ids.last!], batch: 1, length: 1, positions: [[ids.count - 1]], cache: cache).logits.scalars
+            }
+        }
+        let fast = lastLogits()
+        let modules = lm.namedModules().map(\.module)
+        for m in modules { (m as? Linear)?.quantizedWeight = nil; (m as? Embedding)?.quantizedWeight = nil }
+        let exact = lastLogits()
+        var worst: Float = 0
+        for (a, b) in zip(fast, exact) { worst = max(worst, abs(a - b)) }
+        XCTAssertLessThan(worst, 2e-3, "largest logit difference")
+        XCTAssertEqual(fast.indices.max { fast[$0] < fast[$1] }, exact.indices.max { exact[$0] < exact[$1] })
+        // Running with gradients drops the blocks (the weights may be trained).
+        let reloaded = try PretrainedModel.load(try smolLM2Path())
+        _ = reloaded.lm.forward([1, 2], batch: 1, length: 2)
+        XCTAssertNil(reloaded.lm.model.layers[0].selfAttn.qProj.quantizedWeight)
+    }
+}
