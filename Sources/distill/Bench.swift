@@ -52,22 +52,27 @@ extension Bench {
             }
         }
 
-        /// Runs scripts/bench_pytorch.py; a missing interpreter or torch is a clear error.
         func runPyTorch(_ preset: String, steps: Int, threads: Int) throws -> [String: Any] {
-            let script = "scripts/bench_pytorch.py"
-            guard FileManager.default.fileExists(atPath: script) else {
-                throw CLIError("--compare: \(script) not found (run from the repository root)")
-            }
-            let r: ChildProcess.Output
-            do {
-                r = try ChildProcess.run("/usr/bin/env", [python, script, "--preset", preset, "--steps", "\(steps)", "--threads", "\(threads)", "--json"])
-            } catch { throw CLIError("--compare: cannot run \(python): \(error)") }
-            guard r.status == 0, let line = r.lastLine,
-                  let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw CLIError("--compare: \(script) failed (is torch installed? pip install torch==2.5.1 transformers==4.46.3): \(r.stderr.suffix(400))")
-            }
-            return obj
+            try runPythonBenchmark(python: python, script: "scripts/bench_pytorch.py",
+                                   arguments: ["--preset", preset, "--steps", "\(steps)", "--threads", "\(threads)", "--json"])
         }
+    }
+
+    /// Runs a committed Python benchmark script that prints one JSON object on its last line; a
+    /// missing script, interpreter or torch is a clear error.
+    static func runPythonBenchmark(python: String, script: String, arguments: [String]) throws -> [String: Any] {
+        guard FileManager.default.fileExists(atPath: script) else {
+            throw CLIError("--compare: \(script) not found (run from the repository root)")
+        }
+        let r: ChildProcess.Output
+        do { r = try ChildProcess.run("/usr/bin/env", [python, script] + arguments) } catch {
+            throw CLIError("--compare: cannot run \(python): \(error)")
+        }
+        guard r.status == 0, let line = r.lastLine,
+              let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw CLIError("--compare: \(script) failed (is torch installed? pip install torch==2.5.1 transformers==4.46.3): \(r.stderr.suffix(400))")
+        }
+        return obj
     }
 
     struct Ops: ParsableCommand {
@@ -141,12 +146,14 @@ extension Bench {
     struct GenerateBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "generate",
-            abstract: "Prompt and decode tokens/s of a model (greedy, random prompt ids).")
+            abstract: "Prompt and decode tokens/s of a model (greedy, random prompt ids); --compare runs transformers on the same file side by side.")
 
         @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
         @Option(help: "Prompt length in tokens.") var promptTokens = 40
         @Option(help: "Tokens to generate.") var newTokens = 128
         @Option(help: "Comma-separated batch sizes.") var batch = "1,8"
+        @Flag(help: "Also run scripts/bench_generate_transformers.py (transformers, float32) and print the ratios.") var compare = false
+        @Option(help: "The Python interpreter for --compare.") var python = "python3"
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -164,7 +171,26 @@ extension Bench {
                           + " (\(promptTokens)-token prompt, \(newTokens) new tokens)")
                 }
             }
-            if json { try printJSON(results) }
+            var peer: [[String: Any]] = []
+            var torchVersion = "?"
+            if compare {
+                let obj = try runPythonBenchmark(python: python, script: "scripts/bench_generate_transformers.py",
+                                                 arguments: [model, "--batch", batch, "--prompt-tokens", "\(promptTokens)",
+                                                             "--new-tokens", "\(newTokens)", "--threads", "\(Threads.count)", "--json"])
+                peer = obj["results"] as? [[String: Any]] ?? []
+                torchVersion = obj["torch"] as? String ?? "?"
+            }
+            if json {
+                var obj: [String: Any] = ["distill": try JSONSerialization.jsonObject(with: try JSONEncoder().encode(results))]
+                if compare { obj["transformers"] = ["torch": torchVersion, "results": peer] }
+                print(String(data: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]), encoding: .utf8)!)
+                return
+            }
+            for (r, t) in zip(results, peer) {
+                guard let p = t["prompt_tokens_per_second"] as? Double, let d = t["decode_tokens_per_second"] as? Double else { continue }
+                print("transformers (torch \(torchVersion)) batch \(r.batch): prompt \(f1(p)) tokens/s, decode \(f1(d)) tokens/s; "
+                      + String(format: "distill / transformers: prompt %.2f×, decode %.2f×", r.promptTokensPerSecond / p, r.decodeTokensPerSecond / d))
+            }
         }
     }
 }
