@@ -87,6 +87,14 @@ static void qgemv_portable(int type, const uint8_t *W, long cols, const float *X
 }
 
 #if defined(__x86_64__)
+// Half-precision scales with the F16C instruction (every AVX2 CPU has it; checked with AVX2).
+__attribute__((target("avx2,fma,f16c")))
+static inline float half_f16c(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 __attribute__((target("avx2,fma")))
 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -96,10 +104,10 @@ static inline float hsum256(__m256 v) {
 }
 
 // Four vectors of 8 weights of one block, in element order.
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2,fma,f16c")))
 static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
     if (type == DK_Q8_0) {
-        __m256 d = _mm256_set1_ps(half_to_float(b));
+        __m256 d = _mm256_set1_ps(half_f16c(b));
         for (int k = 0; k < 4; k++) {
             __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * k));
             w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
@@ -110,9 +118,9 @@ static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
     __m128i raw = _mm_loadu_si128((const __m128i *)qs), mask = _mm_set1_epi8(0x0F);
     __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
     __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    __m256 d = _mm256_set1_ps(half_to_float(b));
+    __m256 d = _mm256_set1_ps(half_f16c(b));
     if (type == DK_Q4_1) {
-        __m256 m = _mm256_set1_ps(half_to_float(b + 2));
+        __m256 m = _mm256_set1_ps(half_f16c(b + 2));
         for (int k = 0; k < 4; k++)
             w[k] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k])), d), m);
     } else {
@@ -122,10 +130,29 @@ static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
     }
 }
 
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2,fma,f16c")))
 static void qgemv_avx2(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
                        float *Y, long ldy, long row0, long row1) {
     long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    if (m == 1) {
+        // One input row (batch-1 decoding): four independent accumulators keep the FMAs from
+        // waiting on each other.
+        for (long r = row0; r < row1; r++) {
+            const uint8_t *row = W + r * blocks * bb;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            for (long b = 0; b < blocks; b++) {
+                __m256 w[4];
+                expand_block_avx2(type, row + b * bb, w);
+                const float *x = X + b * 32;
+                a0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(x), a0);
+                a1 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x + 8), a1);
+                a2 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(x + 16), a2);
+                a3 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x + 24), a3);
+            }
+            Y[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        }
+        return;
+    }
     for (long r = row0; r < row1; r++) {
         const uint8_t *row = W + r * blocks * bb;
         for (long i0 = 0; i0 < m; i0 += 8) {
@@ -154,7 +181,7 @@ static int has_avx2(void) {
     static int has = -1;
     if (has < 0) {
         __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     }
     return has;
 }
@@ -178,4 +205,130 @@ void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long ro
     for (long r = row0; r < row1; r++)
         for (long b = 0; b < blocks; b++)
             expand_block(type, (const uint8_t *)W + (r * blocks + b) * bb, out + r * cols + b * 32);
+}
+
+// ---- Activations quantized to 8 bits (the fast decoding option) ----
+// Each block of 32 activations becomes int8 q = round(x / d), d = max|x| / 127, and the sum of
+// its q; a weight block's dot product is then an integer dot product scaled once:
+//   Q8_0: d_w·d_x·Σ q_w q_x;  Q4_0: d_w·d_x·(Σ n q_x − 8 Σ q_x);  Q4_1: d_w·d_x·Σ n q_x + m_w·d_x·Σ q_x.
+
+void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32_t *sum) {
+    for (long b = 0; b < cols / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) { float a = xb[j] < 0 ? -xb[j] : xb[j]; if (a > amax) amax = a; }
+        float scale = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = xb[j] * inv;
+            int r = (int)(v < 0 ? v - 0.5f : v + 0.5f);
+            if (r > 127) r = 127;
+            if (r < -127) r = -127;
+            q[b * 32 + j] = (int8_t)r;
+            s += r;
+        }
+        d[b] = scale;
+        sum[b] = s;
+    }
+}
+
+static float block_dot_q8_portable(int type, const uint8_t *w, const int8_t *q, float dx, int32_t sx) {
+    int32_t dot = 0;
+    if (type == DK_Q8_0) {
+        for (int j = 0; j < 32; j++) dot += (int32_t)(int8_t)w[2 + j] * q[j];
+        return half_to_float(w) * dx * (float)dot;
+    }
+    const uint8_t *qs = w + (type == DK_Q4_1 ? 4 : 2);
+    for (int j = 0; j < 16; j++) dot += (int32_t)(qs[j] & 0x0F) * q[j] + (int32_t)(qs[j] >> 4) * q[j + 16];
+    if (type == DK_Q4_1) return half_to_float(w) * dx * (float)dot + half_to_float(w + 2) * dx * (float)sx;
+    return half_to_float(w) * dx * (float)(dot - 8 * sx);
+}
+
+static void qgemv_q8_portable(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                              long m, float *Y, long ldy, long row0, long row1) {
+    long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    for (long r = row0; r < row1; r++) {
+        const uint8_t *row = W + r * blocks * bb;
+        for (long i = 0; i < m; i++) {
+            float acc = 0;
+            for (long b = 0; b < blocks; b++)
+                acc += block_dot_q8_portable(type, row + b * bb, Q + (i * blocks + b) * 32, D[i * blocks + b], S[i * blocks + b]);
+            Y[i * ldy + r] = acc;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma,f16c")))
+static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                          long m, float *Y, long ldy, long row0, long row1) {
+    long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    if (m == 1) {
+        for (long r = row0; r < row1; r++) {
+            const uint8_t *row = W + r * blocks * bb;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            float e0 = 0, e1 = 0;
+            for (long b = 0; b < blocks; b++) {
+                const uint8_t *w = row + b * bb;
+                float dw = half_f16c(w), mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * dw : 0.0f);
+                __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32)), p16;
+                if (type == DK_Q8_0) {
+                    __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2));
+                    p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+                } else {
+                    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
+                    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                    p16 = _mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), qx);
+                }
+                __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                float e = mw * D[b] * (float)S[b];
+                if (b & 1) { a1 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a1); e1 += e; }
+                else { a0 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a0); e0 += e; }
+            }
+            Y[r] = hsum256(_mm256_add_ps(a0, a1)) + e0 + e1;
+        }
+        return;
+    }
+    for (long r = row0; r < row1; r++) {
+        const uint8_t *row = W + r * blocks * bb;
+        for (long i0 = 0; i0 < m; i0 += 8) {
+            long mi = m - i0 < 8 ? m - i0 : 8;
+            __m256 acc[8];
+            float extra[8];
+            for (long i = 0; i < mi; i++) { acc[i] = _mm256_setzero_ps(); extra[i] = 0; }
+            for (long b = 0; b < blocks; b++) {
+                const uint8_t *w = row + b * bb;
+                float dw = half_f16c(w), mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * dw : 0.0f);
+                __m256i qw;
+                if (type == DK_Q8_0) {
+                    qw = _mm256_loadu_si256((const __m256i *)(w + 2));
+                } else {
+                    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
+                    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                    qw = _mm256_set_m128i(hi, lo);            // elements 0..15, then 16..31
+                }
+                __m256i absw = type == DK_Q8_0 ? _mm256_sign_epi8(qw, qw) : qw;
+                for (long i = 0; i < mi; i++) {
+                    long k = (i0 + i) * blocks + b;
+                    __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + k * 32));
+                    __m256i p16 = _mm256_maddubs_epi16(absw, type == DK_Q8_0 ? _mm256_sign_epi8(qx, qw) : qx);
+                    __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                    acc[i] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[k]), acc[i]);
+                    extra[i] += mw * D[k] * (float)S[k];
+                }
+            }
+            for (long i = 0; i < mi; i++) Y[(i0 + i) * ldy + r] = hsum256(acc[i]) + extra[i];
+        }
+    }
+}
+#endif
+
+void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                 long m, float *Y, long ldy, long row0, long row1, int portable) {
+#if defined(__x86_64__)
+    if (!portable && has_avx2()) { qgemv_q8_avx2(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1); return; }
+#endif
+    qgemv_q8_portable(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1);
 }

@@ -39,7 +39,7 @@ public final class Linear: Module {
         precondition(x.shape.last == inFeatures, "Linear: input \(x.shape) does not end in \(inFeatures)")
         if quantizedWeight != nil && GradientMode.isEnabled { quantizedWeight = nil }
         if let q = quantizedWeight, x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows {
-            let y = q.multiply(x)
+            let y = q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding)
             return bias.map { y + $0.value } ?? y
         }
         let y = x.matmul(weight.value, transB: true)
@@ -75,7 +75,9 @@ public final class Embedding: Module {
     /// Logits against the table (a tied output head): x·Wᵀ.
     public func asLinear(_ x: Tensor) -> Tensor {
         if quantizedWeight != nil && GradientMode.isEnabled { quantizedWeight = nil }
-        if let q = quantizedWeight, x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows { return q.multiply(x) }
+        if let q = quantizedWeight, x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows {
+            return q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding)
+        }
         return x.matmul(weight.value, transB: true)
     }
 }

@@ -152,11 +152,13 @@ extension Bench {
         @Option(help: "Prompt length in tokens.") var promptTokens = 40
         @Option(help: "Tokens to generate.") var newTokens = 128
         @Option(help: "Comma-separated batch sizes.") var batch = "1,8"
+        @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
         @Flag(help: "Also run scripts/bench_generate_transformers.py (transformers, float32) and print the ratios.") var compare = false
         @Option(help: "The Python interpreter for --compare.") var python = "python3"
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
+            QuantizedMatrix.fastDecoding = fast
             let batches: [Int]
             do { batches = try GenerationBenchmark.batchSizes(batch) } catch { throw ValidationError("--batch: \(error)") }
             guard promptTokens > 0, newTokens > 1 else { throw ValidationError("--prompt-tokens must be > 0 and --new-tokens > 1") }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillModels
+import DistillTensor
 import Foundation
 
 /// Loads MODEL (a Hugging Face directory or a .gguf file), turning errors into a clean message.
@@ -106,10 +107,12 @@ struct Generate: ParsableCommand {
     @Option(help: "Minimum probability relative to the top token (0: off).") var minP: Float = 0
     @Option(help: "Repetition penalty (1: off).") var repetitionPenalty: Float = 1
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
     @Option(name: .short, help: "Number of samples.") var n = 1
     @Option(help: "Stop when this text appears (repeatable).") var stop: [String] = []
 
     func run() throws {
+        QuantizedMatrix.fastDecoding = fast
         let m = try loadModel(model)
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
                                           repetitionPenalty: repetitionPenalty, seed: seed)

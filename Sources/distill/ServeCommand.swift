@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillModels
+import DistillTensor
 import DistillServer
 import Foundation
 
@@ -21,6 +22,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Port to listen on (0: any free port).") var port = 8000
     @Option(help: "The model name clients use and /v1/models lists (default: the file or directory name).") var modelName: String?
     @Option(help: "Most sequences (prompts × n) generated in one batch.") var maxBatch = 16
+    @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
     @Option(help: "Milliseconds an idle server waits for more requests to batch with the first.") var batchWindowMs = 5.0
 
     func validate() throws {
@@ -30,6 +32,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        QuantizedMatrix.fastDecoding = fast
         let m = try loadModel(model)
         let server: OpenAIServer
         do {

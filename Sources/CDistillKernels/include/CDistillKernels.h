@@ -2,6 +2,8 @@
 #ifndef CDISTILL_KERNELS_H
 #define CDISTILL_KERNELS_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -58,6 +60,15 @@ void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long 
                        float *Y, long ldy, long row0, long row1);
 /// Rows [row0, row1) of W dequantized into out (row-major [rows, cols]).
 void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1);
+
+/// Quantizes each block of 32 activations to int8 (d = max|x|/127, q = round(x/d)) with the sum
+/// of its q; cols a multiple of 32.
+void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32_t *sum);
+/// Like dk_qgemv with the activations quantized by dk_quantize_q8_blocks (m rows of cols/32
+/// blocks each): integer dot products per block (AVX2 unless `portable`). Slightly changes the
+/// results (activation rounding): the fast decoding option.
+void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                 long m, float *Y, long ldy, long row0, long row1, int portable);
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,11 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// inputs (prompts, training) use the Float32 matrix and GEMM.
     public static let decodeRows = 16
 
+    /// The fast decoding option (`--fast`): layers multiply with their activations quantized to
+    /// 8 bits per block of 32 and integer dot products, as llama.cpp does. Faster, but the logits
+    /// change slightly, so it is off by default and never used for teacher log-probabilities.
+    nonisolated(unsafe) public static var fastDecoding = false
+
     /// Bytes per row.
     public var rowBytes: Int { cols / 32 * format.blockBytes }
 
@@ -55,12 +60,31 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     /// x·Wᵀ for x [..., cols] → [..., rows]; rows of the output split across threads. Not
-    /// recorded for gradients (inference).
-    public func multiply(_ x: Tensor, portable: Bool = false) -> Tensor {
+    /// recorded for gradients (inference). `int8Activations`: the fast option (see `fastDecoding`).
+    public func multiply(_ x: Tensor, int8Activations: Bool = false, portable: Bool = false) -> Tensor {
         precondition(x.shape.last == cols, "QuantizedMatrix: input \(x.shape) does not end in \(cols)")
         let m = x.shape.dropLast().reduce(1, *)
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
         let px = x.storage.pointer, py = y.storage.pointer, type = format.rawValue, cols = self.cols, rows = self.rows
+        if int8Activations {
+            let nb = cols / 32
+            var q = [Int8](repeating: 0, count: m * cols), d = [Float](repeating: 0, count: m * nb), sums = [Int32](repeating: 0, count: m * nb)
+            q.withUnsafeMutableBufferPointer { qp in
+                d.withUnsafeMutableBufferPointer { dp in
+                    sums.withUnsafeMutableBufferPointer { sp in
+                        for i in 0..<m { dk_quantize_q8_blocks(px + i * cols, cols, qp.baseAddress! + i * cols, dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
+                        let (qa, da, sa) = (UnsafePointer(qp.baseAddress!), UnsafePointer(dp.baseAddress!), UnsafePointer(sp.baseAddress!))
+                        blocks.withUnsafeBytes { w in
+                            let base = w.baseAddress
+                            parallelFor(rows, grain: 64) { r in
+                                dk_qgemv_q8(type, base, cols, qa, da, sa, m, py, rows, r.lowerBound, r.upperBound, portable ? 1 : 0)
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
         blocks.withUnsafeBytes { w in
             let base = w.baseAddress
             parallelFor(rows, grain: 64) { r in

@@ -53,6 +53,52 @@ final class QuantizedMatrixTests: XCTestCase {
         XCTAssertThrowsError(try QuantizedMatrix(format: .q4_1, rows: 2, cols: 64, blocks: [1, 2, 3]))
     }
 
+    /// The fast option: activations rounded to int8 per block of 32 (d = max|x|/127), integer dot
+    /// products per block; checked against the same arithmetic done here in Double, and close to
+    /// the exact product (within the activation rounding).
+    func testInt8ActivationsFollowTheBlockArithmetic() throws {
+        for (format, type) in [(QuantizedMatrix.Format.q4_0, GGMLType.q4_0), (.q4_1, .q4_1), (.q8_0, .q8_0)] {
+            let rows = 21, cols = 128
+            let bytes = randomBlocks(format, rows: rows, cols: cols, seed: 40 + UInt64(format.rawValue))
+            let q = try QuantizedMatrix(format: format, rows: rows, cols: cols, blocks: bytes)
+            let w = try GGUFQuantization.dequantize(bytes, type: type, count: rows * cols)
+            for m in [1, 4, 10] {
+                var rng = TestRNG(seed: 91)
+                let xs = (0..<(m * cols)).map { _ in rng.normal() }
+                // int8 activations as the kernel makes them.
+                var xq = [Double](repeating: 0, count: m * cols)
+                for blk in 0..<(m * cols / 32) {
+                    let part = xs[(blk * 32)..<(blk * 32 + 32)]
+                    let amax = part.map(abs).max()!
+                    let d = amax / 127, inv: Float = amax > 0 ? 127 / amax : 0
+                    for (j, x) in part.enumerated() {
+                        let v = x * inv
+                        let r = max(-127, min(127, Int(v < 0 ? v - 0.5 : v + 0.5)))
+                        xq[blk * 32 + j] = Double(r) * Double(d)
+                    }
+                }
+                let x = Tensor(xs, shape: [m, cols])
+                for portable in [false, true] {
+                    let got = q.multiply(x, int8Activations: true, portable: portable).scalars
+                    for i in 0..<m {
+                        for r in 0..<rows {
+                            var want = 0.0, scale = 0.0, exact = 0.0
+                            for c in 0..<cols {
+                                want += Double(w[r * cols + c]) * xq[i * cols + c]
+                                scale += abs(Double(w[r * cols + c]) * xq[i * cols + c])
+                                exact += Double(w[r * cols + c]) * Double(xs[i * cols + c])
+                            }
+                            let g = Double(got[i * rows + r])
+                            XCTAssertEqual(g, want, accuracy: 1e-5 * max(scale, 1e-3), "\(format) m \(m) portable \(portable)")
+                            // Rounding each activation by at most d/2 moves the sum by at most Σ|w|·d/2.
+                            XCTAssertEqual(g, exact, accuracy: 0.01 * max(scale, 1e-3) + 1e-4)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Row selection keeps whole rows of blocks.
     func testSelectingRows() throws {
         let bytes = randomBlocks(.q8_0, rows: 4, cols: 64, seed: 3)
