@@ -259,12 +259,21 @@ static void qgemv_q8_portable(int type, const uint8_t *W, long cols, const int8_
 }
 
 #if defined(__x86_64__)
+// A block's 32 weights as bytes in element order: Q8_0's int8 values, or Q4's nibbles (0..15).
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256i block_bytes_avx2(int type, const uint8_t *w) {
+    if (type == DK_Q8_0) return _mm256_loadu_si256((const __m256i *)(w + 2));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
+    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    return _mm256_set_m128i(hi, lo);            // elements 0..15, then 16..31
+}
+
 __attribute__((target("avx2,fma,f16c")))
 static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                           long m, float *Y, long ldy, long row0, long row1) {
     long blocks = cols / 32, bb = dk_qblock_bytes(type);
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m128i mask = _mm_set1_epi8(0x0F);
     if (m == 1) {
         for (long r = row0; r < row1; r++) {
             const uint8_t *row = W + r * blocks * bb;
@@ -273,15 +282,9 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
             for (long b = 0; b < blocks; b++) {
                 const uint8_t *w = row + b * bb;
                 float dw = half_f16c(w), mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * dw : 0.0f);
-                __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32)), p16;
-                if (type == DK_Q8_0) {
-                    __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2));
-                    p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
-                } else {
-                    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
-                    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-                    p16 = _mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), qx);
-                }
+                __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32)), qw = block_bytes_avx2(type, w);
+                __m256i p16 = type == DK_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
+                                              : _mm256_maddubs_epi16(qw, qx);
                 __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 float e = mw * D[b] * (float)S[b];
                 if (b & 1) { a1 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a1); e1 += e; }
@@ -301,14 +304,7 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
             for (long b = 0; b < blocks; b++) {
                 const uint8_t *w = row + b * bb;
                 float dw = half_f16c(w), mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * dw : 0.0f);
-                __m256i qw;
-                if (type == DK_Q8_0) {
-                    qw = _mm256_loadu_si256((const __m256i *)(w + 2));
-                } else {
-                    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
-                    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-                    qw = _mm256_set_m128i(hi, lo);            // elements 0..15, then 16..31
-                }
+                __m256i qw = block_bytes_avx2(type, w);
                 __m256i absw = type == DK_Q8_0 ? _mm256_sign_epi8(qw, qw) : qw;
                 for (long i = 0; i < mi; i++) {
                     long k = (i0 + i) * blocks + b;
