@@ -110,13 +110,17 @@ public enum DemoModels {
 /// 1. The teacher (a model Distill trained from scratch on 40,000 generated problems, shipped in
 ///    `demo/teacher`; `distill demo --train-teacher DIR` remakes it) is wrapped as a
 ///    `TeacherClient` — the same interface as a model behind an OpenAI-compatible server.
-/// 2. It writes N candidate traces per training prompt at a temperature; rejection sampling keeps
-///    those that follow the `<think>…</think>` template and reach the reference answer.
-/// 3. Two students of the same shape (22% of the teacher: 2 of its 4 layers, MLPs pruned to the
-///    64 most important of 384 neurons, see `StudentDerivation`) train for the same steps from the
-///    same initialisation: the baseline on the ground-truth solutions, the distilled one on the
-///    kept traces with the teacher's soft targets (0.5·KL(τ=2)·τ² + 0.5·cross-entropy on the
-///    assistant tokens), optionally with hidden-state matching and on-policy steps.
+/// 2. It writes N candidate traces per prompt at a temperature (requests sent concurrently and
+///    batched); rejection sampling keeps those that follow the `<think>…</think>` template and
+///    reach the reference answer (labeled problems) or the answer the samples agree on (unlabeled
+///    problems: self-consistency).
+/// 3. Two students of the same shape (25% of the teacher: all 4 layers, each pruned to its most
+///    important key/value group of heads and 47 of 384 MLP neurons, see `StudentDerivation`)
+///    train for the same steps from the same initialisation: the baseline on the labeled
+///    problems' ground-truth solutions, the distilled one on the kept traces with the teacher's
+///    soft targets (0.5·KL(τ=2)·τ² + 0.5·cross-entropy on the assistant tokens; the teacher's
+///    logits per trace computed once, `MemoizedTeacher`), optionally with hidden-state matching
+///    and on-policy steps.
 /// 4. All three answer held-out problems greedily; accuracy is the share of right final answers.
 public enum ReasoningDemo {
     public struct Options: Sendable {
@@ -132,8 +136,8 @@ public enum ReasoningDemo {
         public var testPrompts = 300
         public var samplesPerPrompt = 2
         public var traceTemperature = 0.8
-        /// The students' shape: the teacher's widths, fewer layers and a pruned MLP (derived from
-        /// the teacher, see `StudentDerivation`); at most a quarter of the teacher's parameters.
+        /// The students' shape: the teacher's hidden size, pruned heads and MLP (derived from the
+        /// teacher, see `StudentDerivation`); at most a quarter of the teacher's parameters.
         public var studentLayers = 4
         public var studentIntermediate = 47
         /// Query and key/value heads of the students (fewer than the teacher's: whole key/value
@@ -217,7 +221,7 @@ public enum ReasoningDemo {
                                    intermediate: o.studentIntermediate, seed: o.seed, layerMap: o.studentLayerMap)
         let probe = try StudentDerivation.derive(from: teacher, options: shape)
         guard probe.ratio <= 0.25 else {
-            throw TrainerError.invalidConfiguration(String(format: "the students would have %.1f%% of the teacher's parameters; at most 25%% allowed (fewer layers or a smaller intermediate size)", 100 * probe.ratio))
+            throw TrainerError.invalidConfiguration(String(format: "the students would have %.1f%% of the teacher's parameters; at most 25%% allowed (fewer layers or heads, or a smaller intermediate size)", 100 * probe.ratio))
         }
         // 1–2. Traces from the teacher, rejection-sampled. Requests go out concurrently (the local
         // client batches them, as a server would); answers are taken in problem order.
