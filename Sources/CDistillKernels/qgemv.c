@@ -103,30 +103,30 @@ static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// Four vectors of 8 weights of one block, in element order.
+// A block's 32 weights as bytes in element order: Q8_0's int8 values, or Q4's nibbles (0..15).
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256i block_bytes_avx2(int type, const uint8_t *w) {
+    if (type == DK_Q8_0) return _mm256_loadu_si256((const __m256i *)(w + 2));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
+    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    return _mm256_set_m128i(hi, lo);            // elements 0..15, then 16..31
+}
+
+// A block's 32 weights as four vectors of 8 Float32 values in element order: exactly the loader's
+// values (q·d, (n − 8)·d, or n·d + m, each rounded as the scalar code rounds it).
 __attribute__((target("avx2,fma,f16c")))
 static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
-    if (type == DK_Q8_0) {
-        __m256 d = _mm256_set1_ps(half_f16c(b));
-        for (int k = 0; k < 4; k++) {
-            __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * k));
-            w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
-        }
-        return;
-    }
-    const uint8_t *qs = b + (type == DK_Q4_1 ? 4 : 2);
-    __m128i raw = _mm_loadu_si128((const __m128i *)qs), mask = _mm_set1_epi8(0x0F);
-    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    __m256i bytes = block_bytes_avx2(type, b);
+    __m128i halves[2] = {_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1)};
     __m256 d = _mm256_set1_ps(half_f16c(b));
-    if (type == DK_Q4_1) {
-        __m256 m = _mm256_set1_ps(half_f16c(b + 2));
-        for (int k = 0; k < 4; k++)
-            w[k] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k])), d), m);
-    } else {
-        __m256i eight = _mm256_set1_epi32(8);
-        for (int k = 0; k < 4; k++)
-            w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[k]), eight)), d);
+    __m256 m = _mm256_set1_ps(type == DK_Q4_1 ? half_f16c(b + 2) : 0.0f);
+    for (int k = 0; k < 4; k++) {
+        __m128i part = k & 1 ? _mm_srli_si128(halves[k >> 1], 8) : halves[k >> 1];
+        __m256i n = type == DK_Q8_0 ? _mm256_cvtepi8_epi32(part) : _mm256_cvtepu8_epi32(part);
+        if (type == DK_Q4_0) n = _mm256_sub_epi32(n, _mm256_set1_epi32(8));
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(n), d);
+        w[k] = type == DK_Q4_1 ? _mm256_add_ps(v, m) : v;
     }
 }
 
@@ -259,14 +259,12 @@ static void qgemv_q8_portable(int type, const uint8_t *W, long cols, const int8_
 }
 
 #if defined(__x86_64__)
-// A block's 32 weights as bytes in element order: Q8_0's int8 values, or Q4's nibbles (0..15).
+// A weight block's scale d and the factor of the activations' sum in its dot product
+// (Q4_1: its minimum m; Q4_0: −8·d for the nibbles' offset; Q8_0: none).
 __attribute__((target("avx2,fma,f16c")))
-static inline __m256i block_bytes_avx2(int type, const uint8_t *w) {
-    if (type == DK_Q8_0) return _mm256_loadu_si256((const __m256i *)(w + 2));
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
-    __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-    return _mm256_set_m128i(hi, lo);            // elements 0..15, then 16..31
+static inline void block_scales_avx2(int type, const uint8_t *w, float *dw, float *mw) {
+    *dw = half_f16c(w);
+    *mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * *dw : 0.0f);
 }
 
 __attribute__((target("avx2,fma,f16c")))
@@ -281,7 +279,8 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
             float e0 = 0, e1 = 0;
             for (long b = 0; b < blocks; b++) {
                 const uint8_t *w = row + b * bb;
-                float dw = half_f16c(w), mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * dw : 0.0f);
+                float dw, mw;
+                block_scales_avx2(type, w, &dw, &mw);
                 __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32)), qw = block_bytes_avx2(type, w);
                 __m256i p16 = type == DK_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
                                               : _mm256_maddubs_epi16(qw, qx);
@@ -303,7 +302,8 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
             for (long i = 0; i < mi; i++) { acc[i] = _mm256_setzero_ps(); extra[i] = 0; }
             for (long b = 0; b < blocks; b++) {
                 const uint8_t *w = row + b * bb;
-                float dw = half_f16c(w), mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * dw : 0.0f);
+                float dw, mw;
+                block_scales_avx2(type, w, &dw, &mw);
                 __m256i qw = block_bytes_avx2(type, w);
                 __m256i absw = type == DK_Q8_0 ? _mm256_sign_epi8(qw, qw) : qw;
                 for (long i = 0; i < mi; i++) {

@@ -188,20 +188,9 @@ public final class OpenAIServer: @unchecked Sendable {
                                  topLogprobs: c.logprobs ? c.topLogprobs : 0)
     }
 
-    func submit(_ items: [GenerationItem]) -> (AsyncStream<GenerationEvent>, CancellationFlag) {
-        scheduler.submit(items)
-    }
-
-    /// Waits for a job's sequences.
+    /// Waits for a job's sequences; a failure as the API reports it.
     func collect(_ stream: AsyncStream<GenerationEvent>) async throws -> [GeneratedSequence] {
-        for await event in stream {
-            switch event {
-            case .token: continue
-            case .finished(let seqs): return seqs
-            case .failed(let e): throw OpenAIError(e)
-            }
-        }
-        throw OpenAIError(.cancelled)
+        do { return try await GenerationScheduler.sequences(from: stream) } catch let e as GenerationSchedulerError { throw OpenAIError(e) }
     }
 
     func chatCompletions(_ body: JSONValue) async throws -> Response {
@@ -221,7 +210,7 @@ public final class OpenAIServer: @unchecked Sendable {
         let ids = tokenizer.encode(text, addSpecialTokens: false)
         guard !ids.isEmpty else { throw OpenAIError.invalidRequest("the messages encode to no tokens", param: "messages") }
         let opts = try options(r.common, promptTokens: ids.count, defaultMax: nil, param: "messages")
-        let (events, flag) = submit([GenerationItem(prompt: ids, options: opts)])
+        let (events, flag) = scheduler.submit([GenerationItem(prompt: ids, options: opts)])
         let meta = ReplyMeta(id: "chatcmpl-" + randomID(), created: Int(Date().timeIntervalSince1970), model: modelName)
         if r.common.stream {
             return sse { [self] write in
@@ -259,7 +248,7 @@ public final class OpenAIServer: @unchecked Sendable {
         }
         let promptTokens = items.reduce(0) { $0 + $1.prompt.count }
         let stops = items[0].options.stopStrings
-        let (events, flag) = submit(items)
+        let (events, flag) = scheduler.submit(items)
         let meta = ReplyMeta(id: "cmpl-" + randomID(), created: Int(Date().timeIntervalSince1970), model: modelName)
         if r.common.stream {
             return sse { [self] write in

@@ -216,7 +216,7 @@ extension Bench {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            var o = KDBenchmark.Options(student: shape.options(seed: seed))
+            var o = KDBenchmark.Options(student: try shape.options(seed: seed))
             o.steps = steps
             o.batchSize = batchSize
             o.length = length

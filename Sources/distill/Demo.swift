@@ -122,7 +122,7 @@ struct Demo: ParsableCommand {
         o.batchSize = studentBatch
         o.studentHeads = studentHeads
         o.studentKVHeads = studentKvHeads
-        o.studentLayerMap = studentLayerMap.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) ?? -1 } }
+        do { o.studentLayerMap = try studentLayerMap.map { try StudentOptions.parseLayerMap($0, option: "--student-layer-map") } } catch { throw ValidationError("\(error)") }
         o.alpha = alpha
         o.temperature = kdTemperature
         o.featureWeight = featureWeight

@@ -11,7 +11,7 @@ struct Student: ParsableCommand {
     @Option(help: "Output directory.") var out: String
     @Option(help: "Seed of the random initialisation.") var seed: UInt64 = 0
 
-    var options: StudentOptions { shape.options(seed: seed) }
+    var options: StudentOptions { get throws { try shape.options(seed: seed) } }
 
     func run() throws {
         let s: DerivedStudent
@@ -43,9 +43,9 @@ struct StudentShape: ParsableArguments {
     @Option(help: ArgumentHelp("Teacher layers copied into the student's, comma-separated and increasing (e.g. 0,3); default: a uniform pick keeping the first and last.", valueName: "i,j,…"))
     var layerMap: String?
 
-    func options(seed: UInt64) -> StudentOptions {
+    func options(seed: UInt64) throws -> StudentOptions {
         StudentOptions(layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, intermediate: intermediate, seed: seed,
-                       layerMap: layerMap.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) ?? -1 } })
+                       layerMap: try layerMap.map { try StudentOptions.parseLayerMap($0) })
     }
 
     func validate() throws {

@@ -427,7 +427,7 @@ final class OpenAIServerTests: XCTestCase {
     /// A job whose client went away stops generating.
     func testCancelledJobStops() async throws {
         let server = try makeServer()
-        let (events, flag) = server.submit([GenerationItem(prompt: [5, 6], options: GenerationOptions(maxTokens: 80, sampling: .init(temperature: 0)))])
+        let (events, flag) = server.scheduler.submit([GenerationItem(prompt: [5, 6], options: GenerationOptions(maxTokens: 80, sampling: .init(temperature: 0)))])
         var tokens = 0
         for await event in events {
             if case .token = event { tokens += 1; if tokens == 2 { flag.set() } }

@@ -68,23 +68,27 @@ public enum GGUFNames {
         guard t.rank == 1 || t.rank == 2 else {
             throw FileError(file: file, location: name, "expected a matrix or vector to un-permute, found shape \(t.shape)")
         }
-        let rows = t.shape[0]
-        guard heads > 0, rows % (2 * heads) == 0 else {
-            throw FileError(file: file, location: name, "\(rows) rows do not split into \(heads) heads of an even size")
-        }
-        let cols = t.rank == 2 ? t.shape[1] : 1
-        let d = rows / heads, half = d / 2
+        let rows = t.shape[0], cols = t.rank == 2 ? t.shape[1] : 1
+        let order = try rotaryRowOrder(rows: rows, heads: heads, name: name, file: file)
         let out = Tensor(uninitializedShape: t.shape)
         let src = t.storage.pointer, dst = out.storage.pointer
         parallelFor(rows, grain: max(1, 65_536 / max(cols, 1))) { r in
-            for hfRow in r {
-                let h = hfRow / d, k = hfRow % d
-                let j = k / half, i = k % half
-                let ggufRow = h * d + 2 * i + j
-                (dst + hfRow * cols).update(from: src + ggufRow * cols, count: cols)
-            }
+            for hfRow in r { (dst + hfRow * cols).update(from: src + order[hfRow] * cols, count: cols) }
         }
         return out
+    }
+
+    /// For each Hugging Face row of a permuted Q or K projection, the GGUF row that holds it
+    /// (see `unpermuteRotaryRows`).
+    public static func rotaryRowOrder(rows: Int, heads: Int, name: String = "", file: String = "") throws -> [Int] {
+        guard heads > 0, rows % (2 * heads) == 0 else {
+            throw FileError(file: file, location: name, "\(rows) rows do not split into \(heads) heads of an even size")
+        }
+        let d = rows / heads, half = d / 2
+        return (0..<rows).map { hfRow in
+            let h = hfRow / d, k = hfRow % d
+            return h * d + 2 * (k % half) + k / half
+        }
     }
 }
 
@@ -211,7 +215,7 @@ extension GGUFFile {
     /// The tensor with Hugging Face name `name`, dequantized, with llama's Q/K row permutation
     /// undone, so that it equals the tensor of the original `transformers` checkpoint.
     public func huggingFaceTensor(named name: String) throws -> Tensor {
-        let arch = try supportedArchitecture()
+        _ = try supportedArchitecture()
         guard let g = GGUFNames.ggufName(for: name) else {
             throw FileError(file: path, location: name,
                             "no GGUF counterpart for this Hugging Face name; known names: \(someNames(huggingFaceTensorNames))")
@@ -224,15 +228,21 @@ extension GGUFFile {
             throw FileError(file: path, location: name, "the file has no tensor \(g); known names: \(someNames(huggingFaceTensorNames))")
         }
         let t = try tensor(named: g)
-        guard arch == "llama" else { return t }
+        guard let heads = try rotaryHeads(of: g) else { return t }
+        return try GGUFNames.unpermuteRotaryRows(t, heads: heads, name: g, file: path)
+    }
+
+    /// For a llama file's Q or K projection (weight or bias), the heads whose rows llama.cpp
+    /// permuted; nil for every other tensor.
+    func rotaryHeads(of g: String) throws -> Int? {
+        guard try supportedArchitecture() == "llama" else { return nil }
         let isQ = g.hasSuffix(".attn_q.weight") || g.hasSuffix(".attn_q.bias")
         let isK = g.hasSuffix(".attn_k.weight") || g.hasSuffix(".attn_k.bias")
-        guard isQ || isK else { return t }
+        guard isQ || isK else { return nil }
         guard let heads = try int("llama.attention.head_count") else {
             throw FileError(file: path, location: "llama.attention.head_count", "missing metadata key (needed to un-permute \(g))")
         }
-        let kvHeads = try int("llama.attention.head_count_kv") ?? heads
-        return try GGUFNames.unpermuteRotaryRows(t, heads: isQ ? heads : kvHeads, name: g, file: path)
+        return isQ ? heads : try int("llama.attention.head_count_kv") ?? heads
     }
 
     /// Every tensor under its Hugging Face name (see `huggingFaceTensor(named:)`).
@@ -275,13 +285,8 @@ public struct GGUFWeights: @unchecked Sendable {
         let start = file.dataStart + info.offset
         let q = try QuantizedMatrix(format: format, rows: info.shape[0], cols: info.shape[1],
                                     blocks: [UInt8](file.file.bytes(start..<(start + n))))
-        guard try file.supportedArchitecture() == "llama", g.hasSuffix(".attn_q.weight") || g.hasSuffix(".attn_k.weight") else { return q }
         // Undo llama.cpp's rotary row permutation (see `unpermuteRotaryRows`).
-        let heads = try file.int("llama.attention.head_count") ?? 0
-        let kvHeads = try file.int("llama.attention.head_count_kv") ?? heads
-        let h = g.hasSuffix(".attn_q.weight") ? heads : kvHeads
-        guard h > 0, q.rows % (2 * h) == 0 else { return nil }
-        let d = q.rows / h, half = d / 2
-        return try q.selectingRows((0..<q.rows).map { r in (r / d) * d + 2 * ((r % d) % half) + (r % d) / half })
+        guard let heads = try file.rotaryHeads(of: g) else { return q }
+        return try q.selectingRows(GGUFNames.rotaryRowOrder(rows: q.rows, heads: heads, name: g, file: file.path))
     }
 }

@@ -197,7 +197,13 @@ extension GenerationScheduler {
 
     /// Submits `items` and waits for their sequences (row order: item 0's n samples, then item 1's, …).
     public func generate(_ items: [GenerationItem]) async throws -> [GeneratedSequence] {
-        for await event in submit(items).events {
+        try await Self.sequences(from: submit(items).events)
+    }
+
+    /// Waits for a job's sequences, skipping its token events; throws its failure
+    /// (`GenerationSchedulerError`), or `.cancelled` when the stream ends without a result.
+    public static func sequences(from events: AsyncStream<GenerationEvent>) async throws -> [GeneratedSequence] {
+        for await event in events {
             switch event {
             case .token: continue
             case .finished(let seqs): return seqs

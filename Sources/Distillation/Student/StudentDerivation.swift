@@ -72,6 +72,16 @@ public struct StudentOptions: Equatable, Sendable {
         }
     }
 
+    /// Parses a layer map written "i,j,…" (the `--layer-map` option); the order is checked by
+    /// `validate()`.
+    public static func parseLayerMap(_ text: String, option: String = "--layer-map") throws -> [Int] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            let p = part.trimmingCharacters(in: .whitespaces)
+            guard let i = Int(p) else { throw StudentError.invalidOption(option, "'\(p)' is not a layer number (expected e.g. 0,3)") }
+            return i
+        }
+    }
+
     /// The layer map for a teacher of `teacherLayers` layers: the given one (checked against the
     /// teacher's depth) or the uniform pick.
     func resolvedLayerMap(teacherLayers lt: Int) throws -> [Int] {
@@ -243,21 +253,30 @@ public enum StudentDerivation {
         return derived
     }
 
+    /// (layer, projection) for a teacher tensor `model.layers.<layer>.<block>.<projection>.<suffix>`
+    /// whose projection is one of `projections` and suffix one of `suffixes`.
+    static func layerTensor(_ name: String, block: String, projections: Set<String>,
+                            suffixes: Set<String> = ["weight"]) -> (Int, String)? {
+        let parts = name.split(separator: ".").map(String.init)
+        guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == block,
+              projections.contains(parts[4]), suffixes.contains(parts[5]) else { return nil }
+        return (layer, parts[4])
+    }
+
     /// (layer, "gate_proj" | "up_proj" | "down_proj") for a teacher MLP weight name.
     static func mlpTensor(_ name: String) -> (Int, String)? {
-        let parts = name.split(separator: ".")
-        guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == "mlp",
-              ["gate_proj", "up_proj", "down_proj"].contains(String(parts[4])), parts[5] == "weight" else { return nil }
-        return (layer, String(parts[4]))
+        layerTensor(name, block: "mlp", projections: ["gate_proj", "up_proj", "down_proj"])
     }
 
     /// (layer, "q_proj" | "k_proj" | "v_proj" | "o_proj") for a teacher attention weight or bias name.
     static func attentionTensor(_ name: String) -> (Int, String)? {
-        let parts = name.split(separator: ".")
-        guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == "self_attn",
-              ["q_proj", "k_proj", "v_proj", "o_proj"].contains(String(parts[4])), parts[5] == "weight" || parts[5] == "bias"
-        else { return nil }
-        return (layer, String(parts[4]))
+        layerTensor(name, block: "self_attn", projections: ["q_proj", "k_proj", "v_proj", "o_proj"], suffixes: ["weight", "bias"])
+    }
+
+    /// The indices of the `keep` highest scores (ties: the lower index), in ascending order.
+    static func topIndices(_ score: [Double], keep: Int) -> [Int] {
+        let order = score.indices.sorted { score[$0] != score[$1] ? score[$0] > score[$1] : $0 < $1 }
+        return order.prefix(keep).sorted()
     }
 
     /// The `keep` key/value groups of highest ‖v_g‖·Σ_{h∈g}‖o_{:,h}‖, in ascending order.
@@ -276,8 +295,7 @@ public enum StudentDerivation {
             }
             return vv.squareRoot() * oo
         }
-        let order = (0..<kvHeads).sorted { score[$0] != score[$1] ? score[$0] > score[$1] : $0 < $1 }
-        return order.prefix(keep).sorted()
+        return topIndices(score, keep: keep)
     }
 
     /// The `keep` neurons of highest ‖gate_k‖·‖up_k‖·‖down_{:,k}‖, in ascending index order.
@@ -295,8 +313,7 @@ public enum StudentDerivation {
             }
             score[k] = (gg * uu * dd).squareRoot()
         }
-        let order = (0..<i).sorted { score[$0] != score[$1] ? score[$0] > score[$1] : $0 < $1 }
-        return order.prefix(keep).sorted()
+        return topIndices(score, keep: keep)
     }
 
     /// `model.layers.i.…` → `model.layers.map[i].…`; other names are unchanged.

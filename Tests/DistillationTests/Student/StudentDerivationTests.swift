@@ -238,6 +238,14 @@ final class StudentDerivationTests: XCTestCase {
         XCTAssertEqual(values(loaded.lm), v)
         let ids = [3, 17, 40, 2, 9]
         XCTAssertEqual(loaded.lm.forward(ids, batch: 1, length: 5).logits.scalars, s.model.lm.forward(ids, batch: 1, length: 5).logits.scalars)
+        // Layer maps as written on the command line.
+        XCTAssertEqual(try StudentOptions.parseLayerMap("0,3"), [0, 3])
+        XCTAssertEqual(try StudentOptions.parseLayerMap(" 1 , 2 "), [1, 2])
+        for (text, bad) in [("a,1", "a"), ("1,,2", ""), ("1.5", "1.5")] {
+            XCTAssertThrowsError(try StudentOptions.parseLayerMap(text, option: "--student-layer-map")) { e in
+                XCTAssertEqual("\(e)", "--student-layer-map: '\(bad)' is not a layer number (expected e.g. 0,3)")
+            }
+        }
         // Layer maps that do not fit are refused, naming the option.
         for bad in [[1], [3, 1], [1, 5]] {
             XCTAssertThrowsError(try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 2, hidden: 32, heads: 4, kvHeads: 2,
