@@ -1,4 +1,5 @@
-// C kernels for DistillTensor. Only compute lives here; shapes, errors and threading are Swift's.
+// C kernels for DistillTensor. Only compute (and the worker pool that parallel loops run on) lives
+// here; shapes, errors and the splitting of work are Swift's.
 #ifndef CDISTILL_KERNELS_H
 #define CDISTILL_KERNELS_H
 
@@ -69,6 +70,17 @@ void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32
 /// results (activation rounding): the fast decoding option.
 void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                  long m, float *Y, long ldy, long row0, long row1, int portable);
+
+// ---- Worker pool (pool.c) ----
+
+typedef void (*dk_chunk_fn)(void *ctx, long chunk);
+/// Runs fn(ctx, c) for every c in [0, chunks) on the calling thread and the pool's workers
+/// (started on first use, chunks − 1 of them) and returns 1 when all are done. Returns 0 without
+/// running anything when the pool is busy (a loop of another thread, or one started from inside
+/// a chunk) or chunks is outside [1, 65535]: the caller then runs the loop another way.
+int dk_pool_run(long chunks, dk_chunk_fn fn, void *ctx);
+/// How many times an idle worker checks for work before it sleeps (default 2000, about 0.1 ms).
+void dk_pool_set_spin(long checks);
 
 #ifdef __cplusplus
 }
