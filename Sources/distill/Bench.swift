@@ -60,7 +60,8 @@ extension Bench {
 
     /// Runs a committed Python benchmark script that prints one JSON object on its last line; a
     /// missing script, interpreter or torch is a clear error.
-    static func runPythonBenchmark(python: String, script: String, arguments: [String]) throws -> [String: Any] {
+    static func runPythonBenchmark(python: String, script: String, arguments: [String],
+                                   installHint: String = "pip install torch==2.5.1 transformers==4.46.3") throws -> [String: Any] {
         guard FileManager.default.fileExists(atPath: script) else {
             throw CLIError("--compare: \(script) not found (run from the repository root)")
         }
@@ -70,7 +71,7 @@ extension Bench {
         }
         guard r.status == 0, let line = r.lastLine,
               let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            throw CLIError("--compare: \(script) failed (is torch installed? pip install torch==2.5.1 transformers==4.46.3): \(r.stderr.suffix(400))")
+            throw CLIError("--compare: \(script) failed (is the peer installed? \(installHint)): \(r.stderr.suffix(400))")
         }
         return obj
     }
@@ -146,7 +147,7 @@ extension Bench {
     struct GenerateBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "generate",
-            abstract: "Prompt and decode tokens/s of a model (greedy, random prompt ids); --compare runs transformers on the same file side by side.")
+            abstract: "Prompt and decode tokens/s of a model (greedy, random prompt ids); --compare runs transformers, --compare-llamacpp llama.cpp on the same file side by side.")
 
         @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
         @Option(help: "Prompt length in tokens.") var promptTokens = 40
@@ -154,7 +155,8 @@ extension Bench {
         @Option(help: "Comma-separated batch sizes.") var batch = "1,8"
         @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
         @Flag(help: "Also run scripts/bench_generate_transformers.py (transformers, float32) and print the ratios.") var compare = false
-        @Option(help: "The Python interpreter for --compare.") var python = "python3"
+        @Flag(help: "Also run scripts/bench_generate_llamacpp.py (llama.cpp through llama-cpp-python, batch 1, a .gguf model) and print the ratios.") var compareLlamacpp = false
+        @Option(help: "The Python interpreter for --compare and --compare-llamacpp.") var python = "python3"
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -173,25 +175,35 @@ extension Bench {
                           + " (\(promptTokens)-token prompt, \(newTokens) new tokens)")
                 }
             }
-            var peer: [[String: Any]] = []
-            var torchVersion = "?"
+            // Peers on the same file, run after Distill: (name, version, results per batch size).
+            var peers: [(name: String, version: String, results: [[String: Any]])] = []
+            let common = ["--batch", batch, "--prompt-tokens", "\(promptTokens)", "--new-tokens", "\(newTokens)",
+                          "--threads", "\(Threads.count)", "--json"]
             if compare {
-                let obj = try runPythonBenchmark(python: python, script: "scripts/bench_generate_transformers.py",
-                                                 arguments: [model, "--batch", batch, "--prompt-tokens", "\(promptTokens)",
-                                                             "--new-tokens", "\(newTokens)", "--threads", "\(Threads.count)", "--json"])
-                peer = obj["results"] as? [[String: Any]] ?? []
-                torchVersion = obj["torch"] as? String ?? "?"
+                let obj = try runPythonBenchmark(python: python, script: "scripts/bench_generate_transformers.py", arguments: [model] + common)
+                peers.append(("transformers", "torch " + (obj["torch"] as? String ?? "?"), obj["results"] as? [[String: Any]] ?? []))
+            }
+            if compareLlamacpp {
+                guard model.lowercased().hasSuffix(".gguf") else { throw ValidationError("--compare-llamacpp needs a .gguf model") }
+                let obj = try runPythonBenchmark(python: python, script: "scripts/bench_generate_llamacpp.py", arguments: [model] + common,
+                                                 installHint: "CMAKE_ARGS=\"-DGGML_NATIVE=ON\" pip install llama-cpp-python")
+                peers.append(("llama.cpp", "llama-cpp-python " + (obj["llama_cpp"] as? String ?? "?"), obj["results"] as? [[String: Any]] ?? []))
             }
             if json {
                 var obj: [String: Any] = ["distill": try JSONSerialization.jsonObject(with: try JSONEncoder().encode(results))]
-                if compare { obj["transformers"] = ["torch": torchVersion, "results": peer] }
+                for p in peers { obj[p.name] = ["version": p.version, "results": p.results] }
                 print(String(data: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]), encoding: .utf8)!)
                 return
             }
-            for (r, t) in zip(results, peer) {
-                guard let p = t["prompt_tokens_per_second"] as? Double, let d = t["decode_tokens_per_second"] as? Double else { continue }
-                print("transformers (torch \(torchVersion)) batch \(r.batch): prompt \(f1(p)) tokens/s, decode \(f1(d)) tokens/s; "
-                      + String(format: "distill / transformers: prompt %.2f×, decode %.2f×", r.promptTokensPerSecond / p, r.decodeTokensPerSecond / d))
+            for p in peers {
+                for (r, t) in zip(results, p.results) {
+                    guard let pt = t["prompt_tokens_per_second"] as? Double, let d = t["decode_tokens_per_second"] as? Double else {
+                        print("\(p.name) batch \(r.batch): \(t["skipped"] as? String ?? "no result")")
+                        continue
+                    }
+                    print("\(p.name) (\(p.version)) batch \(r.batch): prompt \(f1(pt)) tokens/s, decode \(f1(d)) tokens/s; "
+                          + String(format: "distill / %@: prompt %.2f×, decode %.2f×", p.name, r.promptTokensPerSecond / pt, r.decodeTokensPerSecond / d))
+                }
             }
         }
     }

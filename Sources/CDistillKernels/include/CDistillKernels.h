@@ -71,6 +71,14 @@ void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32
 void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                  long m, float *Y, long ldy, long row0, long row1, int portable);
 
+// ---- Vector primitives (vec.c), AVX2+FMA when the CPU has it ----
+
+/// Σ x[i]·y[i] over n values (partial sums in several lanes: the order of additions differs from
+/// a sequential loop).
+float dk_sdot(const float *x, const float *y, long n);
+/// y[i] += a·x[i].
+void dk_saxpy(float a, const float *x, float *y, long n);
+
 // ---- Worker pool (pool.c) ----
 
 typedef void (*dk_chunk_fn)(void *ctx, long chunk);

@@ -1,3 +1,4 @@
+import CDistillKernels
 import Foundation
 
 /// Scaled dot-product attention with grouped-query heads.
@@ -119,12 +120,7 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: Tensor?, caus
             // scores = scale · q·kᵀ   (T, S)
             if t == 1 {
                 let qp = pq + bh * d
-                for j in 0..<n {
-                    let kr = kp + j * d
-                    var acc: Float = 0
-                    for x in 0..<d { acc += qp[x] * kr[x] }
-                    p[j] = acc * scale
-                }
+                for j in 0..<n { p[j] = dk_sdot(qp, kp + j * d, d) * scale }
             } else {
                 Gemm.sgemm(transA: false, transB: true, m: t, n: n, k: d, alpha: scale, a: pq + bh * t * d, lda: d,
                            b: kp, ldb: d, c: p, ldc: n, backend: .builtin, threaded: false)
@@ -151,11 +147,8 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: Tensor?, caus
             // out = P·v   (T, Dv)
             if t == 1 {
                 let o = po + bh * dv
-                for x in 0..<dv { o[x] = 0 }
-                for j in 0..<n where p[j] != 0 {
-                    let w = p[j], vr = vp + j * dv
-                    for x in 0..<dv { o[x] += w * vr[x] }
-                }
+                o.update(repeating: 0, count: dv)
+                for j in 0..<n where p[j] != 0 { dk_saxpy(p[j], vp + j * dv, o, dv) }
             } else {
                 Gemm.sgemm(transA: false, transB: false, m: t, n: dv, k: n, a: p, lda: n, b: vp, ldb: dv,
                            c: po + bh * t * dv, ldc: dv, backend: .builtin, threaded: false)
