@@ -132,15 +132,12 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: Tensor?, caus
                     for j in 0..<n { row[j] += mrow[j] }
                 }
                 let visible = causal ? min(n, i + (n - t) + 1) : n
-                var m = -Float.infinity
-                for j in 0..<visible where row[j] > m { m = row[j] }
+                let m = dk_vmax(row, visible)
                 if m == -Float.infinity {          // nothing visible: the row attends to nothing
                     for j in 0..<n { row[j] = 0 }
                     continue
                 }
-                var sum: Float = 0
-                for j in 0..<visible { let e = Foundation.exp(row[j] - m); row[j] = e; sum += e }
-                let inv = 1 / sum
+                let inv = 1 / Float(dk_sum_exp(row, visible, 1, m, row))
                 for j in 0..<visible { row[j] *= inv }
                 for j in visible..<n { row[j] = 0 }
             }

@@ -1,3 +1,4 @@
+import CDistillKernels
 import Foundation
 
 extension Tensor {
@@ -20,15 +21,15 @@ extension Tensor {
                 parallelFor(rows, grain: Swift.max(1, 4096 / Swift.max(v, 1))) { r in
                     for row in r where targets[row] != ignoreIndex {
                         let x = px + row * v
-                        var m = -Float.infinity
-                        for j in 0..<v where x[j] > m { m = x[j] }
-                        // Sums in Double: small terms must not vanish below the sum's last digit.
-                        var s: Double = 0, sumShifted: Double = 0
-                        for j in 0..<v { let d = x[j] - m; s += Double(Foundation.exp(d)); sumShifted += Double(d) }
-                        let logS = Float(Foundation.log(s))
+                        let m = dk_vmax(x, v)
+                        // Σ exp(x − m) in Double: small terms must not vanish below the sum's last digit.
+                        let logS = Float(Foundation.log(dk_sum_exp(x, v, 1, m, nil)))
                         pl[row] = m + logS
                         // −log p_t = (m − x_t) + log s: no rounding of m + log s at large logits.
                         let nll = (m - x[targets[row]]) + logS
+                        guard eps != 0 else { plo[row] = Double(nll); continue }
+                        var sumShifted: Double = 0
+                        for j in 0..<v { sumShifted += Double(x[j] - m) }
                         let smooth = logS - Float(sumShifted / Double(v))    // mean_j(−log p_j)
                         plo[row] = Double((1 - eps) * nll + eps * smooth)
                     }
@@ -59,8 +60,7 @@ func crossEntropyBackward(logits x: Tensor, targets: [Int], ignoreIndex: Int, sm
                 for j in 0..<v { oo[j] = 0 }
                 continue
             }
-            let l = lse[row]
-            for j in 0..<v { oo[j] = scale * (Foundation.exp(xx[j] - l) - uniform) }
+            dk_exp_affine(xx, v, 1, lse[row], scale, -scale * uniform, oo)   // scale·(exp(x − lse) − ε/V)
             oo[t] -= scale * (1 - eps)
         }
     }

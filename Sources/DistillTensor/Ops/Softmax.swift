@@ -1,3 +1,4 @@
+import CDistillKernels
 import Foundation
 
 /// Softmax or log-softmax of each row of length `n` (the last axis), written into `out`.
@@ -6,13 +7,11 @@ func softmaxRows(_ px: UnsafePointer<Float>, _ po: UnsafeMutablePointer<Float>, 
     parallelFor(rows, grain: Swift.max(1, 4096 / Swift.max(n, 1))) { r in
         for row in r {
             let x = px + row * n, y = po + row * n
-            var m = -Float.infinity
-            for j in 0..<n where x[j] > m { m = x[j] }
+            var m = dk_vmax(x, n)
             if !m.isFinite { m = 0 }
             // Σ exp in Double: over a large vocabulary most terms are far below the sum's last
             // Float digit and would be dropped (a bias of ~1e-4 in log-probabilities at 49k tokens).
-            var sd: Double = 0
-            for j in 0..<n { let e = Foundation.exp(x[j] - m); y[j] = e; sd += Double(e) }
+            let sd = dk_sum_exp(x, n, 1, m, y)
             let s = Float(sd)
             if log {
                 let logS = Float(Foundation.log(sd))

@@ -1,3 +1,4 @@
+import CDistillKernels
 import Foundation
 
 /// Elementwise functions of one tensor. Each case gives its value and its derivative in terms of
@@ -62,7 +63,11 @@ extension UnaryFunction {
         case .rsqrt: return mapKernel(x) { 1 / $0.squareRoot() }
         case .tanh: return mapKernel(x) { Foundation.tanh($0) }
         case .sigmoid: return mapKernel(x) { sigmoidf($0) }
-        case .silu: return mapKernel(x) { $0 * sigmoidf($0) }
+        case .silu:                                  // vectorised exp (exp.c)
+            let out = Tensor(uninitializedShape: x.shape)
+            let px = x.storage.pointer, po = out.storage.pointer
+            parallelFor(x.count, grain: 1 << 14) { r in dk_silu(px + r.lowerBound, po + r.lowerBound, r.count) }
+            return out
         case .relu: return mapKernel(x) { $0 > 0 ? $0 : 0 }
         case .geluTanh:
             return mapKernel(x) { v in 0.5 * v * (1 + Foundation.tanh(sqrt2OverPi * (v + 0.044715 * v * v * v))) }
@@ -85,7 +90,13 @@ extension UnaryFunction {
         case .tanh: return zipKernel(g, y) { g, y in g * (1 - y * y) }           // tanh' = 1 - tanh²
         case .sigmoid: return zipKernel(g, y) { g, y in g * y * (1 - y) }        // σ' = σ(1-σ)
         case .silu:                                                              // (xσ)' = σ(1 + x(1-σ))
-            return zipKernel(g, x) { g, x in let s = sigmoidf(x); return g * s * (1 + x * (1 - s)) }
+            precondition(g.shape == x.shape, "silu backward: gradient \(g.shape) vs input \(x.shape)")
+            let out = Tensor(uninitializedShape: x.shape)
+            let px = x.storage.pointer, pg = g.storage.pointer, po = out.storage.pointer
+            parallelFor(x.count, grain: 1 << 14) { r in
+                dk_silu_backward(px + r.lowerBound, pg + r.lowerBound, po + r.lowerBound, r.count)
+            }
+            return out
         case .relu: return zipKernel(g, x) { g, x in x > 0 ? g : 0 }
         case .geluTanh:
             // y = ½x(1+t), t = tanh(u), u = c(x + 0.044715x³):
