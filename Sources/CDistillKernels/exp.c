@@ -6,47 +6,12 @@
 // float are 0 (expf gives subnormals there), above FLT_MAX +inf, NaN stays NaN. Sums are kept in
 // Double lanes: over a large vocabulary most terms are far below a Float sum's last digit.
 #include "CDistillKernels.h"
+#include "simd.h"
 #include <math.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 // scale·x − shift is rounded twice (product, then difference) everywhere, as the Swift code did.
 #pragma STDC FP_CONTRACT OFF
 
 #if defined(__x86_64__)
-static int has_avx2_fma(void) {
-    static int has = -1;
-    if (has < 0) {
-        __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return has;
-}
-
-__attribute__((target("avx2,fma")))
-static inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.33654475f), hi = _mm256_set1_ps(88.72283905f);
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    // 2ⁿ for n ≤ 127; n = 128 (x within ln2/2 of the overflow threshold) as 2¹²⁷·2.
-    __m256 n127 = _mm256_min_ps(n, _mm256_set1_ps(127.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n127), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_sub_ps(n, n127)));
-    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
-    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
-    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-}
-
 // exp(scale·x − shift), the product rounded first as the scalar code rounds it.
 __attribute__((target("avx2,fma")))
 static inline __m256 shifted_exp8(const float *x, __m256 scale, __m256 shift) {

@@ -3,9 +3,7 @@
 // cannot be vectorised (the additions would be reordered), so the AVX2 versions keep 4 × 8 partial
 // sums; the portable versions keep 8.
 #include "CDistillKernels.h"
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 static float sdot_portable(const float *x, const float *y, long n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -46,14 +44,6 @@ static void saxpy_avx2(float a, const float *x, float *y, long n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static int has_avx2_fma(void) {
-    static int has = -1;
-    if (has < 0) {
-        __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return has;
-}
 #endif
 
 float dk_sdot(const float *x, const float *y, long n) {

@@ -2,9 +2,9 @@ import DistillTensor
 import Distillation
 import XCTest
 
-/// The chunked loss fused with the output projection: PyTorch fixture, agreement with the
-/// composite losses on the full logits for every divergence and chunk size, finite differences,
-/// and how it plugs into autodiff.
+/// The chunked loss fused with the output projection, and the same row kernels on given logits
+/// (`logitLossParts`): PyTorch fixture, agreement with the composite losses on the full logits for
+/// every divergence and chunk size, finite differences, and how they plug into autodiff.
 final class ChunkedLossTests: XCTestCase {
     func testMatchesPyTorch() {
         let f = Fixture.object(Fixture.losses["fused"])
@@ -21,7 +21,22 @@ final class ChunkedLossTests: XCTestCase {
             assertRelative(v.item, Fixture.double(f["value"]), "fused value, chunk \(chunk)")
             assertTensorsClose(g[0], Fixture.tensor(f["grad_hidden"]), "fused dH, chunk \(chunk)")
             assertTensorsClose(g[1], Fixture.tensor(f["grad_weight"]), "fused dW, chunk \(chunk)")
+            // The same loss on logits computed first (logitLossParts), gradients through the matmul.
+            let (lv, lg) = valueAndGradient(at: [hidden, weight]) { xs in
+                DistillationLoss.logitLossParts(logits: xs[0].matmul(xs[1], transB: true), teacher: .logits { teacher.indexSelect($0) },
+                                                targets: Fixture.targets, options: options(chunk)).total
+            }
+            assertRelative(lv.item, Fixture.double(f["value"]), "logit-loss value, chunk \(chunk)")
+            assertTensorsClose(lg[0], Fixture.tensor(f["grad_hidden"]), "logit-loss dH, chunk \(chunk)")
+            assertTensorsClose(lg[1], Fixture.tensor(f["grad_weight"]), "logit-loss dW, chunk \(chunk)")
         }
+    }
+
+    /// `logitLossParts` on h·wᵀ: the loss of `fusedLinearLoss`, on logits computed first.
+    func logitLoss(_ h: Tensor, _ w: Tensor, teacher: ChunkedTeacher?, targets: [Int]?, mask: LossMask? = nil,
+                   _ o: FusedLossOptions) -> Tensor {
+        DistillationLoss.logitLossParts(logits: h.reshaped([-1, w.shape[1]]).matmul(w, transB: true), teacher: teacher,
+                                        targets: targets, mask: mask, options: o).total
     }
 
     /// Composite reference: full logits, then the loss built from engine ops (autodiff gradients).
@@ -68,6 +83,12 @@ final class ChunkedLossTests: XCTestCase {
                     assertRelative(fv.item, Double(cv.item), tolerance: 1e-5, name)
                     assertTensorsClose(fg[0], cg[0], tolerance: 1e-5, "dH \(name)")
                     assertTensorsClose(fg[1], cg[1], tolerance: 1e-5, "dW \(name)")
+                    let (lv, lg) = valueAndGradient(at: [h, w]) { xs in
+                        logitLoss(xs[0], xs[1], teacher: .logits { t.indexSelect($0) }, targets: y, mask: m, o)
+                    }
+                    assertRelative(lv.item, Double(cv.item), tolerance: 1e-5, "logit loss, \(name)")
+                    assertTensorsClose(lg[0], cg[0], tolerance: 1e-5, "logit loss dH \(name)")
+                    assertTensorsClose(lg[1], cg[1], tolerance: 1e-5, "logit loss dW \(name)")
                 }
             }
         }
@@ -86,6 +107,10 @@ final class ChunkedLossTests: XCTestCase {
                 assertRelative(fv.item, Double(cv.item), tolerance: 1e-5, name)
                 assertTensorsClose(fg[0], cg[0], tolerance: 1e-5, "dH \(name)")
                 assertTensorsClose(fg[1], cg[1], tolerance: 1e-5, "dW \(name)")
+                let (lv, lg) = valueAndGradient(at: [h, w]) { xs in logitLoss(xs[0], xs[1], teacher: teacher, targets: y, o) }
+                assertRelative(lv.item, Double(cv.item), tolerance: 1e-5, "logit loss, \(name)")
+                assertTensorsClose(lg[0], cg[0], tolerance: 1e-5, "logit loss dH \(name)")
+                assertTensorsClose(lg[1], cg[1], tolerance: 1e-5, "logit loss dW \(name)")
             }
         }
     }
@@ -98,6 +123,7 @@ final class ChunkedLossTests: XCTestCase {
             checkGradients(inputs: [h, w]) { xs in
                 DistillationLoss.fusedLinearLoss(hidden: xs[0], weight: xs[1], teacher: .logits { t.indexSelect($0) }, targets: y, options: o)
             }
+            checkGradients(inputs: [h, w]) { xs in logitLoss(xs[0], xs[1], teacher: .logits { t.indexSelect($0) }, targets: y, o) }
         }
         let sparse = try SparseTeacherTargets.topK(ofLogits: t, k: 3, temperature: 1.3)
         checkGradients(inputs: [h, w]) { xs in

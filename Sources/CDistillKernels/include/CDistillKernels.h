@@ -96,6 +96,16 @@ void dk_silu(const float *x, float *y, long n);
 /// dx = g·σ(x)·(1 + x·(1 − σ(x))), the derivative of x·σ(x).
 void dk_silu_backward(const float *x, const float *g, float *dx, long n);
 
+// ---- Distillation loss rows (logit_rows.c) ----
+
+/// One row of V logits z: *kl = Σ p_t·(log p_t − log p_s) with p_s = softmax(z/τ), p_t = softmax(t/τ)
+/// (0 when t is NULL), *ce = the cross-entropy of z against `target` with label smoothing eps
+/// (0 when target < 0), sums in Double; and, unless grad is NULL, the weighted gradient
+///   grad = soft·(p_s − p_t) + hard·(softmax(z) − (1 − eps)·onehot(target) − eps/V)
+/// (the caller folds τ, τ² and 1/count into `soft` and `hard`; grad may be z).
+void dk_kd_row(const float *z, const float *t, long v, float inv_tau, float soft, float hard, long target, float eps,
+               double *kl, double *ce, float *grad);
+
 // ---- Worker pool (pool.c) ----
 
 typedef void (*dk_chunk_fn)(void *ctx, long chunk);

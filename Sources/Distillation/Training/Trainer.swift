@@ -393,58 +393,39 @@ public final class Trainer {
         func add(_ term: Tensor, _ w: Float) { total = total.map { $0 + term * w } ?? term * w }
         var parts = LossParts(total: Tensor(scalar: 0))
 
-        if let fusedWeight {
-            if p.soft != 0 || p.hard != 0 {
-                var chunked: ChunkedTeacher? = nil
-                if p.soft != 0, let t {
-                    if let teacherWeight {
-                        let th = t.finalHidden.reshaped([n, teacher!.config.hidden])                  // (B·T, H_t)
-                        chunked = .logits { rows in th.indexSelect(rows).matmul(teacherWeight, transB: true) }
-                    } else {
-                        let tl = t.logits.reshaped([n, t.logits.shape.last!])                          // (B·T, V)
-                        chunked = .logits { rows in tl.indexSelect(rows) }
-                    }
-                } else if let source {
-                    chunked = try chunkedTeacher(source, rows: mask.rows, total: n)
-                }
-                let weightSum = p.soft + p.hard
-                var o = FusedLossOptions(divergence: configuration.divergence, temperature: p.temperature,
-                                         alpha: p.hard == 0 ? 1 : p.soft == 0 ? 0 : p.soft / weightSum,
-                                         labelSmoothing: configuration.labelSmoothing)
-                o.chunkSize = configuration.lossChunkSize!
-                let h = out.finalHidden.reshaped([n, student.config.hidden])                          // (B·T, H)
-                let f = DistillationLoss.fusedLinearLossParts(hidden: h, weight: fusedWeight, teacher: p.soft != 0 ? chunked : nil,
-                                                              targets: p.hard != 0 ? batch.targets : nil, mask: mask, options: o)
-                parts.soft = f.soft
-                parts.hard = f.hard
-                add(f.total, p.soft != 0 && p.hard != 0 ? weightSum : (p.soft != 0 ? p.soft : p.hard))
-            }
-        } else {
-            let logits = out.logits.reshaped([n, v])                                                  // (B·T, V)
-            if p.hard != 0 {
-                let h = logits.crossEntropy(targets: batch.targets, labelSmoothing: configuration.labelSmoothing)
-                parts.hard = h.item
-                add(h, p.hard)
-            }
-            if p.soft != 0 {
-                let s: Tensor
-                if let t {
-                    let tl = t.logits.reshaped([n, t.logits.shape.last!])                             // (B·T, V)
-                    s = DistillationLoss.divergence(configuration.divergence, student: logits, teacher: tl,
-                                                    temperature: p.temperature, mask: mask)
+        if p.soft != 0 || p.hard != 0 {
+            // Soft and hard terms in one pass per row (closed-form gradients, no [N, V]
+            // intermediates on the tape), on logits fused with the output projection when asked.
+            var chunked: ChunkedTeacher? = nil
+            if p.soft != 0, let t {
+                if let teacherWeight {
+                    let th = t.finalHidden.reshaped([n, teacher!.config.hidden])                      // (B·T, H_t)
+                    chunked = .logits { rows in th.indexSelect(rows).matmul(teacherWeight, transB: true) }
                 } else {
-                    let counted = logits.indexSelect(mask.rows)                                       // (count, V)
-                    switch source! {
-                    case .full(let tl):
-                        s = DistillationLoss.divergence(configuration.divergence, student: counted, teacher: tl,
-                                                        temperature: p.temperature)
-                    case .sparse(let st):
-                        s = DistillationLoss.sparseKL(student: counted, teacher: st, temperature: p.temperature)
-                    }
+                    let tl = t.logits.reshaped([n, t.logits.shape.last!])                              // (B·T, V)
+                    chunked = .logits { rows in tl.indexSelect(rows) }
                 }
-                parts.soft = s.item
-                add(s, p.soft)
+            } else if p.soft != 0, let source {
+                chunked = try chunkedTeacher(source, rows: mask.rows, total: n)
             }
+            let weightSum = p.soft + p.hard
+            var o = FusedLossOptions(divergence: configuration.divergence, temperature: p.temperature,
+                                     alpha: p.hard == 0 ? 1 : p.soft == 0 ? 0 : p.soft / weightSum,
+                                     labelSmoothing: configuration.labelSmoothing)
+            o.chunkSize = configuration.lossChunkSize ?? o.chunkSize
+            let targets = p.hard != 0 ? batch.targets : nil, soft = p.soft != 0 ? chunked : nil
+            let f: (total: Tensor, soft: Float?, hard: Float?)
+            if let fusedWeight {
+                let h = out.finalHidden.reshaped([n, student.config.hidden])                          // (B·T, H)
+                f = DistillationLoss.fusedLinearLossParts(hidden: h, weight: fusedWeight, teacher: soft, targets: targets,
+                                                          mask: mask, options: o)
+            } else {
+                f = DistillationLoss.logitLossParts(logits: out.logits.reshaped([n, v]), teacher: soft, targets: targets,
+                                                    mask: mask, options: o)
+            }
+            parts.soft = f.soft
+            parts.hard = f.hard
+            add(f.total, p.soft != 0 && p.hard != 0 ? weightSum : (p.soft != 0 ? p.soft : p.hard))
         }
         if needFeature, let t {
             // LayerMap layer i = output of block i = hiddenStates[i + 1].

@@ -1,0 +1,116 @@
+// One row of the distillation loss over a vocabulary: the forward KL between the teacher's and the
+// student's temperature softmax, the cross-entropy against a target, and the gradient of their
+// weighted sum with respect to the student's logits, in a few vectorised passes over the row.
+// The arithmetic follows the Swift row kernels of the Distillation module (ChunkedLoss.swift)
+// operation by operation — log-probabilities (x·(1/τ) − max) − log Σ, sums in Double — so only
+// the exponential's last bits differ (see exp.c).
+#include "CDistillKernels.h"
+#include "simd.h"
+#include <math.h>
+#pragma STDC FP_CONTRACT OFF
+
+#if defined(__x86_64__)
+// log p = (x·it − max) − logsum for 8 lanes.
+__attribute__((target("avx2,fma")))
+static inline __m256 log_prob8(const float *x, __m256 it, __m256 max, __m256 log_sum) {
+    return _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x), it), max), log_sum);
+}
+
+// The vector part of forward_kl; sets *done to the elements it covered.
+__attribute__((target("avx2,fma")))
+static double forward_kl_avx2(const float *z, const float *t, long v, float it, float ma, float la, float mb, float lb, long *done) {
+    const __m256 vit = _mm256_set1_ps(it), vma = _mm256_set1_ps(ma), vla = _mm256_set1_ps(la), vmb = _mm256_set1_ps(mb), vlb = _mm256_set1_ps(lb);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    long j = 0;
+    for (; j + 8 <= v; j += 8) {
+        __m256 ls = log_prob8(z + j, vit, vma, vla), lt = log_prob8(t + j, vit, vmb, vlb), pt = exp8(lt);
+        __m128 ls0 = _mm256_castps256_ps128(ls), ls1 = _mm256_extractf128_ps(ls, 1);
+        __m128 lt0 = _mm256_castps256_ps128(lt), lt1 = _mm256_extractf128_ps(lt, 1);
+        __m128 pt0 = _mm256_castps256_ps128(pt), pt1 = _mm256_extractf128_ps(pt, 1);
+        a0 = _mm256_add_pd(a0, _mm256_mul_pd(_mm256_cvtps_pd(pt0), _mm256_sub_pd(_mm256_cvtps_pd(lt0), _mm256_cvtps_pd(ls0))));
+        a1 = _mm256_add_pd(a1, _mm256_mul_pd(_mm256_cvtps_pd(pt1), _mm256_sub_pd(_mm256_cvtps_pd(lt1), _mm256_cvtps_pd(ls1))));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
+    *done = j;
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+// The vector part of the gradient; returns the elements it covered.
+__attribute__((target("avx2,fma")))
+static long gradient_avx2(const float *z, const float *t, long v, float it, float soft, float hard, float ma, float la,
+                          float mb, float lb, float m1, float l1, float uniform, float *grad) {
+    const __m256 vit = _mm256_set1_ps(it), vma = _mm256_set1_ps(ma), vla = _mm256_set1_ps(la), vmb = _mm256_set1_ps(mb),
+                 vlb = _mm256_set1_ps(lb), vm1 = _mm256_set1_ps(m1), vl1 = _mm256_set1_ps(l1), one = _mm256_set1_ps(1.0f),
+                 vs = _mm256_set1_ps(soft), vh = _mm256_set1_ps(hard), vu = _mm256_set1_ps(uniform);
+    long j = 0;
+    for (; j + 8 <= v; j += 8) {
+        __m256 g = _mm256_setzero_ps();
+        if (soft != 0)
+            g = _mm256_mul_ps(vs, _mm256_sub_ps(exp8(log_prob8(z + j, vit, vma, vla)), exp8(log_prob8(t + j, vit, vmb, vlb))));
+        if (hard != 0)
+            g = _mm256_add_ps(g, _mm256_mul_ps(vh, _mm256_sub_ps(exp8(log_prob8(z + j, one, vm1, vl1)), vu)));
+        _mm256_storeu_ps(grad + j, g);
+    }
+    return j;
+}
+#endif
+
+// max over x·scale (scale > 0: the maximum of x, scaled), 0 when not finite, and log Σ exp(x·scale − max).
+static void log_sum_exp(const float *x, long n, float scale, float *max, float *log_sum) {
+    float m = dk_vmax(x, n) * scale;
+    if (!isfinite(m)) m = 0;
+    *max = m;
+    *log_sum = (float)log(dk_sum_exp(x, n, scale, m, NULL));
+}
+
+// Σ p_t·(log p_t − log p_s) in Double, log p = (x·it − max) − logsum.
+static double forward_kl(const float *z, const float *t, long v, float it, float ma, float la, float mb, float lb) {
+    long j = 0;
+    double s = 0;
+#if defined(__x86_64__)
+    if (has_avx2_fma()) s = forward_kl_avx2(z, t, v, it, ma, la, mb, lb, &j);
+#endif
+    for (; j < v; j++) {
+        float ls = (z[j] * it - ma) - la, lt = (t[j] * it - mb) - lb;
+        s += (double)expf(lt) * ((double)lt - (double)ls);
+    }
+    return s;
+}
+
+void dk_kd_row(const float *z, const float *t, long v, float inv_tau, float soft, float hard, long target, float eps,
+               double *kl, double *ce, float *grad) {
+    float ma = 0, la = 0, mb = 0, lb = 0, m1 = 0, l1 = 0;
+    *kl = 0;
+    *ce = 0;
+    if (t) {
+        log_sum_exp(z, v, inv_tau, &ma, &la);
+        log_sum_exp(t, v, inv_tau, &mb, &lb);
+        *kl = forward_kl(z, t, v, inv_tau, ma, la, mb, lb);
+    }
+    if (target >= 0) {
+        log_sum_exp(z, v, 1.0f, &m1, &l1);
+        double nll = (double)(m1 - z[target]) + (double)l1, smooth = 0;
+        if (eps != 0) {
+            double shifted = 0;
+            for (long j = 0; j < v; j++) shifted += (double)(z[j] - m1);
+            smooth = (double)l1 - shifted / (double)v;
+        }
+        *ce = (1 - (double)eps) * nll + (double)eps * smooth;
+    }
+    if (!grad) return;
+    if (!t) soft = 0;
+    if (target < 0) hard = 0;
+    float uniform = eps / (float)v;
+    long j = 0;
+#if defined(__x86_64__)
+    if (has_avx2_fma()) j = gradient_avx2(z, t, v, inv_tau, soft, hard, ma, la, mb, lb, m1, l1, uniform, grad);
+#endif
+    for (; j < v; j++) {
+        float zj = z[j], g = 0;
+        if (soft != 0) g = soft * (expf((zj * inv_tau - ma) - la) - expf((t[j] * inv_tau - mb) - lb));
+        if (hard != 0) g += hard * (expf((zj - m1) - l1) - uniform);
+        grad[j] = g;
+    }
+    if (hard != 0) grad[target] -= hard * (1 - eps);     // the target's one-hot part
+}
