@@ -22,7 +22,7 @@ enum Op {
     case rmsNorm(rstd: [Float])
     case layerNorm(stats: [Float])
     case rotary(cos: Tensor, sin: Tensor)
-    case attention(scale: Float, probs: Tensor)
+    case attention(scale: Float, causal: Bool, probs: Tensor)
     case crossEntropy(targets: [Int], ignoreIndex: Int, smoothing: Float, logSumExp: [Float], count: Int)
     case dropout(mask: Tensor)
     /// A scalar whose gradients with respect to its inputs were computed by the caller
@@ -131,8 +131,8 @@ func backward(_ node: Node, _ g: Tensor) -> [Tensor?] {
     case let .rotary(cos, sin):
         return [rotaryKernel(g, cos: cos, sin: sin, inverse: true)]
 
-    case let .attention(scale, probs):
-        let (gq, gk, gv) = attentionBackward(q: x[0], k: x[1], v: x[2], probs: probs, scale: scale, grad: g)
+    case let .attention(scale, causal, probs):
+        let (gq, gk, gv) = attentionBackward(q: x[0], k: x[1], v: x[2], probs: probs, scale: scale, causal: causal, grad: g)
         return [gq, gk, gv]
 
     case let .crossEntropy(targets, ignoreIndex, smoothing, lse, count):
