@@ -56,17 +56,21 @@ public enum Gemm {
                 kernel(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             } else if m >= 8 * threads {
                 // Split rows of C: rows i0..<i1 of op(A).
-                DispatchQueue.concurrentPerform(iterations: threads) { t in
-                    let i0 = m * t / threads, i1 = m * (t + 1) / threads
-                    let aOff = transA ? a + i0 : a + i0 * lda
-                    kernel(ta, tb, i1 - i0, n, k, alpha, aOff, lda, b, ldb, beta, c + i0 * ldc, ldc)
+                parallelFor(threads, grain: 1) { ts in
+                    for t in ts {
+                        let i0 = m * t / threads, i1 = m * (t + 1) / threads
+                        let aOff = transA ? a + i0 : a + i0 * lda
+                        kernel(ta, tb, i1 - i0, n, k, alpha, aOff, lda, b, ldb, beta, c + i0 * ldc, ldc)
+                    }
                 }
             } else {
                 // Few rows (matrix-vector like): split columns of C.
-                DispatchQueue.concurrentPerform(iterations: threads) { t in
-                    let j0 = n * t / threads, j1 = n * (t + 1) / threads
-                    let bOff = transB ? b + j0 * ldb : b + j0
-                    kernel(ta, tb, m, j1 - j0, k, alpha, a, lda, bOff, ldb, beta, c + j0, ldc)
+                parallelFor(threads, grain: 1) { ts in
+                    for t in ts {
+                        let j0 = n * t / threads, j1 = n * (t + 1) / threads
+                        let bOff = transB ? b + j0 * ldb : b + j0
+                        kernel(ta, tb, m, j1 - j0, k, alpha, a, lda, bOff, ldb, beta, c + j0, ldc)
+                    }
                 }
             }
         }
