@@ -57,11 +57,12 @@ static void run_chunks(uint32_t gen) {
 }
 
 static void *worker_main(void *arg) {
-    (void)arg;
+    long id = (long)(intptr_t)arg;      // 0, 1, …: loops of c chunks use workers 0..<c − 1
     uint32_t seen = GEN(atomic_load(&pool.state));
+    long spin = pool.spin;
     for (;;) {
         uint64_t s = atomic_load(&pool.state);
-        for (long i = 0; GEN(s) == seen && i < pool.spin; i++) {
+        for (long i = 0; GEN(s) == seen && i < spin; i++) {
             CPU_RELAX();
             s = atomic_load(&pool.state);
         }
@@ -73,7 +74,14 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&pool.lock);
         }
         seen = GEN(s);
-        run_chunks(seen);
+        // A worker that the loop does not need (the thread count was lowered) goes back to sleep
+        // without spinning; the others spin for the next loop.
+        if (id < CHUNKS(s) - 1) {
+            run_chunks(seen);
+            spin = pool.spin;
+        } else {
+            spin = 0;
+        }
     }
     return NULL;
 }
@@ -88,7 +96,7 @@ static void ensure_workers(int n) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, worker_main, NULL);
+        int rc = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)pool.workers);
         pthread_attr_destroy(&attr);
         if (rc != 0) break;
         pool.workers++;
