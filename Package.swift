@@ -78,6 +78,9 @@ let package = Package(
         .testTarget(name: "DistillEvalTests", dependencies: ["DistillEval", "DistillModels", "DistillNN", "DistillTensor"],
                     exclude: ["Fixtures"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
+        // The command line's own checks (options that no library function sees).
+        .testTarget(name: "DistillCLITests", dependencies: ["distill"],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillNN", "DistillTensor"],
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),

@@ -164,6 +164,7 @@ extension Bench {
             let batches: [Int]
             do { batches = try GenerationBenchmark.batchSizes(batch) } catch { throw ValidationError("--batch: \(error)") }
             guard promptTokens > 0, newTokens > 1 else { throw ValidationError("--prompt-tokens must be > 0 and --new-tokens > 1") }
+            if compareLlamacpp && !model.lowercased().hasSuffix(".gguf") { throw ValidationError("--compare-llamacpp needs a .gguf model") }
             let m = try loadModel(model)
             var results: [GenerationBenchmark.Result] = []
             if !json { print("model: \(model); threads: \(Threads.count); GEMM: \(Gemm.backend.rawValue)") }
@@ -184,7 +185,6 @@ extension Bench {
                 peers.append(("transformers", "torch " + (obj["torch"] as? String ?? "?"), obj["results"] as? [[String: Any]] ?? []))
             }
             if compareLlamacpp {
-                guard model.lowercased().hasSuffix(".gguf") else { throw ValidationError("--compare-llamacpp needs a .gguf model") }
                 let obj = try runPythonBenchmark(python: python, script: "scripts/bench_generate_llamacpp.py", arguments: [model] + common,
                                                  installHint: "CMAKE_ARGS=\"-DGGML_NATIVE=ON\" pip install llama-cpp-python")
                 peers.append(("llama.cpp", "llama-cpp-python " + (obj["llama_cpp"] as? String ?? "?"), obj["results"] as? [[String: Any]] ?? []))

@@ -106,7 +106,7 @@ struct Demo: ParsableCommand {
         let studentSteps = self.studentSteps ?? 2500
         guard trainPrompts > 0, unlabeledPrompts >= 0, testPrompts > 0, samples > 0, studentSteps > 0, studentLayers > 0, studentIntermediate > 0, studentLr > 0, studentBatch > 0, studentHeads > 0, studentKvHeads > 0,
               (0...1).contains(alpha), kdTemperature > 0, featureWeight >= 0, (0...1).contains(onPolicy) else {
-            throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr, --student-batch and --kd-temperature must be positive, --unlabeled-prompts ≥ 0, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
+            throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr, --student-batch, --student-heads, --student-kv-heads and --kd-temperature must be positive, --unlabeled-prompts ≥ 0, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
         }
         var o = ReasoningDemo.Options()
         o.teacherPath = teacher

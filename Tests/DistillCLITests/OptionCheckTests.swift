@@ -1,0 +1,65 @@
+import ArgumentParser
+import XCTest
+@testable import distill
+
+/// The command line's own checks: options that no library function sees are rejected with a
+/// message naming the option, before any work starts (a model load, a benchmark, a training run).
+final class OptionCheckTests: XCTestCase {
+    /// The message `distill ARGS` stops with: from parsing and `validate()`, or else from `run()`.
+    private func failure(_ args: [String], file: StaticString = #filePath, line: UInt = #line) -> String {
+        do {
+            var command = try Distill.parseAsRoot(args)
+            try command.run()
+            XCTFail("distill \(args.joined(separator: " ")) did not fail", file: file, line: line)
+            return ""
+        } catch {
+            return Distill.message(for: error)
+        }
+    }
+
+    private func assertFails(_ args: [String], mentioning parts: [String], file: StaticString = #filePath, line: UInt = #line) {
+        let message = failure(args, file: file, line: line)
+        for p in parts {
+            XCTAssertTrue(message.contains(p), "distill \(args.joined(separator: " ")): '\(message)' does not mention \(p)", file: file, line: line)
+        }
+    }
+
+    func testTracesOptions() {
+        let base = ["traces", "--task", "word-problems", "--teacher-local", "demo/teacher"]
+        assertFails(base + ["--n", "2", "--consensus", "3"], mentioning: ["--consensus", "1...--n (2)", "3"])
+        assertFails(base + ["--consensus", "0"], mentioning: ["--consensus"])
+        assertFails(base + ["--n", "2", "--consensus", "2", "--verifier", "none"], mentioning: ["--consensus needs a verifier"])
+        assertFails(base + ["--n", "0"], mentioning: ["--n must be at least 1"])
+        assertFails(base + ["--keep", "longest"], mentioning: ["--keep", "longest"])
+        assertFails(["traces", "--task", "word-problems"], mentioning: ["--teacher-url or --teacher-local"])
+        assertFails(["traces", "--task", "word-problems", "--teacher-url", "http://127.0.0.1:1/v1"], mentioning: ["--teacher-model"])
+    }
+
+    func testDemoOptions() {
+        for option in ["--student-heads", "--student-kv-heads", "--student-batch", "--student-steps", "--train-prompts"] {
+            assertFails(["demo", option, "0"], mentioning: [option, "must be positive"])
+        }
+        assertFails(["demo", "--alpha", "1.5"], mentioning: ["--alpha"])
+        assertFails(["demo", "--student-layer-map", "0,x"], mentioning: ["--student-layer-map", "'x'"])
+        assertFails(["demo", "--task", "addition", "--student-examples", "0"], mentioning: ["--student-examples"])
+    }
+
+    func testBenchOptions() {
+        assertFails(["bench", "train", "--preset", "sft-reference", "--steps", "0"], mentioning: ["--steps must be at least 1"])
+        assertFails(["bench", "train", "--preset", "nonsense"], mentioning: ["nonsense"])
+        assertFails(["bench", "generate", "--model", "m", "--batch", "1,x"], mentioning: ["--batch", "'x'"])
+        assertFails(["bench", "generate", "--model", "m", "--new-tokens", "1"], mentioning: ["--new-tokens > 1"])
+        assertFails(["bench", "generate", "--model", "some/hf-directory", "--compare-llamacpp"], mentioning: ["--compare-llamacpp needs a .gguf"])
+        assertFails(["bench", "serve", "--model", "m", "--clients", "0"], mentioning: ["--clients"])
+        assertFails(["bench", "ops", "--sizes", "64,-1"], mentioning: ["--sizes", "'-1'"])
+    }
+
+    func testEvalServeAndModelOptions() {
+        assertFails(["eval", "--task", "word-problems"], mentioning: ["at least one --model"])
+        assertFails(["eval", "--model", "m", "--task", "word-problems", "--batch-size", "0"], mentioning: ["--batch-size"])
+        assertFails(["serve", "--model", "m", "--port", "70000"], mentioning: ["--port", "70000"])
+        assertFails(["serve", "--model", "m", "--max-batch", "0"], mentioning: ["--max-batch"])
+        assertFails(["convert", "m", "--out", "out", "--dtype", "f8"], mentioning: ["--dtype", "f8"])
+        assertFails(["mix", "--out", "x.jsonl"], mentioning: ["--input"])
+    }
+}
