@@ -106,10 +106,7 @@ extension DistillationLoss {
         var softSum = 0.0, hardSum = 0.0
 
         withoutGradients {
-            var start = 0
-            while start < rl.rowList.count {
-                let rows = Array(rl.rowList[start..<Swift.min(rl.rowList.count, start + o.chunkSize)])
-                start += rows.count
+            for rows in rl.chunks(of: o.chunkSize) {
                 let c = rows.count
                 // Hidden states of the chunk, then its logits = hc·Wᵀ.
                 let hc = Tensor(uninitializedShape: [c, width])                              // (c, H)
@@ -222,10 +219,7 @@ extension DistillationLoss {
         }
         var softSum = 0.0, hardSum = 0.0
         withoutGradients {
-            var start = 0
-            while start < rl.rowList.count {
-                let rows = Array(rl.rowList[start..<Swift.min(rl.rowList.count, start + o.chunkSize)])
-                start += rows.count
+            for rows in rl.chunks(of: o.chunkSize) {
                 let teacherChunk = fetchTeacher(teacher, rows: rows.filter { rl.isSoft[$0] }, vocab: v)
                 let sums = rl.run(rows: rows, logits: z.storage.pointer, teacher: teacherChunk?.storage.pointer,
                                   gradient: g?.storage.pointer, byRowIndex: true)

@@ -47,6 +47,11 @@ struct LogitRowLoss {
                             sparse: { if case .sparse(let s) = teacher { return s }; return nil }())
     }
 
+    /// The rows with a term, `size` at a time, in order.
+    func chunks(of size: Int) -> [[Int]] {
+        stride(from: 0, to: rowList.count, by: size).map { Array(rowList[$0..<Swift.min(rowList.count, $0 + size)]) }
+    }
+
     /// Per-row weights of the gradient (whose closed forms already carry τ² or 1/V).
     var softGradScale: Double { softCount == 0 ? 0 : wSoft / Double(softCount) }
     var hardScale: Double { hardCount == 0 ? 0 : wHard / Double(hardCount) }
