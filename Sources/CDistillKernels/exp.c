@@ -52,9 +52,7 @@ static double sum_exp_avx2(const float *x, long n, float scale, float shift, flo
         a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
-    double lanes[4], s = 0;
-    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
-    s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    double s = hsum256d(_mm256_add_pd(a0, a1));
     for (; i < n; i++) {
         float e = expf(x[i] * scale - shift);
         if (out) out[i] = e;

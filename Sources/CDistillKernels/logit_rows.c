@@ -30,10 +30,8 @@ static double forward_kl_avx2(const float *z, const float *t, long v, float it, 
         a0 = _mm256_add_pd(a0, _mm256_mul_pd(_mm256_cvtps_pd(pt0), _mm256_sub_pd(_mm256_cvtps_pd(lt0), _mm256_cvtps_pd(ls0))));
         a1 = _mm256_add_pd(a1, _mm256_mul_pd(_mm256_cvtps_pd(pt1), _mm256_sub_pd(_mm256_cvtps_pd(lt1), _mm256_cvtps_pd(ls1))));
     }
-    double lanes[4];
-    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
     *done = j;
-    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    return hsum256d(_mm256_add_pd(a0, a1));
 }
 
 // The vector part of the gradient; returns the elements it covered.

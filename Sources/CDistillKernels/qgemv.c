@@ -3,6 +3,7 @@
 // with the activations in Float32. Reading 18-34 bytes per 32 weights instead of 128 is what
 // makes decoding fast: one token's matrix-vector products are bound by memory traffic.
 #include "CDistillKernels.h"
+#include "simd.h"
 #include <stdint.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -93,14 +94,6 @@ static inline float half_f16c(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
     return _cvtsh_ss(h);
-}
-
-__attribute__((target("avx2,fma")))
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 // A block's 32 weights as bytes in element order: Q8_0's int8 values, or Q4's nibbles (0..15).
@@ -267,11 +260,20 @@ static inline void block_scales_avx2(int type, const uint8_t *w, float *dw, floa
     *mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * *dw : 0.0f);
 }
 
+// Σ_j w_j·q_j of a weight block's bytes `qw` (Q8_0: signed; Q4: nibbles 0..15) and 32 int8
+// activations `qx`, as 8 Float lanes (maddubs needs an unsigned left operand: Q8_0 moves the
+// weights' signs onto the activations).
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256 block_dot_q8_avx2(int type, __m256i qw, __m256i qx) {
+    __m256i p16 = type == DK_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
+                                  : _mm256_maddubs_epi16(qw, qx);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
 __attribute__((target("avx2,fma,f16c")))
 static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                           long m, float *Y, long ldy, long row0, long row1) {
     long blocks = cols / 32, bb = dk_qblock_bytes(type);
-    const __m256i ones = _mm256_set1_epi16(1);
     if (m == 1) {
         for (long r = row0; r < row1; r++) {
             const uint8_t *row = W + r * blocks * bb;
@@ -281,10 +283,8 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
                 const uint8_t *w = row + b * bb;
                 float dw, mw;
                 block_scales_avx2(type, w, &dw, &mw);
-                __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32)), qw = block_bytes_avx2(type, w);
-                __m256i p16 = type == DK_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
-                                              : _mm256_maddubs_epi16(qw, qx);
-                __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32));
+                __m256 dot = block_dot_q8_avx2(type, block_bytes_avx2(type, w), qx);
                 float e = mw * D[b] * (float)S[b];
                 if (b & 1) { a1 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a1); e1 += e; }
                 else { a0 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a0); e0 += e; }
@@ -305,12 +305,9 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
                 float dw, mw;
                 block_scales_avx2(type, w, &dw, &mw);
                 __m256i qw = block_bytes_avx2(type, w);
-                __m256i absw = type == DK_Q8_0 ? _mm256_sign_epi8(qw, qw) : qw;
                 for (long i = 0; i < mi; i++) {
                     long k = (i0 + i) * blocks + b;
-                    __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + k * 32));
-                    __m256i p16 = _mm256_maddubs_epi16(absw, type == DK_Q8_0 ? _mm256_sign_epi8(qx, qw) : qx);
-                    __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                    __m256 dot = block_dot_q8_avx2(type, qw, _mm256_loadu_si256((const __m256i *)(Q + k * 32)));
                     acc[i] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[k]), acc[i]);
                     extra[i] += mw * D[k] * (float)S[k];
                 }

@@ -116,7 +116,7 @@ extension DistillationLoss {
                 let logits = Tensor(uninitializedShape: [c, v])                              // (c, V)
                 Gemm.sgemm(transA: false, transB: true, m: c, n: v, k: width, a: hc.storage.pointer, lda: width,
                            b: w.storage.pointer, ldb: width, c: logits.storage.pointer, ldc: v)
-                let teacherChunk = fetchTeacher(teacher, rows: rows.filter { rl.isSoft[$0] }, vocab: v)
+                let teacherChunk = fetchTeacher(teacher, rows: rows.filter { rl.isSoft[$0] }, vocab: v, loss: "fusedLinearLoss")
                 // The row kernels overwrite the logits with G = ∂loss/∂logits (c, V).
                 let pz = logits.storage.pointer
                 let sums = rl.run(rows: rows, logits: pz, teacher: teacherChunk?.storage.pointer, gradient: gradient ? pz : nil)
@@ -144,11 +144,11 @@ extension DistillationLoss {
 
     /// The teacher's logits for `rows` (soft rows of a chunk) from a `.logits` teacher; nil for a
     /// sparse teacher (its rows are read by the kernel) or no rows.
-    static func fetchTeacher(_ teacher: ChunkedTeacher?, rows: [Int], vocab v: Int) -> Tensor? {
+    static func fetchTeacher(_ teacher: ChunkedTeacher?, rows: [Int], vocab v: Int, loss: String) -> Tensor? {
         guard case .logits(let fetch)? = teacher, !rows.isEmpty else { return nil }
         let t = fetch(rows).detached()
         precondition(t.shape == [rows.count, v],
-                     "fusedLinearLoss: the teacher gave logits \(t.shape) for \(rows.count) rows of a \(v)-token vocabulary")
+                     "\(loss): the teacher gave logits \(t.shape) for \(rows.count) rows of a \(v)-token vocabulary")
         return t
     }
 
@@ -220,7 +220,7 @@ extension DistillationLoss {
         var softSum = 0.0, hardSum = 0.0
         withoutGradients {
             for rows in rl.chunks(of: o.chunkSize) {
-                let teacherChunk = fetchTeacher(teacher, rows: rows.filter { rl.isSoft[$0] }, vocab: v)
+                let teacherChunk = fetchTeacher(teacher, rows: rows.filter { rl.isSoft[$0] }, vocab: v, loss: "logitLoss")
                 let sums = rl.run(rows: rows, logits: z.storage.pointer, teacher: teacherChunk?.storage.pointer,
                                   gradient: g?.storage.pointer, byRowIndex: true)
                 softSum += sums.soft
