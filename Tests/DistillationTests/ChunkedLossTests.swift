@@ -198,5 +198,17 @@ final class ChunkedLossTests: XCTestCase {
         assertThrowsMessage(try DistillationLoss.validateFused(hidden: [5, 8], weight: [11, 8], teacher: .sparse(sparse), targets: nil, mask: nil,
                                                                options: ok),
                             contains: ["fusedLinearLoss", "5 rows", "6 rows"])
+        // The same checks on given logits (logitLossParts), and the logits' own shape.
+        XCTAssertNoThrow(try DistillationLoss.validateLogitLoss(logits: [2, 3, 11], teacher: t, targets: nil, mask: nil, options: ok))
+        assertThrowsMessage(try DistillationLoss.validateLogitLoss(logits: [11], teacher: t, targets: nil, mask: nil, options: ok),
+                            contains: ["logitLoss", "[11]", "[N, V]"])
+        assertThrowsMessage(try DistillationLoss.validateLogitLoss(logits: [6, 0], teacher: t, targets: nil, mask: nil, options: ok),
+                            contains: ["logitLoss", "[6, 0]"])
+        assertThrowsMessage(try DistillationLoss.validateLogitLoss(logits: [2, 11], teacher: t, targets: [1, 11], mask: nil, options: ok),
+                            contains: ["logitLoss", "target 11 out of range 0..<11"])
+        assertThrowsMessage(try DistillationLoss.validateLogitLoss(logits: [6, 11], teacher: nil, targets: nil, mask: nil, options: ok),
+                            contains: ["logitLoss", "neither a teacher nor targets"])
+        assertThrowsMessage(try DistillationLoss.validateLogitLoss(logits: [6, 11], teacher: t, targets: nil, mask: .all(5), options: ok),
+                            contains: ["logitLoss", "mask is for 5 rows", "6 rows"])
     }
 }

@@ -192,6 +192,18 @@ extension DistillationLoss {
         try validateMask(loss: loss, mask: mask, rows: n)
     }
 
+    /// Checks the inputs of `logitLossParts`; returns (N, V).
+    @discardableResult
+    public static func validateLogitLoss(logits: [Int], teacher: ChunkedTeacher?, targets: [Int]?, mask: LossMask?,
+                                         options o: FusedLossOptions) throws -> (rows: Int, vocab: Int) {
+        guard logits.count >= 2, let v = logits.last, v > 0 else {
+            throw DistillationLossError.shapeMismatch(loss: "logitLoss", shapes: [logits], reason: "logits must be [N, V] or [B, T, V]")
+        }
+        let n = logits.dropLast().reduce(1, *)
+        try validateRowTerms(loss: "logitLoss", rows: n, vocab: v, teacher: teacher, targets: targets, mask: mask, options: o)
+        return (n, v)
+    }
+
     /// The loss of `fusedLinearLoss` on logits already computed, `[N, V]` or `[B, T, V]`: the same
     /// terms, weights and closed-form gradients, one pass per row — instead of the dozen `[N, V]`
     /// intermediates that `divergence(…)` + `hardCrossEntropy` put on the tape. Differentiable with
@@ -200,13 +212,8 @@ extension DistillationLoss {
     /// `fusedLinearLossParts`.
     public static func logitLossParts(logits: Tensor, teacher: ChunkedTeacher?, targets: [Int]? = nil, mask: LossMask? = nil,
                                       options o: FusedLossOptions = FusedLossOptions()) -> (total: Tensor, soft: Float?, hard: Float?) {
-        let (n, v) = lossValidated { () throws -> (Int, Int) in
-            guard logits.rank >= 2, let v = logits.shape.last, v > 0 else {
-                throw DistillationLossError.shapeMismatch(loss: "logitLoss", shapes: [logits.shape], reason: "logits must be [N, V] or [B, T, V]")
-            }
-            let n = logits.count / v
-            try validateRowTerms(loss: "logitLoss", rows: n, vocab: v, teacher: teacher, targets: targets, mask: mask, options: o)
-            return (n, v)
+        let (n, v) = lossValidated {
+            try validateLogitLoss(logits: logits.shape, teacher: teacher, targets: targets, mask: mask, options: o)
         }
         let rl = LogitRowLoss(rows: n, vocab: v, teacher: teacher, targets: targets, mask: mask, options: o)
         let needGradient = GradientMode.isEnabled && logits.requiresGrad
