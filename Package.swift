@@ -70,6 +70,7 @@ let package = Package(
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillServer", "DistillTestSupport", "DistillModels", "DistillNN", "DistillTensor"],
+                    exclude: ["Fixtures"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillServerTests", dependencies: ["DistillServer", "DistillTestSupport", "DistillModels", "DistillNN", "DistillTensor",
                                                               .product(name: "HummingbirdTesting", package: "hummingbird")],
@@ -81,7 +82,8 @@ let package = Package(
         // The command line's own checks (options that no library function sees).
         .testTarget(name: "DistillCLITests", dependencies: ["distill"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillNN", "DistillTensor"],
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillData", "DistillModels", "DistillNN", "DistillTensor",
+                                                              "DistillServer", "DistillTestSupport"],
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]

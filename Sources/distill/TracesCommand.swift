@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillData
+import Distillation
 import DistillModels
 import DistillTensor
 import Foundation
@@ -41,6 +42,14 @@ struct Traces: ParsableCommand {
     @Option(help: "The kept traces (chat-messages JSONL).") var out = "traces.jsonl"
     @Option(help: "The statistics (JSON).") var stats = "stats.json"
     @Option(help: "The generation store (SQLite); rerunning with it resumes.") var store = "traces.sqlite"
+    @Option(help: "Ask for at most this many samples per request (1 for servers that ignore n; found by itself when a server answers with fewer choices than asked).") var samplesPerRequest: Int?
+    @Flag(help: "Ask the server for streamed replies (server-sent events; long reasoning keeps the connection busy).") var stream = false
+    @Option(help: "The think tags, as OPEN,CLOSE.") var thinkTags = "<think>,</think>"
+    @Flag(help: "The prompt already opens the think block (completions hold only the closing tag); found by itself from the chat template of --teacher-local or --tokenizer.") var thinkInPrompt = false
+    @Option(help: "A model (HF directory or .gguf) whose tokenizer and chat template stand for the student's: --logprobs maps to its token ids, and its template tells whether the prompt opens the think block. Default: --teacher-local.") var tokenizer: String?
+    @Option(help: "Ask the teacher for its top-K log-probabilities of every sampled token (K ≤ 20) and write them, mapped to --tokenizer's ids, as a logit cache over --out for `distill train` (teacher.cache).") var logprobs: Int?
+    @Option(help: "The logit cache --logprobs writes (default: --out with the extension .logits).") var targets: String?
+    @Option(help: "Tokens per training sequence of that cache: the recipe's data.max_length.") var targetsMaxLength = 512
     @Option(help: "Prompts in flight at once.") var concurrency = 8
     @Option(help: "Process at most this many pending prompts in this run.") var limit: Int?
     @Option(help: "Print a progress line every K prompts.") var progressEvery = 1
@@ -56,6 +65,15 @@ struct Traces: ParsableCommand {
         guard progressEvery >= 1 else { throw ValidationError("--progress-every must be at least 1") }
         if let consensus, consensus < 1 || consensus > n { throw ValidationError("--consensus must be in 1...--n (\(n)), got \(consensus)") }
         if consensus != nil && verifier == "none" { throw ValidationError("--consensus needs a verifier to compare answers (math or exact)") }
+        if let k = samplesPerRequest, k < 1 { throw ValidationError("--samples-per-request must be at least 1, got \(k)") }
+        if let k = logprobs {
+            guard (1...20).contains(k) else { throw ValidationError("--logprobs must be in 1...20 (the OpenAI API's limit), got \(k)") }
+            guard tokenizer != nil || teacherLocal != nil else {
+                throw ValidationError("--logprobs needs --tokenizer MODEL (the student's tokenizer) to map the teacher's tokens to")
+            }
+        }
+        guard targetsMaxLength >= 2 else { throw ValidationError("--targets-max-length must be at least 2") }
+        _ = try traceTemplate(promptOpens: false)
         _ = try verifierKind()
     }
 
@@ -73,19 +91,45 @@ struct Traces: ParsableCommand {
         }
     }
 
+    /// The trace template of --think-tags, the opening tag in the prompt when forced or found.
+    func traceTemplate(promptOpens: Bool) throws -> TraceTemplate {
+        let tags = thinkTags.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard tags.count == 2, !tags[0].isEmpty, !tags[1].isEmpty, tags[0] != tags[1] else {
+            throw ValidationError("--think-tags must be OPEN,CLOSE (two different tags), got \(thinkTags)")
+        }
+        return TraceTemplate(openTag: tags[0], closeTag: tags[1], openTagInPrompt: thinkInPrompt || promptOpens)
+    }
+
     func run() throws {
         let teacher: any TeacherClient
         var http: HTTPTeacherClient?
+        var local: PretrainedModel?
         if let urls = teacherUrl, let model = teacherModel {
             var config = HTTPTeacherConfiguration(baseURLs: urls.split(separator: ",").map { String($0) }, model: model,
                                                   apiKeyEnvironmentVariable: apiKeyEnv)
             config.maxInFlight = max(config.maxInFlight, concurrency)
+            config.stream = stream
             do { http = try HTTPTeacherClient(config) } catch { throw CLIError("\(error)") }
             teacher = http!
         } else {
-            do { teacher = try LocalTeacherClient(model: try loadModel(teacherLocal!), name: teacherLocal!) } catch { throw CLIError("\(error)") }
+            do {
+                local = try loadModel(teacherLocal!)
+                teacher = try LocalTeacherClient(model: local!, name: teacherLocal!)
+            } catch { throw CLIError("\(error)") }
         }
-        var filters = RejectionSampler.standardFilters()
+        // The student's stand-in: its tokenizer maps log-probabilities, its template tells whether
+        // the prompt opens the think block.
+        let reference = try tokenizer.map(loadModel) ?? local
+        var template = try traceTemplate(promptOpens: false)
+        if !template.openTagInPrompt, let reference, let chat = reference.chatTemplate, let tok = reference.tokenizer {
+            let messages = (system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: "?")]
+            if let rendered = try? chat.render(messages: messages, addGenerationPrompt: true, bosToken: tok.bosToken, eosToken: tok.eosToken),
+               template.promptOpensThinkBlock(rendered) {
+                template = try traceTemplate(promptOpens: true)
+                print("the chat template's generation prompt opens the think block (\(template.openTag)): completions are read as continuing it")
+            }
+        }
+        var filters = RejectionSampler.standardFilters(template: template.completionForm)
         var filterSettings: [String: String] = [:]
         if minLength != nil || maxLength != nil {
             filters.append(LengthFilter.characters(minimum: minLength, maximum: maxLength))
@@ -96,7 +140,8 @@ struct Traces: ParsableCommand {
         let pipeline = TracePipeline(TracePipelineConfiguration(
             prompts: source, teacher: teacher, samplesPerPrompt: n,
             sampling: TraceSamplingSettings(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),
-            systemPrompt: system, verifier: try verifierKind(), filters: filters, filterSettings: filterSettings,
+            samplesPerRequest: samplesPerRequest, topLogprobs: logprobs,
+            systemPrompt: system, template: template, verifier: try verifierKind(), filters: filters, filterSettings: filterSettings,
             keepPolicy: KeepPolicy(rawValue: keep)!, consensus: consensus.map { Consensus(minVotes: $0) }, storePath: store, outputPath: out, statsPath: stats,
             concurrency: concurrency, limit: limit, ignoreSettingsMismatch: ignoreSettingsMismatch))
 
@@ -136,8 +181,29 @@ struct Traces: ParsableCommand {
             try? await http?.shutdown()
             return r
         }
-        if let s = summaryBox.value { printSummary(s) }
+        if let s = summaryBox.value {
+            printSummary(s)
+            if let k = logprobs, let reference { try writeTargets(k: k, model: reference, summary: s, settings: pipeline.settings) }
+        }
         if case .failure(let error) = result { throw CLIError("\(error)") }
+    }
+
+    /// The kept traces' log-probabilities as a logit cache over --out; what the mapping did goes
+    /// into stats.json (`teacher_targets`).
+    func writeTargets(k: Int, model: PretrainedModel, summary s: TracePipelineSummary, settings: GenerationSettings) throws {
+        let path = targets ?? ((out as NSString).deletingPathExtension + ".logits")
+        do {
+            let store = try GenerationStore(path: s.storePath, settings: settings, ignoreSettingsMismatch: true)
+            let records = try store.keptCandidates()
+            guard !records.isEmpty else { print("no kept trace: no teacher targets written"); return }
+            let st = try ServerTargets.writeCache(dataFile: s.outputPath, records: records, tokenizer: try model.requireTokenizer(),
+                                                  chatTemplate: model.chatTemplate, vocabularySize: model.lm.config.vocabSize, k: k,
+                                                  maxLength: targetsMaxLength, path: path)
+            try SamplingStatistics.addSection("teacher_targets", st, to: s.statsPath)
+            let dropped = st.droppedPositions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("teacher targets: \(st.mappedPositions) of \(st.sampledTokens) sampled tokens mapped to top-\(k) rows"
+                  + (dropped.isEmpty ? "" : " (left out: \(dropped))") + "; wrote \(path) (train with teacher.cache: \(path), loss.temperature: 1)")
+        } catch { throw CLIError("\(error)") }
     }
 
     func printSummary(_ s: TracePipelineSummary) {

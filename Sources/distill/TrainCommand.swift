@@ -54,6 +54,8 @@ struct Train: ParsableCommand {
                     log("checkpoint \(url.path)")
                 case .training(.finished):
                     break
+                case .note(let text):
+                    log("note: " + text)
                 case let .saved(dir, adaptersOnly):
                     log("wrote \(adaptersOnly ? "LoRA adapters" : "the student") to \(dir.path)")
                 }

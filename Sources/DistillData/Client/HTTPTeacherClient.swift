@@ -37,8 +37,13 @@ public struct HTTPTeacherConfiguration: Sendable {
     /// Largest reply body accepted.
     public var maxResponseBytes = 256 << 20
     /// Split `n` into requests of at most this many samples (for servers without `n`, such as
-    /// llama.cpp's); request k gets seed + k when a seed is set. nil: one request.
+    /// llama.cpp's); request k gets seed + k when a seed is set. nil: one request. A reply with
+    /// fewer choices than asked is returned as it is (see `complete`).
     public var samplesPerRequest: Int?
+    /// Ask for a streamed reply (`"stream": true`, server-sent events) on chat requests, and join
+    /// its deltas (content, `reasoning_content`/`reasoning`, log-probabilities): long reasoning
+    /// generations then keep the connection busy instead of idle until the end.
+    public var stream = false
     /// Extra body fields (`top_k`, `min_p`, `chat_template_kwargs`, …), added to every request.
     public var extraBody: [String: TeacherJSON] = [:]
     /// Extra headers for every request.
@@ -194,8 +199,10 @@ public final class HTTPTeacherClient: TeacherClient {
     /// One logical request: attempts until success, a permanent error or the retry budget's end.
     private func send(_ prompt: TeacherPrompt, sampling: TeacherSampling, n: Int, seed: UInt64?,
                       endpoint: OpenAIWire.Endpoint) async throws -> TeacherResponse {
+        let streamed: Bool
+        if case .chat = prompt { streamed = configuration.stream } else { streamed = false }
         let body = try OpenAIWire.body(prompt: prompt, sampling: sampling, model: configuration.model, n: n, seed: seed,
-                                       extra: configuration.extraBody)
+                                       extra: configuration.extraBody, stream: streamed)
         var attempt = 0
         while true {
             attempt += 1
@@ -241,7 +248,7 @@ public final class HTTPTeacherClient: TeacherClient {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "Accept", value: configuration.stream && endpoint == .chat ? "text/event-stream" : "application/json")
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         for (k, v) in configuration.extraHeaders { request.headers.replaceOrAdd(name: k, value: v) }
         request.body = .bytes(body)
@@ -281,10 +288,15 @@ public final class HTTPTeacherClient: TeacherClient {
         }
         switch status {
         case 200..<300:
-            let response = try OpenAIWire.parse(bytes, endpoint: endpoint, url: url, model: configuration.model)
-            guard response.completions.count == n else {
+            let response = configuration.stream && endpoint == .chat
+                ? try OpenAIWire.parseStream(bytes, url: url, model: configuration.model)
+                : try OpenAIWire.parse(bytes, endpoint: endpoint, url: url, model: configuration.model)
+            // Fewer choices than asked is a server that ignores `n` (llama.cpp, Ollama): the caller
+            // asks again for the rest (`TracePipeline` does, one request per sample). None, or more
+            // than asked, is a broken reply.
+            guard !response.completions.isEmpty, response.completions.count <= n else {
                 throw TeacherClientError.malformedResponse(
-                    url: url, reason: "asked for \(n) choices, got \(response.completions.count) (set samplesPerRequest for servers without n)",
+                    url: url, reason: "asked for \(n) choice\(n == 1 ? "" : "s"), got \(response.completions.count)",
                     body: OpenAIWire.excerpt(bytes))
             }
             return (.success(response), nil)

@@ -79,9 +79,11 @@ public final class LocalTeacherClient: TeacherClient, @unchecked Sendable {
             var logprobs: [TokenLogprob]?
             if s.wantsLogprobs {
                 logprobs = seq.tokens.indices.map { k in
-                    TokenLogprob(token: piece(seq.tokens[k]), logprob: Double(seq.logprobs[k]),
+                    TokenLogprob(token: piece(seq.tokens[k]), logprob: Double(seq.logprobs[k]), bytes: tok.decodeBytes([seq.tokens[k]]),
                                  top: k < seq.topLogprobs.count
-                                     ? seq.topLogprobs[k].map { TopLogprob(token: piece($0.token), logprob: Double($0.logprob)) } : [])
+                                     ? seq.topLogprobs[k].map {
+                                         TopLogprob(token: piece($0.token), logprob: Double($0.logprob), bytes: tok.decodeBytes([$0.token]))
+                                     } : [])
                 }
             }
             generated += seq.tokens.count

@@ -24,15 +24,17 @@ enum OpenAIWire {
 
     /// The request body (keys sorted, so equal requests give equal bytes).
     static func body(prompt: TeacherPrompt, sampling s: TeacherSampling, model: String, n: Int, seed: UInt64?,
-                     extra: [String: TeacherJSON]) throws -> [UInt8] {
+                     extra: [String: TeacherJSON], stream: Bool = false) throws -> [UInt8] {
         var o: [String: TeacherJSON] = [
             "model": .string(model),
             "n": .int(n),
             "temperature": .double(s.temperature),
             "top_p": .double(s.topP),
             "max_tokens": .int(s.maxTokens),
-            "stream": false,
+            "stream": .bool(stream),
         ]
+        // Token counts arrive in a last chunk only when asked for (OpenAI, vLLM, llama.cpp).
+        if stream { o["stream_options"] = .object(["include_usage": true]) }
         if !s.stop.isEmpty { o["stop"] = .array(s.stop.map { .string($0) }) }
         if let seed { o["seed"] = .int(Int(truncatingIfNeeded: seed & 0x7FFF_FFFF_FFFF_FFFF)) }
         switch prompt {
@@ -64,11 +66,13 @@ enum OpenAIWire {
     struct ChatTop: Decodable {
         var token: String
         var logprob: Double?
+        var bytes: [UInt8]?
     }
 
     struct ChatTokenLogprob: Decodable {
         var token: String
         var logprob: Double?
+        var bytes: [UInt8]?
         var top_logprobs: [ChatTop]?
     }
 
@@ -123,14 +127,7 @@ enum OpenAIWire {
                     TeacherCompletion(index: c.index ?? i, text: c.message.content ?? "",
                                       reasoning: c.message.reasoning_content ?? c.message.reasoning,
                                       finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)),
-                                      logprobs: c.logprobs?.content.map { tokens in
-                                          tokens.map { t in
-                                              TokenLogprob(token: t.token, logprob: t.logprob ?? -.infinity,
-                                                           top: (t.top_logprobs ?? []).map {
-                                                               TopLogprob(token: $0.token, logprob: $0.logprob ?? -.infinity)
-                                                           })
-                                          }
-                                      })
+                                      logprobs: c.logprobs?.content.map(tokenLogprobs))
                 }
                 return TeacherResponse(model: r.model ?? model, completions: completions.sorted { $0.index < $1.index },
                                        usage: usage(r.usage))
@@ -175,6 +172,96 @@ enum OpenAIWire {
         } catch {
             throw malformed("\(error)")
         }
+    }
+
+    static func tokenLogprobs(_ tokens: [ChatTokenLogprob]) -> [TokenLogprob] {
+        tokens.map { t in
+            TokenLogprob(token: t.token, logprob: t.logprob ?? -.infinity, bytes: t.bytes,
+                         top: (t.top_logprobs ?? []).map { TopLogprob(token: $0.token, logprob: $0.logprob ?? -.infinity, bytes: $0.bytes) })
+        }
+    }
+
+    // MARK: Streamed replies (server-sent events)
+
+    struct ChatDelta: Decodable {
+        var content: String?
+        var reasoning_content: String?
+        var reasoning: String?
+    }
+
+    struct StreamChoice: Decodable {
+        var index: Int?
+        var delta: ChatDelta?
+        var finish_reason: String?
+        var logprobs: ChatLogprobs?
+    }
+
+    struct StreamChunk: Decodable {
+        var model: String?
+        var choices: [StreamChoice]?
+        var usage: Usage?
+    }
+
+    /// Parses a streamed chat reply (`text/event-stream`: `data: {chunk}` events up to `data: [DONE]`):
+    /// each choice's `delta.content`, `delta.reasoning_content` / `delta.reasoning` and
+    /// `logprobs.content` are joined in order, its last `finish_reason` kept, and `usage` taken from
+    /// the chunk that carries it. An event holding an error object is the server's error.
+    static func parseStream(_ bytes: [UInt8], url: String, model: String) throws -> TeacherResponse {
+        struct Acc {
+            var text = ""
+            var reasoning: String?
+            var finish: String?
+            var logprobs: [TokenLogprob]?
+        }
+        var choices: [Int: Acc] = [:]
+        var replyModel: String?
+        var usage: Usage?
+        var sawDone = false, events = 0
+        let decoder = JSONDecoder()
+        for (lineNumber, rawLine) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            var line = rawLine
+            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+            // Blank lines end events; ":" lines are comments (keep-alives); `event:`/`id:` fields are not needed.
+            guard line.starts(with: Array("data:".utf8)) else { continue }
+            var payload = line.dropFirst(5)
+            if payload.first == UInt8(ascii: " ") { payload = payload.dropFirst() }
+            if payload.elementsEqual(Array("[DONE]".utf8)) { sawDone = true; break }
+            events += 1
+            let chunk: StreamChunk
+            do {
+                chunk = try decoder.decode(StreamChunk.self, from: Data(payload))
+            } catch let e as DecodingError {
+                if let message = errorMessage(Array(payload)) { throw TeacherClientError.httpStatus(url: url, status: 200, message: message) }
+                throw TeacherClientError.malformedResponse(url: url, reason: "stream event on line \(lineNumber + 1): \(describe(e))",
+                                                           body: excerpt(Array(payload)))
+            }
+            if chunk.choices == nil, chunk.usage == nil, let message = errorMessage(Array(payload)) {
+                throw TeacherClientError.httpStatus(url: url, status: 200, message: message)
+            }
+            replyModel = replyModel ?? chunk.model
+            if let u = chunk.usage { usage = u }
+            for c in chunk.choices ?? [] {
+                let i = c.index ?? 0
+                var a = choices[i] ?? Acc()
+                if let d = c.delta {
+                    a.text += d.content ?? ""
+                    if let r = d.reasoning_content ?? d.reasoning { a.reasoning = (a.reasoning ?? "") + r }
+                }
+                if let f = c.finish_reason { a.finish = f }
+                if let lp = c.logprobs?.content { a.logprobs = (a.logprobs ?? []) + tokenLogprobs(lp) }
+                choices[i] = a
+            }
+        }
+        guard events > 0 || sawDone else {
+            if let message = errorMessage(bytes) { throw TeacherClientError.httpStatus(url: url, status: 200, message: message) }
+            throw TeacherClientError.malformedResponse(url: url, reason: "a streamed reply without any \"data:\" event", body: excerpt(bytes))
+        }
+        let completions = choices.keys.sorted().map { i -> TeacherCompletion in
+            let a = choices[i]!
+            return TeacherCompletion(index: i, text: a.text, reasoning: a.reasoning, finishReason: a.finish.map(TeacherFinishReason.init(rawValue:)),
+                                     logprobs: a.logprobs)
+        }
+        return TeacherResponse(model: replyModel ?? model, completions: completions, usage: Self.usage(usage))
     }
 
     /// A dict loses the server's order: most likely first, ties by token.

@@ -107,10 +107,14 @@ public enum TeacherFinishReason: Sendable, Equatable, Hashable, Codable {
 public struct TopLogprob: Sendable, Equatable, Codable {
     public var token: String
     public var logprob: Double
+    /// The token's bytes when the server gives them (OpenAI's `bytes`: the exact UTF-8 bytes, also
+    /// for a token that is part of a character).
+    public var bytes: [UInt8]?
 
-    public init(token: String, logprob: Double) {
+    public init(token: String, logprob: Double, bytes: [UInt8]? = nil) {
         self.token = token
         self.logprob = logprob
+        self.bytes = bytes
     }
 }
 
@@ -119,11 +123,14 @@ public struct TokenLogprob: Sendable, Equatable, Codable {
     public var token: String
     /// -infinity where the server gave null.
     public var logprob: Double
+    /// The token's bytes when the server gives them.
+    public var bytes: [UInt8]?
     public var top: [TopLogprob]
 
-    public init(token: String, logprob: Double, top: [TopLogprob] = []) {
+    public init(token: String, logprob: Double, bytes: [UInt8]? = nil, top: [TopLogprob] = []) {
         self.token = token
         self.logprob = logprob
+        self.bytes = bytes
         self.top = top
     }
 }
@@ -184,7 +191,9 @@ public struct TeacherResponse: Sendable, Equatable {
     }
 }
 
-/// A teacher: a prompt and sampling settings in, `sampling.n` completions out.
+/// A teacher: a prompt and sampling settings in, `sampling.n` completions out — or fewer (at
+/// least one) from a server that ignores `n` (llama.cpp's, Ollama's): the caller asks again for
+/// the rest.
 public protocol TeacherClient: Sendable {
     /// The model's name (server model id or local path), recorded with generated data.
     var modelName: String { get }

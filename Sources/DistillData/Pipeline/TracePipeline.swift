@@ -1,3 +1,4 @@
+import DistillTensor
 import Foundation
 
 // The `distill traces` pipeline (DeepSeek-R1 / open-r1 style rejection sampling), resumable:
@@ -43,6 +44,9 @@ public struct TracePipelineConfiguration: Sendable {
     /// Candidates asked for in one request (nil: all N in one request). Request j of a prompt asks
     /// for samples j·k ..< (j+1)·k with the seed of sample j·k.
     public var samplesPerRequest: Int?
+    /// Ask the teacher for the top-k log-probabilities of every sampled token (k ≤ 20, the API's
+    /// limit) and store them with the kept candidates (nil: none).
+    public var topLogprobs: Int?
     /// Sent before each prompt and written into each exported record.
     public var systemPrompt: String?
     public var template: TraceTemplate
@@ -70,7 +74,7 @@ public struct TracePipelineConfiguration: Sendable {
 
     public init(prompts: TracePromptSource, teacher: any TeacherClient, samplesPerPrompt: Int = 4,
                 sampling: TraceSamplingSettings = TraceSamplingSettings(), samplesPerRequest: Int? = nil,
-                systemPrompt: String? = nil, template: TraceTemplate = .default, extractor: AnswerExtractor = .standard,
+                topLogprobs: Int? = nil, systemPrompt: String? = nil, template: TraceTemplate = .default, extractor: AnswerExtractor = .standard,
                 verifier: VerifierKind? = .math(MathEquivalence()), filters: [any TraceFilter]? = nil,
                 filterSettings: [String: String] = [:], keepPolicy: KeepPolicy = .allCorrect, deduplicate: Bool = true,
                 consensus: Consensus? = nil,
@@ -81,6 +85,7 @@ public struct TracePipelineConfiguration: Sendable {
         self.samplesPerPrompt = samplesPerPrompt
         self.sampling = sampling
         self.samplesPerRequest = samplesPerRequest
+        self.topLogprobs = topLogprobs
         self.systemPrompt = systemPrompt
         self.template = template
         self.extractor = extractor
@@ -183,8 +188,12 @@ public enum TracePipelineError: Error, Equatable, CustomStringConvertible {
 /// and stats.json as an uninterrupted run.
 public struct TracePipeline: Sendable {
     public static let taskNames = ["word-problems"]
+    /// The store's note that the teacher ignores `n` (a resumed run then asks one sample per request at once).
+    static let ignoresNNote = "teacher_ignores_n"
 
     public var configuration: TracePipelineConfiguration
+    /// Set once the teacher answered a request for several samples with fewer (it ignores `n`).
+    let serverIgnoresN = LockedBox(false)
 
     public init(_ configuration: TracePipelineConfiguration) { self.configuration = configuration }
 
@@ -238,6 +247,7 @@ public struct TracePipeline: Sendable {
             "consensus": c.consensus.map { "\($0.minVotes) votes, \($0.minShare) share" } ?? "none",
             "filters": c.filters == nil ? "standard" : "custom",
         ]
+        if let k = c.topLogprobs { extra["top_logprobs"] = String(k) }
         for (k, v) in c.filterSettings { extra["filter." + k] = v }
         let t = c.template
         let template = "\(t.openTag)…\(t.closeTag)" + (t.openTagInPrompt ? " (open tag in prompt)" : "")
@@ -253,7 +263,7 @@ public struct TracePipeline: Sendable {
 
     func makeSampler() throws -> RejectionSampler {
         let c = configuration
-        return RejectionSampler(template: c.template, extractor: c.extractor, filters: c.filters,
+        return RejectionSampler(template: c.template.completionForm, extractor: c.extractor, filters: c.filters,
                                 verifier: try c.verifier?.makeVerifier(), keepPolicy: c.keepPolicy, deduplicate: c.deduplicate,
                                 consensus: c.consensus)
     }
@@ -265,6 +275,7 @@ public struct TracePipeline: Sendable {
         guard c.concurrency >= 1 else { throw bad("concurrency must be ≥ 1, got \(c.concurrency)") }
         if let k = c.samplesPerRequest, k < 1 { throw bad("samples per request must be ≥ 1, got \(k)") }
         if let l = c.limit, l < 0 { throw bad("limit must be ≥ 0, got \(l)") }
+        if let k = c.topLogprobs, !(0...20).contains(k) { throw bad("top log-probabilities must be in 0...20 (the API's limit), got \(k)") }
         do {
             try TeacherSampling(n: 1, temperature: c.sampling.temperature, topP: c.sampling.topP, maxTokens: c.sampling.maxTokens,
                                 stop: c.sampling.stop).validate()
@@ -280,30 +291,60 @@ public struct TracePipeline: Sendable {
         }
     }
 
+    /// One candidate as the teacher gave it, with the seed of the request that produced it.
+    struct Sampled {
+        var completion: TeacherCompletion
+        var seed: UInt64
+    }
+
     /// Asks the teacher for every candidate of one prompt, ordered by sample index.
-    func candidates(for prompt: TracePrompt) async throws -> (texts: [TeacherCompletion], promptTokens: Int?, completionTokens: Int?) {
+    ///
+    /// A server that ignores `n` (llama.cpp's, Ollama's) answers a request for k samples with fewer
+    /// choices: the missing samples are then asked for one request each, sample i with its own
+    /// seed `sampleSeed(…, index: i)`; from then on this run (and, through the store, a resumed one)
+    /// asks one sample per request right away. Both ways give sample i the same seed, so the
+    /// candidates do not depend on when the server's habit was noticed.
+    func candidates(for prompt: TracePrompt) async throws -> (texts: [Sampled], promptTokens: Int?, completionTokens: Int?) {
         let c = configuration
         var messages: [TeacherMessage] = []
         if let s = c.systemPrompt { messages.append(.system(s)) }
         messages.append(.user(prompt.text))
-        var out: [TeacherCompletion] = []
+        var out: [Sampled] = []
         var promptTokens: Int?
         var completionTokens: Int?
-        for r in requests(for: prompt.id) {
-            let sampling = TeacherSampling(n: r.n, temperature: c.sampling.temperature, topP: c.sampling.topP,
-                                           maxTokens: c.sampling.maxTokens, stop: c.sampling.stop, seed: r.seed)
+        func ask(n: Int, seed: UInt64) async throws -> [TeacherCompletion] {
+            var sampling = TeacherSampling(n: n, temperature: c.sampling.temperature, topP: c.sampling.topP,
+                                           maxTokens: c.sampling.maxTokens, stop: c.sampling.stop, seed: seed)
+            if let k = c.topLogprobs {
+                sampling.logprobs = true
+                sampling.topLogprobs = k
+            }
             let response = try await c.teacher.complete(.chat(messages), sampling: sampling)
-            let got = response.completions.sorted { $0.index < $1.index }
-            guard got.count == r.n else {
-                throw TeacherClientError.local("the teacher returned \(got.count) completions, \(r.n) were asked for")
-            }
-            for (i, var completion) in got.enumerated() {
-                completion.index = r.start + i
-                out.append(completion)
-            }
             if let u = response.usage {
                 promptTokens = u.promptTokens
                 completionTokens = (completionTokens ?? 0) + u.completionTokens
+            }
+            let got = response.completions.sorted { $0.index < $1.index }
+            guard !got.isEmpty, got.count <= n else {
+                throw TeacherClientError.local("the teacher returned \(got.count) completions, \(n) were asked for")
+            }
+            return got
+        }
+        let perSample = serverIgnoresN.value
+        for r in requests(for: prompt.id) {
+            var got: [Sampled] = []
+            if !perSample || r.n == 1 {
+                got = try await ask(n: r.n, seed: r.seed).map { Sampled(completion: $0, seed: r.seed) }
+                if got.count < r.n { serverIgnoresN.value = true }
+            }
+            // The rest one by one (all of them when the server is known to ignore n).
+            for i in (r.start + got.count)..<(r.start + r.n) {
+                let seed = Self.sampleSeed(seed: c.sampling.seed, promptID: prompt.id, index: i)
+                got.append(Sampled(completion: try await ask(n: 1, seed: seed)[0], seed: seed))
+            }
+            for (i, var sampled) in got.enumerated() {
+                sampled.completion.index = r.start + i
+                out.append(sampled)
             }
         }
         return (out, promptTokens, completionTokens)
@@ -319,7 +360,7 @@ public struct TracePipeline: Sendable {
     /// Statistics over every done prompt of the store (the same for a resumed and an uninterrupted run).
     public func statistics(of store: GenerationStore) throws -> SamplingStatistics {
         var stats = SamplingStatistics()
-        let template = configuration.template
+        let template = configuration.template.completionForm
         let extractor = configuration.extractor
         try store.doneResults { prompt, stored in
             let outcomes = try stored.map { c -> CandidateOutcome in
@@ -352,6 +393,7 @@ public struct TracePipeline: Sendable {
         guard !prompts.isEmpty else { throw TracePipelineError.invalidConfiguration("no prompts") }
         let store = try GenerationStore(path: c.storePath, settings: settings, ignoreSettingsMismatch: c.ignoreSettingsMismatch)
         let added = try store.insertPrompts(prompts)
+        if try store.note(Self.ignoresNNote) == "true" { serverIgnoresN.value = true }
         var pending = try store.pendingPrompts()
         if let limit = c.limit { pending = Array(pending.prefix(limit)) }
         var counts = try store.counts()
@@ -370,10 +412,19 @@ public struct TracePipeline: Sendable {
                 group.addTask {
                     do {
                         let got = try await self.candidates(for: prompt)
-                        let result = try self.makeSampler().sample(prompt: prompt, candidates: got.texts.map(\.text))
-                        let stored = try zip(got.texts, result.candidates).map { completion, outcome in
-                            try StoredCandidate(completion, promptTokens: got.promptTokens, verdict: outcome.isKept ? .kept : .rejected,
-                                                reason: Self.encodeReasons(outcome.rejections))
+                        // Checked, stored and exported in the template's full form (see `TraceTemplate.completion`).
+                        let texts = got.texts.map { c.template.completion(text: $0.completion.text, reasoning: $0.completion.reasoning) }
+                        let result = try self.makeSampler().sample(prompt: prompt, candidates: texts)
+                        let stored = try zip(zip(got.texts, texts), result.candidates).map { pair, outcome in
+                            var candidate = try StoredCandidate(pair.0.completion, promptTokens: got.promptTokens,
+                                                                verdict: outcome.isKept ? .kept : .rejected,
+                                                                reason: Self.encodeReasons(outcome.rejections),
+                                                                keepLogprobs: c.topLogprobs != nil && outcome.isKept)
+                            candidate.text = pair.1
+                            candidate.reasoning = pair.0.completion.reasoning
+                            candidate.rawText = pair.0.completion.text
+                            candidate.seed = pair.0.seed
+                            return candidate
                         }
                         return (prompt, .success((stored, result.kept.count, got.completionTokens)))
                     } catch {
@@ -387,6 +438,7 @@ public struct TracePipeline: Sendable {
                 switch outcome.result {
                 case .success(let r):
                     try store.recordResults(promptID: outcome.prompt.id, candidates: r.candidates)
+                    if serverIgnoresN.value, try store.note(Self.ignoresNNote) == nil { try store.setNote(Self.ignoresNNote, "true") }
                     processed += 1
                     tokens += r.tokens ?? 0
                     counts.done += 1

@@ -86,6 +86,13 @@ public struct StoredCandidate: Sendable, Equatable {
     public var verdict: CandidateVerdict
     /// Why it was rejected (or any note on a kept one).
     public var reason: String?
+    /// The completion's text as the teacher returned it, when `text` was rebuilt from it (a
+    /// separate reasoning field, a think block opened by the prompt).
+    public var rawText: String?
+    /// The teacher's separate reasoning field (`reasoning_content` / `reasoning`), if any.
+    public var reasoning: String?
+    /// The seed of the request that produced it.
+    public var seed: UInt64?
 
     public init(index: Int, text: String, finishReason: String? = nil, promptTokens: Int? = nil, completionTokens: Int? = nil,
                 logprobs: Data? = nil, verdict: CandidateVerdict, reason: String? = nil) {
@@ -214,6 +221,15 @@ public final class GenerationStore: Sendable {
                     verdict TEXT NOT NULL CHECK (verdict IN ('kept', 'rejected')),
                     reason TEXT,
                     PRIMARY KEY (prompt_id, idx));
+                """)
+        }
+        // v2: the candidate's text as the teacher gave it and its separate reasoning field (the
+        // `text` column holds the full template form), and the seed of the request it came from.
+        m.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE candidates ADD COLUMN raw_text TEXT;
+                ALTER TABLE candidates ADD COLUMN reasoning TEXT;
+                ALTER TABLE candidates ADD COLUMN seed INTEGER;
                 """)
         }
         return m
@@ -396,12 +412,15 @@ public final class GenerationStore: Sendable {
                 // Nothing of this prompt can be here (writes are all-or-nothing); clear anyway.
                 try db.execute(sql: "DELETE FROM candidates WHERE prompt_id = ?", arguments: [promptID])
                 let insert = try db.cachedStatement(sql: """
-                    INSERT INTO candidates (prompt_id, idx, text, finish_reason, prompt_tokens, completion_tokens, logprobs, verdict, reason)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO candidates (prompt_id, idx, text, finish_reason, prompt_tokens, completion_tokens, logprobs, verdict, reason,
+                                            raw_text, reasoning, seed)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
                 for (k, c) in candidates.enumerated() {
+                    let rawText = c.rawText == c.text ? nil : c.rawText
                     try insert.execute(arguments: [promptID, c.index, c.text, c.finishReason, c.promptTokens, c.completionTokens,
-                                                   c.logprobs, c.verdict.rawValue, c.reason])
+                                                   c.logprobs, c.verdict.rawValue, c.reason, rawText, c.reasoning,
+                                                   c.seed.map { Int64(bitPattern: $0) }])
                     try afterEachCandidate?(k)
                 }
                 try db.execute(sql: "UPDATE prompt_status SET status = 'done', updated_at = ? WHERE prompt_id = ?",
@@ -415,7 +434,7 @@ public final class GenerationStore: Sendable {
         try run {
             try db.read { db in
                 try Row.fetchAll(db, sql: """
-                    SELECT idx, text, finish_reason, prompt_tokens, completion_tokens, logprobs, verdict, reason
+                    SELECT idx, text, finish_reason, prompt_tokens, completion_tokens, logprobs, verdict, reason, raw_text, reasoning, seed
                     FROM candidates WHERE prompt_id = ? ORDER BY idx
                     """, arguments: [promptID]).map(Self.candidate)
             }
@@ -423,9 +442,13 @@ public final class GenerationStore: Sendable {
     }
 
     static func candidate(_ row: Row) -> StoredCandidate {
-        StoredCandidate(index: row["idx"], text: row["text"], finishReason: row["finish_reason"], promptTokens: row["prompt_tokens"],
+        var c = StoredCandidate(index: row["idx"], text: row["text"], finishReason: row["finish_reason"], promptTokens: row["prompt_tokens"],
                         completionTokens: row["completion_tokens"], logprobs: row["logprobs"],
                         verdict: CandidateVerdict(rawValue: row["verdict"]) ?? .rejected, reason: row["reason"])
+        c.rawText = row["raw_text"]
+        c.reasoning = row["reasoning"]
+        c.seed = (row["seed"] as Int64?).map { UInt64(bitPattern: $0) }
+        return c
     }
 
     /// Every done prompt with its candidates (by index), prompts in insertion order, read in one
@@ -435,7 +458,7 @@ public final class GenerationStore: Sendable {
             try db.read { db in
                 let rows = try Row.fetchCursor(db, sql: """
                     SELECT p.id, p.source, p.text AS prompt, p.reference_answer, c.idx, c.text, c.finish_reason, c.prompt_tokens,
-                           c.completion_tokens, c.logprobs, c.verdict, c.reason
+                           c.completion_tokens, c.logprobs, c.verdict, c.reason, c.raw_text, c.reasoning, c.seed
                     FROM prompts p
                     JOIN prompt_status s ON s.prompt_id = p.id
                     LEFT JOIN candidates c ON c.prompt_id = p.id
@@ -454,6 +477,37 @@ public final class GenerationStore: Sendable {
                     if (row["idx"] as Int?) != nil { candidates.append(Self.candidate(row)) }
                 }
                 if let current { try body(current, candidates) }
+            }
+        }
+    }
+
+    /// The kept candidates of done prompts in the order `exportKept` writes them (prompts in
+    /// insertion order, candidates by index).
+    public func keptCandidates() throws -> [StoredCandidate] {
+        try run {
+            try db.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT c.idx, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.logprobs, c.verdict, c.reason,
+                           c.raw_text, c.reasoning, c.seed
+                    FROM candidates c
+                    JOIN prompts p ON p.id = c.prompt_id
+                    JOIN prompt_status s ON s.prompt_id = p.id
+                    WHERE c.verdict = 'kept' AND s.status = 'done'
+                    ORDER BY p.seq, c.idx
+                    """).map(Self.candidate)
+            }
+        }
+    }
+
+    /// A note the pipeline keeps beside the settings (not compared when reopening), nil when unset.
+    public func note(_ key: String) throws -> String? {
+        try run { try db.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: ["note." + key]) } }
+    }
+
+    public func setNote(_ key: String, _ value: String) throws {
+        try run {
+            try db.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: ["note." + key, value])
             }
         }
     }

@@ -153,3 +153,19 @@ public struct SamplingStatistics: Codable, Equatable, Sendable {
         }
     }
 }
+
+extension SamplingStatistics {
+    /// Adds (or replaces) a top-level section of a written `stats.json`, keeping the rest as it
+    /// is; written to a temporary file and renamed.
+    public static func addSection<T: Encodable>(_ key: String, _ value: T, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        guard var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: path])
+        }
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        object[key] = try JSONSerialization.jsonObject(with: e.encode(value))
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try data.write(to: url, options: .atomic)
+    }
+}

@@ -30,6 +30,37 @@ public struct TraceTemplate: Equatable, Codable, Sendable {
         (openTagInPrompt ? "" : openTag + "\n") + reasoning + "\n" + closeTag + "\n\n" + answer
     }
 
+    /// This template with the opening tag in the completion: the form `completion(text:reasoning:)`
+    /// gives, which candidates are checked in, stored and exported as.
+    public var completionForm: TraceTemplate {
+        TraceTemplate(openTag: openTag, closeTag: closeTag, openTagInPrompt: false)
+    }
+
+    /// A teacher's completion in the full form (`open` reasoning `close` answer), however the
+    /// teacher returned it:
+    /// - with a separate reasoning field (DeepSeek's `reasoning_content`, vLLM's `reasoning`) that
+    ///   is not blank: `render` of that reasoning and `text` as the answer (both trimmed; a blank
+    ///   answer stays blank, so the template check rejects it as `empty answer`);
+    /// - with `openTagInPrompt` (the prompt opened the think block): the opening tag and a newline
+    ///   put back in front of `text`, unless `text` already starts with it after whitespace;
+    /// - otherwise `text` as generated.
+    public func completion(text: String, reasoning: String?) -> String {
+        let trim: (String) -> String = { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        if let reasoning, !trim(reasoning).isEmpty {
+            return completionForm.render(reasoning: trim(reasoning), answer: trim(text))
+        }
+        if openTagInPrompt && !text.drop(while: { $0.isWhitespace }).hasPrefix(openTag) {
+            return openTag + (text.hasPrefix("\n") ? "" : "\n") + text
+        }
+        return text
+    }
+
+    /// Whether a rendered generation prompt already opens the think block (it ends with the opening
+    /// tag, trailing whitespace aside), as DeepSeek-R1-Distill chat templates do (`…<｜Assistant｜><think>\n`).
+    public func promptOpensThinkBlock(_ renderedPrompt: String) -> Bool {
+        !openTag.isEmpty && renderedPrompt.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(openTag)
+    }
+
     /// Splits a completion leniently (see `checkCompliance` for the strict check):
     /// - an opening tag and a later closing tag: reasoning between them, answer after the closing tag;
     /// - an opening tag only (a truncated generation): all after it is reasoning, the answer is empty;

@@ -15,6 +15,10 @@ public struct SparseTeacherTargets: Equatable, Sendable {
     public let ids: [Int]
     public let logprobs: [Float]
     public let restMass: [Float]
+    /// Which rows hold the teacher's view (nil: all). A row without one (a position a server's
+    /// log-probabilities did not cover) holds a placeholder — ids 0..<k at probability 0, rest
+    /// mass 1 — and is left out of the soft term (see `Trainer.loss`).
+    public let known: [Bool]?
 
     /// Tolerance on Σ_j exp(logprob) exceeding 1 (rounding in the cache); the rest is then 0.
     public static let massTolerance: Double = 1e-3
@@ -23,7 +27,10 @@ public struct SparseTeacherTargets: Equatable, Sendable {
     /// `rows × k`, k is outside 1...V, an id is out of 0..<V or repeated within its row, a
     /// log-probability is NaN or above 0, the k probabilities sum to more than 1 (beyond
     /// `massTolerance`), or a given rest mass is outside [0, 1].
-    public init(ids: [Int], logprobs: [Float], k: Int, vocabularySize: Int, restMass: [Float]? = nil) throws {
+    ///
+    /// `known` (one flag per row) marks rows without a teacher view: their values are not checked
+    /// and are replaced by the placeholder.
+    public init(ids: [Int], logprobs: [Float], k: Int, vocabularySize: Int, restMass: [Float]? = nil, known: [Bool]? = nil) throws {
         let loss = "SparseTeacherTargets"
         guard k >= 1, k <= vocabularySize else {
             throw DistillationLossError.invalidArgument(loss: loss, reason: "k = \(k) outside 1...\(vocabularySize) (the vocabulary size)")
@@ -37,9 +44,19 @@ public struct SparseTeacherTargets: Equatable, Sendable {
             throw DistillationLossError.shapeMismatch(loss: loss, shapes: [[rows, k], [restMass.count]],
                                                       reason: "one rest mass per row expected")
         }
+        if let known, known.count != rows {
+            throw DistillationLossError.shapeMismatch(loss: loss, shapes: [[rows, k], [known.count]],
+                                                      reason: "one known flag per row expected")
+        }
         var rest = [Float](repeating: 0, count: rows)
+        var ids = ids, logprobs = logprobs
         var seen = [Int](repeating: -1, count: vocabularySize)        // row that last used each id
         for r in 0..<rows {
+            if let known, !known[r] {
+                for j in 0..<k { ids[r * k + j] = j; logprobs[r * k + j] = -.infinity }
+                rest[r] = 1
+                continue
+            }
             var mass = 0.0
             for j in 0..<k {
                 let id = ids[r * k + j], lp = logprobs[r * k + j]
@@ -74,7 +91,11 @@ public struct SparseTeacherTargets: Equatable, Sendable {
         self.ids = ids
         self.logprobs = logprobs
         self.restMass = rest
+        self.known = known.flatMap { $0.contains(false) ? $0 : nil }
     }
+
+    /// Whether row r holds the teacher's view.
+    public func isKnown(_ r: Int) -> Bool { known?[r] ?? true }
 
     /// The top-k view of full teacher logits `[N, V]` at temperature τ: log_softmax(z/τ), the k
     /// largest per row (ties: lower id first), in descending order.
@@ -105,7 +126,8 @@ public struct SparseTeacherTargets: Equatable, Sendable {
     public func selecting(rows order: [Int]) throws -> SparseTeacherTargets {
         try SparseTeacherTargets(ids: order.flatMap { ids[($0 * k)..<($0 * k + k)] },
                                  logprobs: order.flatMap { logprobs[($0 * k)..<($0 * k + k)] },
-                                 k: k, vocabularySize: vocabularySize, restMass: order.map { restMass[$0] })
+                                 k: k, vocabularySize: vocabularySize, restMass: order.map { restMass[$0] },
+                                 known: known.map { flags in order.map { flags[$0] } })
     }
 
     /// The rows of `views` one after another (all with the same k and vocabulary).
@@ -117,7 +139,8 @@ public struct SparseTeacherTargets: Equatable, Sendable {
             throw DistillationLossError.invalidArgument(loss: "SparseTeacherTargets", reason: "views with different k or vocabulary")
         }
         return try SparseTeacherTargets(ids: views.flatMap(\.ids), logprobs: views.flatMap(\.logprobs), k: first.k,
-                                        vocabularySize: first.vocabularySize, restMass: views.flatMap(\.restMass))
+                                        vocabularySize: first.vocabularySize, restMass: views.flatMap(\.restMass),
+                                        known: views.contains { $0.known != nil } ? views.flatMap { v in (0..<v.rows).map(v.isKnown) } : nil)
     }
 
     /// A view of `index.count` rows where row r is this view's row `index[r]`, or, where
@@ -127,7 +150,7 @@ public struct SparseTeacherTargets: Equatable, Sendable {
         var outIds: [Int] = [], outLps: [Float] = [], outRest: [Float] = []
         outIds.reserveCapacity(index.count * k); outLps.reserveCapacity(index.count * k)
         for i in index {
-            if i < 0 {
+            if i < 0 || !isKnown(i) {
                 outIds += 0..<k
                 outLps += [Float](repeating: -.infinity, count: k)
                 outRest.append(1)

@@ -8,6 +8,9 @@ public enum RecipeEvent {
     /// Models and data are ready; training starts.
     case prepared(RecipeSummary)
     case training(TrainingEvent)
+    /// Something the user should know that does not stop the run (e.g. reasoning kept in
+    /// assistant turns although the chat template drops it).
+    case note(String)
     /// The final student (or its LoRA adapters) was written to `directory`.
     case saved(directory: URL, adaptersOnly: Bool)
 }
@@ -103,8 +106,13 @@ public enum RecipeRunner {
         // Data.
         let template = recipe.data.chatTemplate ? student.chatTemplate ?? teacher?.chatTemplate : nil
         func tokenize(_ file: TextDataFile) throws -> [TokenSequence] {
-            try file.sequences(with: tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength,
-                               assistantOnly: recipe.data.lossOn == .assistant)
+            let r = try file.encoded(with: tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength,
+                                     assistantOnly: recipe.data.lossOn == .assistant)
+            if r.keptReasoning > 0 {
+                onEvent(.note("\(file.path): the chat template drops the reasoning (<think>…</think>) of assistant turns; "
+                              + "\(r.keptReasoning) of \(r.sequences.count) conversations were rendered keeping it in their last assistant turn, so the student learns to reason"))
+            }
+            return r.sequences
         }
         let trainFile = try TextDataFile(path: recipe.data.train)
         var train = try tokenize(trainFile)

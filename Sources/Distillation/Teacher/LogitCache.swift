@@ -258,6 +258,26 @@ public struct LogitCacheWriter {
         guard teacher.vocabularySize == header.vocabularySize else {
             throw TeacherError.invalidRequest("cache-logits: the teacher has \(teacher.vocabularySize) logits, the header says \(header.vocabularySize)")
         }
+        let v = header.vocabularySize, k = header.k, tau = header.temperature
+        return try run(sequences: sequences, progress: progress) { _, seq in
+            guard case .full(let logits) = try teacher.view(of: [seq]) else {
+                throw TeacherError.invalidRequest("cache-logits: the teacher must give full logits")
+            }
+            let p = logits.storage.pointer
+            return (0..<seq.count).map { t in
+                let row = topKRow(p + t * v, count: v, k: k, temperature: tau)
+                return LogitCacheRow(ids: row.ids, logprobs: row.logprobs, rest: row.rest)
+            }
+        }
+    }
+
+    /// Caches `sequences` with rows from `rows(index, sequence)` — one `LogitCacheRow` per
+    /// position, k ids each (`LogitCacheRow.unknown` where there is no target) — continuing after
+    /// the last committed sequence of an existing file with the same header. Returns the number
+    /// of sequences written by this call.
+    @discardableResult
+    public func run(sequences: [[Int]], progress: (LogitCacheProgress) -> Void = { _ in },
+                    rows: (Int, [Int]) throws -> [LogitCacheRow]) throws -> Int {
         let url = URL(fileURLWithPath: path)
         if !FileManager.default.fileExists(atPath: path) {
             do { try Data(header.encoded()).write(to: url, options: .atomic) } catch {
@@ -313,12 +333,14 @@ public struct LogitCacheWriter {
             for i in committed..<(committed + n) {
                 let seq = sequences[i]
                 for id in seq { b.i32(Int32(id)) }
-                guard case .full(let logits) = try teacher.view(of: [seq]) else {
-                    throw TeacherError.invalidRequest("cache-logits: the teacher must give full logits")
+                let seqRows = try rows(i, seq)
+                guard seqRows.count == seq.count else {
+                    throw TeacherError.invalidRequest("\(path): \(seqRows.count) rows for sequence \(i) of \(seq.count) tokens")
                 }
-                let v = header.vocabularySize, p = logits.storage.pointer
-                for t in 0..<seq.count {
-                    let row = topKRow(p + t * v, count: v, k: header.k, temperature: header.temperature)
+                for row in seqRows {
+                    guard row.ids.count == header.k, row.logprobs.count == header.k else {
+                        throw TeacherError.invalidRequest("\(path): a row of sequence \(i) holds \(row.ids.count) ids, the cache's k is \(header.k)")
+                    }
                     for id in row.ids { b.i32(Int32(id)) }
                     for lp in row.logprobs { b.u16(HalfPrecision.half(from: lp)) }
                     b.u32(row.rest.bitPattern)
@@ -343,6 +365,28 @@ public struct LogitCacheWriter {
         progress(.finished(total: sequences.count))
         return committed - start
     }
+}
+
+/// One position's record in a logit cache: k ids by descending log-probability, their
+/// log-probabilities, and the rest mass — NaN where the position has no target (a server's
+/// log-probabilities did not cover it); such rows are left out of the soft term.
+public struct LogitCacheRow: Equatable, Sendable {
+    public var ids: [Int]
+    public var logprobs: [Float]
+    public var rest: Float
+
+    public init(ids: [Int], logprobs: [Float], rest: Float) {
+        self.ids = ids
+        self.logprobs = logprobs
+        self.rest = rest
+    }
+
+    /// A position without a target, k entries wide.
+    public static func unknown(k: Int) -> LogitCacheRow {
+        LogitCacheRow(ids: Array(0..<k), logprobs: [Float](repeating: -.infinity, count: k), rest: .nan)
+    }
+
+    public var isKnown: Bool { !rest.isNaN }
 }
 
 // MARK: - Reading
@@ -449,10 +493,11 @@ public final class LogitCache {
     /// Rows of sequence `index` (all positions, or `positions`), k ≤ the stored k: the first k
     /// stored entries, the mass of the dropped ones added to the rest. Log-probabilities whose F16
     /// rounding makes the k probabilities sum past 1 are shifted down to sum to 1.
-    public func rows(of index: Int, positions: [Int]? = nil, k: Int? = nil) -> (ids: [Int], logprobs: [Float], rest: [Float]) {
+    /// A row stored without a target (NaN rest mass) comes back with `known` false.
+    public func rows(of index: Int, positions: [Int]? = nil, k: Int? = nil) -> (ids: [Int], logprobs: [Float], rest: [Float], known: [Bool]) {
         let e = entries[index], storedK = header.k, k = Swift.min(k ?? storedK, storedK), rb = header.rowBytes
         let list = positions ?? Array(0..<e.length)
-        var ids: [Int] = [], lps: [Float] = [], rest: [Float] = []
+        var ids: [Int] = [], lps: [Float] = [], rest: [Float] = [], known: [Bool] = []
         ids.reserveCapacity(list.count * k); lps.reserveCapacity(list.count * k)
         data.withUnsafeBytes { d in
             for t in list {
@@ -474,10 +519,11 @@ public final class LogitCache {
                 }
                 lps += rowLps
                 let r = Float(bitPattern: UInt32(littleEndian: d.loadUnaligned(fromByteOffset: o + 4 * storedK + 2 * storedK, as: UInt32.self)))
-                rest.append(Swift.min(1, Swift.max(0, r + Float(dropped))))
+                known.append(!r.isNaN)
+                rest.append(r.isNaN ? 1 : Swift.min(1, Swift.max(0, r + Float(dropped))))
             }
         }
-        return (ids, lps, rest)
+        return (ids, lps, rest, known)
     }
 }
 
@@ -513,16 +559,17 @@ public final class CachedTeacher: Teacher {
 
     public func view(of sequences: [[Int]], positions: [[Int]]?) throws -> TeacherView {
         try checkPositions(sequences, positions)
-        var ids: [Int] = [], lps: [Float] = [], rest: [Float] = []
+        var ids: [Int] = [], lps: [Float] = [], rest: [Float] = [], known: [Bool] = []
         for (s, seq) in sequences.enumerated() {
             guard let i = cache.index(of: seq) else {
                 throw TeacherError.invalidRequest("\(cache.path): sequence \(s) of the batch (\(seq.count) tokens) is not in the logit cache")
             }
             let r = cache.rows(of: i, positions: positions?[s], k: k)
-            ids += r.ids; lps += r.logprobs; rest += r.rest
+            ids += r.ids; lps += r.logprobs; rest += r.rest; known += r.known
         }
         do {
-            return .sparse(try SparseTeacherTargets(ids: ids, logprobs: lps, k: k, vocabularySize: vocabularySize, restMass: rest))
+            return .sparse(try SparseTeacherTargets(ids: ids, logprobs: lps, k: k, vocabularySize: vocabularySize, restMass: rest,
+                                                    known: known))
         } catch { throw TeacherError.cacheDamaged(file: cache.path, reason: "\(error)") }
     }
 }

@@ -222,14 +222,15 @@ public enum VocabularyAlignment {
     /// Sparse rows over V_t as rows over V_s (see the type's notes).
     public static func align(sparse s: SparseTeacherTargets, to studentV: Int) throws -> SparseTeacherTargets {
         if studentV >= s.vocabularySize {
-            return try SparseTeacherTargets(ids: s.ids, logprobs: s.logprobs, k: s.k, vocabularySize: studentV, restMass: s.restMass)
+            return try SparseTeacherTargets(ids: s.ids, logprobs: s.logprobs, k: s.k, vocabularySize: studentV, restMass: s.restMass,
+                                            known: s.known)
         }
         guard s.k <= studentV else {
             throw TeacherError.vocabularyMismatch(reason: "k = \(s.k) exceeds the student's vocabulary of \(studentV)")
         }
         var ids = s.ids, lps = s.logprobs, rest = s.restMass
         let k = s.k
-        for r in 0..<s.rows {
+        for r in 0..<s.rows where s.isKnown(r) {
             let range = (r * k)..<(r * k + k)
             var dropped = 0.0
             for i in range where ids[i] >= studentV { dropped += Foundation.exp(Double(lps[i])) }
@@ -248,7 +249,7 @@ public enum VocabularyAlignment {
             }
             rest[r] = Swift.min(1, Float(Double(rest[r]) / keep))
         }
-        return try SparseTeacherTargets(ids: ids, logprobs: lps, k: k, vocabularySize: studentV, restMass: rest)
+        return try SparseTeacherTargets(ids: ids, logprobs: lps, k: k, vocabularySize: studentV, restMass: rest, known: s.known)
     }
 }
 

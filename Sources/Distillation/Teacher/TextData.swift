@@ -120,7 +120,15 @@ public struct TextDataFile {
     /// Cut to `maxLength` tokens when given. An example giving no tokens is an error naming its line.
     public func sequences(with tokenizer: Tokenizer, chatTemplate: ChatTemplate?, maxLength: Int? = nil,
                           assistantOnly: Bool = false) throws -> [TokenSequence] {
-        try examples.map { line, example in
+        try encoded(with: tokenizer, chatTemplate: chatTemplate, maxLength: maxLength, assistantOnly: assistantOnly).sequences
+    }
+
+    /// `sequences`, and the number of conversations whose reasoning the chat template would have
+    /// dropped and that were rendered keeping it (see `encodeConversation`): callers say so.
+    public func encoded(with tokenizer: Tokenizer, chatTemplate: ChatTemplate?, maxLength: Int? = nil,
+                        assistantOnly: Bool = false) throws -> (sequences: [TokenSequence], keptReasoning: Int) {
+        var keptReasoning = 0
+        let sequences: [TokenSequence] = try examples.map { line, example in
             var ids: [Int], mask: [Bool]?
             switch example {
             case .text(let s):
@@ -130,9 +138,15 @@ public struct TextDataFile {
                 guard let chatTemplate else {
                     throw TeacherError.data(file: path, line: line, reason: "\"messages\" need a chat template and the model has none")
                 }
-                (ids, mask) = try Self.encodeConversation(ms.map { ChatMessage(role: $0.role, content: $0.content) },
-                                                          tokenizer: tokenizer, template: chatTemplate, assistantOnly: assistantOnly,
-                                                          file: path, line: line)
+                let conversation = ms.map { ChatMessage(role: $0.role, content: $0.content) }
+                if let kept = try Self.encodeKeepingReasoning(conversation, tokenizer: tokenizer, template: chatTemplate,
+                                                              assistantOnly: assistantOnly, file: path, line: line) {
+                    (ids, mask) = kept
+                    keptReasoning += 1
+                } else {
+                    (ids, mask) = try Self.encodeConversation(conversation, tokenizer: tokenizer, template: chatTemplate,
+                                                              assistantOnly: assistantOnly, file: path, line: line)
+                }
             }
             if let maxLength, ids.count > maxLength {
                 ids = Array(ids.prefix(maxLength))
@@ -145,6 +159,59 @@ public struct TextDataFile {
             }
             return TokenSequence(ids, lossMask: mask)
         }
+        return (sequences, keptReasoning)
+    }
+
+    /// The tags of reasoning in assistant messages (`<think>…</think>`, as `distill traces` writes them).
+    public static let reasoningTags = (open: "<think>", close: "</think>")
+
+    /// Conversations whose last assistant message holds reasoning (`…</think>` answer) that the
+    /// chat template drops (DeepSeek-R1-Distill and Qwen3 templates keep only what follows
+    /// `</think>` of assistant turns): rendered so that the reasoning stays — the template's
+    /// rendering of the turns before it with the generation prompt, then the message as written
+    /// (without its opening tag when the generation prompt already opens the think block), then
+    /// the template's end-of-turn text. Only that last assistant turn is a target with
+    /// `assistantOnly`. nil when the template keeps the reasoning (or there is none).
+    static func encodeKeepingReasoning(_ ms: [ChatMessage], tokenizer: Tokenizer, template: ChatTemplate, assistantOnly: Bool,
+                                       file: String, line: Int) throws -> ([Int], [Bool]?)? {
+        let (open, close) = reasoningTags
+        guard let last = ms.lastIndex(where: { $0.role == "assistant" }), let closeAt = ms[last].content.range(of: close) else { return nil }
+        let reasoning = ms[last].content[..<closeAt.lowerBound].replacingOccurrences(of: open, with: "")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reasoning.isEmpty else { return nil }
+        func render(_ m: [ChatMessage], _ prompt: Bool) throws -> String {
+            do {
+                return try template.render(messages: m, addGenerationPrompt: prompt, bosToken: tokenizer.bosToken,
+                                           eosToken: tokenizer.eosToken)
+            } catch { throw TeacherError.data(file: file, line: line, reason: "chat template: \(error)") }
+        }
+        let through = try render(Array(ms[...last]), false)
+        if through.contains(reasoning) { return nil }
+        // The end-of-turn text: what the template writes after an assistant message.
+        let probe = "\u{1F}probe\u{1F}"
+        let probed = try render(Array(ms[..<last]) + [ChatMessage(role: "assistant", content: probe)], false)
+        guard let p = probed.range(of: probe, options: .backwards) else { return nil }
+        let endOfTurn = String(probed[p.upperBound...])
+        let prompt = try render(Array(ms[..<last]), true)
+        var content = Substring(ms[last].content)
+        if prompt.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(open) {
+            let body = content.drop(while: \.isWhitespace)
+            if body.hasPrefix(open) {
+                content = body.dropFirst(open.count)
+                if content.hasPrefix("\n") && prompt.hasSuffix("\n") { content = content.dropFirst() }
+            }
+        }
+        var ids = tokenizer.encode(prompt, addSpecialTokens: false)
+        var mask = [Bool](repeating: !assistantOnly, count: ids.count)
+        let part = tokenizer.encode(String(content) + endOfTurn, addSpecialTokens: false)
+        ids += part
+        mask += [Bool](repeating: true, count: part.count)
+        if let eos = tokenizer.eosTokenIds.first, !part.contains(where: { tokenizer.eosTokenIds.contains($0) }) {
+            ids.append(eos)
+            mask.append(true)
+        }
+        if !mask.isEmpty { mask[0] = false }
+        return (ids, assistantOnly ? mask : nil)
     }
 
     /// Ids and loss mask of one conversation (see `sequences`).

@@ -414,14 +414,34 @@ public final class Trainer {
                                      labelSmoothing: configuration.labelSmoothing)
             o.chunkSize = configuration.lossChunkSize ?? o.chunkSize
             let targets = p.hard != 0 ? batch.targets : nil, soft = p.soft != 0 ? chunked : nil
-            let f: (total: Tensor, soft: Float?, hard: Float?)
-            if let fusedWeight {
-                let h = out.finalHidden.reshaped([n, student.config.hidden])                          // (B·T, H)
-                f = DistillationLoss.fusedLinearLossParts(hidden: h, weight: fusedWeight, teacher: soft, targets: targets,
-                                                          mask: mask, options: o)
+            func lossParts(_ teacher: ChunkedTeacher?, _ targets: [Int]?, _ mask: LossMask, _ o: FusedLossOptions)
+                -> (total: Tensor, soft: Float?, hard: Float?) {
+                if let fusedWeight {
+                    let h = out.finalHidden.reshaped([n, student.config.hidden])                      // (B·T, H)
+                    return DistillationLoss.fusedLinearLossParts(hidden: h, weight: fusedWeight, teacher: teacher, targets: targets,
+                                                                 mask: mask, options: o)
+                }
+                return DistillationLoss.logitLossParts(logits: out.logits.reshaped([n, v]), teacher: teacher, targets: targets,
+                                                       mask: mask, options: o)
+            }
+            // Positions the teacher source has no view of (a server's log-probabilities did not
+            // cover them) are left out of the soft term; the hard term keeps every counted row.
+            var softMask = mask
+            if soft != nil, case .sparse(let st)? = source, st.known != nil {
+                softMask = try LossMask(rows: mask.rows.indices.filter { st.isKnown($0) }.map { mask.rows[$0] }, total: mask.rowCount)
+            }
+            var f: (total: Tensor, soft: Float?, hard: Float?)
+            if softMask.count == mask.count {
+                f = lossParts(soft, targets, mask, o)
             } else {
-                f = DistillationLoss.logitLossParts(logits: out.logits.reshaped([n, v]), teacher: soft, targets: targets,
-                                                    mask: mask, options: o)
+                var so = o, ho = o
+                so.alpha = 1
+                ho.alpha = 0
+                let s = softMask.count > 0 ? lossParts(soft, nil, softMask, so) : nil
+                let h = targets != nil ? lossParts(nil, targets, mask, ho) : nil
+                let a = targets == nil ? 1 : o.alpha
+                f = (total: (s.map { $0.total * a } ?? Tensor(scalar: 0)) + (h.map { $0.total * (1 - a) } ?? Tensor(scalar: 0)),
+                     soft: s?.soft ?? 0, hard: h?.hard)
             }
             parts.soft = f.soft
             parts.hard = f.hard
