@@ -69,7 +69,9 @@ final class ClientHTTPTeacherTests: XCTestCase {
         XCTAssertEqual(r.usage, TeacherUsage(promptTokens: 7, completionTokens: 4, totalTokens: 11))
         let lp = try XCTUnwrap(r.completions[0].logprobs)
         XCTAssertEqual(lp, [
-            TokenLogprob(token: "Hi", logprob: -0.25, top: [TopLogprob(token: "Hi", logprob: -0.25), TopLogprob(token: "Hello", logprob: -1.5)]),
+            // The server gave the first token's `bytes` ("Hi" = 72, 105).
+            TokenLogprob(token: "Hi", logprob: -0.25, bytes: [72, 105],
+                         top: [TopLogprob(token: "Hi", logprob: -0.25), TopLogprob(token: "Hello", logprob: -1.5)]),
             TokenLogprob(token: "!", logprob: -0.5, top: [TopLogprob(token: "!", logprob: -0.5), TopLogprob(token: ".", logprob: -1.0)]),
         ])
     }
@@ -369,13 +371,21 @@ final class ClientHTTPTeacherTests: XCTestCase {
         XCTAssertEqual(r.usage?.completionTokens, 6)
     }
 
-    func testFewerChoicesThanAskedIsAnError() async throws {
+    func testFewerChoicesThanAskedArePassedOn() async throws {
+        // A server that ignores n (llama.cpp's): the one choice comes back; the caller asks for the rest.
         let s = try server { _, _ in .init(body: CannedOpenAI.chat(texts: ["only one"])) }
-        do {
-            _ = try await client([s.baseURL]).complete(messages: [.user("x")], sampling: TeacherSampling(n: 4))
-            XCTFail("expected an error")
-        } catch let TeacherClientError.malformedResponse(_, reason, _) {
-            XCTAssertTrue(reason.contains("asked for 4 choices, got 1"), reason)
+        let r = try await client([s.baseURL]).complete(messages: [.user("x")], sampling: TeacherSampling(n: 4))
+        XCTAssertEqual(r.completions.map(\.text), ["only one"])
+        // None, or more than asked, is a broken reply.
+        let none = try server { _, _ in .init(body: CannedOpenAI.chat(texts: [])) }
+        let more = try server { _, _ in .init(body: CannedOpenAI.chat(texts: ["a", "b", "c"])) }
+        for (url, n) in [(none.baseURL, 0), (more.baseURL, 3)] {
+            do {
+                _ = try await client([url]).complete(messages: [.user("x")], sampling: TeacherSampling(n: 2))
+                XCTFail("expected an error")
+            } catch let TeacherClientError.malformedResponse(_, reason, _) {
+                XCTAssertTrue(reason.contains("asked for 2 choices, got \(n)"), reason)
+            }
         }
     }
 

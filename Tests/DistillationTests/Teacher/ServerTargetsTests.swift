@@ -199,3 +199,41 @@ final class KnownRowsTeacher: Teacher {
                                                 restMass: s.restMass, known: (0..<s.rows).map(mask.isKnown)))
     }
 }
+
+/// Traces rendered through a chat template that drops reasoning from assistant turns (as
+/// DeepSeek-R1-Distill's does) keep it, and the caller is told.
+final class KeepReasoningTests: XCTestCase {
+    func testTemplateThatDropsReasoningKeepsIt() throws {
+        let model = try tinyChatModel(tokenizerDirectory: ServerTargetsTests.fixtureTokenizer)
+        let tok = model.tokenizer!
+        // R1-style: the answer after </think> only, and a generation prompt that opens the block.
+        let dropping = try ChatTemplate(source: """
+            {% for m in messages %}{% if m['role'] == 'user' %}<|im_start|>user\n{{ m['content'] }}<|im_end|>\n\
+            {% else %}{% set c = m['content'] %}{% if '</think>' in c %}{% set c = c.split('</think>')[-1] %}{% endif %}\
+            <|im_start|>assistant\n{{ c }}<|im_end|>\n{% endif %}{% endfor %}\
+            {% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}
+            """)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-keep-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.jsonl").path
+        let record = #"{"messages":[{"role":"user","content":"2+3?"},{"role":"assistant","content":"<think>\nadd two and three\n</think>\n\n#### 5"}]}"#
+        try Data((record + "\n").utf8).write(to: URL(fileURLWithPath: path))
+        let file = try TextDataFile(path: path)
+
+        let kept = try file.encoded(with: tok, chatTemplate: dropping, assistantOnly: true)
+        XCTAssertEqual(kept.keptReasoning, 1)
+        let seq = kept.sequences[0]
+        let text = tok.decode(seq.ids)
+        // The prompt as the template renders it (opening the block), then the message without a
+        // second opening tag, then the template's end of turn.
+        XCTAssertEqual(text, "<|im_start|>user\n2+3?<|im_end|>\n<|im_start|>assistant\n<think>\nadd two and three\n</think>\n\n#### 5<|im_end|>\n")
+        let counted = zip(seq.ids, seq.lossMask!).filter { $0.1 }.map(\.0)
+        XCTAssertEqual(tok.decode(counted), "add two and three\n</think>\n\n#### 5<|im_end|>\n")
+
+        // A template that keeps the reasoning is used as it is.
+        let keeping = try file.encoded(with: tok, chatTemplate: model.chatTemplate, assistantOnly: true)
+        XCTAssertEqual(keeping.keptReasoning, 0)
+        XCTAssertTrue(tok.decode(keeping.sequences[0].ids).contains("add two and three"))
+    }
+}
