@@ -80,10 +80,14 @@ enum OpenAIWire {
         var content: [ChatTokenLogprob]?
     }
 
+    /// A chat message, or a streamed chunk's `delta` of one.
     struct ChatMessageBody: Decodable {
         var content: String?
         var reasoning_content: String?
         var reasoning: String?
+
+        /// DeepSeek's `reasoning_content`, or vLLM's and OpenRouter's `reasoning`.
+        var reasoningText: String? { reasoning_content ?? reasoning }
     }
 
     struct ChatChoice: Decodable {
@@ -125,7 +129,7 @@ enum OpenAIWire {
                 let r = try decoder.decode(Reply<ChatChoice>.self, from: data)
                 let completions = r.choices.enumerated().map { i, c in
                     TeacherCompletion(index: c.index ?? i, text: c.message.content ?? "",
-                                      reasoning: c.message.reasoning_content ?? c.message.reasoning,
+                                      reasoning: c.message.reasoningText,
                                       finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)),
                                       logprobs: c.logprobs?.content.map(tokenLogprobs))
                 }
@@ -183,15 +187,9 @@ enum OpenAIWire {
 
     // MARK: Streamed replies (server-sent events)
 
-    struct ChatDelta: Decodable {
-        var content: String?
-        var reasoning_content: String?
-        var reasoning: String?
-    }
-
     struct StreamChoice: Decodable {
         var index: Int?
-        var delta: ChatDelta?
+        var delta: ChatMessageBody?
         var finish_reason: String?
         var logprobs: ChatLogprobs?
     }
@@ -245,7 +243,7 @@ enum OpenAIWire {
                 var a = choices[i] ?? Acc()
                 if let d = c.delta {
                     a.text += d.content ?? ""
-                    if let r = d.reasoning_content ?? d.reasoning { a.reasoning = (a.reasoning ?? "") + r }
+                    if let r = d.reasoningText { a.reasoning = (a.reasoning ?? "") + r }
                 }
                 if let f = c.finish_reason { a.finish = f }
                 if let lp = c.logprobs?.content { a.logprobs = (a.logprobs ?? []) + tokenLogprobs(lp) }

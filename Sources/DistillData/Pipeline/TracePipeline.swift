@@ -393,7 +393,8 @@ public struct TracePipeline: Sendable {
         guard !prompts.isEmpty else { throw TracePipelineError.invalidConfiguration("no prompts") }
         let store = try GenerationStore(path: c.storePath, settings: settings, ignoreSettingsMismatch: c.ignoreSettingsMismatch)
         let added = try store.insertPrompts(prompts)
-        if try store.note(Self.ignoresNNote) == "true" { serverIgnoresN.value = true }
+        var notedIgnoresN = try store.note(Self.ignoresNNote) == "true"
+        if notedIgnoresN { serverIgnoresN.value = true }
         var pending = try store.pendingPrompts()
         if let limit = c.limit { pending = Array(pending.prefix(limit)) }
         var counts = try store.counts()
@@ -438,7 +439,10 @@ public struct TracePipeline: Sendable {
                 switch outcome.result {
                 case .success(let r):
                     try store.recordResults(promptID: outcome.prompt.id, candidates: r.candidates)
-                    if serverIgnoresN.value, try store.note(Self.ignoresNNote) == nil { try store.setNote(Self.ignoresNNote, "true") }
+                    if serverIgnoresN.value && !notedIgnoresN {
+                        try store.setNote(Self.ignoresNNote, "true")
+                        notedIgnoresN = true
+                    }
                     processed += 1
                     tokens += r.tokens ?? 0
                     counts.done += 1

@@ -434,12 +434,15 @@ public final class GenerationStore: Sendable {
         try run {
             try db.read { db in
                 try Row.fetchAll(db, sql: """
-                    SELECT idx, text, finish_reason, prompt_tokens, completion_tokens, logprobs, verdict, reason, raw_text, reasoning, seed
-                    FROM candidates WHERE prompt_id = ? ORDER BY idx
+                    SELECT \(Self.candidateColumns) FROM candidates c WHERE prompt_id = ? ORDER BY idx
                     """, arguments: [promptID]).map(Self.candidate)
             }
         }
     }
+
+    /// The columns `candidate(_:)` reads, of the `candidates` table aliased `c`.
+    static let candidateColumns = "c.idx, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.logprobs, c.verdict, c.reason, "
+        + "c.raw_text, c.reasoning, c.seed"
 
     static func candidate(_ row: Row) -> StoredCandidate {
         var c = StoredCandidate(index: row["idx"], text: row["text"], finishReason: row["finish_reason"], promptTokens: row["prompt_tokens"],
@@ -457,8 +460,7 @@ public final class GenerationStore: Sendable {
         try run {
             try db.read { db in
                 let rows = try Row.fetchCursor(db, sql: """
-                    SELECT p.id, p.source, p.text AS prompt, p.reference_answer, c.idx, c.text, c.finish_reason, c.prompt_tokens,
-                           c.completion_tokens, c.logprobs, c.verdict, c.reason, c.raw_text, c.reasoning, c.seed
+                    SELECT p.id, p.source, p.text AS prompt, p.reference_answer, \(Self.candidateColumns)
                     FROM prompts p
                     JOIN prompt_status s ON s.prompt_id = p.id
                     LEFT JOIN candidates c ON c.prompt_id = p.id
@@ -487,8 +489,7 @@ public final class GenerationStore: Sendable {
         try run {
             try db.read { db in
                 try Row.fetchAll(db, sql: """
-                    SELECT c.idx, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.logprobs, c.verdict, c.reason,
-                           c.raw_text, c.reasoning, c.seed
+                    SELECT \(Self.candidateColumns)
                     FROM candidates c
                     JOIN prompts p ON p.id = c.prompt_id
                     JOIN prompt_status s ON s.prompt_id = p.id
