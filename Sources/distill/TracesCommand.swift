@@ -46,6 +46,7 @@ struct Traces: ParsableCommand {
     @Flag(help: "Ask the server for streamed replies (server-sent events; long reasoning keeps the connection busy).") var stream = false
     @Option(help: "The think tags, as OPEN,CLOSE.") var thinkTags = "<think>,</think>"
     @Flag(help: "The prompt already opens the think block (completions hold only the closing tag); found by itself from the chat template of --teacher-local or --tokenizer.") var thinkInPrompt = false
+    @Flag(help: "Keep candidates without a think block (a teacher that does not reason, such as an instruct model): the template check is off, the whole completion is the answer.") var noThinkRequired = false
     @Option(help: "A model (HF directory or .gguf) whose tokenizer and chat template stand for the student's: --logprobs maps to its token ids, and its template tells whether the prompt opens the think block. Default: --teacher-local.") var tokenizer: String?
     @Option(help: "Ask the teacher for its top-K log-probabilities of every sampled token (K ≤ 20) and write them, mapped to --tokenizer's ids, as a logit cache over --out for `distill train` (teacher.cache).") var logprobs: Int?
     @Option(help: "The logit cache --logprobs writes (default: --out with the extension .logits).") var targets: String?
@@ -131,6 +132,10 @@ struct Traces: ParsableCommand {
         }
         var filters = RejectionSampler.standardFilters(template: template.completionForm)
         var filterSettings: [String: String] = [:]
+        if noThinkRequired {
+            filters.removeAll { $0 is TemplateFilter }
+            filterSettings["template"] = "off"
+        }
         if minLength != nil || maxLength != nil {
             filters.append(LengthFilter.characters(minimum: minLength, maximum: maxLength))
             if let minLength { filterSettings["min_length"] = String(minLength) }
