@@ -286,7 +286,7 @@ public enum ReasoningDemo {
             // and remembered across epochs; hidden states and on-policy steps need the live model.
             let trainer: Trainer
             if let t, o.featureWeight == 0, o.onPolicyFraction == 0 {
-                trainer = Trainer(student: s.lm, teacherSource: MemoizedTeacher(LocalTeacher(lm: t, batchSize: o.batchSize)), train: data, plan: plan,
+                trainer = Trainer(student: s.lm, teacher: MemoizedTeacher(LocalTeacher(lm: t, batchSize: o.batchSize)), train: data, plan: plan,
                                   configuration: c)
             } else {
                 trainer = Trainer(student: s.lm, teacher: t, train: data, plan: plan, configuration: c)

@@ -94,6 +94,11 @@ public struct Recipe: Codable, Equatable {
         /// Positions per chunk of the output projection fused with the soft and hard terms (no
         /// `[positions × vocab]` logits held); nil: plain logits.
         public var chunkSize: Int?
+        /// A teacher with another tokenizer: how its soft targets are compared (nil: the
+        /// tokenizers must match).
+        public var crossTokenizer: CrossTokenizerLoss? = nil
+        /// ULD: the teacher's largest probabilities kept per row (the rest compared as one bucket).
+        public var crossTokenizerK: Int? = nil
     }
 
     public enum Decay: String, Codable, Equatable { case cosine, linear, constant }
@@ -143,7 +148,8 @@ public struct Recipe: Codable, Equatable {
     public static let dataKeys = ["train", "eval", "eval_fraction", "max_length", "layout", "chat_template", "loss_on"]
     public static let lossKeys = ["kind", "alpha", "temperature", "divergence", "label_smoothing", "feature_weight",
                                   "attention_weight", "feature_layers", "attention_layers", "feature_distance",
-                                  "attention_distance", "warmup_fraction", "alignment_fraction", "chunk_size"]
+                                  "attention_distance", "warmup_fraction", "alignment_fraction", "chunk_size",
+                                  "cross_tokenizer", "cross_tokenizer_k"]
     public static let scheduleKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "decay", "min_lr", "weight_decay",
                                       "max_grad_norm", "eval_every", "checkpoint_every", "curriculum"]
     public static let loraKeys = ["rank", "alpha", "dropout", "target_modules"]
@@ -284,6 +290,23 @@ public struct Recipe: Codable, Equatable {
                     warmupFraction: try l?.double("warmup_fraction", lower: 0, upper: 1) ?? 0.2,
                     alignmentFraction: try l?.double("alignment_fraction", lower: 0, upper: 1) ?? 0.5,
                     chunkSize: try l?.int("chunk_size", min: 1))
+        if let l, let name = try l.choice("cross_tokenizer", CrossTokenizerLoss.allCases.map(\.rawValue)) {
+            loss.crossTokenizer = CrossTokenizerLoss(rawValue: name)!
+            if teacher?.path == nil || teacher?.cache != nil {
+                throw l.fail("cross_tokenizer", l.node("cross_tokenizer"), "needs a teacher model (teacher.path) and no teacher.cache")
+            }
+            if kind == .hard { throw l.fail("cross_tokenizer", l.node("cross_tokenizer"), "needs loss.kind kd or progressive (kind is hard)") }
+            if loss.featureWeight != 0 || loss.attentionWeight != 0 {
+                throw l.fail("cross_tokenizer", l.node("cross_tokenizer"), "feature and attention terms need the same tokenizer: set feature_weight and attention_weight to 0")
+            }
+            if l.node("divergence") != nil {
+                throw l.fail("divergence", l.node("divergence"), "does not apply with cross_tokenizer (the cross-tokenizer loss is the divergence)")
+            }
+        }
+        loss.crossTokenizerK = try l?.int("cross_tokenizer_k", min: 1)
+        if loss.crossTokenizerK != nil && loss.crossTokenizer != .uld {
+            throw l!.fail("cross_tokenizer_k", l!.node("cross_tokenizer_k"), "applies to cross_tokenizer: uld")
+        }
         if let l, kind == .hard {
             for key in ["feature_weight", "attention_weight"] {
                 if let w = try l.float(key), w != 0 {

@@ -43,7 +43,7 @@ public enum RecipeRunError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .vocabularyMismatch(t, s, detail):
-            return "teacher \(t) and student \(s) have different vocabularies (\(detail)); distillation needs the same tokenizer"
+            return "teacher \(t) and student \(s) have different vocabularies (\(detail)); logit distillation needs the same tokenizer, or loss.cross_tokenizer (uld or align) to compare across tokenizers"
         case .invalid(let m): return m
         }
     }
@@ -91,7 +91,19 @@ public enum RecipeRunner {
             student = try PretrainedModel.load(recipe.student.path!)
         }
         let tokenizer = try student.requireTokenizer()
-        if let teacher {
+        // A teacher with another tokenizer, compared through a cross-tokenizer loss.
+        var crossTeacher: CrossTokenizerTeacher?
+        if let teacher, let cross = recipe.loss.crossTokenizer {
+            let tt = try teacher.requireTokenizer()
+            if tt.fingerprint == tokenizer.fingerprint {
+                onEvent(.note("teacher and student share a tokenizer: loss.cross_tokenizer (\(cross.rawValue)) is not needed, the soft term compares their logits directly"))
+            } else {
+                crossTeacher = try CrossTokenizerTeacher(lm: teacher.lm, teacherTokenizer: tt, studentTokenizer: tokenizer,
+                                                         studentVocabularySize: student.lm.config.vocabSize, loss: cross,
+                                                         topK: recipe.loss.crossTokenizerK ?? (cross == .uld ? 64 : nil))
+            }
+        }
+        if let teacher, crossTeacher == nil {
             let tv = teacher.lm.config.vocabSize, sv = student.lm.config.vocabSize
             if let tt = teacher.tokenizer, tt.fingerprint != tokenizer.fingerprint {
                 throw RecipeRunError.vocabularyMismatch(teacher: teacher.path, student: student.path,
@@ -207,7 +219,8 @@ public enum RecipeRunner {
             : .packed(rowLength: recipe.data.maxLength, padId: padId)
         let order: DataOrder
         if s.curriculum {
-            let difficulties = teacher.map { Curriculum.teacherLossDifficulties($0.lm, train) } ?? Curriculum.lengthDifficulties(train)
+            let difficulties = crossTeacher == nil ? teacher.map { Curriculum.teacherLossDifficulties($0.lm, train) } ?? Curriculum.lengthDifficulties(train)
+                : Curriculum.lengthDifficulties(train)
             order = .curriculum(Curriculum(difficulties: difficulties, totalSteps: s.steps))
         } else {
             order = .shuffled(seed: recipe.seed)
@@ -225,7 +238,8 @@ public enum RecipeRunner {
                                           metricsLog: metrics, seed: recipe.seed)
         config.labelSmoothing = l.labelSmoothing
         config.lossChunkSize = l.chunkSize
-        let trainer = Trainer(student: student.lm, teacher: cachedTeacher == nil ? teacher?.lm : nil, teacherSource: cachedTeacher,
+        let trainerTeacher: (any Teacher)? = crossTeacher ?? cachedTeacher ?? teacher.map { LocalTeacher(lm: $0.lm) }
+        let trainer = Trainer(student: student.lm, teacher: trainerTeacher,
                               projector: projector, train: train, eval: eval, plan: plan, configuration: config)
         var last: StepMetrics?
         trainer.onEvent = { event in

@@ -35,9 +35,11 @@ public enum TeacherView {
 /// position t is the teacher's distribution of the token *after* t (next-token prediction), as
 /// the student's logits row for the same position.
 ///
-/// Kinds: `LocalTeacher` (a model in memory, full logits), `CachedTeacher` (a logit cache file,
-/// top-k), `AlignedTeacher` (vocabulary padding alignment around either). A remote kind (an HTTP
-/// server returning `top_logprobs`) fits the same protocol with `.sparse` views.
+/// Kinds: `LocalTeacher` (a model in memory, full logits, hidden states and attentions),
+/// `CachedTeacher` (a logit cache file — also what a server's top-k log-probabilities become,
+/// see ServerTargets.swift), `AlignedTeacher` (vocabulary padding alignment around either),
+/// `MemoizedTeacher`, and `CrossTokenizerTeacher` (a model with another tokenizer). The trainer
+/// holds one `Teacher` and asks it `outputs(for:request:)` per batch.
 public protocol Teacher: AnyObject {
     /// Width of the teacher's logits (the model's vocabulary, padding rows included).
     var vocabularySize: Int { get }
@@ -50,6 +52,17 @@ public protocol Teacher: AnyObject {
     /// The temperature its `.sparse` log-probabilities were taken at (nil: it gives full logits,
     /// which any temperature can be applied to). A sparse loss must run at this temperature.
     var logprobTemperature: Float? { get }
+    /// What the trainer needs about one batch: soft targets, hidden states, attentions
+    /// (TeacherBatch.swift: by default from `view(of:positions:)`; a model runs on the batch).
+    func outputs(for batch: Batch, request: TeacherBatchRequest) throws -> TeacherBatchOutput
+    /// Whether it gives hidden states and attentions (a model in memory).
+    var hasHiddenStates: Bool { get }
+    /// Whether it can score any sequence, not only those it was prepared for (a model can; a
+    /// logit cache cannot) — on-policy distillation needs it.
+    var scoresAnySequence: Bool { get }
+    /// The loss its soft targets are compared with when its tokenizer is not the student's (nil:
+    /// same vocabulary, the configured divergence).
+    var crossTokenizerLoss: CrossTokenizerLoss? { get }
 }
 
 extension Teacher {

@@ -113,14 +113,13 @@ public struct LossParts {
 ///     try trainer.run()
 public final class Trainer {
     public let student: TransformerLM
-    /// A teacher model in memory: full logits, hidden states and attentions, run batched like the
-    /// student, without gradients.
-    public let teacher: TransformerLM?
-    /// A teacher that answers through the `Teacher` protocol — a logit cache (`CachedTeacher`) or a
-    /// server's top-k log-probabilities: the soft term only (no hidden states or attentions). Its
-    /// vocabulary must be the student's (see `Teacher.aligned`); sparse views run at the
-    /// temperature they were captured at.
-    public let teacherSource: Teacher?
+    /// The teacher, asked about each batch through `Teacher.outputs(for:request:)`: a model in
+    /// memory (`LocalTeacher`: full logits, hidden states and attentions, run on the batch as laid
+    /// out, without gradients), a logit cache or a server's top-k log-probabilities
+    /// (`CachedTeacher`: the soft term only, at the temperature they were captured at; vocabulary
+    /// aligned with `Teacher.aligned`), or a model with another tokenizer (`CrossTokenizerTeacher`:
+    /// the soft term through its cross-tokenizer loss).
+    public let teacher: (any Teacher)?
     /// Projections of student hidden states to the teacher's width for the feature term
     /// (parameters named `projector.…`); trained with the student.
     public let projector: FeatureProjector?
@@ -138,19 +137,11 @@ public final class Trainer {
     /// Receives progress events; the library never prints.
     public var onEvent: (TrainingEvent) -> Void = { _ in }
 
-    /// `teacher` (a model) or `teacherSource` (any `Teacher`; a `LocalTeacher` is used as its model).
-    public init(student: TransformerLM, teacher: TransformerLM? = nil, teacherSource: Teacher? = nil,
-                projector: FeatureProjector? = nil,
+    public init(student: TransformerLM, teacher: (any Teacher)? = nil, projector: FeatureProjector? = nil,
                 train: [TokenSequence], eval: [TokenSequence] = [], plan: TrainingPlan,
                 configuration c: TrainerConfiguration) {
         self.student = student
-        if teacher == nil, let local = teacherSource as? LocalTeacher {
-            self.teacher = local.lm
-            self.teacherSource = nil
-        } else {
-            self.teacher = teacher
-            self.teacherSource = teacherSource
-        }
+        self.teacher = teacher
         self.projector = projector
         self.trainSet = train
         self.evalSet = eval
@@ -160,6 +151,14 @@ public final class Trainer {
                           weightDecay: c.weightDecay)
         data = DataPosition.start(count: train.count, order: c.order)
         rng = RandomGenerator(seed: c.seed)
+    }
+
+    /// A teacher model in memory (as a `LocalTeacher`).
+    public convenience init(student: TransformerLM, teacher: TransformerLM?, projector: FeatureProjector? = nil,
+                            train: [TokenSequence], eval: [TokenSequence] = [], plan: TrainingPlan,
+                            configuration c: TrainerConfiguration) {
+        self.init(student: student, teacher: teacher.map { LocalTeacher(lm: $0) } as (any Teacher)?, projector: projector,
+                  train: train, eval: eval, plan: plan, configuration: c)
     }
 
     // MARK: Checkpoints
@@ -229,17 +228,13 @@ public final class Trainer {
                 try fail("sequence \(i) (training set, then held-out set) holds token \(bad) outside the vocabulary 0..<\(v)")
             }
         }
-        if let teacher, teacher.config.vocabSize != v {
-            try fail("teacher vocabulary \(teacher.config.vocabSize) differs from the student's \(v)")
-        }
-        if teacher != nil && teacherSource != nil { try fail("give either a teacher model or a teacher source, not both") }
-        if let teacherSource, teacherSource.vocabularySize != v {
-            try fail("teacher vocabulary \(teacherSource.vocabularySize) differs from the student's \(v) (align it with Teacher.aligned)")
+        if let teacher, teacher.vocabularySize != v {
+            try fail("teacher vocabulary \(teacher.vocabularySize) differs from the student's \(v) (align it with Teacher.aligned, or use a CrossTokenizerTeacher)")
         }
         if let k = c.lossChunkSize, k < 1 { try fail("lossChunkSize \(k) must be at least 1") }
         if let op = c.onPolicy {
             try op.validate()
-            if op.fraction > 0 && teacher == nil {
+            if op.fraction > 0 && !(teacher?.scoresAnySequence ?? false) {
                 try fail("on-policy distillation needs a teacher model in memory (a logit cache holds only the training sequences)")
             }
         }
@@ -248,19 +243,19 @@ public final class Trainer {
 
     /// Throws when step plan `p` asks for something the trainer was not given.
     func check(_ p: StepPlan) throws {
-        if p.soft != 0 && teacher == nil && teacherSource == nil {
+        if p.soft != 0 && teacher == nil {
             throw TrainerError.invalidConfiguration("step \(step + 1) needs a teacher (soft weight ≠ 0)")
         }
-        if (p.feature != 0 || p.attention != 0) && teacher == nil {
+        if (p.feature != 0 || p.attention != 0) && !(teacher?.hasHiddenStates ?? false) {
             throw TrainerError.invalidConfiguration(
                 "step \(step + 1) needs a teacher model in memory (feature or attention weight ≠ 0; a logit cache or server gives only log-probabilities)")
         }
-        if p.soft != 0, let source = teacherSource, let tau = source.logprobTemperature {
+        if p.soft != 0, let source = teacher, let tau = source.logprobTemperature {
             if p.temperature != tau {
                 throw TrainerError.invalidConfiguration(
                     "step \(step + 1) runs the soft term at temperature \(p.temperature), but the teacher's log-probabilities were taken at \(tau) (top-k log-probabilities cannot be re-tempered: use temperature \(tau), or a teacher model)")
             }
-            if configuration.divergence != .forwardKL {
+            if configuration.divergence != .forwardKL && source.crossTokenizerLoss == nil {
                 throw TrainerError.invalidConfiguration(
                     "a top-k teacher (logit cache or server) supports only the forward KL divergence, not \(configuration.divergence)")
             }
@@ -375,20 +370,17 @@ public final class Trainer {
     public func loss(_ batch: Batch, plan p: StepPlan) throws -> LossParts {
         let needFeature = p.feature != 0, needAttention = p.attention != 0
         let v = student.config.vocabSize, n = batch.batch * batch.length
-        // Fused with the output projection when asked (and the projection is a plain matrix).
-        let fusedWeight = configuration.lossChunkSize != nil ? student.outputProjectionWeight : nil
+        let cross = p.soft != 0 ? teacher?.crossTokenizerLoss : nil
+        // Fused with the output projection when asked (and the projection is a plain matrix); a
+        // cross-tokenizer soft term needs the student's logits.
+        let fusedWeight = configuration.lossChunkSize != nil && cross == nil ? student.outputProjectionWeight : nil
         let out = student.forward(batch.ids, batch: batch.batch, length: batch.length, positions: batch.positions,
                                   mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention,
                                   computeLogits: fusedWeight == nil)
         let mask = batch.lossMask
-        let teacherWeight = fusedWeight != nil ? teacher?.outputProjectionWeight : nil
-        let t: LMOutput? = p.needsTeacher && teacher != nil ? withoutGradients {
-            teacher!.forward(batch.ids, batch: batch.batch, length: batch.length, positions: batch.positions,
-                             mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention,
-                             computeLogits: teacherWeight == nil)
-        } : nil
-        // A teacher source is asked about the counted rows only.
-        let source: TeacherView? = p.soft != 0 && t == nil && teacherSource != nil ? try sourceView(batch, rows: mask.rows) : nil
+        let t: TeacherBatchOutput? = p.needsTeacher ? try teacher?.outputs(for: batch, request: TeacherBatchRequest(
+            mask: mask, soft: p.soft != 0, hiddenStates: needFeature, attentions: needAttention, temperature: p.temperature,
+            fusedProjection: fusedWeight != nil)) : nil
         var total: Tensor? = nil
         func add(_ term: Tensor, _ w: Float) { total = total.map { $0 + term * w } ?? term * w }
         var parts = LossParts(total: Tensor(scalar: 0))
@@ -396,24 +388,12 @@ public final class Trainer {
         if p.soft != 0 || p.hard != 0 {
             // Soft and hard terms in one pass per row (closed-form gradients, no [N, V]
             // intermediates on the tape), on logits fused with the output projection when asked.
-            var chunked: ChunkedTeacher? = nil
-            if p.soft != 0, let t {
-                if let teacherWeight {
-                    let th = t.finalHidden.reshaped([n, teacher!.config.hidden])                      // (B·T, H_t)
-                    chunked = .logits { rows in th.indexSelect(rows).matmul(teacherWeight, transB: true) }
-                } else {
-                    let tl = t.logits.reshaped([n, t.logits.shape.last!])                              // (B·T, V)
-                    chunked = .logits { rows in tl.indexSelect(rows) }
-                }
-            } else if p.soft != 0, let source {
-                chunked = try chunkedTeacher(source, rows: mask.rows, total: n)
-            }
             let weightSum = p.soft + p.hard
             var o = FusedLossOptions(divergence: configuration.divergence, temperature: p.temperature,
                                      alpha: p.hard == 0 ? 1 : p.soft == 0 ? 0 : p.soft / weightSum,
                                      labelSmoothing: configuration.labelSmoothing)
             o.chunkSize = configuration.lossChunkSize ?? o.chunkSize
-            let targets = p.hard != 0 ? batch.targets : nil, soft = p.soft != 0 ? chunked : nil
+            let targets = p.hard != 0 ? batch.targets : nil
             func lossParts(_ teacher: ChunkedTeacher?, _ targets: [Int]?, _ mask: LossMask, _ o: FusedLossOptions)
                 -> (total: Tensor, soft: Float?, hard: Float?) {
                 if let fusedWeight {
@@ -424,24 +404,40 @@ public final class Trainer {
                 return DistillationLoss.logitLossParts(logits: out.logits.reshaped([n, v]), teacher: teacher, targets: targets,
                                                        mask: mask, options: o)
             }
-            // Positions the teacher source has no view of (a server's log-probabilities did not
-            // cover them) are left out of the soft term; the hard term keeps every counted row.
-            var softMask = mask
-            if soft != nil, case .sparse(let st)? = source, st.known != nil {
-                softMask = try LossMask(rows: mask.rows.indices.filter { st.isKnown($0) }.map { mask.rows[$0] }, total: mask.rowCount)
-            }
-            var f: (total: Tensor, soft: Float?, hard: Float?)
-            if softMask.count == mask.count {
-                f = lossParts(soft, targets, mask, o)
-            } else {
-                var so = o, ho = o
-                so.alpha = 1
+            // The soft term on its own rows, the hard term on all counted rows, mixed by α: when
+            // the teacher covers fewer rows than are counted (positions a server's log-probabilities
+            // did not cover) or compares across tokenizers.
+            func mixed(_ soft: () throws -> (total: Tensor, value: Float)?) rethrows -> (total: Tensor, soft: Float?, hard: Float?) {
+                var ho = o
                 ho.alpha = 0
-                let s = softMask.count > 0 ? lossParts(soft, nil, softMask, so) : nil
+                let s = try soft()
                 let h = targets != nil ? lossParts(nil, targets, mask, ho) : nil
                 let a = targets == nil ? 1 : o.alpha
-                f = (total: (s.map { $0.total * a } ?? Tensor(scalar: 0)) + (h.map { $0.total * (1 - a) } ?? Tensor(scalar: 0)),
-                     soft: s?.soft ?? 0, hard: h?.hard)
+                return (total: (s.map { $0.total * a } ?? Tensor(scalar: 0)) + (h.map { $0.total * (1 - a) } ?? Tensor(scalar: 0)),
+                        soft: s?.value ?? 0, hard: h?.hard)
+            }
+            var f: (total: Tensor, soft: Float?, hard: Float?)
+            switch t?.soft {
+            case .crossTokenizer(let x)?:
+                f = try mixed {
+                    let s = try x.value(logits: out.logits.reshaped([n, v]), temperature: p.temperature)
+                    return (s, s.item)
+                }
+            case .sameVocabulary(let chunked)?:
+                if let rows = t?.softRows, rows.count != mask.count {
+                    let softMask = try LossMask(rows: rows, total: mask.rowCount)
+                    var so = o
+                    so.alpha = 1
+                    f = mixed {
+                        guard softMask.count > 0 else { return nil }
+                        let s = lossParts(chunked, nil, softMask, so)
+                        return (s.total, s.soft ?? 0)
+                    }
+                } else {
+                    f = lossParts(chunked, targets, mask, o)
+                }
+            case nil:
+                f = lossParts(nil, targets, mask, o)
             }
             parts.soft = f.soft
             parts.hard = f.hard
@@ -464,43 +460,6 @@ public final class Trainer {
         }
         parts.total = total ?? Tensor(scalar: 0)
         return parts
-    }
-
-    /// The teacher source's view of batch rows `rows` (ascending), one view row per batch row in
-    /// that order.
-    func sourceView(_ batch: Batch, rows: [Int]) throws -> TeacherView {
-        var positions = [[Int]](repeating: [], count: batch.sequences.count)
-        for r in rows { positions[batch.rowSequence[r]].append(batch.rowPosition[r]) }
-        let view = try teacherSource!.view(of: batch.sequences, positions: positions)
-        guard view.rows == rows.count else {
-            throw TrainerError.invalidConfiguration("the teacher gave \(view.rows) rows for \(rows.count) positions")
-        }
-        // The view lists rows sequence by sequence; put them back in batch-row order.
-        var offset = [Int](repeating: 0, count: positions.count)
-        for s in 1..<Swift.max(1, positions.count) { offset[s] = offset[s - 1] + positions[s - 1].count }
-        var cursor = offset
-        let order = rows.map { r -> Int in
-            let s = batch.rowSequence[r]
-            defer { cursor[s] += 1 }
-            return cursor[s]
-        }
-        if order == Array(0..<order.count) { return view }
-        switch view {
-        case .full(let t): return .full(t.indexSelect(order))
-        case .sparse(let st): return .sparse(try st.selecting(rows: order))
-        }
-    }
-
-    /// A source view of the counted `rows` as the fused loss's teacher over all `total` batch rows.
-    func chunkedTeacher(_ view: TeacherView, rows: [Int], total: Int) throws -> ChunkedTeacher {
-        var index = [Int](repeating: -1, count: total)
-        for (i, r) in rows.enumerated() { index[r] = i }
-        switch view {
-        case .full(let t):
-            return .logits { asked in t.indexSelect(asked.map { index[$0] }) }
-        case .sparse(let st):
-            return .sparse(try st.spread(to: index))
-        }
     }
 }
 

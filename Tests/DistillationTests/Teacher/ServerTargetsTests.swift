@@ -79,7 +79,7 @@ final class ServerTargetsTests: XCTestCase {
 
         let student = TransformerLM(model.lm.config, seed: 9)
         func softTerm(_ teacher: Teacher) throws -> Float {
-            let trainer = Trainer(student: student, teacherSource: teacher, train: sequences, plan: .kd(alpha: 1, temperature: 1),
+            let trainer = Trainer(student: student, teacher: teacher, train: sequences, plan: .kd(alpha: 1, temperature: 1),
                                   configuration: TrainerConfiguration(totalSteps: 1, batchSize: 8))
             let batch = Batch.make(sequences, layout: .padToLongest(padId: 0))
             return try XCTUnwrap(trainer.loss(batch, plan: trainer.plan(0)).soft)

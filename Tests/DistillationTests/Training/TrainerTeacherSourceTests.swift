@@ -40,7 +40,7 @@ final class TrainerTeacherSourceTests: XCTestCase {
         }
         var config = TinyCorpus.studentConfig
         config.tieEmbeddings = tied
-        return Trainer(student: TransformerLM(config, seed: 21), teacher: teacher, teacherSource: source,
+        return Trainer(student: TransformerLM(config, seed: 21), teacher: source ?? teacher.map { LocalTeacher(lm: $0) },
                        train: train, plan: plan, configuration: c)
     }
 
@@ -81,9 +81,9 @@ final class TrainerTeacherSourceTests: XCTestCase {
             }
             let counting = ExactSourceTeacher(t, sparse: sparse, temperature: 2)
             let memo = MemoizedTeacher(counting)
-            let a = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacherSource: ExactSourceTeacher(t, sparse: sparse, temperature: 2),
+            let a = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacher: ExactSourceTeacher(t, sparse: sparse, temperature: 2),
                             train: train, plan: .kd(alpha: 0.6, temperature: 2), configuration: c)
-            let b = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacherSource: memo,
+            let b = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacher: memo,
                             train: train, plan: .kd(alpha: 0.6, temperature: 2), configuration: c)
             for _ in 0..<9 {          // three epochs of 9 sequences, 3 per step
                 let ma = try a.trainStep(), mb = try b.trainStep()
@@ -174,7 +174,7 @@ final class TrainerTeacherSourceTests: XCTestCase {
         var c = TrainerConfiguration(totalSteps: 30, batchSize: 3, layout: .padToLongest(padId: 0), order: .shuffled(seed: 3),
                                      learningRate: .constant(1e-2), seed: 1)
         c.lossChunkSize = 7
-        let trainer = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacherSource: cached, train: seqs,
+        let trainer = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacher: cached, train: seqs,
                               plan: .kd(alpha: 1, temperature: 2), configuration: c)
         var soft: [Float] = []
         trainer.onEvent = { if case .step(let m) = $0 { soft.append(m.soft!) } }
@@ -182,7 +182,7 @@ final class TrainerTeacherSourceTests: XCTestCase {
         let first = soft.prefix(5).reduce(0, +) / 5, last = soft.suffix(5).reduce(0, +) / 5
         XCTAssertLessThan(last, 0.7 * first, "soft KD loss \(first) → \(last)")
         // A sequence the cache does not hold is an error naming the cache.
-        let other = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacherSource: cached,
+        let other = Trainer(student: TransformerLM(TinyCorpus.studentConfig, seed: 21), teacher: cached,
                             train: [TokenSequence([1, 2, 3, 4, 5, 6, 7])], plan: .kd(alpha: 1, temperature: 2), configuration: c)
         XCTAssertThrowsError(try other.trainStep()) { e in XCTAssertTrue("\(e)".contains("not in the logit cache"), "\(e)") }
     }

@@ -1,0 +1,165 @@
+import DistillModels
+import DistillNN
+import DistillTensor
+import Foundation
+
+/// A teacher's soft targets for student logits rows when the two tokenizers differ (see
+/// `CrossTokenizerLoss`): sorted distributions at aligned rows (ULD), or span log-probabilities.
+public struct CrossTokenizerTargets {
+    public var loss: CrossTokenizerLoss
+    /// ULD: student rows, the teacher's sorted probabilities there (top-k) and the rest mass.
+    public var rows: [Int] = []
+    public var sorted: [[Float]] = []
+    public var rest: [Float] = []
+    /// align: the student tokens of each span and the teacher's log-probability of its text.
+    public var spans: [SpanTokens] = []
+    public var teacherLogProbs: [Float] = []
+
+    public init(loss: CrossTokenizerLoss) { self.loss = loss }
+
+    /// Units compared (aligned rows or spans).
+    public var count: Int { loss == .uld ? rows.count : spans.count }
+
+    /// The loss on student logits `[N, V_s]` at temperature τ.
+    public func value(logits: Tensor, temperature: Float) throws -> Tensor {
+        switch loss {
+        case .uld:
+            return try DistillationLoss.universalLogitDistance(logits: logits, rows: rows, teacherSorted: sorted, teacherRest: rest,
+                                                               temperature: temperature)
+        case .align:
+            return try DistillationLoss.spanLikelihood(logits: logits, spans: spans, teacherLogProbs: teacherLogProbs,
+                                                       temperature: temperature)
+        }
+    }
+}
+
+/// A teacher model whose tokenizer differs from the student's. Each student sequence is decoded
+/// to text, tokenized by the teacher (`TokenAlignment.retokenize`) and run through the teacher
+/// (one sequence at a time, no gradients); its targets are kept per sequence and temperature, so
+/// later epochs do not run the teacher again (memory: aligned rows × `topK` floats for ULD, one
+/// float per span for `align`).
+///
+/// Rows or spans that do not align (text the teacher's tokens cannot match, a student row with no
+/// teacher row ending at the same byte, a span cut by a packed row or holding uncounted tokens)
+/// leave the soft term; `alignedShare` tells how much was kept.
+public final class CrossTokenizerTeacher: Teacher {
+    public let lm: TransformerLM
+    public let teacherTokenizer: Tokenizer
+    public let studentTokenizer: Tokenizer
+    public let loss: CrossTokenizerLoss
+    /// ULD keeps the teacher's `topK` largest probabilities per row and their rest mass (nil: all).
+    public let topK: Int?
+    /// The width of the student ids it is asked about.
+    public let vocabularySize: Int
+
+    private struct Prepared {
+        var uld: [Int: (sorted: [Float], rest: Float)] = [:]         // student position → teacher row
+        var spans: [(positions: [Int], tokens: [Int], logProb: Float)] = []
+    }
+    private struct Key: Hashable {
+        var ids: [Int]
+        var temperature: Float
+    }
+    private var memo: [Key: Prepared] = [:]
+    /// Counted rows (ULD) or spans (align) offered and kept so far, for the share that aligned.
+    public private(set) var offered = 0
+    public private(set) var kept = 0
+
+    public init(lm: TransformerLM, teacherTokenizer: Tokenizer, studentTokenizer: Tokenizer, studentVocabularySize: Int,
+                loss: CrossTokenizerLoss, topK: Int? = nil) throws {
+        if let topK, topK < 1 { throw TeacherError.invalidRequest("cross-tokenizer top-k \(topK) must be at least 1") }
+        self.lm = lm
+        self.teacherTokenizer = teacherTokenizer
+        self.studentTokenizer = studentTokenizer
+        self.vocabularySize = studentVocabularySize
+        self.loss = loss
+        self.topK = topK
+    }
+
+    public var tokenizerFingerprint: String? { studentTokenizer.fingerprint }
+    public var tokenizerVocabularySize: Int? { studentTokenizer.vocabSize }
+    public var scoresAnySequence: Bool { true }
+    public var crossTokenizerLoss: CrossTokenizerLoss? { loss }
+    /// Counted units that aligned, of those offered (1 before any).
+    public var alignedShare: Double { offered == 0 ? 1 : Double(kept) / Double(offered) }
+
+    /// Not defined across vocabularies: the teacher's rows are over its own tokens.
+    public func view(of sequences: [[Int]], positions: [[Int]]?) throws -> TeacherView {
+        throw TeacherError.invalidRequest("a teacher with another tokenizer gives no rows over the student's vocabulary (use a cross-tokenizer loss)")
+    }
+
+    public func outputs(for batch: Batch, request: TeacherBatchRequest) throws -> TeacherBatchOutput {
+        guard !request.hiddenStates && !request.attentions else {
+            throw TeacherError.invalidRequest("feature and attention terms need a teacher with the student's tokenizer")
+        }
+        guard request.soft else { return TeacherBatchOutput(soft: nil) }
+        // Batch row of each (sequence, position).
+        var rowOf: [[Int: Int]] = Array(repeating: [:], count: batch.sequences.count)
+        for r in 0..<batch.rowSequence.count where batch.rowSequence[r] >= 0 { rowOf[batch.rowSequence[r]][batch.rowPosition[r]] = r }
+        let counted = Set(request.mask.rows)
+        var targets = CrossTokenizerTargets(loss: loss)
+        for (s, ids) in batch.sequences.enumerated() {
+            let prepared = try prepare(ids, temperature: request.temperature)
+            switch loss {
+            case .uld:
+                for (position, r) in rowOf[s].sorted(by: { $0.value < $1.value }) where counted.contains(r) {
+                    offered += 1
+                    guard let t = prepared.uld[position] else { continue }
+                    kept += 1
+                    targets.rows.append(r)
+                    targets.sorted.append(t.sorted)
+                    targets.rest.append(t.rest)
+                }
+            case .align:
+                for span in prepared.spans {
+                    let rows = span.positions.compactMap { rowOf[s][$0] }
+                    guard rows.count == span.positions.count else { continue }   // cut by a packed row
+                    guard rows.contains(where: counted.contains) else { continue }
+                    offered += 1
+                    guard rows.allSatisfy(counted.contains) else { continue }
+                    kept += 1
+                    targets.spans.append(SpanTokens(rows: rows, tokens: span.tokens))
+                    targets.teacherLogProbs.append(span.logProb)
+                }
+            }
+        }
+        return TeacherBatchOutput(soft: .crossTokenizer(targets))
+    }
+
+    /// The teacher's targets for one student sequence at temperature τ.
+    private func prepare(_ ids: [Int], temperature tau: Float) throws -> Prepared {
+        let key = Key(ids: ids, temperature: tau)
+        if let p = memo[key] { return p }
+        let (teacherIds, alignment) = TokenAlignment.retokenize(studentIds: ids, student: studentTokenizer, teacher: teacherTokenizer)
+        var p = Prepared()
+        if !teacherIds.isEmpty {
+            if let bad = teacherIds.first(where: { $0 < 0 || $0 >= lm.config.vocabSize }) {
+                throw TeacherError.invalidRequest("the teacher's tokenizer gives token \(bad), outside its model's vocabulary 0..<\(lm.config.vocabSize)")
+            }
+            let logits = withoutGradients { lm.forward(teacherIds, batch: 1, length: teacherIds.count).logits }
+            let v = lm.config.vocabSize, z = logits.storage.pointer, invTau = 1 / Double(tau)
+            var probs = [Double](repeating: 0, count: v)
+            switch loss {
+            case .uld:
+                for (i, j) in zip(alignment.studentRows, alignment.teacherRows) {
+                    DistillationLoss.softmaxRow(z + j * v, count: v, invTau: invTau, into: &probs)
+                    let k = Swift.min(topK ?? v, v)
+                    let top = probs.sorted(by: >).prefix(k)
+                    let sorted = top.map { Float($0) }
+                    let rest = k < v ? Swift.max(0, 1 - top.reduce(0, +)) : 0
+                    p.uld[i] = (sorted, Float(rest))
+                }
+            case .align:
+                for span in alignment.spans {
+                    var logProb = 0.0
+                    for j in span.teacher {
+                        logProb += DistillationLoss.logSoftmaxAt(z + (j - 1) * v, count: v, invTau: invTau, index: teacherIds[j])
+                    }
+                    p.spans.append((span.student.map { $0 - 1 }, span.student.map { ids[$0] }, Float(Swift.min(0, logProb))))
+                }
+            }
+        }
+        memo[key] = p
+        return p
+    }
+}
