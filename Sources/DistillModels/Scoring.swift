@@ -9,9 +9,14 @@ public struct TextScore: Codable, Sendable {
     /// Mean negative log-likelihood per scored token.
     public var nll: Double
     public var perplexity: Double
+    /// UTF-8 bytes of the scored tokens' text (all tokens after the first), when the model has a
+    /// tokenizer, and the text's negative log-likelihood in bits per byte: Σ −log p / ln 2 / bytes —
+    /// comparable across tokenizers, where perplexity per token is not.
+    public var bytes: Int?
+    public var bitsPerByte: Double?
 
     enum CodingKeys: String, CodingKey {
-        case ids, tokenLogprobs = "token_logprobs", nll, perplexity
+        case ids, tokenLogprobs = "token_logprobs", nll, perplexity, bytes, bitsPerByte = "bits_per_byte"
     }
 }
 
@@ -29,7 +34,13 @@ extension PretrainedModel {
         let v = logp.shape[1]
         let lps = (0..<(n - 1)).map { logp.storage.pointer[$0 * v + ids[$0 + 1]] }
         let nll = -lps.reduce(0.0) { $0 + Double($1) } / Double(lps.count)
-        return TextScore(ids: ids, tokenLogprobs: lps, nll: nll, perplexity: Foundation.exp(nll))
+        var score = TextScore(ids: ids, tokenLogprobs: lps, nll: nll, perplexity: Foundation.exp(nll))
+        if let tokenizer {
+            let bytes = tokenizer.decodeBytes(Array(ids.dropFirst())).count
+            score.bytes = bytes
+            score.bitsPerByte = bytes > 0 ? nll * Double(lps.count) / Foundation.log(2) / Double(bytes) : nil
+        }
+        return score
     }
 
     /// Tokenizes `text` as the tokenizer does by default (BOS only if it adds one) and scores it.

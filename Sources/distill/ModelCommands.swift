@@ -63,18 +63,54 @@ struct Tokenize: ParsableCommand {
 
 struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Per-token log-probabilities of a text under a model, with mean NLL and perplexity.")
+        abstract: "Per-token log-probabilities of a text under a model, with mean NLL, perplexity and bits per byte.",
+        discussion: """
+            --jsonl scores every {"text": …} line of a file and prints the totals: held-out bits per \
+            byte compare models whose tokenizers differ (a student distilled across tokenizers and its \
+            teacher), where perplexity per token does not.
+            """)
 
     @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
     @Option(help: "The text to score.") var text: String?
     @Option(help: "A UTF-8 file holding the text to score.") var textFile: String?
-    @Flag(help: "Print a JSON object with ids, token_logprobs, nll and perplexity.") var json = false
+    @Option(help: "A JSONL file of {\"text\": …} lines, each scored on its own; prints the totals.") var jsonl: String?
+    @Flag(help: "Print a JSON object with ids, token_logprobs, nll, perplexity, bytes and bits_per_byte (with --jsonl: the totals).") var json = false
 
     func validate() throws {
-        guard (text == nil) != (textFile == nil) else { throw ValidationError("give exactly one of --text and --text-file") }
+        guard [text, textFile, jsonl].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --text, --text-file and --jsonl")
+        }
+    }
+
+    /// Scores each line of --jsonl: texts, scored tokens, bytes, NLL in nats.
+    func scoreLines(_ path: String, _ m: PretrainedModel) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read the file") }
+        var texts = 0, tokens = 0, bytes = 0, nats = 0.0
+        for (i, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let text = obj["text"] as? String else {
+                throw CLIError("\(path): line \(i + 1): expected a JSON object with a \"text\" string")
+            }
+            let s: TextScore
+            do { s = try m.score(text: text) } catch { throw CLIError("\(path): line \(i + 1): \(error)") }
+            texts += 1
+            tokens += s.tokenLogprobs.count
+            bytes += s.bytes ?? 0
+            nats += s.nll * Double(s.tokenLogprobs.count)
+        }
+        guard tokens > 0 else { throw CLIError("\(path): no text to score") }
+        let nll = nats / Double(tokens), bpb = bytes > 0 ? nats / Foundation.log(2) / Double(bytes) : Double.nan
+        if json {
+            try printJSON(["texts": Double(texts), "tokens": Double(tokens), "bytes": Double(bytes), "nll": nll,
+                           "perplexity": Foundation.exp(nll), "bits_per_byte": bpb])
+            return
+        }
+        print(String(format: "texts: %d   tokens scored: %d   bytes: %d   mean NLL: %.4f   perplexity: %.3f   bits per byte: %.4f",
+                     texts, tokens, bytes, nll, Foundation.exp(nll), bpb))
     }
 
     func run() throws {
+        if let jsonl { return try scoreLines(jsonl, try loadModel(model)) }
         let input: String
         if let textFile {
             guard let data = FileManager.default.contents(atPath: textFile) else { throw CLIError("\(textFile): cannot read the file") }
@@ -90,7 +126,8 @@ struct Score: ParsableCommand {
             let piece = tok.decode([s.ids[i + 1]]).debugDescription
             print(pad(piece, 24) + String(format: "%10.4f", lp))
         }
-        print(String(format: "tokens scored: %d   mean NLL: %.4f   perplexity: %.3f", s.tokenLogprobs.count, s.nll, s.perplexity))
+        print(String(format: "tokens scored: %d   mean NLL: %.4f   perplexity: %.3f", s.tokenLogprobs.count, s.nll, s.perplexity)
+              + (s.bitsPerByte.map { String(format: "   bits per byte: %.4f", $0) } ?? ""))
     }
 }
 

@@ -126,6 +126,20 @@ public final class CrossTokenizerTeacher: Teacher {
         return TeacherBatchOutput(soft: .crossTokenizer(targets))
     }
 
+    /// The `k` largest values, descending (one pass with a sorted buffer when k is small).
+    static func largest(_ k: Int, of values: [Double]) -> [Double] {
+        if k * 8 >= values.count { return Array(values.sorted(by: >).prefix(k)) }
+        var top: [Double] = []                 // descending
+        top.reserveCapacity(k + 1)
+        for x in values where top.count < k || x > top[k - 1] {
+            var lo = 0, hi = top.count
+            while lo < hi { let mid = (lo + hi) / 2; if top[mid] >= x { lo = mid + 1 } else { hi = mid } }
+            top.insert(x, at: lo)
+            if top.count > k { top.removeLast() }
+        }
+        return top
+    }
+
     /// The teacher's targets for one student sequence at temperature τ.
     private func prepare(_ ids: [Int], temperature tau: Float) throws -> Prepared {
         let key = Key(ids: ids, temperature: tau)
@@ -144,10 +158,9 @@ public final class CrossTokenizerTeacher: Teacher {
                 for (i, j) in zip(alignment.studentRows, alignment.teacherRows) {
                     DistillationLoss.softmaxRow(z + j * v, count: v, invTau: invTau, into: &probs)
                     let k = Swift.min(topK ?? v, v)
-                    let top = probs.sorted(by: >).prefix(k)
-                    let sorted = top.map { Float($0) }
+                    let top = Self.largest(k, of: probs)
                     let rest = k < v ? Swift.max(0, 1 - top.reduce(0, +)) : 0
-                    p.uld[i] = (sorted, Float(rest))
+                    p.uld[i] = (top.map { Float($0) }, Float(rest))
                 }
             case .align:
                 for span in alignment.spans {

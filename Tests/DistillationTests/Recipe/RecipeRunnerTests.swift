@@ -144,6 +144,25 @@ final class RecipeRunnerTests: XCTestCase {
         }
     }
 
+    /// The same pair with loss.cross_tokenizer: both losses train end to end and save the student.
+    func testDifferentTokenizersTrainWithACrossTokenizerLoss() throws {
+        let teacher = try makeModel("teacher"), data = try makeData()
+        let student = try makeModel("student", tokenizer: "llama3_style")
+        for loss in ["uld", "align"] {
+            let out = tmp.appendingPathComponent("x-\(loss)")
+            let yaml = recipe(teacher: teacher, data: data, out: out)
+                .replacingOccurrences(of: "derive: {layers: 1, hidden: 16, heads: 2, kv_heads: 1, intermediate: 32}", with: "path: \(student.path)")
+                .replacingOccurrences(of: "  divergence: forward_kl\n  feature_weight: 0.1", with: "  temperature: 1\n  cross_tokenizer: \(loss)")
+                .replacingOccurrences(of: "  temperature: 2\n", with: "")
+            let r = try RecipeRunner.run(recipe: try Recipe.parse(yaml: yaml))
+            XCTAssertEqual(r.steps, 4)
+            let m = try XCTUnwrap(r.lastMetrics)
+            XCTAssertTrue(m.soft!.isFinite && m.soft! > 0, "\(loss): soft \(String(describing: m.soft))")
+            XCTAssertNotNil(m.hard)
+            XCTAssertNotNil(try PretrainedModel.load(out.path).tokenizer)
+        }
+    }
+
     func testProgressiveRunWithCurriculumPackingAndAttention() throws {
         let teacher = try makeModel("teacher"), data = try makeData(), out = tmp.appendingPathComponent("prog")
         let r = try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out), overrides: [

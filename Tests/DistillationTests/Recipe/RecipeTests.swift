@@ -123,6 +123,18 @@ final class RecipeTests: XCTestCase {
                        "r.yaml:11: loss.divergence: expected one of forward_kl, reverse_kl, jsd, jsd(beta), tv, mse, found \"kl\"")
         XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  divergence: jsd(2)\n"),
                        "r.yaml:11: loss.divergence: expected jsd(beta) with beta in [0, 1], found \"jsd(2)\"")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  cross_tokenizer: gold\n"),
+                       "r.yaml:11: loss.cross_tokenizer: expected one of uld, align, found \"gold\"")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {cache: c}\nloss:\n  cross_tokenizer: uld\n"),
+                       "r.yaml:11: loss.cross_tokenizer: needs a teacher model (teacher.path) and no teacher.cache")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  kind: hard\n  cross_tokenizer: uld\n"),
+                       "r.yaml:12: loss.cross_tokenizer: needs loss.kind kd or progressive (kind is hard)")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  cross_tokenizer: uld\n  divergence: tv\n"),
+                       "r.yaml:12: loss.divergence: does not apply with cross_tokenizer (the cross-tokenizer loss is the divergence)")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  cross_tokenizer: align\n  cross_tokenizer_k: 8\n"),
+                       "r.yaml:12: loss.cross_tokenizer_k: applies to cross_tokenizer: uld")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  kind: progressive\n  cross_tokenizer: uld\n"),
+                       "r.yaml:12: loss.cross_tokenizer: feature and attention terms need the same tokenizer: set feature_weight and attention_weight to 0")
         XCTAssertEqual(error(Self.minimal + "\nseed: -3"), "r.yaml:9: seed: expected a non-negative integer, found -3")
         XCTAssertEqual(error(Self.minimal + "\nloss: {kind: kd}"), "r.yaml:9: loss.kind: \"kd\" needs a teacher section")
         XCTAssertEqual(error(Self.minimal + "\nlora: 3"), "r.yaml:9: lora: expected a mapping, found 3")
