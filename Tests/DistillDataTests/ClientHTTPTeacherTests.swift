@@ -179,6 +179,37 @@ final class ClientHTTPTeacherTests: XCTestCase {
         XCTAssertEqual(s.requests.count, 3)        // not retried
     }
 
+    /// Log-probabilities a server got wrong cost the candidate its targets, not its text: the
+    /// completion keeps its text with the problem named, and the store keeps the problem so the
+    /// targets count it as malformed.
+    func testMalformedLogprobsKeepTheText() throws {
+        let chat = #"{"choices":[{"index":0,"message":{"content":"42"},"finish_reason":"stop","logprobs":{"content":[{"token":"4","logprob":"high"}]}},{"index":1,"message":{"content":"41"},"finish_reason":"stop","logprobs":{"content":[{"token":"41","logprob":-0.5}]}}]}"#
+        let r = try OpenAIWire.parse(Array(chat.utf8), endpoint: .chat, url: "u", model: "m")
+        XCTAssertEqual(r.completions.map(\.text), ["42", "41"])
+        XCTAssertNil(r.completions[0].logprobs)
+        XCTAssertEqual(r.completions[0].logprobsProblem, "choices[0].logprobs.content[0].logprob: expected Double")
+        XCTAssertEqual(r.completions[1].logprobs, [TokenLogprob(token: "41", logprob: -0.5)])
+        XCTAssertNil(r.completions[1].logprobsProblem)
+
+        let completions = #"{"choices":[{"text":"x y","finish_reason":"stop","logprobs":{"tokens":["x"," y"],"token_logprobs":[-0.5]}}]}"#
+        let c = try OpenAIWire.parse(Array(completions.utf8), endpoint: .completions, url: "u", model: "m")
+        XCTAssertEqual(c.completions.first?.text, "x y")
+        XCTAssertNil(c.completions.first?.logprobs)
+        XCTAssertEqual(c.completions.first?.logprobsProblem, "choices[0].logprobs has 2 tokens but 1 token_logprobs")
+
+        let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"4\"},\"logprobs\":{\"content\":[{\"token\":\"4\",\"logprob\":-0.1}]}}]}\n\n"
+            + "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"2\"},\"logprobs\":{\"content\":7}}]}\n\ndata: [DONE]\n\n"
+        let st = try OpenAIWire.parseStream(Array(stream.utf8), url: "u", model: "m")
+        XCTAssertEqual(st.completions.first?.text, "42")
+        XCTAssertNil(st.completions.first?.logprobs)
+        XCTAssertEqual(st.completions.first?.logprobsProblem, "stream event on line 3: choices[0].logprobs.content: expected Array<Any>")
+
+        let stored = try StoredCandidate(r.completions[0], verdict: .kept, keepLogprobs: true)
+        XCTAssertEqual(stored.text, "42")
+        XCTAssertThrowsError(try stored.decodedLogprobs())
+        XCTAssertEqual(String(decoding: stored.logprobs!, as: UTF8.self), "malformed: choices[0].logprobs.content[0].logprob: expected Double")
+    }
+
     func testErrorObjectWithStatus200() async throws {
         let s = try server { _, _ in .init(body: #"{"error":{"message":"context length exceeded"}}"#) }
         do {

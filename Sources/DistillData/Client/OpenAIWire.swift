@@ -80,6 +80,22 @@ enum OpenAIWire {
         var content: [ChatTokenLogprob]?
     }
 
+    /// A part of a reply that may be malformed without losing the rest: the value, or why it could
+    /// not be read (log-probabilities: the text is still a candidate, its targets are dropped and
+    /// counted).
+    struct Lenient<T: Decodable>: Decodable {
+        var value: T?
+        var problem: String?
+
+        init(from decoder: Decoder) throws {
+            do { value = try T(from: decoder) } catch let e as DecodingError {
+                problem = OpenAIWire.describe(e)
+            } catch {
+                problem = "\(error)"
+            }
+        }
+    }
+
     /// A chat message, or a streamed chunk's `delta` of one.
     struct ChatMessageBody: Decodable {
         var content: String?
@@ -94,7 +110,7 @@ enum OpenAIWire {
         var index: Int?
         var message: ChatMessageBody
         var finish_reason: String?
-        var logprobs: ChatLogprobs?
+        var logprobs: Lenient<ChatLogprobs>?
     }
 
     struct CompletionLogprobs: Decodable {
@@ -107,7 +123,7 @@ enum OpenAIWire {
         var index: Int?
         var text: String
         var finish_reason: String?
-        var logprobs: CompletionLogprobs?
+        var logprobs: Lenient<CompletionLogprobs>?
     }
 
     struct Reply<Choice: Decodable>: Decodable {
@@ -128,10 +144,12 @@ enum OpenAIWire {
             case .chat:
                 let r = try decoder.decode(Reply<ChatChoice>.self, from: data)
                 let completions = r.choices.enumerated().map { i, c in
-                    TeacherCompletion(index: c.index ?? i, text: c.message.content ?? "",
-                                      reasoning: c.message.reasoningText,
-                                      finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)),
-                                      logprobs: c.logprobs?.content.map(tokenLogprobs))
+                    var t = TeacherCompletion(index: c.index ?? i, text: c.message.content ?? "",
+                                              reasoning: c.message.reasoningText,
+                                              finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)),
+                                              logprobs: c.logprobs?.value?.content.map(tokenLogprobs))
+                    t.logprobsProblem = c.logprobs?.problem
+                    return t
                 }
                 return TeacherResponse(model: r.model ?? model, completions: completions.sorted { $0.index < $1.index },
                                        usage: usage(r.usage))
@@ -140,15 +158,19 @@ enum OpenAIWire {
                 var completions: [TeacherCompletion] = []
                 for (i, c) in r.choices.enumerated() {
                     var lp: [TokenLogprob]?
-                    if let l = c.logprobs, let tokens = l.tokens {
+                    var problem = c.logprobs?.problem
+                    if let l = c.logprobs?.value, let tokens = l.tokens {
                         let values = l.token_logprobs ?? []
                         let tops = l.top_logprobs ?? []
-                        guard values.count == tokens.count else {
-                            throw malformed("choices[\(i)].logprobs has \(tokens.count) tokens but \(values.count) token_logprobs")
+                        if values.count != tokens.count {
+                            problem = "choices[\(i)].logprobs has \(tokens.count) tokens but \(values.count) token_logprobs"
+                        } else if !tops.isEmpty && tops.count != tokens.count {
+                            problem = "choices[\(i)].logprobs has \(tokens.count) tokens but \(tops.count) top_logprobs"
                         }
-                        guard tops.isEmpty || tops.count == tokens.count else {
-                            throw malformed("choices[\(i)].logprobs has \(tokens.count) tokens but \(tops.count) top_logprobs")
-                        }
+                    }
+                    if problem == nil, let l = c.logprobs?.value, let tokens = l.tokens {
+                        let values = l.token_logprobs ?? []
+                        let tops = l.top_logprobs ?? []
                         var list: [TokenLogprob] = []
                         for k in tokens.indices {
                             var top: [TopLogprob] = []
@@ -160,9 +182,10 @@ enum OpenAIWire {
                         }
                         lp = list
                     }
-                    completions.append(TeacherCompletion(index: c.index ?? i, text: c.text,
-                                                         finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)),
-                                                         logprobs: lp))
+                    var t = TeacherCompletion(index: c.index ?? i, text: c.text,
+                                              finishReason: c.finish_reason.map(TeacherFinishReason.init(rawValue:)), logprobs: lp)
+                    t.logprobsProblem = problem
+                    completions.append(t)
                 }
                 return TeacherResponse(model: r.model ?? model, completions: completions.sorted { $0.index < $1.index },
                                        usage: usage(r.usage))
@@ -191,7 +214,7 @@ enum OpenAIWire {
         var index: Int?
         var delta: ChatMessageBody?
         var finish_reason: String?
-        var logprobs: ChatLogprobs?
+        var logprobs: Lenient<ChatLogprobs>?
     }
 
     struct StreamChunk: Decodable {
@@ -210,6 +233,7 @@ enum OpenAIWire {
             var reasoning: String?
             var finish: String?
             var logprobs: [TokenLogprob]?
+            var logprobsProblem: String?
         }
         var choices: [Int: Acc] = [:]
         var replyModel: String?
@@ -246,7 +270,10 @@ enum OpenAIWire {
                     if let r = d.reasoningText { a.reasoning = (a.reasoning ?? "") + r }
                 }
                 if let f = c.finish_reason { a.finish = f }
-                if let lp = c.logprobs?.content { a.logprobs = (a.logprobs ?? []) + tokenLogprobs(lp) }
+                if let problem = c.logprobs?.problem, a.logprobsProblem == nil {
+                    a.logprobsProblem = "stream event on line \(lineNumber + 1): \(problem)"
+                }
+                if let lp = c.logprobs?.value?.content { a.logprobs = (a.logprobs ?? []) + tokenLogprobs(lp) }
                 choices[i] = a
             }
         }
@@ -256,8 +283,10 @@ enum OpenAIWire {
         }
         let completions = choices.keys.sorted().map { i -> TeacherCompletion in
             let a = choices[i]!
-            return TeacherCompletion(index: i, text: a.text, reasoning: a.reasoning, finishReason: a.finish.map(TeacherFinishReason.init(rawValue:)),
-                                     logprobs: a.logprobs)
+            var t = TeacherCompletion(index: i, text: a.text, reasoning: a.reasoning, finishReason: a.finish.map(TeacherFinishReason.init(rawValue:)),
+                                      logprobs: a.logprobsProblem == nil ? a.logprobs : nil)
+            t.logprobsProblem = a.logprobsProblem
+            return t
         }
         return TeacherResponse(model: replyModel ?? model, completions: completions, usage: Self.usage(usage))
     }

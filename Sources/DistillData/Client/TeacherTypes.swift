@@ -147,6 +147,9 @@ public struct TeacherCompletion: Sendable, Equatable {
     public var finishReason: TeacherFinishReason?
     /// Per generated token, when asked for and given.
     public var logprobs: [TokenLogprob]?
+    /// Why the server's log-probabilities could not be read (then `logprobs` is nil; the text
+    /// stays a candidate).
+    public var logprobsProblem: String?
 
     public init(index: Int, text: String, reasoning: String? = nil, finishReason: TeacherFinishReason?,
                 logprobs: [TokenLogprob]? = nil) {

@@ -111,8 +111,16 @@ public struct StoredCandidate: Sendable, Equatable {
                 keepLogprobs: Bool = false) throws {
         self.init(index: completion.index, text: completion.text, finishReason: completion.finishReason?.rawValue,
                   promptTokens: promptTokens, completionTokens: completion.logprobs?.count,
-                  logprobs: keepLogprobs ? try completion.logprobs.map(Self.encodeLogprobs) : nil,
+                  logprobs: keepLogprobs ? try Self.storedLogprobs(completion) : nil,
                   verdict: verdict, reason: reason)
+    }
+
+    /// What the store keeps of a completion's log-probabilities: their JSON, or — when the server's
+    /// could not be read — the problem as text, which `decodedLogprobs` rejects with it (so the
+    /// targets count it as malformed, and the candidate keeps its text).
+    static func storedLogprobs(_ completion: TeacherCompletion) throws -> Data? {
+        if let problem = completion.logprobsProblem { return Data(("malformed: " + problem).utf8) }
+        return try completion.logprobs.map(Self.encodeLogprobs)
     }
 
     /// Log-probabilities as compact JSON (infinities as the strings "-inf"/"inf").
