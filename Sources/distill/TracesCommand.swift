@@ -48,7 +48,8 @@ struct Traces: ParsableCommand {
     @Flag(help: "The prompt already opens the think block (completions hold only the closing tag); found by itself from the chat template of --teacher-local or --tokenizer.") var thinkInPrompt = false
     @Flag(help: "Keep candidates without a think block (a teacher that does not reason, such as an instruct model): the template check is off, the whole completion is the answer.") var noThinkRequired = false
     @Option(help: "A model (HF directory or .gguf) whose tokenizer and chat template stand for the student's: --logprobs maps to its token ids, and its template tells whether the prompt opens the think block. Default: --teacher-local.") var tokenizer: String?
-    @Option(help: "Ask the teacher for its top-K log-probabilities of every sampled token (K ≤ 20) and write them, mapped to --tokenizer's ids, as a logit cache over --out for `distill train` (teacher.cache).") var logprobs: Int?
+    @Option(help: "Ask the teacher for its top-K log-probabilities of every sampled token (K ≤ 20) and write them: as a tokens file over --out (any student: teacher.server_tokens with loss.cross_tokenizer), and with --tokenizer (or --teacher-local) mapped to that tokenizer's ids as a logit cache (teacher.cache).") var logprobs: Int?
+    @Option(help: "The tokens file --logprobs writes (default: --out with the extension .tokens.jsonl).") var serverTokens: String?
     @Option(help: "The logit cache --logprobs writes (default: --out with the extension .logits).") var targets: String?
     @Option(help: "Tokens per training sequence of that cache: the recipe's data.max_length.") var targetsMaxLength = 512
     @Option(help: "Prompts in flight at once.") var concurrency = 8
@@ -69,9 +70,6 @@ struct Traces: ParsableCommand {
         if let k = samplesPerRequest, k < 1 { throw ValidationError("--samples-per-request must be at least 1, got \(k)") }
         if let k = logprobs {
             guard (1...20).contains(k) else { throw ValidationError("--logprobs must be in 1...20 (the OpenAI API's limit), got \(k)") }
-            guard tokenizer != nil || teacherLocal != nil else {
-                throw ValidationError("--logprobs needs --tokenizer MODEL (the student's tokenizer) to map the teacher's tokens to")
-            }
         }
         guard targetsMaxLength >= 2 else { throw ValidationError("--targets-max-length must be at least 2") }
         _ = try traceTemplate(promptOpens: false)
@@ -188,19 +186,27 @@ struct Traces: ParsableCommand {
         }
         if let s = summaryBox.value {
             printSummary(s)
-            if let k = logprobs, let reference { try writeTargets(k: k, model: reference, summary: s, settings: pipeline.settings) }
+            if let k = logprobs { try writeTargets(k: k, model: reference, summary: s, settings: pipeline.settings) }
         }
         if case .failure(let error) = result { throw CLIError("\(error)") }
     }
 
-    /// The kept traces' log-probabilities as a logit cache over --out; what the mapping did goes
-    /// into stats.json (`teacher_targets`).
-    func writeTargets(k: Int, model: PretrainedModel, summary s: TracePipelineSummary, settings: GenerationSettings) throws {
+    /// The kept traces' log-probabilities: their tokens (any student tokenizer) and, with a
+    /// student tokenizer, a logit cache over --out; what the mapping did goes into stats.json
+    /// (`teacher_targets`).
+    func writeTargets(k: Int, model: PretrainedModel?, summary s: TracePipelineSummary, settings: GenerationSettings) throws {
         let path = targets ?? ((out as NSString).deletingPathExtension + ".logits")
+        let tokensPath = serverTokens ?? ((out as NSString).deletingPathExtension + ".tokens.jsonl")
         do {
             let store = try GenerationStore(path: s.storePath, settings: settings, ignoreSettingsMismatch: true)
             let records = try store.keptCandidates()
             guard !records.isEmpty else { print("no kept trace: no teacher targets written"); return }
+            let spans = records.map { r in ServerTokenSpans(completion: r.text, logprobs: (try? r.decodedLogprobs() ?? []) ?? []) }
+            try ServerTokenSpans.write(spans, to: tokensPath)
+            let placed = spans.reduce(0) { $0 + $1.ends.filter { $0 >= 0 }.count }, sampled = spans.reduce(0) { $0 + $1.ends.count }
+            print("teacher tokens: \(placed) of \(sampled) sampled tokens placed in their completions; wrote \(tokensPath) "
+                  + "(a student with another tokenizer trains with teacher.server_tokens: \(tokensPath), loss.cross_tokenizer, loss.temperature: 1)")
+            guard let model else { return }
             let st = try ServerTargets.writeCache(dataFile: s.outputPath, records: records, tokenizer: try model.requireTokenizer(),
                                                   chatTemplate: model.chatTemplate, vocabularySize: model.lm.config.vocabSize, k: k,
                                                   maxLength: targetsMaxLength, path: path)

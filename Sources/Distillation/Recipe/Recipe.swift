@@ -17,10 +17,13 @@ public struct Recipe: Codable, Equatable {
     /// student and for feature/attention terms) and/or a logit cache (`cache`, written by
     /// `distill cache-logits` from data.train: the soft term from its top-`k` log-probabilities).
     /// With both, the cache gives the soft term and the model is used for derivation only.
+    /// `server_tokens`: a server's sampled tokens with their top-k (`distill traces --logprobs`),
+    /// for a student with another tokenizer (`loss.cross_tokenizer`).
     public struct Teacher: Codable, Equatable {
         public var path: String?
         public var cache: String?
         public var k: Int?
+        public var serverTokens: String? = nil
     }
 
     /// Sizes of a student derived from the teacher (`StudentDerivation`).
@@ -142,7 +145,7 @@ public struct Recipe: Codable, Equatable {
     // MARK: Known keys
 
     public static let topKeys = ["teacher", "student", "data", "loss", "schedule", "lora", "output", "seed"]
-    public static let teacherKeys = ["path", "cache", "k"]
+    public static let teacherKeys = ["path", "cache", "k", "server_tokens"]
     public static let studentKeys = ["path", "derive"]
     public static let deriveKeys = ["layers", "hidden", "heads", "kv_heads", "intermediate"]
     public static let dataKeys = ["train", "eval", "eval_fraction", "max_length", "layout", "chat_template", "loss_on"]
@@ -224,9 +227,13 @@ public struct Recipe: Codable, Equatable {
 
         // teacher
         if let t = try top.section("teacher", known: Self.teacherKeys) {
-            teacher = Teacher(path: try t.string("path"), cache: try t.string("cache"), k: try t.int("k", min: 1))
-            if teacher!.path == nil && teacher!.cache == nil {
-                throw RecipeError(file: file, line: t.line, key: "teacher", "expected path (a model) or cache (a logit cache), or both")
+            teacher = Teacher(path: try t.string("path"), cache: try t.string("cache"), k: try t.int("k", min: 1),
+                              serverTokens: try t.string("server_tokens"))
+            if teacher!.serverTokens != nil && teacher!.cache != nil {
+                throw t.fail("server_tokens", t.node("server_tokens"), "give either cache (same tokenizer) or server_tokens (another tokenizer), not both")
+            }
+            if teacher!.path == nil && teacher!.cache == nil && teacher!.serverTokens == nil {
+                throw RecipeError(file: file, line: t.line, key: "teacher", "expected path (a model), cache (a logit cache) or server_tokens")
             }
             if teacher!.k != nil && teacher!.cache == nil {
                 throw t.fail("k", t.node("k"), "k applies to a logit cache: give teacher.cache")
@@ -292,8 +299,12 @@ public struct Recipe: Codable, Equatable {
                     chunkSize: try l?.int("chunk_size", min: 1))
         if let l, let name = try l.choice("cross_tokenizer", CrossTokenizerLoss.allCases.map(\.rawValue)) {
             loss.crossTokenizer = CrossTokenizerLoss(rawValue: name)!
-            if teacher?.path == nil || teacher?.cache != nil {
-                throw l.fail("cross_tokenizer", l.node("cross_tokenizer"), "needs a teacher model (teacher.path) and no teacher.cache")
+            if (teacher?.path == nil && teacher?.serverTokens == nil) || teacher?.cache != nil {
+                throw l.fail("cross_tokenizer", l.node("cross_tokenizer"), "needs teacher.path (a model) or teacher.server_tokens, and no teacher.cache")
+            }
+            if teacher?.serverTokens != nil && loss.temperature != 1 {
+                throw RecipeError(file: file, line: l.node("temperature")?.line ?? l.line, key: "loss.temperature",
+                                  "must be 1 with teacher.server_tokens (the server's log-probabilities were taken at 1), found \(loss.temperature)")
             }
             if kind == .hard { throw l.fail("cross_tokenizer", l.node("cross_tokenizer"), "needs loss.kind kd or progressive (kind is hard)") }
             if loss.featureWeight != 0 || loss.attentionWeight != 0 {
@@ -302,6 +313,10 @@ public struct Recipe: Codable, Equatable {
             if l.node("divergence") != nil {
                 throw l.fail("divergence", l.node("divergence"), "does not apply with cross_tokenizer (the cross-tokenizer loss is the divergence)")
             }
+        }
+        if teacher?.serverTokens != nil && loss.crossTokenizer == nil {
+            throw RecipeError(file: file, line: l?.line, key: "loss.cross_tokenizer",
+                              "teacher.server_tokens needs loss.cross_tokenizer (uld or align); a student with the teacher's tokenizer trains from traces --logprobs's logit cache (teacher.cache)")
         }
         loss.crossTokenizerK = try l?.int("cross_tokenizer_k", min: 1)
         if loss.crossTokenizerK != nil && loss.crossTokenizer != .uld {

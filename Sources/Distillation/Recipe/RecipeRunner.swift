@@ -93,7 +93,7 @@ public enum RecipeRunner {
         let tokenizer = try student.requireTokenizer()
         // A teacher with another tokenizer, compared through a cross-tokenizer loss.
         var crossTeacher: CrossTokenizerTeacher?
-        if let teacher, let cross = recipe.loss.crossTokenizer {
+        if let teacher, let cross = recipe.loss.crossTokenizer, recipe.teacher?.serverTokens == nil {
             let tt = try teacher.requireTokenizer()
             if tt.fingerprint == tokenizer.fingerprint {
                 onEvent(.note("teacher and student share a tokenizer: loss.cross_tokenizer (\(cross.rawValue)) is not needed, the soft term compares their logits directly"))
@@ -103,7 +103,7 @@ public enum RecipeRunner {
                                                          topK: recipe.loss.crossTokenizerK ?? (cross == .uld ? 64 : nil))
             }
         }
-        if let teacher, crossTeacher == nil {
+        if let teacher, crossTeacher == nil, recipe.teacher?.serverTokens == nil {
             let tv = teacher.lm.config.vocabSize, sv = student.lm.config.vocabSize
             if let tt = teacher.tokenizer, tt.fingerprint != tokenizer.fingerprint {
                 throw RecipeRunError.vocabularyMismatch(teacher: teacher.path, student: student.path,
@@ -128,6 +128,16 @@ public enum RecipeRunner {
         }
         let trainFile = try TextDataFile(path: recipe.data.train)
         var train = try tokenize(trainFile)
+        // A server's sampled tokens, one record per example of data.train (before any split).
+        if let path = recipe.teacher?.serverTokens, let cross = recipe.loss.crossTokenizer {
+            let spans = try ServerTokenSpans.read(path)
+            guard spans.count == train.count else {
+                throw RecipeRunError.invalid("\(path) holds \(spans.count) records but \(recipe.data.train) has \(train.count) examples: the tokens file must come from the same traces run as data.train")
+            }
+            crossTeacher = try CrossTokenizerTeacher(serverSpans: spans, sequences: train.map(\.ids), studentTokenizer: tokenizer,
+                                                     studentVocabularySize: student.lm.config.vocabSize, loss: cross,
+                                                     topK: recipe.loss.crossTokenizerK)
+        }
         var eval: [TokenSequence] = []
         if let e = recipe.data.eval {
             eval = try tokenize(try TextDataFile(path: e))

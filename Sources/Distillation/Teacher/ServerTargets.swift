@@ -125,6 +125,7 @@ public enum ServerTargets {
         for (q, s) in start.enumerated().reversed() { tokenAt[s] = q }
         // A `token_id:N` token is spelled by the student's bytes of N; an id out of range cannot be placed.
         var sampledBytes: [[UInt8]] = []
+        sampledBytes.reserveCapacity(logprobs.count)
         for lp in logprobs {
             if lp.token.hasPrefix("token_id:") {
                 guard case .success(let id) = map.id(token: lp.token, bytes: lp.bytes) else {
@@ -137,37 +138,12 @@ public enum ServerTargets {
             }
         }
         let text = Array(completion.utf8)
-        // The completion holds the sampled bytes decoded as UTF-8, an invalid sequence (a random
-        // or cut generation) as U+FFFD: place each token by the decoded length of the bytes before
-        // it; a token inside an invalid sequence has no place of its own.
-        var used = logprobs.count
-        var at: Int? = nil
-        var decodedAll: [UInt8] = []
-        while used > 0 {
-            decodedAll = Array(String(decoding: Array(sampledBytes[..<used].joined()), as: UTF8.self).utf8)
-            if let o = find(decodedAll, in: text, last: false), used == logprobs.count || o + decodedAll.count == text.count {
-                at = o
-                break
-            }
-            // At most one trailing token (a stop token the text leaves out) may be dropped, and
-            // then the rest must end the completion.
-            if used < logprobs.count { break }
-            used -= 1
-        }
-        guard let inCompletion = at, let completionAt = find(text, in: decoded, last: true) else {
+        guard let place = placement(of: sampledBytes, in: text), let completionAt = find(text, in: decoded, last: true) else {
             st.drop(.textMismatch, positions: logprobs.count)
             return rows
         }
+        let (inCompletion, used, boundary, decodedAll) = (place.offset, place.used, place.boundary, place.decoded)
         st.drop(.textMismatch, positions: logprobs.count - used)
-        // Offsets (in the decoded text) of the token boundaries that fall between whole characters.
-        var boundary = [Int?](repeating: nil, count: used + 1)
-        var prefix: [UInt8] = []
-        for j in 0...used {
-            // A prefix cut inside a character decodes to U+FFFD where the whole has the character.
-            let d = Array(String(decoding: prefix, as: UTF8.self).utf8)
-            if d.count <= decodedAll.count, decodedAll[..<d.count].elementsEqual(d) { boundary[j] = d.count }
-            if j < used { prefix += sampledBytes[j] }
-        }
         // Once the student's tokens part from the sampled ones, every later position is
         // conditioned on another context than the teacher's: those are left out too.
         var diverged = false
@@ -221,6 +197,40 @@ public enum ServerTargets {
             st.mappedPositions += 1
         }
         return rows
+    }
+
+    /// Where the sampled tokens lie in the completion's bytes `text`. The completion holds the
+    /// sampled bytes decoded as UTF-8, an invalid sequence (a random or cut generation) as U+FFFD:
+    /// each token is placed by the decoded length of the bytes before it, and a token inside an
+    /// invalid sequence has no place of its own. At most one trailing token (a stop token the text
+    /// leaves out) may be missing, and then the rest must end the completion. Returns the offset of
+    /// the first token in `text`, the tokens placed, the boundary offsets (relative to that
+    /// offset; nil inside a character) and the decoded bytes of the placed tokens; nil when the
+    /// tokens do not spell the text.
+    static func placement(of sampledBytes: [[UInt8]], in text: [UInt8])
+        -> (offset: Int, used: Int, boundary: [Int?], decoded: [UInt8])? {
+        var used = sampledBytes.count
+        var at: Int? = nil
+        var decodedAll: [UInt8] = []
+        while used > 0 {
+            decodedAll = Array(String(decoding: Array(sampledBytes[..<used].joined()), as: UTF8.self).utf8)
+            if let o = find(decodedAll, in: text, last: false), used == sampledBytes.count || o + decodedAll.count == text.count {
+                at = o
+                break
+            }
+            if used < sampledBytes.count { break }
+            used -= 1
+        }
+        guard let offset = at else { return nil }
+        var boundary = [Int?](repeating: nil, count: used + 1)
+        var prefix: [UInt8] = []
+        for j in 0...used {
+            // A prefix cut inside a character decodes to U+FFFD where the whole has the character.
+            let d = Array(String(decoding: prefix, as: UTF8.self).utf8)
+            if d.count <= decodedAll.count, decodedAll[..<d.count].elementsEqual(d) { boundary[j] = d.count }
+            if j < used { prefix += sampledBytes[j] }
+        }
+        return (offset, used, boundary, decodedAll)
     }
 
     /// Byte offset of `needle` in `haystack` (the first or the last occurrence).
@@ -282,5 +292,74 @@ public enum ServerTargets {
                                       fingerprint: tokenizer.fingerprint)
         try LogitCacheWriter(path: path, header: header).run(sequences: sequences) { i, _ in rowsOf[i] }
         return st
+    }
+}
+
+/// A server's sampled tokens of one kept completion, independent of any student tokenizer: where
+/// each ends in the completion's UTF-8 bytes, its log-probability and its alternatives'
+/// probabilities — what a student with another tokenizer is distilled from (`CrossTokenizerTeacher`
+/// with server tokens). One JSON object per line of `distill traces --logprobs`'s tokens file.
+public struct ServerTokenSpans: Codable, Equatable, Sendable {
+    /// The assistant text as exported (the trace template's rendering of the candidate).
+    public var completion: String
+    /// Byte offset in `completion` where each sampled token ends (-1: inside a character, or the
+    /// token could not be placed).
+    public var ends: [Int]
+    /// Each sampled token's log-probability (temperature 1).
+    public var logprobs: [Float]
+    /// Each sampled token's alternatives as probabilities, descending (the server's top-k).
+    public var top: [[Float]]
+
+    public init(completion: String, ends: [Int], logprobs: [Float], top: [[Float]]) {
+        self.completion = completion
+        self.ends = ends
+        self.logprobs = logprobs
+        self.top = top
+    }
+
+    /// The spans of a stored candidate: its tokens placed in `completion` (tokens named by id,
+    /// `token_id:N`, have no bytes here and end at -1, as do tokens the text does not hold).
+    public init(completion: String, logprobs: [TokenLogprob]) {
+        let bytes = logprobs.map { ServerTokenMap.bytes(token: $0.token.hasPrefix("token_id:") ? "" : $0.token, bytes: $0.bytes) }
+        var ends = [Int](repeating: -1, count: logprobs.count)
+        if !bytes.contains(where: \.isEmpty), let place = ServerTargets.placement(of: bytes, in: Array(completion.utf8)) {
+            for j in 0..<place.used {
+                if let b = place.boundary[j + 1] { ends[j] = place.offset + b }
+            }
+        }
+        self.init(completion: completion, ends: ends, logprobs: logprobs.map { Float(Swift.min(0, $0.logprob)) },
+                  top: logprobs.map { lp in
+                      lp.top.map(\.logprob).filter { !$0.isNaN && $0 <= 0 }.sorted(by: >).map { Float(Foundation.exp($0)) }
+                  })
+    }
+
+    /// Writes one line per record (the exported traces' order).
+    public static func write(_ spans: [ServerTokenSpans], to path: String) throws {
+        let e = JSONEncoder()
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        var out = Data()
+        for s in spans { out += try e.encode(s); out += Data("\n".utf8) }
+        do { try out.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw TeacherError.io(file: path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    /// Reads a tokens file; errors name the file and line.
+    public static func read(_ path: String) throws -> [ServerTokenSpans] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw TeacherError.io(file: path, reason: "cannot read the file") }
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        var out: [ServerTokenSpans] = []
+        for (i, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+            let s: ServerTokenSpans
+            do { s = try d.decode(ServerTokenSpans.self, from: Data(line)) } catch {
+                throw TeacherError.data(file: path, line: i + 1, reason: "expected {\"completion\", \"ends\", \"logprobs\", \"top\"}: \(error)")
+            }
+            guard s.ends.count == s.logprobs.count, s.top.count == s.logprobs.count else {
+                throw TeacherError.data(file: path, line: i + 1, reason: "ends, logprobs and top must have one entry per token")
+            }
+            out.append(s)
+        }
+        return out
     }
 }

@@ -132,7 +132,7 @@ extension RecipeRunnerTests {
         assertThrowsMessage(try Recipe.parse(yaml: base.replacingOccurrences(of: "eval_fraction: 0.25", with: "eval: x.jsonl")),
                             contains: ["data.eval", "use eval_fraction"])
         assertThrowsMessage(try Recipe.parse(yaml: base.replacingOccurrences(of: "{cache: \(cache.path), k: 8}", with: "{k: 8}")),
-                            contains: ["teacher", "expected path (a model) or cache"])
+                            contains: ["teacher", "expected path (a model), cache (a logit cache) or server_tokens"])
         assertThrowsMessage(try Recipe.parse(yaml: base, overrides: ["data.loss_on=prompt"]),
                             contains: ["data.loss_on", "assistant", "all"])
         assertThrowsMessage(try Recipe.parse(yaml: base, overrides: ["loss.chunk_size=0"]),

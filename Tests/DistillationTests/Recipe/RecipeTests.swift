@@ -126,7 +126,13 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  cross_tokenizer: gold\n"),
                        "r.yaml:11: loss.cross_tokenizer: expected one of uld, align, found \"gold\"")
         XCTAssertEqual(error(Self.minimal + "\nteacher: {cache: c}\nloss:\n  cross_tokenizer: uld\n"),
-                       "r.yaml:11: loss.cross_tokenizer: needs a teacher model (teacher.path) and no teacher.cache")
+                       "r.yaml:11: loss.cross_tokenizer: needs teacher.path (a model) or teacher.server_tokens, and no teacher.cache")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {server_tokens: t.tokens.jsonl}\nloss:\n  temperature: 1\n"),
+                       "r.yaml:10: loss.cross_tokenizer: teacher.server_tokens needs loss.cross_tokenizer (uld or align); a student with the teacher's tokenizer trains from traces --logprobs's logit cache (teacher.cache)")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {server_tokens: t.tokens.jsonl}\nloss:\n  cross_tokenizer: align\n  temperature: 2\n"),
+                       "r.yaml:12: loss.temperature: must be 1 with teacher.server_tokens (the server's log-probabilities were taken at 1), found 2.0")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {server_tokens: t.tokens.jsonl, cache: c}\n"),
+                       "r.yaml:9: teacher.server_tokens: give either cache (same tokenizer) or server_tokens (another tokenizer), not both")
         XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  kind: hard\n  cross_tokenizer: uld\n"),
                        "r.yaml:12: loss.cross_tokenizer: needs loss.kind kd or progressive (kind is hard)")
         XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  cross_tokenizer: uld\n  divergence: tv\n"),

@@ -1,3 +1,4 @@
+import DistillData
 import DistillModels
 import DistillNN
 import DistillTensor
@@ -133,6 +134,52 @@ final class CrossTokenizerTests: XCTestCase {
         for span in a.spans {
             XCTAssertEqual(Array(repaired[studentEnd(span.student.lowerBound)..<studentEnd(span.student.upperBound)]),
                            teacher.decodeBytes(Array(teacherIds[span.teacher])))
+        }
+    }
+
+    /// A server's sampled tokens with their top-20 — here the teacher model's own, at each of its
+    /// tokens after the first, as `distill traces --logprobs` stores them — give the same targets
+    /// as the model itself truncated to its top 20.
+    func testServerTokensGiveTheModelsTopKTargets() throws {
+        let teacher = try model(Self.smolTokenizer, seed: 2), student = try model(Self.serverTokenizer, seed: 5)
+        let tt = teacher.tokenizer!, st = student.tokenizer!
+        let text = "The cat sat on the mat. Twelve times seven is eighty-four, said the teacher."
+        let ids = st.encode(text, addSpecialTokens: false)
+        let teacherIds = tt.encode(text, addSpecialTokens: false)
+        let logp = withoutGradients { teacher.lm.forward(teacherIds, batch: 1, length: teacherIds.count).logits.reshaped([teacherIds.count, -1]).logSoftmax() }
+        let v = logp.shape[1]
+        let sampled: [TokenLogprob] = (1..<teacherIds.count).map { j in
+            let row = Array(UnsafeBufferPointer(start: logp.storage.pointer + (j - 1) * v, count: v))
+            let top = row.indices.sorted { row[$0] > row[$1] }.prefix(20).map {
+                TopLogprob(token: tt.decode([$0]), logprob: Double(row[$0]), bytes: tt.decodeBytes([$0]))
+            }
+            return TokenLogprob(token: tt.decode([teacherIds[j]]), logprob: Double(row[teacherIds[j]]), bytes: tt.decodeBytes([teacherIds[j]]),
+                                top: Array(top))
+        }
+        let spans = ServerTokenSpans(completion: tt.decode(Array(teacherIds[1...])), logprobs: sampled)
+        XCTAssertFalse(spans.ends.contains(-1))
+        XCTAssertEqual(spans.ends.last, Array(spans.completion.utf8).count)
+        let batch = Batch.make([TokenSequence(ids)], layout: .padToLongest(padId: 0))
+        let request = TeacherBatchRequest(mask: batch.lossMask, soft: true, temperature: 1)
+        for loss in CrossTokenizerLoss.allCases {
+            let server = try CrossTokenizerTeacher(serverSpans: [spans], sequences: [ids], studentTokenizer: st,
+                                                   studentVocabularySize: student.lm.config.vocabSize, loss: loss, topK: 20)
+            let local = try CrossTokenizerTeacher(lm: teacher.lm, teacherTokenizer: tt, studentTokenizer: st,
+                                                  studentVocabularySize: student.lm.config.vocabSize, loss: loss, topK: 20)
+            XCTAssertEqual(server.logprobTemperature, 1)
+            guard case .crossTokenizer(let a)? = try server.outputs(for: batch, request: request).soft,
+                  case .crossTokenizer(let b)? = try local.outputs(for: batch, request: request).soft else { return XCTFail("\(loss)") }
+            XCTAssertGreaterThan(a.count, 3, "\(loss)")
+            XCTAssertEqual(a.rows, b.rows, "\(loss)")
+            XCTAssertEqual(a.spans, b.spans, "\(loss)")
+            for (x, y) in zip(a.sorted, b.sorted) {
+                XCTAssertEqual(x.count, y.count)
+                for (p, q) in zip(x, y) { XCTAssertEqual(p, q, accuracy: 1e-6) }
+            }
+            for (x, y) in zip(a.rest + a.teacherLogProbs, b.rest + b.teacherLogProbs) { XCTAssertEqual(x, y, accuracy: 2e-5) }
+            // At another temperature the server's log-probabilities do not apply.
+            assertThrowsMessage(try server.outputs(for: batch, request: TeacherBatchRequest(mask: batch.lossMask, soft: true, temperature: 2)),
+                                contains: ["temperature 1"])
         }
     }
 
