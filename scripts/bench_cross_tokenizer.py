@@ -63,8 +63,8 @@ def make_student(dir, train_texts, vocab, hidden, layers, seed):
     return tok.get_vocab_size()
 
 
-def recipe(path, teacher, student, train, out, steps, batch, lr, cross, max_length, seed):
-    loss = "  kind: hard\n" if cross is None else f"  kind: kd\n  alpha: 0.5\n  temperature: 1.0\n  cross_tokenizer: {cross}\n"
+def recipe(path, teacher, student, train, out, steps, batch, lr, cross, max_length, seed, alpha):
+    loss = "  kind: hard\n" if cross is None else f"  kind: kd\n  alpha: {alpha}\n  temperature: 1.0\n  cross_tokenizer: {cross}\n"
     with open(path, "w") as f:
         teacher_section = "" if cross is None else f"teacher:\n  path: {teacher}\n"
         f.write(f"""{teacher_section}student:
@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--heldout", type=float, default=0.1)
     ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--losses", default="hard,uld,align")
+    ap.add_argument("--alpha", type=float, default=0.5, help="soft weight of the cross-tokenizer runs")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
@@ -127,13 +128,13 @@ def main():
         out = os.path.join(a.work, f"run-{name}")
         subprocess.run(["rm", "-rf", out], check=True)
         path = os.path.join(a.work, f"{name}.yaml")
-        recipe(path, a.teacher, student, train_path, out, a.steps, a.batch, a.lr, cross, a.max_length, a.seed)
+        recipe(path, a.teacher, student, train_path, out, a.steps, a.batch, a.lr, cross, a.max_length, a.seed, a.alpha)
         r = subprocess.run([a.distill, "train", path], capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"distill train {path} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
         last = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith("step ") and "loss" in l][-1:]
         print(f"{name}: {last[0] if last else ''}", flush=True)
-        results[f"student, {name}" + ("" if cross is None else " + hard (α 0.5)")] = score(a.distill, out, held_path)
+        results[f"student, {name}" + ("" if cross is None else f" + hard (α {a.alpha})")] = score(a.distill, out, held_path)
     print(f"\nheld-out bits per byte ({len(held)} texts), {a.steps} steps × batch {a.batch}:")
     for k, s in results.items():
         print(f"  {k:34s} {s['bits_per_byte']:.4f} bits/byte   ({int(s['tokens'])} tokens, {int(s['bytes'])} bytes)")

@@ -1,15 +1,20 @@
 import DistillTensor
 
 /// Multi-head self-attention with grouped-query heads and rotary position embeddings
-/// (the Llama / Qwen2 layout: q_proj, k_proj, v_proj, o_proj).
+/// (the Llama / Qwen2 layout: q_proj, k_proj, v_proj, o_proj), optionally with RMSNorm over each
+/// head's queries and keys before the rotation (Qwen3: q_norm, k_norm) and a sliding window
+/// (Mistral: each query sees itself and the `slidingWindow − 1` keys before it).
 public final class Attention: Module {
     public let qProj: Linear
     public let kProj: Linear
     public let vProj: Linear
     public let oProj: Linear
+    public let qNorm: RMSNorm?
+    public let kNorm: RMSNorm?
     public let heads: Int
     public let kvHeads: Int
     public let headDim: Int
+    public let slidingWindow: Int?
     /// Prefix tuning (LoRA.swift): trainable keys and values [kvHeads, P, headDim] placed before
     /// the cached and current ones and visible to every query; nil when not attached.
     public internal(set) var prefixKeys: Parameter?
@@ -17,12 +22,16 @@ public final class Attention: Module {
 
     /// `qkvBias` puts biases on the q/k/v projections (Qwen2); the output projection has none.
     public init(hidden: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, qkvBias: Bool = false,
-                rng: inout RandomGenerator) {
+                qkNorm: Bool = false, normEps: Float = 1e-6, slidingWindow: Int? = nil, rng: inout RandomGenerator) {
         precondition(heads % kvHeads == 0, "Attention: \(heads) heads not a multiple of \(kvHeads) kv heads")
+        precondition(slidingWindow.map { $0 >= 1 } ?? true, "Attention: sliding window must be at least 1")
         let hd = headDim ?? hidden / heads
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = hd
+        self.slidingWindow = slidingWindow
+        qNorm = qkNorm ? RMSNorm(hd, eps: normEps) : nil
+        kNorm = qkNorm ? RMSNorm(hd, eps: normEps) : nil
         qProj = Linear(hidden, heads * hd, bias: qkvBias, rng: &rng)
         kProj = Linear(hidden, kvHeads * hd, bias: qkvBias, rng: &rng)
         vProj = Linear(hidden, kvHeads * hd, bias: qkvBias, rng: &rng)
@@ -37,17 +46,25 @@ public final class Attention: Module {
                                causal: Bool = true, cache: LayerKVCache? = nil,
                                returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
         let b = x.shape[0], t = x.shape[1]
-        // (B, T, H·D) -> (B, T, H, D) -> (B, H, T, D)
-        let q = qProj(x).reshaped([b, t, heads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
-        var k = kProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
+        // (B, T, H·D) -> (B, T, H, D) [-> per-head RMSNorm] -> (B, H, T, D)
+        var q = qProj(x).reshaped([b, t, heads, headDim]), k0 = kProj(x).reshaped([b, t, kvHeads, headDim])
+        if let qNorm { q = qNorm(q) }
+        if let kNorm { k0 = kNorm(k0) }
+        q = q.transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
+        var k = k0.transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
         var v = vProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2)
+        var mask = mask
+        if let w = slidingWindow {
+            // Keys are the cached ones and these T; query i is key (S − T + i).
+            let keys = (cache?.length ?? 0) + t
+            if keys > w { mask = Self.slidingWindowMask(mask, queries: t, keys: keys, window: w) }
+        }
         // Generation: attend over the cache in place (no copy of the cached keys and values).
         if let cache, !returnProbabilities, prefixKeys == nil, !GradientMode.isEnabled || (!q.requiresGrad && !k.requiresGrad && !v.requiresGrad) {
             let out = cache.appendAndAttend(query: q, keys: k, values: v, mask: mask, causal: causal)
             return (oProj(out.transposed(1, 2).reshaped([b, t, heads * headDim])), nil)
         }
         if let cache { (k, v) = cache.append(keys: k, values: v) }   // (B, Hkv, S, D)
-        var mask = mask
         if let pk = prefixKeys?.value, let pv = prefixValues?.value, pk.shape[1] > 0 {
             // (Hkv, P, D) -> (1, Hkv, P, D) -> (B, Hkv, P, D); keys become (B, Hkv, P + S, D).
             // The causal rule (query i sees keys j ≤ i + keys − T) then shows every prefix key.
@@ -71,6 +88,29 @@ public final class Attention: Module {
     }
 }
 
+extension Attention {
+    /// `mask` (nil, [T, S] or [B|1, 1|H, T|1, S]) with −∞ added where a key lies `window` or more
+    /// positions before its query: [B|1, 1, T, S] (a mask with per-head rows keeps them).
+    static func slidingWindowMask(_ mask: Tensor?, queries t: Int, keys s: Int, window w: Int) -> Tensor {
+        let m = mask.map { $0.rank == 2 ? $0.reshaped([1, 1, t, s]) : $0 }
+        let b = m?.shape[0] ?? 1, h = m?.shape[1] ?? 1
+        var out = [Float](repeating: 0, count: b * h * t * s)
+        let src = m?.storage.pointer, mt = m?.shape[2] ?? 1
+        for bi in 0..<b {
+            for hi in 0..<h {
+                for i in 0..<t {
+                    let row = ((bi * h + hi) * t + i) * s, q = s - t + i
+                    let from = src.map { $0 + ((bi * h + hi) * mt + (mt == 1 ? 0 : i)) * s }
+                    for j in 0..<s {
+                        out[row + j] = q - j >= w ? -Float.infinity : (from?[j] ?? 0)
+                    }
+                }
+            }
+        }
+        return Tensor(out, shape: [b, h, t, s])
+    }
+}
+
 /// Pre-norm decoder block: x + attn(norm(x)), then h + mlp(norm(h)).
 public final class DecoderBlock: Module {
     public let inputLayernorm: RMSNorm
@@ -79,9 +119,10 @@ public final class DecoderBlock: Module {
     public let mlp: MLP
 
     public init(hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, eps: Float, qkvBias: Bool,
-                headDim: Int? = nil, rng: inout RandomGenerator) {
+                headDim: Int? = nil, qkNorm: Bool = false, slidingWindow: Int? = nil, rng: inout RandomGenerator) {
         inputLayernorm = RMSNorm(hidden, eps: eps)
-        selfAttn = Attention(hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, qkvBias: qkvBias, rng: &rng)
+        selfAttn = Attention(hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, qkvBias: qkvBias,
+                             qkNorm: qkNorm, normEps: eps, slidingWindow: slidingWindow, rng: &rng)
         postAttentionLayernorm = RMSNorm(hidden, eps: eps)
         mlp = MLP(hidden: hidden, intermediate: intermediate, kind: .swiglu, rng: &rng)
     }

@@ -17,12 +17,18 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     /// Per-head width; nil means hidden / heads.
     public var explicitHeadDim: Int?
     public var ropeScaling: RopeScaling?
+    /// RMSNorm over each head's queries and keys before RoPE (Qwen3); nil = off.
+    public var qkNorm: Bool?
+    /// Each query sees only itself and the `slidingWindow − 1` keys before it (Mistral); nil = all.
+    public var slidingWindow: Int?
 
     public init(vocabSize: Int, hidden: Int, layers: Int, heads: Int, kvHeads: Int, intermediate: Int,
                 ropeTheta: Float = 10_000, rmsNormEps: Float = 1e-6, tieEmbeddings: Bool = true, qkvBias: Bool = false,
-                headDim: Int? = nil, ropeScaling: RopeScaling? = nil) {
+                headDim: Int? = nil, ropeScaling: RopeScaling? = nil, qkNorm: Bool = false, slidingWindow: Int? = nil) {
         self.explicitHeadDim = headDim
         self.ropeScaling = ropeScaling
+        self.qkNorm = qkNorm ? true : nil
+        self.slidingWindow = slidingWindow
         self.vocabSize = vocabSize
         self.hidden = hidden
         self.layers = layers
@@ -80,7 +86,7 @@ public final class DecoderStack: Module {
         for _ in 0..<c.layers {
             blocks.append(DecoderBlock(hidden: c.hidden, heads: c.heads, kvHeads: c.kvHeads,
                                        intermediate: c.intermediate, eps: c.rmsNormEps, qkvBias: c.qkvBias,
-                                       headDim: c.headDim, rng: &rng))
+                                       headDim: c.headDim, qkNorm: c.qkNorm ?? false, slidingWindow: c.slidingWindow, rng: &rng))
         }
         layers = blocks
         norm = RMSNorm(c.hidden, eps: c.rmsNormEps)

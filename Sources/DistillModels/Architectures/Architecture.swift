@@ -11,9 +11,19 @@ public struct Architecture: Sendable {
     public var ggufNames: [String]
     /// Reads the config with the architecture's `transformers` defaults.
     public var decoderConfig: @Sendable (ModelConfig) throws -> TransformerConfig
+    /// GGUF block tensors of this architecture beyond the shared Llama layout (`GGUFNames.block`),
+    /// as (llama.cpp name, Hugging Face name) without the `blk.N.` / `model.layers.N.` prefix.
+    public var ggufBlockNames: [(gguf: String, hf: String)] = []
+    /// Whether llama.cpp's converter permuted the Q/K rows for interleaved RoPE (`LlamaModel.permute`).
+    public var ggufPermutesRotary = false
+    /// `rope_theta` when a GGUF file does not say.
+    public var ggufDefaultRopeTheta: Double = 10_000
 
     /// Every architecture Distill can run.
-    public static let all: [Architecture] = [.llama, .qwen2]
+    public static let all: [Architecture] = [.llama, .mistral, .qwen2, .qwen3]
+
+    /// The architecture of a GGUF file's `general.architecture`, if supported.
+    public static func gguf(_ name: String) -> Architecture? { all.first { $0.ggufNames.contains(name) } }
 
     /// The architecture for `modelType`, or an error listing the known ones.
     public static func named(_ modelType: String?, source: String) throws -> Architecture {

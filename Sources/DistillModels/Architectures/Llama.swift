@@ -32,5 +32,6 @@ extension Architecture {
             }
             try validateAttention(cfg, source: c.source)
             return cfg
-        })
+        },
+        ggufPermutesRotary: true)
 }

@@ -31,5 +31,6 @@ extension Architecture {
             }
             try validateAttention(cfg, source: c.source)
             return cfg
-        })
+        },
+        ggufDefaultRopeTheta: 1_000_000)
 }

@@ -1,11 +1,11 @@
 import DistillTensor
 import Foundation
 
-/// Tensor names of llama.cpp's GGUF files and their Hugging Face counterparts, for the llama and
-/// qwen2 architectures (which share one layout; qwen2 adds q/k/v biases).
+/// Tensor names of llama.cpp's GGUF files and their Hugging Face counterparts: the Llama layout
+/// shared by every supported architecture, plus each `Architecture`'s own `ggufBlockNames`.
 public enum GGUFNames {
     /// `general.architecture` values whose tensors and metadata this mapping understands.
-    public static let supportedArchitectures = ["llama", "qwen2"]
+    public static let supportedArchitectures = Architecture.all.flatMap(\.ggufNames)
 
     static let global: [(gguf: String, hf: String)] = [
         ("token_embd.weight", "model.embed_tokens.weight"),
@@ -14,7 +14,9 @@ public enum GGUFNames {
     ]
 
     /// Per-block names without the `blk.N.` / `model.layers.N.` prefix.
-    static let block: [(gguf: String, hf: String)] = [
+    static let block: [(gguf: String, hf: String)] = shared + Architecture.all.flatMap(\.ggufBlockNames)
+
+    static let shared: [(gguf: String, hf: String)] = [
         ("attn_norm.weight", "input_layernorm.weight"),
         ("ffn_norm.weight", "post_attention_layernorm.weight"),
         ("attn_q.weight", "self_attn.q_proj.weight"),
@@ -120,7 +122,7 @@ public struct GGUFModelConfig: Equatable, Sendable {
     public var json: [String: Any] {
         var j: [String: Any] = [
             "model_type": modelType,
-            "architectures": [modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
+            "architectures": [Architecture.all.first { $0.modelType == modelType }?.className ?? "LlamaForCausalLM"],
             "vocab_size": NSNumber(value: vocabSize),
             "hidden_size": NSNumber(value: hiddenSize),
             "intermediate_size": NSNumber(value: intermediateSize),
@@ -187,7 +189,7 @@ extension GGUFFile {
             throw FileError(file: path, location: "\(arch).vocab_size", "missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
         }
         let headDim = try int("\(arch).attention.key_length") ?? (try int("\(arch).rope.dimension_count")) ?? hidden / heads
-        let defaultTheta: Double = arch == "qwen2" ? 1_000_000 : 10_000
+        let defaultTheta = Architecture.gguf(arch)?.ggufDefaultRopeTheta ?? 10_000
         return GGUFModelConfig(
             modelType: arch,
             vocabSize: vocabSize,
@@ -235,14 +237,15 @@ extension GGUFFile {
     /// For a llama file's Q or K projection (weight or bias), the heads whose rows llama.cpp
     /// permuted; nil for every other tensor.
     func rotaryHeads(of g: String) throws -> Int? {
-        guard try supportedArchitecture() == "llama" else { return nil }
+        let arch = try supportedArchitecture()
+        guard Architecture.gguf(arch)?.ggufPermutesRotary == true else { return nil }
         let isQ = g.hasSuffix(".attn_q.weight") || g.hasSuffix(".attn_q.bias")
         let isK = g.hasSuffix(".attn_k.weight") || g.hasSuffix(".attn_k.bias")
         guard isQ || isK else { return nil }
-        guard let heads = try int("llama.attention.head_count") else {
-            throw FileError(file: path, location: "llama.attention.head_count", "missing metadata key (needed to un-permute \(g))")
+        guard let heads = try int("\(arch).attention.head_count") else {
+            throw FileError(file: path, location: "\(arch).attention.head_count", "missing metadata key (needed to un-permute \(g))")
         }
-        return isQ ? heads : try int("llama.attention.head_count_kv") ?? heads
+        return isQ ? heads : try int("\(arch).attention.head_count_kv") ?? heads
     }
 
     /// Every tensor under its Hugging Face name (see `huggingFaceTensor(named:)`).

@@ -4,7 +4,7 @@ import DistillTensor
 import Foundation
 import XCTest
 
-/// Qwen2 and Llama checkpoints written by `transformers` (random weights; scripts/
+/// Qwen2, Llama, Qwen3 and Mistral checkpoints written by `transformers` (random weights; scripts/
 /// make_architecture_fixtures.py) give the same log-probabilities, hidden states and attention
 /// maps in Distill.
 final class ArchitectureParityTests: XCTestCase {
@@ -49,6 +49,48 @@ final class ArchitectureParityTests: XCTestCase {
 
     func testQwen2MatchesTransformers() throws { try check("qwen2") }
     func testLlamaWithLlama3RopeScalingMatchesTransformers() throws { try check("llama") }
+    /// Qwen3: q/k RMSNorm per head, head_dim ≠ hidden / heads (transformers 4.57.6).
+    func testQwen3MatchesTransformers() throws { try check("qwen3") }
+    /// Mistral: a sliding window of 4 that the 12-token sequence crosses (transformers 4.57.6).
+    func testMistralWithSlidingWindowMatchesTransformers() throws { try check("mistral") }
+
+    /// A Qwen3 GGUF named as llama.cpp names it (q/k norms as attn_q_norm/attn_k_norm, head_dim
+    /// from key_length, no row permutation) loads as the same model: config, every tensor, logits.
+    func testQwen3GGUFLoadsAsTheCheckpoint() throws {
+        let dir = try fixtureURL("architectures", "qwen3")
+        let hf = try PretrainedModel.loadDirectory(dir.path)
+        let file = try GGUFFile(path: dir.appendingPathComponent("model.gguf").path)
+        let config = ModelConfig(json: try file.huggingFaceConfig().json, source: file.path)
+        XCTAssertEqual(config.modelType, "qwen3")
+        var expected = hf.lm.config
+        expected.explicitHeadDim = 16
+        XCTAssertEqual(try Architecture.qwen3.decoderConfig(config), expected)
+        let weights = try GGUFWeights(file)
+        XCTAssertTrue(weights.tensorNames.contains("model.layers.1.self_attn.k_norm.weight"))
+        let lm = TransformerLM(try Architecture.qwen3.decoderConfig(config), initialize: false)
+        try loadWeights(into: lm, from: weights, tiedOutput: false)
+        for ((name, a), (_, b)) in zip(hf.lm.namedParameters(), lm.namedParameters()) {
+            XCTAssertEqual(a.value.scalars, b.value.scalars, name)
+        }
+    }
+
+    /// Decoding with the KV cache one token at a time gives the logits of the full forward pass,
+    /// with q/k norms and past the sliding window.
+    func testCachedDecodingMatchesTheFullPassForQwen3AndMistral() throws {
+        for name in ["qwen3", "mistral"] {
+            let model = try PretrainedModel.loadDirectory(try fixtureURL("architectures", name).path)
+            let ids = [3, 17, 42, 8, 91, 5, 60, 2, 33, 70]
+            let full = withoutGradients { model.lm.forward(ids, batch: 1, length: ids.count).logits.scalars }
+            let v = model.lm.config.vocabSize
+            let cache = model.lm.makeCache()
+            _ = withoutGradients { model.lm.forward(Array(ids.prefix(3)), batch: 1, length: 3, cache: cache) }
+            for i in 3..<ids.count {
+                let step = withoutGradients { model.lm.forward([ids[i]], batch: 1, length: 1, cache: cache).logits.scalars }
+                let err = zip(step, full[(i * v)..<((i + 1) * v)]).map { abs($0 - $1) }.max()!
+                XCTAssertLessThan(err, 1e-4, "\(name): position \(i)")
+            }
+        }
+    }
 
     /// A model saved by Distill loads back with identical outputs (transformers loading the same
     /// directory is checked by scripts/check_saved_model.py).
@@ -68,7 +110,7 @@ final class ArchitectureParityTests: XCTestCase {
 
     func testConfigErrorsNameTheKey() throws {
         XCTAssertThrowsError(try Architecture.named("gpt_neox", source: "x/config.json")) { e in
-            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: llama, qwen2")
+            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: llama, mistral, qwen2, qwen3")
         }
         let bad = ModelConfig(json: ["model_type": "llama", "hidden_size": 30, "num_attention_heads": 4], source: "c.json")
         XCTAssertThrowsError(try Architecture.llama.decoderConfig(bad)) { e in
