@@ -172,6 +172,37 @@ final class StudentDerivationTests: XCTestCase {
         XCTAssertLessThan(s.ratio, 1)
     }
 
+    /// Qwen3 (q/k norms, head_dim 16 ≠ hidden / heads) and Mistral (sliding window) teachers: a
+    /// student keeps the head size and window, copies the q/k norms with its layers (also with
+    /// pruned key/value groups), saves and loads back, and learns from its teacher by KD.
+    func testQwen3AndMistralStudentsDeriveAndTrain() throws {
+        for name in ["qwen3", "mistral"] {
+            let teacher = try PretrainedModel.loadDirectory(Self.modelFixtures.appendingPathComponent("architectures/\(name)").path)
+            let pruned = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 1, hidden: 32, heads: 2, kvHeads: 1, intermediate: 48))
+            XCTAssertEqual(pruned.model.lm.config.headDim, 16, name)
+            XCTAssertEqual(pruned.model.lm.config.slidingWindow, teacher.lm.config.slidingWindow, name)
+            if name == "qwen3" {
+                XCTAssertEqual(values(pruned.model.lm)["model.layers.0.self_attn.k_norm.weight"],
+                               values(teacher.lm)["model.layers.0.self_attn.k_norm.weight"])
+            }
+            let out = tmp.appendingPathComponent("\(name)-student").path
+            let s = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 1, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48), path: out)
+            XCTAssertEqual(s.initialization, .copiedFromTeacher(layerMap: [0]), name)
+            try StudentDerivation.write(s, teacher: teacher, to: out)
+            let loaded = try PretrainedModel.loadDirectory(out)
+            XCTAssertEqual(loaded.architecture.modelType, name)
+            XCTAssertEqual(values(loaded.lm), values(s.model.lm))
+            var rng = RandomGenerator(seed: 3)
+            let data = (0..<6).map { _ in TokenSequence((0..<10).map { _ in Int(rng.next() % 96) }) }
+            let c = TrainerConfiguration(totalSteps: 12, batchSize: 3, learningRate: .constant(3e-3), maxGradNorm: nil, seed: 1)
+            let trainer = Trainer(student: loaded.lm, teacher: teacher.lm, train: data, plan: .kd(alpha: 1, temperature: 1), configuration: c)
+            let first = try trainer.trainStep()
+            for _ in 0..<10 { _ = try trainer.trainStep() }
+            let last = try trainer.trainStep()
+            XCTAssertLessThan(last.soft!, first.soft! * 0.9, "\(name): \(first.soft!) → \(last.soft!)")
+        }
+    }
+
     func testLlamaTeacherWithTiedEmbeddingAndHeadDim() throws {
         let teacher = try PretrainedModel.loadDirectory(Self.modelFixtures.appendingPathComponent("architectures/llama").path)
         // Same widths: tied embedding (no lm_head) copied, head_dim kept.
