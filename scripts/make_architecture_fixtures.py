@@ -10,6 +10,9 @@ are stored in expected.json beside the checkpoint.
 - llama: tied embeddings, GQA, rope_scaling of type llama3.
 - qwen3: q/k RMSNorm per head, head_dim 16 (≠ hidden / heads), untied embeddings.
 - mistral: sliding window 4 (sequences of 12 and 7 tokens cross it), head_dim 16, GQA.
+- gemma2: GeGLU, (1 + w) norms, sandwich norms, √hidden embedding scale, 3 layers (sliding window 4 on
+  layers 0 and 2), query_pre_attn_scalar 12, attention soft-cap 3 and logit soft-cap 5 (small, so
+  that tanh bites), tied embeddings.
 
 qwen2 and llama were made with transformers 4.46.3; qwen3 and mistral need a newer one (Qwen3
 arrived in 4.51): name the architectures to make.
@@ -17,7 +20,7 @@ arrived in 4.51): name the architectures to make.
     pip install torch==2.5.1 transformers==4.46.3
     python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen2 llama
     pip install --target /tmp/tf457 --no-deps transformers==4.57.6 'tokenizers>=0.22,<0.23' 'huggingface-hub>=0.34,<1.0'
-    PYTHONPATH=/tmp/tf457 python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen3 mistral
+    PYTHONPATH=/tmp/tf457 python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen3 mistral gemma2
 """
 import json
 import os
@@ -125,3 +128,12 @@ if "mistral" in only:
                                          rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False, sliding_window=4,
                                          initializer_range=0.2, attn_implementation="eager")
     build("mistral", transformers.MistralForCausalLM(mistral))
+
+if "gemma2" in only:
+    torch.manual_seed(5)
+    gemma2 = transformers.Gemma2Config(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
+                                       rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, sliding_window=4,
+                                       query_pre_attn_scalar=12, attn_logit_softcapping=3.0, final_logit_softcapping=5.0,
+                                       initializer_range=0.2, attn_implementation="eager")
+    build("gemma2", transformers.Gemma2ForCausalLM(gemma2))

@@ -55,6 +55,8 @@ public struct ModelSummary: Codable, Sendable {
     public var architecture: String
     public var layers, hidden, heads, kvHeads, headDim, intermediate, vocabSize: Int
     public var ropeTheta: Float
+    /// Attention variants beyond the Llama layout ("q/k norm", "sliding window 4096"); empty for none.
+    public var attention: [String] = []
     public var tiedEmbeddings: Bool
     public var parameters: Int
     /// Tensor types in the file, with counts (e.g. "Q4_1": 210).
@@ -75,10 +77,14 @@ extension PretrainedModel {
             let st = try ShardedSafetensors(directory: path)
             for name in st.tensorNames { types[try st.info(named: name).dtype.rawValue, default: 0] += 1 }
         }
+        var attention: [String] = []
+        if c.qkvBias { attention.append("q/k/v bias") }
+        if c.qkNorm == true { attention.append("q/k norm") }
+        if let w = c.slidingWindow { attention.append("sliding window \(w)") }
         let tok = tokenizer.map { "byte-level BPE, \($0.vocabSize) tokens, \($0.mergeCount) merges, fingerprint \($0.fingerprint)" }
         return ModelSummary(path: path, architecture: architecture.modelType, layers: c.layers, hidden: c.hidden, heads: c.heads,
                             kvHeads: c.kvHeads, headDim: c.headDim, intermediate: c.intermediate, vocabSize: c.vocabSize,
-                            ropeTheta: c.ropeTheta, tiedEmbeddings: c.tieEmbeddings, parameters: lm.parameterCount,
+                            ropeTheta: c.ropeTheta, attention: attention, tiedEmbeddings: c.tieEmbeddings, parameters: lm.parameterCount,
                             storedTypes: types, tokenizer: tok, bosToken: tokenizer?.bosToken,
                             eosTokens: eosTokenIds.compactMap { tokenizer?.token(for: $0) }, chatTemplate: chatTemplate?.source)
     }

@@ -15,6 +15,10 @@ public final class Attention: Module {
     public let kvHeads: Int
     public let headDim: Int
     public let slidingWindow: Int?
+    /// Score scale (nil: 1/√headDim; Gemma 2: query_pre_attn_scalar^−½).
+    public let scale: Float?
+    /// Scores bounded as cap · tanh(s / cap) before the mask (Gemma 2's attn_logit_softcapping).
+    public let softcap: Float?
     /// Prefix tuning (LoRA.swift): trainable keys and values [kvHeads, P, headDim] placed before
     /// the cached and current ones and visible to every query; nil when not attached.
     public internal(set) var prefixKeys: Parameter?
@@ -22,7 +26,8 @@ public final class Attention: Module {
 
     /// `qkvBias` puts biases on the q/k/v projections (Qwen2); the output projection has none.
     public init(hidden: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, qkvBias: Bool = false,
-                qkNorm: Bool = false, normEps: Float = 1e-6, slidingWindow: Int? = nil, rng: inout RandomGenerator) {
+                qkNorm: Bool = false, normEps: Float = 1e-6, slidingWindow: Int? = nil, scale: Float? = nil,
+                softcap: Float? = nil, rng: inout RandomGenerator) {
         precondition(heads % kvHeads == 0, "Attention: \(heads) heads not a multiple of \(kvHeads) kv heads")
         precondition(slidingWindow.map { $0 >= 1 } ?? true, "Attention: sliding window must be at least 1")
         let hd = headDim ?? hidden / heads
@@ -30,6 +35,8 @@ public final class Attention: Module {
         self.kvHeads = kvHeads
         self.headDim = hd
         self.slidingWindow = slidingWindow
+        self.scale = scale
+        self.softcap = softcap
         qNorm = qkNorm ? RMSNorm(hd, eps: normEps) : nil
         kNorm = qkNorm ? RMSNorm(hd, eps: normEps) : nil
         qProj = Linear(hidden, heads * hd, bias: qkvBias, rng: &rng)
@@ -60,7 +67,7 @@ public final class Attention: Module {
             if keys > w { mask = Self.slidingWindowMask(mask, queries: t, keys: keys, window: w) }
         }
         // Generation: attend over the cache in place (no copy of the cached keys and values).
-        if let cache, !returnProbabilities, prefixKeys == nil, !GradientMode.isEnabled || (!q.requiresGrad && !k.requiresGrad && !v.requiresGrad) {
+        if let cache, !returnProbabilities, prefixKeys == nil, softcap == nil, scale == nil, !GradientMode.isEnabled || (!q.requiresGrad && !k.requiresGrad && !v.requiresGrad) {
             let out = cache.appendAndAttend(query: q, keys: k, values: v, mask: mask, causal: causal)
             return (oProj(out.transposed(1, 2).reshaped([b, t, heads * headDim])), nil)
         }
@@ -77,10 +84,12 @@ public final class Attention: Module {
             }
         }
         let out: Tensor, probs: Tensor?
-        if returnProbabilities {
-            (out, probs) = attentionWithProbabilities(query: q, key: k, value: v, mask: mask, causal: causal)
+        if returnProbabilities || softcap != nil {
+            // (Soft-capped scores go through the composed ops, which the fused kernel lacks.)
+            let (o, p) = attentionWithProbabilities(query: q, key: k, value: v, mask: mask, causal: causal, scale: scale, softcap: softcap)
+            (out, probs) = (o, returnProbabilities ? p : nil)
         } else {
-            out = scaledDotProductAttention(query: q, key: k, value: v, mask: mask, causal: causal)
+            out = scaledDotProductAttention(query: q, key: k, value: v, mask: mask, causal: causal, scale: scale)
             probs = nil
         }
         // (B, H, T, D) -> (B, T, H, D) -> (B, T, H·D)
@@ -111,26 +120,40 @@ extension Attention {
     }
 }
 
-/// Pre-norm decoder block: x + attn(norm(x)), then h + mlp(norm(h)).
+/// Pre-norm decoder block: x + attn(norm(x)), then h + mlp(norm(h)) — Llama's
+/// `post_attention_layernorm` is the norm before the MLP. With sandwich norms (Gemma 2/3) the
+/// attention and MLP outputs are normed too: h = x + post_attention_layernorm(attn(input_layernorm(x))),
+/// then h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))).
 public final class DecoderBlock: Module {
     public let inputLayernorm: RMSNorm
     public let selfAttn: Attention
     public let postAttentionLayernorm: RMSNorm
+    public let preFeedforwardLayernorm: RMSNorm?
+    public let postFeedforwardLayernorm: RMSNorm?
     public let mlp: MLP
 
     public init(hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, eps: Float, qkvBias: Bool,
-                headDim: Int? = nil, qkNorm: Bool = false, slidingWindow: Int? = nil, rng: inout RandomGenerator) {
-        inputLayernorm = RMSNorm(hidden, eps: eps)
+                headDim: Int? = nil, qkNorm: Bool = false, slidingWindow: Int? = nil, mlpKind: MLP.Kind = .swiglu,
+                normOffset: Float = 0, sandwichNorms: Bool = false, attentionScale: Float? = nil, attentionSoftcap: Float? = nil,
+                rng: inout RandomGenerator) {
+        inputLayernorm = RMSNorm(hidden, eps: eps, offset: normOffset)
         selfAttn = Attention(hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, qkvBias: qkvBias,
-                             qkNorm: qkNorm, normEps: eps, slidingWindow: slidingWindow, rng: &rng)
-        postAttentionLayernorm = RMSNorm(hidden, eps: eps)
-        mlp = MLP(hidden: hidden, intermediate: intermediate, kind: .swiglu, rng: &rng)
+                             qkNorm: qkNorm, normEps: eps, slidingWindow: slidingWindow, scale: attentionScale,
+                             softcap: attentionSoftcap, rng: &rng)
+        postAttentionLayernorm = RMSNorm(hidden, eps: eps, offset: normOffset)
+        preFeedforwardLayernorm = sandwichNorms ? RMSNorm(hidden, eps: eps, offset: normOffset) : nil
+        postFeedforwardLayernorm = sandwichNorms ? RMSNorm(hidden, eps: eps, offset: normOffset) : nil
+        mlp = MLP(hidden: hidden, intermediate: intermediate, kind: mlpKind, rng: &rng)
     }
 
     public func callAsFunction(_ x: Tensor, rope: (cos: Tensor, sin: Tensor), mask: Tensor?,
                                cache: LayerKVCache? = nil, returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
         let (a, probs) = selfAttn(inputLayernorm(x), rope: rope, mask: mask, causal: true, cache: cache,
                                   returnProbabilities: returnProbabilities)
+        if let pre = preFeedforwardLayernorm, let post = postFeedforwardLayernorm {
+            let h = x + postAttentionLayernorm(a)
+            return (h + post(mlp(pre(h))), probs)
+        }
         let h = x + a
         return (h + mlp(postAttentionLayernorm(h)), probs)
     }

@@ -82,16 +82,22 @@ public final class Embedding: Module {
     }
 }
 
+/// RMSNorm: x / rms(x) · w, or · (offset + w) with an offset (Gemma stores w − 1: offset 1).
+/// The weight starts at 1 − offset (a scale of 1).
 public final class RMSNorm: Module {
     public let weight: Parameter
     public let eps: Float
+    public let offset: Float
 
-    public init(_ dim: Int, eps: Float = 1e-6) {
-        weight = Parameter(Tensor(ones: [dim]))
+    public init(_ dim: Int, eps: Float = 1e-6, offset: Float = 0) {
+        weight = Parameter(Tensor([Float](repeating: 1 - offset, count: dim), shape: [dim]))
         self.eps = eps
+        self.offset = offset
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { x.rmsNorm(weight: weight.value, eps: eps) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.rmsNorm(weight: offset == 0 ? weight.value : offset + weight.value, eps: eps)
+    }
 }
 
 public final class LayerNorm: Module {
@@ -127,10 +133,12 @@ public final class Dropout: Module {
     }
 }
 
-/// Feed-forward block: SwiGLU (`down(silu(gate(x)) ⊙ up(x))`, Llama/Qwen) or GELU
+/// Feed-forward block: SwiGLU (`down(silu(gate(x)) ⊙ up(x))`, Llama/Qwen), GeGLU (Gemma) or GELU
 /// (`down(gelu(up(x)))`, GPT-style).
 public final class MLP: Module {
-    public enum Kind: String, Codable, Sendable { case swiglu, gelu, geluTanh = "gelu_tanh" }
+    /// swiglu: down(silu(gate(x)) · up(x)); geglu: down(gelu_tanh(gate(x)) · up(x)) (Gemma);
+    /// gelu, geluTanh: down(gelu(up(x))).
+    public enum Kind: String, Codable, Sendable { case swiglu, geglu, gelu, geluTanh = "gelu_tanh" }
 
     public let gateProj: Linear?
     public let upProj: Linear
@@ -139,7 +147,7 @@ public final class MLP: Module {
 
     public init(hidden: Int, intermediate: Int, kind: Kind = .swiglu, bias: Bool = false, rng: inout RandomGenerator) {
         self.kind = kind
-        gateProj = kind == .swiglu ? Linear(hidden, intermediate, bias: bias, rng: &rng) : nil
+        gateProj = kind == .swiglu || kind == .geglu ? Linear(hidden, intermediate, bias: bias, rng: &rng) : nil
         upProj = Linear(hidden, intermediate, bias: bias, rng: &rng)
         downProj = Linear(intermediate, hidden, bias: bias, rng: &rng)
     }
@@ -147,6 +155,7 @@ public final class MLP: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         switch kind {
         case .swiglu: return downProj(gateProj!(x).silu() * upProj(x))
+        case .geglu: return downProj(gateProj!(x).gelu(approximate: true) * upProj(x))
         case .gelu: return downProj(upProj(x).gelu())
         case .geluTanh: return downProj(upProj(x).gelu(approximate: true))
         }

@@ -21,6 +21,21 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     public var qkNorm: Bool?
     /// Each query sees only itself and the `slidingWindow − 1` keys before it (Mistral); nil = all.
     public var slidingWindow: Int?
+    /// Which layers use `slidingWindow` (Gemma 2/3 alternate); nil = all.
+    public var slidingLayers: [Bool]?
+    /// Feed-forward kind; nil = SwiGLU.
+    public var mlpKind: MLP.Kind?
+    /// RMSNorm weights stored as w − offset, applied as (offset + w) (Gemma: 1); nil = 0.
+    public var normOffset: Float?
+    /// Norms after attention and around the MLP as well (Gemma 2/3); nil = off.
+    public var sandwichNorms: Bool?
+    /// Embeddings multiplied by √hidden (Gemma); nil = off.
+    public var scaleEmbeddings: Bool?
+    /// Attention score scale (Gemma 2: query_pre_attn_scalar^−½); nil = 1/√headDim.
+    public var attentionScale: Float?
+    /// Soft caps cap · tanh(x / cap) on the attention scores and on the output logits (Gemma 2).
+    public var attentionSoftcap: Float?
+    public var finalSoftcap: Float?
 
     public init(vocabSize: Int, hidden: Int, layers: Int, heads: Int, kvHeads: Int, intermediate: Int,
                 ropeTheta: Float = 10_000, rmsNormEps: Float = 1e-6, tieEmbeddings: Bool = true, qkvBias: Bool = false,
@@ -83,13 +98,17 @@ public final class DecoderStack: Module {
     init(_ c: TransformerConfig, rng: inout RandomGenerator) {
         embedTokens = Embedding(c.vocabSize, c.hidden, std: 0.02, rng: &rng)
         var blocks: [DecoderBlock] = []
-        for _ in 0..<c.layers {
+        for i in 0..<c.layers {
+            let window = c.slidingLayers.map { i < $0.count && $0[i] } ?? true ? c.slidingWindow : nil
             blocks.append(DecoderBlock(hidden: c.hidden, heads: c.heads, kvHeads: c.kvHeads,
                                        intermediate: c.intermediate, eps: c.rmsNormEps, qkvBias: c.qkvBias,
-                                       headDim: c.headDim, qkNorm: c.qkNorm ?? false, slidingWindow: c.slidingWindow, rng: &rng))
+                                       headDim: c.headDim, qkNorm: c.qkNorm ?? false, slidingWindow: window,
+                                       mlpKind: c.mlpKind ?? .swiglu, normOffset: c.normOffset ?? 0,
+                                       sandwichNorms: c.sandwichNorms ?? false, attentionScale: c.attentionScale,
+                                       attentionSoftcap: c.attentionSoftcap, rng: &rng))
         }
         layers = blocks
-        norm = RMSNorm(c.hidden, eps: c.rmsNormEps)
+        norm = RMSNorm(c.hidden, eps: c.rmsNormEps, offset: c.normOffset ?? 0)
     }
 }
 
@@ -132,6 +151,7 @@ public final class TransformerLM: Module {
         precondition(ids.count == batch * length, "TransformerLM: \(ids.count) ids for batch \(batch) × length \(length)")
         let rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0)
         var h = model.embedTokens(ids, shape: [batch, length])      // (B, T, H)
+        if config.scaleEmbeddings == true { h = h * Float(config.hidden).squareRoot() }
         var hidden: [Tensor] = outputHiddenStates ? [h] : []
         var attentions: [Tensor] = []
         for (i, layer) in model.layers.enumerated() {
@@ -143,14 +163,16 @@ public final class TransformerLM: Module {
         cache?.length += length
         h = model.norm(h)
         if outputHiddenStates { hidden[hidden.count - 1] = h }
-        let logits = !computeLogits ? Tensor(zeros: [0]) : lmHead.map { $0(h) } ?? model.embedTokens.asLinear(h)
+        var logits = !computeLogits ? Tensor(zeros: [0]) : lmHead.map { $0(h) } ?? model.embedTokens.asLinear(h)
+        if computeLogits, let cap = config.finalSoftcap { logits = (logits * (1 / cap)).tanh() * cap }
         return LMOutput(logits: logits, finalHidden: h, hiddenStates: hidden, attentions: attentions)
     }
 
     /// The output projection's weight [vocab, hidden] (the embedding matrix when tied), for losses
-    /// fused with it; nil when the projection carries an unmerged LoRA adapter (its logits are
-    /// then more than hidden · weightᵀ).
+    /// fused with it; nil when the logits are more than hidden · weightᵀ: a soft-capped output
+    /// (Gemma 2), or a projection with an unmerged LoRA adapter.
     public var outputProjectionWeight: Tensor? {
+        if config.finalSoftcap != nil { return nil }      // logits = cap · tanh(h · Wᵀ / cap)
         guard let lmHead else { return model.embedTokens.weight.value }
         return lmHead.loraA == nil || lmHead.loraMerged ? lmHead.weight.value : nil
     }

@@ -30,7 +30,7 @@ struct Inspect: ParsableCommand {
         architecture:   \(s.architecture) (\(m.architecture.className))
         layers:         \(s.layers)
         hidden:         \(s.hidden) (intermediate \(s.intermediate))
-        heads:          \(s.heads) query, \(s.kvHeads) key/value, head dim \(s.headDim)
+        heads:          \(s.heads) query, \(s.kvHeads) key/value, head dim \(s.headDim)\(s.attention.isEmpty ? "" : "; " + s.attention.joined(separator: ", "))
         vocabulary:     \(s.vocabSize)
         rope theta:     \(s.ropeTheta)
         tied embedding: \(s.tiedEmbeddings)

@@ -23,6 +23,40 @@ final class TrainingTests: XCTestCase {
         print("overfit: loss \(loss) after \(step) steps")
     }
 
+    /// Central finite differences of the LM loss with respect to a few elements of each named
+    /// parameter, against the analytic gradients.
+    func checkFiniteDifferences(_ model: TransformerLM, ids: [Int], batch: Int, length: Int, names: [String], step h: Float = 1e-2,
+                                file: StaticString = #filePath, line: UInt = #line) {
+        func loss() -> Float { withoutGradients { model.languageModelLoss(ids, batch: batch, length: length).item } }
+        let (_, g) = valueAndGradient(model) { $0.languageModelLoss(ids, batch: batch, length: length) }
+        let params = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.name, $0.parameter) })
+        for name in names {
+            guard let p = params[name], let gi = g.names.firstIndex(of: name) else { XCTFail("no parameter \(name)", file: file, line: line); continue }
+            let analytic = g.tensors[gi].scalars
+            var values = p.value.scalars
+            for j in stride(from: 0, to: values.count, by: max(1, values.count / 6)) {
+                let x0 = values[j]
+                values[j] = x0 + h; p.assign(Tensor(values, shape: p.shape)); let up = Double(loss())
+                values[j] = x0 - h; p.assign(Tensor(values, shape: p.shape)); let down = Double(loss())
+                values[j] = x0; p.assign(Tensor(values, shape: p.shape))
+                let numeric = (up - down) / (2 * Double(h))
+                XCTAssertEqual(Double(analytic[j]), numeric, accuracy: 1e-2 * max(abs(numeric), 1e-2) + 2e-4, "\(name)[\(j)]",
+                               file: file, line: line)
+            }
+        }
+    }
+
+    func overfits(_ model: TransformerLM, ids: [Int], batch: Int, length: Int) -> Float {
+        let opt = AdamW(learningRate: 1e-2, weightDecay: 0)
+        var l: Float = .infinity
+        for _ in 0..<200 where l >= 0.1 {
+            let (v, grads) = valueAndGradient(model) { $0.languageModelLoss(ids, batch: batch, length: length) }
+            l = v
+            opt.update(model.trainableParameters, gradients: grads)
+        }
+        return l
+    }
+
     /// A model with per-head q/k RMSNorm (Qwen3) and a sliding window (Mistral) trains: its
     /// gradients match central finite differences on the q/k norm weights and the projections
     /// around them, and it overfits a small batch.
@@ -35,22 +69,9 @@ final class TrainingTests: XCTestCase {
             p.assign(Tensor((0..<p.value.count).map { _ in 1 + 0.3 * rng.nextNormal() }, shape: p.shape))
         }
         let ids = (0..<(2 * 8)).map { _ in Int(rng.next() % 16) }
-        func loss() -> Float { withoutGradients { model.languageModelLoss(ids, batch: 2, length: 8).item } }
-        let (_, g) = valueAndGradient(model) { $0.languageModelLoss(ids, batch: 2, length: 8) }
-        let params = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.name, $0.parameter) })
-        for name in ["model.layers.0.self_attn.q_norm.weight", "model.layers.1.self_attn.k_norm.weight",
-                     "model.layers.0.self_attn.k_proj.weight", "model.layers.1.self_attn.q_proj.weight"] {
-            let p = params[name]!, analytic = g.tensors[g.names.firstIndex(of: name)!].scalars
-            var values = p.value.scalars
-            for j in stride(from: 0, to: values.count, by: max(1, values.count / 6)) {
-                let x0 = values[j], h: Float = 1e-2
-                values[j] = x0 + h; p.assign(Tensor(values, shape: p.shape)); let up = Double(loss())
-                values[j] = x0 - h; p.assign(Tensor(values, shape: p.shape)); let down = Double(loss())
-                values[j] = x0; p.assign(Tensor(values, shape: p.shape))
-                let numeric = (up - down) / (2 * Double(h))
-                XCTAssertEqual(Double(analytic[j]), numeric, accuracy: 1e-2 * max(abs(numeric), 1e-2) + 2e-4, "\(name)[\(j)]")
-            }
-        }
+        checkFiniteDifferences(model, ids: ids, batch: 2, length: 8,
+                               names: ["model.layers.0.self_attn.q_norm.weight", "model.layers.1.self_attn.k_norm.weight",
+                                       "model.layers.0.self_attn.k_proj.weight", "model.layers.1.self_attn.q_proj.weight"])
         // The window is in effect: changing the first token leaves the logits of position 7 alone
         // (2 layers × window 3 reach back 4 positions), unlike a model without the window.
         var other = ids
@@ -59,14 +80,41 @@ final class TrainingTests: XCTestCase {
         let b = withoutGradients { model.forward(other, batch: 2, length: 8).logits.scalars }
         XCTAssertEqual(Array(a[(7 * 16)..<(8 * 16)]), Array(b[(7 * 16)..<(8 * 16)]))
         XCTAssertNotEqual(Array(a[(1 * 16)..<(2 * 16)]), Array(b[(1 * 16)..<(2 * 16)]))
-        let opt = AdamW(learningRate: 1e-2, weightDecay: 0)
-        var l: Float = .infinity
-        for _ in 0..<200 where l >= 0.1 {
-            let (v, grads) = valueAndGradient(model) { $0.languageModelLoss(ids, batch: 2, length: 8) }
-            l = v
-            opt.update(model.trainableParameters, gradients: grads)
+        XCTAssertLessThan(overfits(model, ids: ids, batch: 2, length: 8), 0.1)
+    }
+
+    /// Gemma 2's pieces train: GeGLU, (1 + w) and sandwich norms, the embedding scale, the score
+    /// scale, soft-capped scores and logits, a window on alternate layers — finite differences on
+    /// the parameters each touches, and a small batch overfits.
+    func testGemma2PartsGradientsAndTraining() {
+        var config = TransformerConfig(vocabSize: 16, hidden: 16, layers: 2, heads: 4, kvHeads: 2, intermediate: 24,
+                                       headDim: 8, slidingWindow: 3)
+        config.slidingLayers = [true, false]
+        config.mlpKind = .geglu
+        config.normOffset = 1
+        config.sandwichNorms = true
+        config.scaleEmbeddings = true
+        config.attentionScale = 0.3
+        config.attentionSoftcap = 2
+        config.finalSoftcap = 4
+        let model = TransformerLM(config, seed: 12)
+        var rng = RandomGenerator(seed: 6)
+        for (name, p) in model.namedParameters() where name.contains("norm") {
+            p.assign(Tensor((0..<p.value.count).map { _ in 0.3 * rng.nextNormal() }, shape: p.shape))
         }
-        XCTAssertLessThan(l, 0.1)
+        XCTAssertNil(model.outputProjectionWeight)          // soft-capped logits are not h · Wᵀ
+        let ids = (0..<(2 * 8)).map { _ in Int(rng.next() % 16) }
+        checkFiniteDifferences(model, ids: ids, batch: 2, length: 8,
+                               names: ["model.embed_tokens.weight", "model.layers.0.pre_feedforward_layernorm.weight",
+                                       "model.layers.1.post_feedforward_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+                                       "model.layers.0.mlp.gate_proj.weight", "model.layers.1.self_attn.q_proj.weight", "model.norm.weight"],
+                               // The embedding enters scaled by √16 = 4 and through two tanh caps: at a step
+                               // of 1e-2 the central difference's truncation error (∝ h²) reached 10% on it;
+                               // at 2e-3 every element is within the usual 1%.
+                               step: 2e-3)
+        let logits = withoutGradients { model.forward(ids, batch: 2, length: 8).logits.scalars }
+        XCTAssertLessThanOrEqual(logits.map { abs($0) }.max()!, 4)
+        XCTAssertLessThan(overfits(model, ids: ids, batch: 2, length: 8), 0.1)   // capped at ±4 the loss can reach 0.005
     }
 
     /// Accumulating two half-batches gives the gradient of the full batch (the loss is a mean, so

@@ -97,3 +97,36 @@ public struct ModelConfig: @unchecked Sendable {
 
 /// JSONSerialization gives booleans as NSNumbers of Objective-C type "c" (char).
 func isJSONBool(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
+
+extension ModelConfig {
+    /// A positive integer that may be null (off): the default when the key is absent, nil when null.
+    public func optionalPositive(_ key: String, default d: Int?) throws -> Int? {
+        guard let v = json[key] else { return d }
+        if v is NSNull { return nil }
+        return try positive(key)
+    }
+
+    /// A positive number that may be null (off): the default when the key is absent, nil when null.
+    public func optionalPositiveFloat(_ key: String, default d: Float?) throws -> Float? {
+        guard let v = json[key] else { return d }
+        if v is NSNull { return nil }
+        guard let f = try float(key), f > 0 else { throw FileError(file: source, location: key, "must be a positive number or null, found \(v)") }
+        return f
+    }
+
+    /// `layer_types` ("sliding_attention" / "full_attention" per layer) as sliding flags, or
+    /// `defaultSliding(i)` per layer when absent.
+    public func layerTypes(layers: Int, default defaultSliding: (Int) -> Bool) throws -> [Bool] {
+        guard let v = json["layer_types"], !(v is NSNull) else { return (0..<layers).map(defaultSliding) }
+        guard let types = v as? [String], types.count == layers else {
+            throw FileError(file: source, location: "layer_types", "expected \(layers) strings (one per layer), found \(v)")
+        }
+        return try types.map { t in
+            switch t {
+            case "sliding_attention": return true
+            case "full_attention": return false
+            default: throw FileError(file: source, location: "layer_types", "expected sliding_attention or full_attention, found \(t)")
+            }
+        }
+    }
+}

@@ -63,9 +63,10 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
 }
 
 /// Attention that also returns the probabilities [B, Hq, T, S], both differentiable (for attention
-/// distillation). Built from separate ops, so it costs more memory than the fused op.
+/// distillation). Built from separate ops, so it costs more memory than the fused op. `softcap`
+/// bounds the scores before the mask, as Gemma 2 does: s ← cap · tanh(s / cap).
 public func attentionWithProbabilities(query q: Tensor, key k: Tensor, value v: Tensor, mask: Tensor? = nil,
-                                       causal: Bool, scale: Float? = nil) -> (output: Tensor, probabilities: Tensor) {
+                                       causal: Bool, scale: Float? = nil, softcap: Float? = nil) -> (output: Tensor, probabilities: Tensor) {
     let s = validated { try AttentionShape(query: q.shape, key: k.shape, value: v.shape, mask: mask?.shape) }
     let sc = scale ?? 1 / Float(s.headDim).squareRoot()
     let group = s.queryHeads / s.kvHeads
@@ -77,6 +78,7 @@ public func attentionWithProbabilities(query q: Tensor, key k: Tensor, value v: 
             .reshaped([s.batch, s.queryHeads, s.keys, d])
     }
     var scores = q.matmul(expand(k), transB: true) * sc          // [B, Hq, T, S]
+    if let cap = softcap { scores = (scores * (1 / cap)).tanh() * cap }
     if let mask { scores = scores + mask.detached() }
     if causal { scores = scores + Tensor.causalMask(queries: s.queries, keys: s.keys) }
     let p = scores.softmax(axis: -1)

@@ -238,7 +238,7 @@ public enum StudentDerivation {
             let sd = std ?? 0.02
             var rng = RandomGenerator(seed: options.seed)
             for (name, p) in lm.namedParameters() {
-                if name.hasSuffix("norm.weight") { p.assign(Tensor(ones: p.shape)) }
+                if name.hasSuffix("norm.weight") { p.assign(Tensor([Float](repeating: 1 - (s.normOffset ?? 0), count: p.value.count), shape: p.shape)) }
                 else if name.hasSuffix(".bias") { p.assign(Tensor(zeros: p.shape)) }
                 else { p.assign(.randomNormal(p.shape, std: sd, using: &rng)) }
             }

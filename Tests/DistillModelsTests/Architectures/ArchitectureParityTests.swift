@@ -53,6 +53,9 @@ final class ArchitectureParityTests: XCTestCase {
     func testQwen3MatchesTransformers() throws { try check("qwen3") }
     /// Mistral: a sliding window of 4 that the 12-token sequence crosses (transformers 4.57.6).
     func testMistralWithSlidingWindowMatchesTransformers() throws { try check("mistral") }
+    /// Gemma 2: GeGLU, (1 + w) and sandwich norms, embedding scale, soft-capped scores and logits,
+    /// query_pre_attn_scalar, sliding window on alternate layers (transformers 4.57.6).
+    func testGemma2MatchesTransformers() throws { try check("gemma2") }
 
     /// A Qwen3 GGUF named as llama.cpp names it (q/k norms as attn_q_norm/attn_k_norm, head_dim
     /// from key_length, no row permutation) loads as the same model: config, every tensor, logits.
@@ -75,9 +78,9 @@ final class ArchitectureParityTests: XCTestCase {
     }
 
     /// Decoding with the KV cache one token at a time gives the logits of the full forward pass,
-    /// with q/k norms and past the sliding window.
+    /// with q/k norms, past the sliding window, with soft-capped attention.
     func testCachedDecodingMatchesTheFullPassForQwen3AndMistral() throws {
-        for name in ["qwen3", "mistral"] {
+        for name in ["qwen3", "mistral", "gemma2"] {
             let model = try PretrainedModel.loadDirectory(try fixtureURL("architectures", name).path)
             let ids = [3, 17, 42, 8, 91, 5, 60, 2, 33, 70]
             let full = withoutGradients { model.lm.forward(ids, batch: 1, length: ids.count).logits.scalars }
@@ -110,7 +113,7 @@ final class ArchitectureParityTests: XCTestCase {
 
     func testConfigErrorsNameTheKey() throws {
         XCTAssertThrowsError(try Architecture.named("gpt_neox", source: "x/config.json")) { e in
-            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: llama, mistral, qwen2, qwen3")
+            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: gemma2, llama, mistral, qwen2, qwen3")
         }
         let bad = ModelConfig(json: ["model_type": "llama", "hidden_size": 30, "num_attention_heads": 4], source: "c.json")
         XCTAssertThrowsError(try Architecture.llama.decoderConfig(bad)) { e in

@@ -172,11 +172,12 @@ final class StudentDerivationTests: XCTestCase {
         XCTAssertLessThan(s.ratio, 1)
     }
 
-    /// Qwen3 (q/k norms, head_dim 16 ≠ hidden / heads) and Mistral (sliding window) teachers: a
-    /// student keeps the head size and window, copies the q/k norms with its layers (also with
-    /// pruned key/value groups), saves and loads back, and learns from its teacher by KD.
+    /// Qwen3 (q/k norms, head_dim 16 ≠ hidden / heads), Mistral (sliding window) and Gemma 2
+    /// (soft-capped logits, sandwich norms) teachers: a student keeps the head size and window,
+    /// copies the q/k norms with its layers (also with pruned key/value groups), saves and loads
+    /// back, and learns from its teacher by KD, also with the fused loss asked for.
     func testQwen3AndMistralStudentsDeriveAndTrain() throws {
-        for name in ["qwen3", "mistral"] {
+        for name in ["qwen3", "mistral", "gemma2"] {
             let teacher = try PretrainedModel.loadDirectory(Self.modelFixtures.appendingPathComponent("architectures/\(name)").path)
             let pruned = try StudentDerivation.derive(from: teacher, options: StudentOptions(layers: 1, hidden: 32, heads: 2, kvHeads: 1, intermediate: 48))
             XCTAssertEqual(pruned.model.lm.config.headDim, 16, name)
@@ -200,6 +201,20 @@ final class StudentDerivationTests: XCTestCase {
             for _ in 0..<10 { _ = try trainer.trainStep() }
             let last = try trainer.trainStep()
             XCTAssertLessThan(last.soft!, first.soft! * 0.9, "\(name): \(first.soft!) → \(last.soft!)")
+            // Asked for the fused loss (chunk_size), the soft term still sees the real logits —
+            // soft-capped for Gemma 2 — and equals the KL computed from both models' outputs.
+            var chunked = c
+            chunked.lossChunkSize = 4
+            let t2 = Trainer(student: loaded.lm, teacher: teacher.lm, train: data, plan: .kd(alpha: 1, temperature: 2), configuration: chunked)
+            let batch = Batch.make(Array(data.prefix(3)), layout: .padToLongest(padId: 0))
+            let soft = try withoutGradients { try t2.loss(batch, plan: t2.plan(0)).soft! }
+            let n = batch.batch * batch.length
+            let direct = withoutGradients {
+                DistillationLoss.softTargetKL(student: loaded.lm.forward(batch.ids, batch: batch.batch, length: batch.length).logits.reshaped([n, -1]),
+                                              teacher: teacher.lm.forward(batch.ids, batch: batch.batch, length: batch.length).logits.reshaped([n, -1]),
+                                              temperature: 2, mask: batch.lossMask).item
+            }
+            XCTAssertEqual(soft, direct, accuracy: 1e-5 * max(1, abs(direct)), name)
         }
     }
 

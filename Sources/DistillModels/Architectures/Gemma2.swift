@@ -1,0 +1,50 @@
+import DistillNN
+import Foundation
+
+/// Gemma 2: GeGLU feed-forward (tanh GELU), RMSNorm applied as (1 + w), embeddings scaled by
+/// √hidden, norms before and after both attention and MLP (`pre_feedforward_layernorm`,
+/// `post_feedforward_layernorm`), scores scaled by `query_pre_attn_scalar`^−½ and soft-capped
+/// (`attn_logit_softcapping`), logits soft-capped (`final_logit_softcapping`), and a sliding
+/// window on the layers `layer_types` names (by default every other one, starting with the first).
+/// Defaults are those of `transformers.Gemma2Config`.
+extension Architecture {
+    public static let gemma2 = Architecture(
+        modelType: "gemma2", className: "Gemma2ForCausalLM", ggufNames: [],
+        decoderConfig: { c in
+            let layers = try c.positive("num_hidden_layers", default: 26)
+            var cfg = TransformerConfig(
+                vocabSize: try c.positive("vocab_size", default: 256_000),
+                hidden: try c.positive("hidden_size", default: 2304),
+                layers: layers,
+                heads: try c.positive("num_attention_heads", default: 8),
+                kvHeads: try c.positive("num_key_value_heads", default: 4),
+                intermediate: try c.positive("intermediate_size", default: 9216),
+                ropeTheta: try c.float("rope_theta") ?? 10_000,
+                rmsNormEps: try c.float("rms_norm_eps") ?? 1e-6,
+                tieEmbeddings: try c.bool("tie_word_embeddings") ?? true,
+                qkvBias: false,
+                headDim: try c.positive("head_dim", default: 256),
+                ropeScaling: try c.ropeScaling(),
+                slidingWindow: try c.optionalPositive("sliding_window", default: 4096))
+            cfg.slidingLayers = try c.layerTypes(layers: layers, default: { $0 % 2 == 0 })
+            cfg.mlpKind = .geglu
+            cfg.normOffset = 1
+            cfg.sandwichNorms = true
+            cfg.scaleEmbeddings = true
+            let scalar = try c.float("query_pre_attn_scalar") ?? 256
+            guard scalar > 0 else { throw FileError(file: c.source, location: "query_pre_attn_scalar", "must be positive, found \(scalar)") }
+            cfg.attentionScale = 1 / scalar.squareRoot()
+            cfg.attentionSoftcap = try c.optionalPositiveFloat("attn_logit_softcapping", default: 50)
+            cfg.finalSoftcap = try c.optionalPositiveFloat("final_logit_softcapping", default: 30)
+            for key in ["hidden_activation", "hidden_act"] {
+                if let act = try c.string(key), act != "gelu_pytorch_tanh" {
+                    throw FileError(file: c.source, location: key, "expected gelu_pytorch_tanh, found \(act)")
+                }
+            }
+            if try c.bool("attention_bias") == true {
+                throw FileError(file: c.source, location: "attention_bias", "Gemma 2 with attention biases is not supported")
+            }
+            try validateAttention(cfg, source: c.source)
+            return cfg
+        })
+}
