@@ -13,6 +13,9 @@ are stored in expected.json beside the checkpoint.
 - gemma2: GeGLU, (1 + w) norms, sandwich norms, √hidden embedding scale, 3 layers (sliding window 4 on
   layers 0 and 2), query_pre_attn_scalar 12, attention soft-cap 3 and logit soft-cap 5 (small, so
   that tanh bites), tied embeddings.
+- gemma3_text: as gemma2 without soft caps, plus q/k norms, 4 layers with layer_types
+  (sliding, sliding, full, sliding; window 4), local RoPE base 10000 vs global 1e6 with linear
+  scaling 8.
 
 qwen2 and llama were made with transformers 4.46.3; qwen3 and mistral need a newer one (Qwen3
 arrived in 4.51): name the architectures to make.
@@ -20,7 +23,7 @@ arrived in 4.51): name the architectures to make.
     pip install torch==2.5.1 transformers==4.46.3
     python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen2 llama
     pip install --target /tmp/tf457 --no-deps transformers==4.57.6 'tokenizers>=0.22,<0.23' 'huggingface-hub>=0.34,<1.0'
-    PYTHONPATH=/tmp/tf457 python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen3 mistral gemma2
+    PYTHONPATH=/tmp/tf457 python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen3 mistral gemma2 gemma3_text
 """
 import json
 import os
@@ -137,3 +140,14 @@ if "gemma2" in only:
                                        query_pre_attn_scalar=12, attn_logit_softcapping=3.0, final_logit_softcapping=5.0,
                                        initializer_range=0.2, attn_implementation="eager")
     build("gemma2", transformers.Gemma2ForCausalLM(gemma2))
+
+if "gemma3_text" in only:
+    torch.manual_seed(6)
+    gemma3 = transformers.Gemma3TextConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
+                                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
+                                           rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                                           rope_scaling={"rope_type": "linear", "factor": 8.0}, rms_norm_eps=1e-6,
+                                           tie_word_embeddings=True, sliding_window=4, query_pre_attn_scalar=12,
+                                           layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+                                           initializer_range=0.2, attn_implementation="eager")
+    build("gemma3_text", transformers.Gemma3ForCausalLM(gemma3))

@@ -26,7 +26,7 @@ public final class Attention: Module {
 
     /// `qkvBias` puts biases on the q/k/v projections (Qwen2); the output projection has none.
     public init(hidden: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, qkvBias: Bool = false,
-                qkNorm: Bool = false, normEps: Float = 1e-6, slidingWindow: Int? = nil, scale: Float? = nil,
+                qkNorm: Bool = false, normEps: Float = 1e-6, normOffset: Float = 0, slidingWindow: Int? = nil, scale: Float? = nil,
                 softcap: Float? = nil, rng: inout RandomGenerator) {
         precondition(heads % kvHeads == 0, "Attention: \(heads) heads not a multiple of \(kvHeads) kv heads")
         precondition(slidingWindow.map { $0 >= 1 } ?? true, "Attention: sliding window must be at least 1")
@@ -37,8 +37,8 @@ public final class Attention: Module {
         self.slidingWindow = slidingWindow
         self.scale = scale
         self.softcap = softcap
-        qNorm = qkNorm ? RMSNorm(hd, eps: normEps) : nil
-        kNorm = qkNorm ? RMSNorm(hd, eps: normEps) : nil
+        qNorm = qkNorm ? RMSNorm(hd, eps: normEps, offset: normOffset) : nil
+        kNorm = qkNorm ? RMSNorm(hd, eps: normEps, offset: normOffset) : nil
         qProj = Linear(hidden, heads * hd, bias: qkvBias, rng: &rng)
         kProj = Linear(hidden, kvHeads * hd, bias: qkvBias, rng: &rng)
         vProj = Linear(hidden, kvHeads * hd, bias: qkvBias, rng: &rng)
@@ -138,7 +138,7 @@ public final class DecoderBlock: Module {
                 rng: inout RandomGenerator) {
         inputLayernorm = RMSNorm(hidden, eps: eps, offset: normOffset)
         selfAttn = Attention(hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, qkvBias: qkvBias,
-                             qkNorm: qkNorm, normEps: eps, slidingWindow: slidingWindow, scale: attentionScale,
+                             qkNorm: qkNorm, normEps: eps, normOffset: normOffset, slidingWindow: slidingWindow, scale: attentionScale,
                              softcap: attentionSoftcap, rng: &rng)
         postAttentionLayernorm = RMSNorm(hidden, eps: eps, offset: normOffset)
         preFeedforwardLayernorm = sandwichNorms ? RMSNorm(hidden, eps: eps, offset: normOffset) : nil

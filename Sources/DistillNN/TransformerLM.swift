@@ -36,6 +36,9 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     /// Soft caps cap · tanh(x / cap) on the attention scores and on the output logits (Gemma 2).
     public var attentionSoftcap: Float?
     public var finalSoftcap: Float?
+    /// RoPE base of the sliding-window layers, without `ropeScaling` (Gemma 3's
+    /// rope_local_base_freq); nil: every layer uses `ropeTheta` and the scaling.
+    public var localRopeTheta: Float?
 
     public init(vocabSize: Int, hidden: Int, layers: Int, heads: Int, kvHeads: Int, intermediate: Int,
                 ropeTheta: Float = 10_000, rmsNormEps: Float = 1e-6, tieEmbeddings: Bool = true, qkvBias: Bool = false,
@@ -149,13 +152,19 @@ public final class TransformerLM: Module {
                         cache: KVCache? = nil, outputHiddenStates: Bool = false, outputAttentions: Bool = false,
                         computeLogits: Bool = true) -> LMOutput {
         precondition(ids.count == batch * length, "TransformerLM: \(ids.count) ids for batch \(batch) × length \(length)")
-        let rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0)
+        let rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
+                              invFreq: config.ropeInverseFrequencies)
+        let localRope = config.localRopeTheta.map { base in
+            ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
+                       invFreq: Tensor.rotaryInverseFrequencies(headDim: config.headDim, base: base))
+        }
         var h = model.embedTokens(ids, shape: [batch, length])      // (B, T, H)
         if config.scaleEmbeddings == true { h = h * Float(config.hidden).squareRoot() }
         var hidden: [Tensor] = outputHiddenStates ? [h] : []
         var attentions: [Tensor] = []
         for (i, layer) in model.layers.enumerated() {
-            let (out, probs) = layer(h, rope: rope, mask: mask, cache: cache?.layers[i], returnProbabilities: outputAttentions)
+            let layerRope = layer.selfAttn.slidingWindow != nil ? localRope ?? rope : rope
+            let (out, probs) = layer(h, rope: layerRope, mask: mask, cache: cache?.layers[i], returnProbabilities: outputAttentions)
             h = out
             if outputHiddenStates { hidden.append(h) }
             if let probs { attentions.append(probs) }
@@ -178,8 +187,7 @@ public final class TransformerLM: Module {
     }
 
     /// cos/sin tables: [length, D/2] when every row shares positions, else [B, length, D/2].
-    func ropeTables(batch: Int, length: Int, positions: [[Int]]?, offset: Int) -> (cos: Tensor, sin: Tensor) {
-        let inv = config.ropeInverseFrequencies
+    func ropeTables(batch: Int, length: Int, positions: [[Int]]?, offset: Int, invFreq inv: [Float]) -> (cos: Tensor, sin: Tensor) {
         guard let positions else { return Tensor.rotaryTables(positions: Array(offset..<(offset + length)), invFreq: inv) }
         precondition(positions.count == batch && positions.allSatisfy { $0.count == length },
                      "TransformerLM: positions must be \(batch) rows of \(length)")
