@@ -20,7 +20,7 @@ public struct Architecture: Sendable {
     public var ggufDefaultRopeTheta: Double = 10_000
 
     /// Every architecture Distill can run.
-    public static let all: [Architecture] = [.gemma2, .gemma3Text, .llama, .mistral, .qwen2, .qwen3]
+    public static let all: [Architecture] = [.gemma, .gemma2, .gemma3Text, .llama, .mistral, .qwen2, .qwen3]
 
     /// The architecture of a GGUF file's `general.architecture`, if supported.
     public static func gguf(_ name: String) -> Architecture? { all.first { $0.ggufNames.contains(name) } }

@@ -1,0 +1,38 @@
+import DistillNN
+
+/// Gemma (first generation, 2B/7B): GeGLU feed-forward with tanh GELU, RMSNorm applied as
+/// (1 + w), embeddings scaled by √hidden, tied output, explicit `head_dim`; otherwise the Llama
+/// block (no sandwich norms, soft caps or windows). Defaults are those of `transformers.GemmaConfig`.
+extension Architecture {
+    public static let gemma = Architecture(
+        modelType: "gemma", className: "GemmaForCausalLM", ggufNames: [],
+        decoderConfig: { c in
+            let heads = try c.positive("num_attention_heads", default: 16)
+            var cfg = TransformerConfig(
+                vocabSize: try c.positive("vocab_size", default: 256_000),
+                hidden: try c.positive("hidden_size", default: 3072),
+                layers: try c.positive("num_hidden_layers", default: 28),
+                heads: heads,
+                kvHeads: try c.positive("num_key_value_heads", default: heads),
+                intermediate: try c.positive("intermediate_size", default: 24576),
+                ropeTheta: try c.float("rope_theta") ?? 10_000,
+                rmsNormEps: try c.float("rms_norm_eps") ?? 1e-6,
+                tieEmbeddings: try c.bool("tie_word_embeddings") ?? true,
+                qkvBias: false,
+                headDim: try c.positive("head_dim", default: 256),
+                ropeScaling: try c.ropeScaling())
+            cfg.mlpKind = .geglu
+            cfg.normOffset = 1
+            cfg.scaleEmbeddings = true
+            // transformers runs the MLP with hidden_act (exact "gelu" in some hub configs, which
+            // Distill's GeGLU does not compute).
+            if let act = try c.string("hidden_act"), act != "gelu_pytorch_tanh" {
+                throw FileError(file: c.source, location: "hidden_act", "expected gelu_pytorch_tanh, found \(act)")
+            }
+            if try c.bool("attention_bias") == true {
+                throw FileError(file: c.source, location: "attention_bias", "Gemma with attention biases is not supported")
+            }
+            try validateAttention(cfg, source: c.source)
+            return cfg
+        })
+}
