@@ -60,6 +60,8 @@ final class ArchitectureParityTests: XCTestCase {
     /// Gemma 2: GeGLU, (1 + w) and sandwich norms, embedding scale, soft-capped scores and logits,
     /// query_pre_attn_scalar, sliding window on alternate layers (transformers 4.57.6).
     func testGemma2MatchesTransformers() throws { try check("gemma2") }
+    /// Gemma (first generation): GeGLU, (1 + w) norms, embedding scale (transformers 4.57.6).
+    func testGemmaMatchesTransformers() throws { try check("gemma") }
     /// Gemma 3 text: q/k norms (1 + w), local and global RoPE bases (global scaled), layer_types.
     func testGemma3TextMatchesTransformers() throws { try check("gemma3_text") }
 
@@ -119,7 +121,7 @@ final class ArchitectureParityTests: XCTestCase {
 
     func testConfigErrorsNameTheKey() throws {
         XCTAssertThrowsError(try Architecture.named("gpt_neox", source: "x/config.json")) { e in
-            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: gemma2, gemma3_text, llama, mistral, qwen2, qwen3")
+            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: gemma, gemma2, gemma3_text, llama, mistral, qwen2, qwen3")
         }
         let bad = ModelConfig(json: ["model_type": "llama", "hidden_size": 30, "num_attention_heads": 4], source: "c.json")
         XCTAssertThrowsError(try Architecture.llama.decoderConfig(bad)) { e in
