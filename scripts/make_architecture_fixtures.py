@@ -13,6 +13,7 @@ are stored in expected.json beside the checkpoint.
 - gemma2: GeGLU, (1 + w) norms, sandwich norms, √hidden embedding scale, 3 layers (sliding window 4 on
   layers 0 and 2), query_pre_attn_scalar 12, attention soft-cap 3 and logit soft-cap 5 (small, so
   that tanh bites), tied embeddings.
+- phi3: fused qkv_proj and gate_up_proj, sliding window 5, untied embeddings.
 - gemma: GeGLU, (1 + w) norms, √hidden embedding scale, head_dim 16, tied embeddings.
 - gemma3_text: as gemma2 without soft caps, plus q/k norms, 4 layers with layer_types
   (sliding, sliding, full, sliding; window 4), local RoPE base 10000 vs global 1e6 with linear
@@ -24,7 +25,7 @@ arrived in 4.51): name the architectures to make.
     pip install torch==2.5.1 transformers==4.46.3
     python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen2 llama
     pip install --target /tmp/tf457 --no-deps transformers==4.57.6 'tokenizers>=0.22,<0.23' 'huggingface-hub>=0.34,<1.0'
-    PYTHONPATH=/tmp/tf457 python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen3 mistral gemma2 gemma3_text gemma
+    PYTHONPATH=/tmp/tf457 python3 scripts/make_architecture_fixtures.py Tests/DistillModelsTests/Fixtures/architectures qwen3 mistral gemma2 gemma3_text gemma phi3
 """
 import json
 import os
@@ -160,3 +161,12 @@ if "gemma" in only:
                                      rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
                                      initializer_range=0.2, attn_implementation="eager")
     build("gemma", transformers.GemmaForCausalLM(gemma))
+
+if "phi3" in only:
+    torch.manual_seed(8)
+    phi3 = transformers.Phi3Config(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                   original_max_position_embeddings=64, rope_theta=10000.0, rms_norm_eps=1e-5,
+                                   tie_word_embeddings=False, sliding_window=5, pad_token_id=0, bos_token_id=1,
+                                   eos_token_id=2, initializer_range=0.2, attn_implementation="eager")
+    build("phi3", transformers.Phi3ForCausalLM(phi3))

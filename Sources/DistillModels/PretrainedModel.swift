@@ -94,7 +94,10 @@ public final class PretrainedModel {
         let arch = try Architecture.named(config.modelType, source: config.source)
         let decoder = try arch.decoderConfig(config)
         let lm = TransformerLM(decoder, initialize: false)
-        try loadWeights(into: lm, from: try ShardedSafetensors(directory: path), tiedOutput: decoder.tieEmbeddings)
+        let fused = arch.fusedTensors(decoder)
+        let files = try ShardedSafetensors(directory: path)
+        try loadWeights(into: lm, from: fused.isEmpty ? files : SplittingWeights(files, fused: fused, layers: decoder.layers),
+                        tiedOutput: decoder.tieEmbeddings)
         var generation: [String: Any] = [:]
         let gen = dir.appendingPathComponent("generation_config.json")
         if let data = try? Data(contentsOf: gen) {
@@ -138,6 +141,7 @@ public final class PretrainedModel {
         try atomicWrite(try cfg.data(), to: dir.appendingPathComponent("config.json"))
         var tensors: [String: Tensor] = [:]
         for (name, p) in lm.namedParameters() { tensors[name] = p.value.detached() }
+        tensors = FusedTensor.fuse(tensors, architecture.fusedTensors(lm.config), layers: lm.config.layers)
         _ = try SafetensorsWriter.writeSharded(tensors, to: path, dtype: dtype, maxShardSize: maxShardBytes)
         var gen = generationConfig
         if gen.isEmpty {

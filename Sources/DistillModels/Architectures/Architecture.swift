@@ -18,9 +18,11 @@ public struct Architecture: Sendable {
     public var ggufPermutesRotary = false
     /// `rope_theta` when a GGUF file does not say.
     public var ggufDefaultRopeTheta: Double = 10_000
+    /// Checkpoint tensors that stack several of the decoder's (split on load, stacked on save).
+    public var fusedTensors: @Sendable (TransformerConfig) -> [FusedTensor] = { _ in [] }
 
     /// Every architecture Distill can run.
-    public static let all: [Architecture] = [.gemma, .gemma2, .gemma3Text, .llama, .mistral, .qwen2, .qwen3]
+    public static let all: [Architecture] = [.gemma, .gemma2, .gemma3Text, .llama, .mistral, .phi3, .qwen2, .qwen3]
 
     /// The architecture of a GGUF file's `general.architecture`, if supported.
     public static func gguf(_ name: String) -> Architecture? { all.first { $0.ggufNames.contains(name) } }

@@ -62,6 +62,34 @@ final class ArchitectureParityTests: XCTestCase {
     func testGemma2MatchesTransformers() throws { try check("gemma2") }
     /// Gemma (first generation): GeGLU, (1 + w) norms, embedding scale (transformers 4.57.6).
     func testGemmaMatchesTransformers() throws { try check("gemma") }
+    /// Phi-3: fused qkv_proj and gate_up_proj split on load, sliding window 5 (transformers 4.57.6).
+    func testPhi3MatchesTransformers() throws { try check("phi3") }
+
+    /// A Phi-3 model saves its fused tensors fused again (as transformers expects them) and loads back.
+    func testPhi3SavesFusedTensors() throws {
+        let model = try PretrainedModel.loadDirectory(try fixtureURL("architectures", "phi3").path)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("distill-phi3-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        try model.saveDirectory(out.path)
+        let files = try ShardedSafetensors(directory: out.path)
+        XCTAssertTrue(files.tensorNames.contains("model.layers.1.self_attn.qkv_proj.weight"))
+        XCTAssertTrue(files.tensorNames.contains("model.layers.0.mlp.gate_up_proj.weight"))
+        XCTAssertFalse(files.tensorNames.contains { $0.contains("q_proj") || $0.contains("gate_proj.") })
+        let original = try ShardedSafetensors(directory: try fixtureURL("architectures", "phi3").path)
+        XCTAssertEqual(Set(files.tensorNames), Set(original.tensorNames))
+        for name in original.tensorNames { XCTAssertEqual(try files.tensor(named: name).scalars, try original.tensor(named: name).scalars, name) }
+        // A fused tensor with the wrong number of rows is named.
+        var cfg = model.config
+        cfg.json["intermediate_size"] = 40
+        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("distill-phi3-bad-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: bad) }
+        try FileManager.default.createDirectory(at: bad, withIntermediateDirectories: true)
+        try cfg.data().write(to: bad.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(at: out.appendingPathComponent("model.safetensors"), to: bad.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try PretrainedModel.loadDirectory(bad.path)) { e in
+            XCTAssertTrue("\(e)".contains("gate_up_proj") && "\(e)".contains("rows"), "\(e)")
+        }
+    }
     /// Gemma 3 text: q/k norms (1 + w), local and global RoPE bases (global scaled), layer_types.
     func testGemma3TextMatchesTransformers() throws { try check("gemma3_text") }
 
@@ -88,7 +116,7 @@ final class ArchitectureParityTests: XCTestCase {
     /// Decoding with the KV cache one token at a time gives the logits of the full forward pass,
     /// with q/k norms, past the sliding window, with soft-capped attention.
     func testCachedDecodingMatchesTheFullPassForQwen3AndMistral() throws {
-        for name in ["qwen3", "mistral", "gemma2", "gemma3_text"] {
+        for name in ["qwen3", "mistral", "gemma2", "gemma3_text", "phi3"] {
             let model = try PretrainedModel.loadDirectory(try fixtureURL("architectures", name).path)
             let ids = [3, 17, 42, 8, 91, 5, 60, 2, 33, 70]
             let full = withoutGradients { model.lm.forward(ids, batch: 1, length: ids.count).logits.scalars }
@@ -121,7 +149,7 @@ final class ArchitectureParityTests: XCTestCase {
 
     func testConfigErrorsNameTheKey() throws {
         XCTAssertThrowsError(try Architecture.named("gpt_neox", source: "x/config.json")) { e in
-            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: gemma, gemma2, gemma3_text, llama, mistral, qwen2, qwen3")
+            XCTAssertEqual("\(e)", "x/config.json: model_type: unknown model type 'gpt_neox'; known types: gemma, gemma2, gemma3_text, llama, mistral, phi3, qwen2, qwen3")
         }
         let bad = ModelConfig(json: ["model_type": "llama", "hidden_size": 30, "num_attention_heads": 4], source: "c.json")
         XCTAssertThrowsError(try Architecture.llama.decoderConfig(bad)) { e in
