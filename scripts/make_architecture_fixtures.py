@@ -13,7 +13,9 @@ are stored in expected.json beside the checkpoint.
 - gemma2: GeGLU, (1 + w) norms, sandwich norms, √hidden embedding scale, 3 layers (sliding window 4 on
   layers 0 and 2), query_pre_attn_scalar 12, attention soft-cap 3 and logit soft-cap 5 (small, so
   that tanh bites), tied embeddings.
-- phi3: fused qkv_proj and gate_up_proj, sliding window 5, untied embeddings.
+- phi3: fused qkv_proj and gate_up_proj, sliding window 5, untied embeddings, LongRoPE with
+  original_max_position_embeddings 8 (the 12-token sequence runs on the long factors, the 7-token
+  one on the short ones; attention factor from 64 / 8).
 - gemma: GeGLU, (1 + w) norms, √hidden embedding scale, head_dim 16, tied embeddings.
 - gemma3_text: as gemma2 without soft caps, plus q/k norms, 4 layers with layer_types
   (sliding, sliding, full, sliding; window 4), local RoPE base 10000 vs global 1e6 with linear
@@ -166,7 +168,10 @@ if "phi3" in only:
     torch.manual_seed(8)
     phi3 = transformers.Phi3Config(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                   original_max_position_embeddings=64, rope_theta=10000.0, rms_norm_eps=1e-5,
+                                   original_max_position_embeddings=8, rope_theta=10000.0, rms_norm_eps=1e-5,
+                                   rope_scaling={"type": "longrope",
+                                                 "short_factor": [1.0, 1.3, 1.9, 2.5],
+                                                 "long_factor": [1.5, 3.0, 6.0, 11.0]},
                                    tie_word_embeddings=False, sliding_window=5, pad_token_id=0, bos_token_id=1,
                                    eos_token_id=2, initializer_range=0.2, attn_implementation="eager")
     build("phi3", transformers.Phi3ForCausalLM(phi3))

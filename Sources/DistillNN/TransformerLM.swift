@@ -66,6 +66,12 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
         let inv = Tensor.rotaryInverseFrequencies(headDim: headDim, base: ropeTheta)
         return ropeScaling?.apply(to: inv) ?? inv
     }
+
+    /// The frequencies for a sequence of `length` positions (LongRoPE switches past its original length).
+    public func ropeInverseFrequencies(length: Int) -> [Float] {
+        let inv = Tensor.rotaryInverseFrequencies(headDim: headDim, base: ropeTheta)
+        return ropeScaling?.apply(to: inv, length: length) ?? inv
+    }
 }
 
 /// RoPE frequency scaling rules of `rope_scaling` in Hugging Face configs.
@@ -74,9 +80,29 @@ public enum RopeScaling: Codable, Equatable, Sendable {
     case linear(factor: Float)
     /// Llama 3.1: low frequencies divided by `factor`, high ones kept, a smooth blend between.
     case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int)
+    /// LongRoPE (Phi-3 128k): frequency i divided by `shortFactor[i]`, or by `longFactor[i]` once
+    /// the sequence is longer than `originalMaxPositions`; cos and sin multiplied by `attentionFactor`.
+    case longrope(shortFactor: [Float], longFactor: [Float], originalMaxPositions: Int, attentionFactor: Float)
+
+    /// The frequencies for a sequence of `length` positions (only LongRoPE depends on it).
+    public func apply(to inv: [Float], length: Int) -> [Float] {
+        if case let .longrope(short, long, original, _) = self {
+            let f = length > original ? long : short
+            return zip(inv, f).map { $0 / $1 }
+        }
+        return apply(to: inv)
+    }
+
+    /// The factor on cos and sin (LongRoPE's attention factor; 1 otherwise).
+    public var attentionFactor: Float {
+        if case let .longrope(_, _, _, a) = self { return a }
+        return 1
+    }
 
     public func apply(to inv: [Float]) -> [Float] {
         switch self {
+        case let .longrope(short, _, _, _):
+            return zip(inv, short).map { $0 / $1 }
         case .linear(let f):
             return inv.map { $0 / f }
         case let .llama3(factor, low, high, original):
@@ -152,8 +178,11 @@ public final class TransformerLM: Module {
                         cache: KVCache? = nil, outputHiddenStates: Bool = false, outputAttentions: Bool = false,
                         computeLogits: Bool = true) -> LMOutput {
         precondition(ids.count == batch * length, "TransformerLM: \(ids.count) ids for batch \(batch) × length \(length)")
-        let rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
-                              invFreq: config.ropeInverseFrequencies)
+        // The sequence length the positions reach (LongRoPE picks its factors by it, as transformers does).
+        let reach = (positions.map { $0.lazy.compactMap { $0.max() }.max() ?? 0 } ?? ((cache?.length ?? 0) + length - 1)) + 1
+        var rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
+                              invFreq: config.ropeInverseFrequencies(length: reach))
+        if let a = config.ropeScaling?.attentionFactor, a != 1 { rope = (rope.cos * a, rope.sin * a) }
         let localRope = config.localRopeTheta.map { base in
             ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
                        invFreq: Tensor.rotaryInverseFrequencies(headDim: config.headDim, base: base))

@@ -83,9 +83,29 @@ public struct ModelConfig: @unchecked Sendable {
             return .llama3(factor: try need("factor"), lowFreqFactor: try need("low_freq_factor"),
                            highFreqFactor: try need("high_freq_factor"),
                            originalMaxPositions: try sub.positive("original_max_position_embeddings"))
+        case "longrope", "su":
+            // Phi-3: the factor is max_position_embeddings / original_max_position_embeddings when
+            // both are given (transformers' rule), the attention factor √(1 + ln f / ln original).
+            func factors(_ k: String) throws -> [Float] {
+                guard let a = d[k] as? [NSNumber], !a.isEmpty else {
+                    throw FileError(file: source, location: "rope_scaling.\(k)", "expected a list of numbers (required for \(type))")
+                }
+                return a.map(\.floatValue)
+            }
+            let short = try factors("short_factor"), long = try factors("long_factor")
+            guard short.count == long.count else {
+                throw FileError(file: source, location: "rope_scaling.long_factor", "\(long.count) values, but short_factor has \(short.count)")
+            }
+            let maxPositions = try positive("max_position_embeddings")
+            let original = try int("original_max_position_embeddings") ?? maxPositions
+            let factor = try int("original_max_position_embeddings") != nil ? Float(maxPositions) / Float(original)
+                : try sub.float("factor") ?? 1
+            let attention = try sub.float("attention_factor")
+                ?? (factor <= 1 ? 1 : (1 + Foundation.log(factor) / Foundation.log(Float(original))).squareRoot())
+            return .longrope(shortFactor: short, longFactor: long, originalMaxPositions: original, attentionFactor: attention)
         default:
             throw FileError(file: source, location: "rope_scaling.rope_type",
-                            "unsupported RoPE scaling '\(type)' (supported: default, linear, llama3)")
+                            "unsupported RoPE scaling '\(type)' (supported: default, linear, llama3, longrope)")
         }
     }
 

@@ -1,10 +1,10 @@
 import DistillNN
 
-/// Phi-3 (mini, small-context): the Llama block with the q, k and v projections stored as one
+/// Phi-3 / Phi-3.5: the Llama block with the q, k and v projections stored as one
 /// `self_attn.qkv_proj` and gate and up as one `mlp.gate_up_proj` (split on load, stacked on save),
-/// and an optional sliding window (`sliding_window`, e.g. 2047 in Phi-3-mini-4k). Defaults are
-/// those of `transformers.Phi3Config`. Not yet: `longrope` scaling (the 128k models) and partial
-/// rotary embeddings (Phi-4-mini).
+/// an optional sliding window (`sliding_window`, e.g. 2047 in Phi-3-mini-4k) and LongRoPE scaling
+/// (the 128k models: short factors up to `original_max_position_embeddings`, long ones past it).
+/// Defaults are those of `transformers.Phi3Config`. Not yet: partial rotary embeddings (Phi-4-mini).
 extension Architecture {
     public static let phi3 = Architecture(
         modelType: "phi3", className: "Phi3ForCausalLM", ggufNames: [],
@@ -13,10 +13,6 @@ extension Architecture {
             let hidden = try c.positive("hidden_size", default: 3072)
             if let f = try c.float("partial_rotary_factor"), f != 1 {
                 throw FileError(file: c.source, location: "partial_rotary_factor", "partial rotary embeddings are not supported yet, found \(f)")
-            }
-            if let scaling = c.json["rope_scaling"] as? [String: Any],
-               let type = (scaling["rope_type"] ?? scaling["type"]) as? String, type == "longrope" || type == "su" {
-                throw FileError(file: c.source, location: "rope_scaling", "\(type) RoPE scaling (Phi-3 128k) is not supported yet")
             }
             let cfg = TransformerConfig(
                 vocabSize: try c.positive("vocab_size", default: 32064),
@@ -32,6 +28,10 @@ extension Architecture {
                 headDim: try c.int("head_dim"),
                 ropeScaling: try c.ropeScaling(),
                 slidingWindow: try c.optionalPositive("sliding_window", default: nil))
+            if case let .longrope(short, _, _, _)? = cfg.ropeScaling, short.count != cfg.headDim / 2 {
+                throw FileError(file: c.source, location: "rope_scaling.short_factor",
+                                "\(short.count) factors, but the head dimension \(cfg.headDim) has \(cfg.headDim / 2) frequencies")
+            }
             if let act = try c.string("hidden_act"), act != "silu" {
                 throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
             }
