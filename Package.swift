@@ -42,10 +42,9 @@ let package = Package(
                                                    .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                    .product(name: "GRDB", package: "GRDB.swift")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
-        // OpenAI-compatible HTTP API over a local model (AsyncHTTPClient: the serving benchmark's clients).
+        // OpenAI-compatible HTTP API over a local model.
         .target(name: "DistillServer", dependencies: ["DistillModels", "DistillNN", "DistillTensor",
-                                                     .product(name: "Hummingbird", package: "hummingbird"),
-                                                     .product(name: "AsyncHTTPClient", package: "async-http-client")],
+                                                     .product(name: "Hummingbird", package: "hummingbird")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         // Evaluation: task metrics (accuracy, F1, BLEU, ROUGE, perplexity), teacher agreement,
         // speed and memory, reports.
@@ -54,8 +53,17 @@ let package = Package(
         .target(name: "Distillation", dependencies: ["DistillData", "DistillModels", "DistillNN", "DistillTensor",
                                                      .product(name: "Yams", package: "Yams")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
+        // Benchmarks (`distill bench`: ops, generation, serving, losses, training steps, KD) and the
+        // demos (`distill demo`): only the command line uses them.
+        .target(name: "DistillBench", dependencies: ["Distillation", "DistillServer", "DistillModels", "DistillNN", "DistillTensor",
+                                                    "CDistillKernels",
+                                                    .product(name: "AsyncHTTPClient", package: "async-http-client")],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "DistillDemos", dependencies: ["Distillation", "DistillData", "DistillModels", "DistillNN", "DistillTensor"],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "distill",
-                          dependencies: ["Distillation", "DistillData", "DistillServer", "DistillEval", "DistillModels", "DistillNN", "DistillTensor",
+                          dependencies: ["DistillBench", "DistillDemos", "Distillation", "DistillData", "DistillServer", "DistillEval",
+                                         "DistillModels", "DistillNN", "DistillTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
         // Helpers shared by test targets (not a product).
@@ -82,7 +90,7 @@ let package = Package(
         // The command line's own checks (options that no library function sees).
         .testTarget(name: "DistillCLITests", dependencies: ["distill"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillData", "DistillModels", "DistillNN", "DistillTensor",
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillBench", "DistillDemos", "DistillData", "DistillModels", "DistillNN", "DistillTensor",
                                                               "DistillServer", "DistillTestSupport"],
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),

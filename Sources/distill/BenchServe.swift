@@ -1,3 +1,4 @@
+import DistillBench
 import ArgumentParser
 import DistillModels
 import DistillServer

@@ -1,3 +1,4 @@
+import DistillDemos
 import ArgumentParser
 import DistillEval
 import DistillModels

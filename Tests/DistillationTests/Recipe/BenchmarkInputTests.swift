@@ -1,3 +1,5 @@
+import DistillBench
+import DistillDemos
 import DistillModels
 @testable import Distillation
 import Foundation

@@ -1,3 +1,4 @@
+import Distillation
 import DistillNN
 import DistillTensor
 import Foundation

@@ -1,5 +1,8 @@
 import AsyncHTTPClient
 import DistillModels
+import DistillNN
+import DistillServer
+import DistillTensor
 import Foundation
 import NIOCore
 
@@ -108,11 +111,14 @@ public enum ServerBenchmark {
         return String(format: asks[(i / topics.count) % asks.count], topics[i % topics.count]) + " (request \(i))"
     }
 
+    /// Options that cannot run.
+    public struct OptionError: Error, CustomStringConvertible { public let description: String }
+
     /// Starts the server over `model` on 127.0.0.1, runs both phases, stops it. `progress` gets
     /// a line per phase.
     public static func run(model: PretrainedModel, modelName: String? = nil, options o: Options,
                            progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Result {
-        guard o.clients >= 1, o.maxTokens >= 1 else { throw OpenAIError.invalidRequest("clients and max tokens must be at least 1") }
+        guard o.clients >= 1, o.maxTokens >= 1 else { throw OptionError(description: "clients and max tokens must be at least 1") }
         let maxBatch = o.maxBatch ?? o.clients
         let server = try OpenAIServer(model: model, modelName: modelName, maxBatch: maxBatch, batchWindow: o.batchWindow)
         defer { server.stopGeneration() }

@@ -1,4 +1,5 @@
 import CDistillKernels
+import DistillNN
 import DistillTensor
 import Foundation
 

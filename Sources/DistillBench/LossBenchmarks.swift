@@ -1,3 +1,5 @@
+import Distillation
+import DistillNN
 import DistillTensor
 import Foundation
 

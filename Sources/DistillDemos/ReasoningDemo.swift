@@ -1,3 +1,4 @@
+import Distillation
 import DistillData
 import DistillModels
 import DistillNN

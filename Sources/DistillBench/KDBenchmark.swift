@@ -1,3 +1,4 @@
+import Distillation
 import DistillModels
 import DistillNN
 import DistillTensor

@@ -1,3 +1,5 @@
+import DistillModels
+import DistillNN
 import DistillTensor
 import Foundation
 
