@@ -1,8 +1,8 @@
-import DistillBench
 import ArgumentParser
+import Distillation
+import DistillBench
 import DistillEval
 import DistillModels
-import Distillation
 import DistillNN
 import DistillTensor
 import Foundation

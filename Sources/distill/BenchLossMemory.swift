@@ -1,6 +1,6 @@
-import DistillBench
 import ArgumentParser
 import Distillation
+import DistillBench
 import Foundation
 
 extension Bench {

@@ -1,5 +1,5 @@
-import DistillBench
 import ArgumentParser
+import DistillBench
 import DistillModels
 import DistillServer
 import DistillTensor

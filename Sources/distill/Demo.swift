@@ -1,8 +1,8 @@
-import DistillDemos
 import ArgumentParser
+import Distillation
+import DistillDemos
 import DistillEval
 import DistillModels
-import Distillation
 import Foundation
 
 struct Demo: ParsableCommand {

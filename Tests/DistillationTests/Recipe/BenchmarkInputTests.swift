@@ -1,7 +1,7 @@
+@testable import Distillation
 import DistillBench
 import DistillDemos
 import DistillModels
-@testable import Distillation
 import Foundation
 import XCTest
 
