@@ -64,22 +64,78 @@ public enum RecipeRunner {
 
     /// Trains; with `resume`, continues from the newest checkpoint in the output directory (an
     /// error when there is none). A fresh run refuses an output directory that holds checkpoints.
+    ///
+    /// Stages, each its own function: `outputPaths` (resume or fresh), `loadModels` (teacher,
+    /// student, tokenizer), `tokenizeData` (train, then held-out), `trainingTeacher` (model,
+    /// logit cache or cross-tokenizer), `objective` (layer maps, projector, plan), `applyLoRA`,
+    /// `trainerConfiguration`, training, `saveStudent`.
     @discardableResult
     public static func run(recipe: Recipe, resume: Bool = false,
                            onEvent: @escaping (RecipeEvent) -> Void = { _ in }) throws -> RecipeResult {
-        let fm = FileManager.default
+        let paths = try outputPaths(recipe, resume: resume)
+        let models = try loadModels(recipe, onEvent: onEvent)
+        let data = try tokenizeData(recipe, models, onEvent: onEvent)
+        let teacher = try trainingTeacher(recipe, models, data)
+        let objective = try self.objective(recipe, models)
+        let loraConfig = try applyLoRA(recipe, to: models.student)
+        try FileManager.default.createDirectory(at: paths.out, withIntermediateDirectories: true)
+        if !resume { try? FileManager.default.removeItem(at: paths.metrics) }
+        let config = trainerConfiguration(recipe, models, data, objective, paths)
+        let trainer = Trainer(student: models.student.lm, teacher: teacher, projector: objective.projector,
+                              train: data.train, eval: data.eval, plan: objective.plan, configuration: config)
+        var last: StepMetrics?
+        trainer.onEvent = { event in
+            if case .step(let m) = event { last = m }
+            onEvent(.training(event))
+        }
+        try JSONEncoder.sorted.encode(recipe).write(to: paths.out.appendingPathComponent("recipe.json"), options: .atomic)
+        if resume { try trainer.resumeFromLatestCheckpoint() }
+        let lm = models.student.lm
+        let trainable = lm.namedParameters().filter { !$0.parameter.isFrozen }.reduce(0) { $0 + $1.parameter.value.count }
+        onEvent(.prepared(RecipeSummary(teacherParameters: models.teacher?.lm.parameterCount, studentParameters: lm.parameterCount,
+                                        trainableParameters: trainable, trainSequences: data.train.count, evalSequences: data.eval.count,
+                                        trainTokens: data.train.reduce(0) { $0 + $1.ids.count }, totalSteps: recipe.schedule.steps)))
+        try trainer.run()
+        try saveStudent(models.student, lora: loraConfig, to: paths.out)
+        onEvent(.saved(directory: paths.out, adaptersOnly: loraConfig != nil))
+        return RecipeResult(outputDirectory: paths.out, metricsLog: paths.metrics, steps: trainer.step, resumedFrom: trainer.resumedFrom,
+                            lastMetrics: last)
+    }
+
+    // MARK: Stages
+
+    struct OutputPaths {
+        var out: URL
+        var checkpoints: URL
+        var metrics: URL
+    }
+
+    /// The output directory: with `resume` it must hold a checkpoint; a fresh run must find none.
+    static func outputPaths(_ recipe: Recipe, resume: Bool) throws -> OutputPaths {
         let out = URL(fileURLWithPath: recipe.output.dir)
-        let checkpoints = out.appendingPathComponent(checkpointsDirectory)
-        let metrics = out.appendingPathComponent(metricsFile)
+        let paths = OutputPaths(out: out, checkpoints: out.appendingPathComponent(checkpointsDirectory),
+                                metrics: out.appendingPathComponent(metricsFile))
         if resume {
-            guard Checkpoint.latest(in: checkpoints) != nil else {
-                throw RecipeRunError.invalid("--resume: no checkpoint in \(checkpoints.path) (set schedule.checkpoint_every to write them)")
+            guard Checkpoint.latest(in: paths.checkpoints) != nil else {
+                throw RecipeRunError.invalid("--resume: no checkpoint in \(paths.checkpoints.path) (set schedule.checkpoint_every to write them)")
             }
-        } else if !Checkpoint.list(in: checkpoints).isEmpty {
+        } else if !Checkpoint.list(in: paths.checkpoints).isEmpty {
             throw RecipeRunError.invalid("\(out.path) already holds checkpoints of a run: pass --resume to continue it, or choose another output.dir")
         }
+        return paths
+    }
 
-        // Models.
+    struct Models {
+        var teacher: PretrainedModel?
+        var student: PretrainedModel
+        var tokenizer: Tokenizer
+        /// A teacher model with another tokenizer, compared through loss.cross_tokenizer.
+        var crossTeacher: CrossTokenizerTeacher?
+    }
+
+    /// The teacher model (frozen), the student (loaded or derived) and its tokenizer; checks that
+    /// they share a tokenizer unless a cross-tokenizer loss compares them.
+    static func loadModels(_ recipe: Recipe, onEvent: (RecipeEvent) -> Void) throws -> Models {
         let teacher = try recipe.teacher?.path.map { try PretrainedModel.load($0) }
         teacher?.lm.freeze()
         let student: PretrainedModel
@@ -91,7 +147,6 @@ public enum RecipeRunner {
             student = try PretrainedModel.load(recipe.student.path!)
         }
         let tokenizer = try student.requireTokenizer()
-        // A teacher with another tokenizer, compared through a cross-tokenizer loss.
         var crossTeacher: CrossTokenizerTeacher?
         if let teacher, let cross = recipe.loss.crossTokenizer, recipe.teacher?.serverTokens == nil {
             let tt = try teacher.requireTokenizer()
@@ -114,11 +169,23 @@ public enum RecipeRunner {
                                                         detail: "vocab_size \(tv) and \(sv)")
             }
         }
+        return Models(teacher: teacher, student: student, tokenizer: tokenizer, crossTeacher: crossTeacher)
+    }
 
-        // Data.
-        let template = recipe.data.chatTemplate ? student.chatTemplate ?? teacher?.chatTemplate : nil
+    struct TrainingData {
+        var trainFile: TextDataFile
+        /// data.train tokenized, in file order, before the held-out split.
+        var allTrain: [TokenSequence]
+        var train: [TokenSequence]
+        var eval: [TokenSequence]
+    }
+
+    /// data.train (and data.eval) tokenized with the student's tokenizer and chat template, and
+    /// the held-out split.
+    static func tokenizeData(_ recipe: Recipe, _ m: Models, onEvent: (RecipeEvent) -> Void) throws -> TrainingData {
+        let template = recipe.data.chatTemplate ? m.student.chatTemplate ?? m.teacher?.chatTemplate : nil
         func tokenize(_ file: TextDataFile) throws -> [TokenSequence] {
-            let r = try file.encoded(with: tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength,
+            let r = try file.encoded(with: m.tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength,
                                      assistantOnly: recipe.data.lossOn == .assistant)
             if r.keptReasoning > 0 {
                 onEvent(.note("\(file.path): the chat template drops the reasoning (<think>…</think>) of assistant turns; "
@@ -127,17 +194,8 @@ public enum RecipeRunner {
             return r.sequences
         }
         let trainFile = try TextDataFile(path: recipe.data.train)
-        var train = try tokenize(trainFile)
-        // A server's sampled tokens, one record per example of data.train (before any split).
-        if let path = recipe.teacher?.serverTokens, let cross = recipe.loss.crossTokenizer {
-            let spans = try ServerTokenSpans.read(path)
-            guard spans.count == train.count else {
-                throw RecipeRunError.invalid("\(path) holds \(spans.count) records but \(recipe.data.train) has \(train.count) examples: the tokens file must come from the same traces run as data.train")
-            }
-            crossTeacher = try CrossTokenizerTeacher(serverSpans: spans, sequences: train.map(\.ids), studentTokenizer: tokenizer,
-                                                     studentVocabularySize: student.lm.config.vocabSize, loss: cross,
-                                                     topK: recipe.loss.crossTokenizerK)
-        }
+        let all = try tokenize(trainFile)
+        var train = all
         var eval: [TokenSequence] = []
         if let e = recipe.data.eval {
             eval = try tokenize(try TextDataFile(path: e))
@@ -147,36 +205,62 @@ public enum RecipeRunner {
                 throw RecipeRunError.invalid("data.eval_fraction \(f) of \(train.count) examples leaves no held-out or no training example")
             }
             let order = DataPosition.epochOrder(count: train.count, epoch: 0, kind: .shuffled(seed: recipe.seed))
-            eval = order.suffix(n).map { train[$0] }
-            train = order.dropLast(n).map { train[$0] }
+            eval = order.suffix(n).map { all[$0] }
+            train = order.dropLast(n).map { all[$0] }
         }
-        let vocab = student.lm.config.vocabSize
+        let vocab = m.student.lm.config.vocabSize
         if let bad = (train + eval).lazy.flatMap({ $0.ids }).first(where: { $0 >= vocab }) {
             throw RecipeRunError.invalid("the tokenizer gives token \(bad), outside the student's vocabulary 0..<\(vocab)")
         }
+        return TrainingData(trainFile: trainFile, allTrain: all, train: train, eval: eval)
+    }
 
+    /// The teacher the trainer asks: a server's tokens or a model across tokenizers, a logit cache
+    /// (checked against the data), or the teacher model.
+    static func trainingTeacher(_ recipe: Recipe, _ m: Models, _ d: TrainingData) throws -> (any Teacher)? {
+        let vocab = m.student.lm.config.vocabSize
+        // A server's sampled tokens, one record per example of data.train (before any split).
+        if let path = recipe.teacher?.serverTokens, let cross = recipe.loss.crossTokenizer {
+            let spans = try ServerTokenSpans.read(path)
+            guard spans.count == d.allTrain.count else {
+                throw RecipeRunError.invalid("\(path) holds \(spans.count) records but \(recipe.data.train) has \(d.allTrain.count) examples: the tokens file must come from the same traces run as data.train")
+            }
+            return try CrossTokenizerTeacher(serverSpans: spans, sequences: d.allTrain.map(\.ids), studentTokenizer: m.tokenizer,
+                                             studentVocabularySize: vocab, loss: cross, topK: recipe.loss.crossTokenizerK)
+        }
+        if let cross = m.crossTeacher { return cross }
         // A logit cache: written from data.train with this tokenizer, at the loss temperature, and
         // holding every training sequence exactly as tokenized here.
-        var cachedTeacher: Teacher?
         if let path = recipe.teacher?.cache {
             let cache = try LogitCache(path: path)
-            try cache.check(LogitCache.Expectation(fingerprint: tokenizer.fingerprint, vocabularySize: vocab, k: recipe.teacher?.k,
+            try cache.check(LogitCache.Expectation(fingerprint: m.tokenizer.fingerprint, vocabularySize: vocab, k: recipe.teacher?.k,
                                                    temperature: recipe.loss.kind == .hard ? nil : recipe.loss.temperature,
-                                                   dataHash: trainFile.hash, complete: true))
-            for (i, seq) in (train + eval).enumerated() where cache.index(of: seq.ids) == nil {
+                                                   dataHash: d.trainFile.hash, complete: true))
+            for (i, seq) in (d.train + d.eval).enumerated() where cache.index(of: seq.ids) == nil {
                 throw RecipeRunError.invalid(
                     "\(path): example \(i + 1) of \(recipe.data.train) (\(seq.ids.count) tokens) is not in the logit cache: it was tokenized differently (cache-logits --max-length vs data.max_length \(recipe.data.maxLength), or the chat template)")
             }
-            cachedTeacher = try CachedTeacher(cache: cache, k: recipe.teacher?.k)
-                .aligned(toVocabularySize: vocab, studentFingerprint: tokenizer.fingerprint,
-                         studentTokenizerVocabularySize: tokenizer.vocabSize)
+            return try CachedTeacher(cache: cache, k: recipe.teacher?.k)
+                .aligned(toVocabularySize: vocab, studentFingerprint: m.tokenizer.fingerprint,
+                         studentTokenizerVocabularySize: m.tokenizer.vocabSize)
         }
+        return m.teacher.map { LocalTeacher(lm: $0.lm) }
+    }
 
-        // Objective.
+    struct Objective {
+        var plan: TrainingPlan
+        var featureMap: LayerMap?
+        var attentionMap: LayerMap?
+        var projector: FeatureProjector?
+    }
+
+    /// The loss plan, the feature and attention layer maps, and the feature projector when the
+    /// widths differ.
+    static func objective(_ recipe: Recipe, _ m: Models) throws -> Objective {
         let s = recipe.schedule, l = recipe.loss
-        var featureMap: LayerMap?, attentionMap: LayerMap?, projector: FeatureProjector?
-        if let teacher {
-            let ls = student.lm.config.layers, lt = teacher.lm.config.layers
+        var o = Objective(plan: .hardOnly)
+        if let teacher = m.teacher {
+            let ls = m.student.lm.config.layers, lt = teacher.lm.config.layers
             func map(_ pairs: Recipe.LayerPairs, _ key: String) throws -> LayerMap {
                 switch pairs {
                 case .uniform: return LayerMap.uniform(studentLayers: ls, teacherLayers: lt)
@@ -188,93 +272,80 @@ public enum RecipeRunner {
                 }
             }
             if l.featureWeight != 0 {
-                let m = try map(l.featureLayers, "feature_layers")
-                featureMap = m
-                if student.lm.config.hidden != teacher.lm.config.hidden {
+                let fm = try map(l.featureLayers, "feature_layers")
+                o.featureMap = fm
+                if m.student.lm.config.hidden != teacher.lm.config.hidden {
                     var rng = RandomGenerator(seed: recipe.seed &+ 1)
-                    projector = FeatureProjector(studentWidth: student.lm.config.hidden, teacherWidth: teacher.lm.config.hidden,
-                                                 pairs: m.pairs.count, rng: &rng)
+                    o.projector = FeatureProjector(studentWidth: m.student.lm.config.hidden, teacherWidth: teacher.lm.config.hidden,
+                                                   pairs: fm.pairs.count, rng: &rng)
                 }
             }
-            if l.attentionWeight != 0 { attentionMap = try map(l.attentionLayers, "attention_layers") }
+            if l.attentionWeight != 0 { o.attentionMap = try map(l.attentionLayers, "attention_layers") }
         }
-        let plan: TrainingPlan
         switch l.kind {
-        case .hard: plan = .hardOnly
-        case .kd: plan = .kd(alpha: l.alpha, temperature: l.temperature, feature: l.featureWeight, attention: l.attentionWeight)
+        case .hard: o.plan = .hardOnly
+        case .kd: o.plan = .kd(alpha: l.alpha, temperature: l.temperature, feature: l.featureWeight, attention: l.attentionWeight)
         case .progressive:
-            plan = .progressive(ProgressiveSchedule(totalSteps: s.steps, warmupFraction: l.warmupFraction,
-                                                    alignmentFraction: l.alignmentFraction, alpha: l.alpha,
-                                                    temperature: l.temperature, featureWeight: l.featureWeight,
-                                                    attentionWeight: l.attentionWeight))
+            o.plan = .progressive(ProgressiveSchedule(totalSteps: s.steps, warmupFraction: l.warmupFraction,
+                                                      alignmentFraction: l.alignmentFraction, alpha: l.alpha,
+                                                      temperature: l.temperature, featureWeight: l.featureWeight,
+                                                      attentionWeight: l.attentionWeight))
         }
+        return o
+    }
 
-        // LoRA: only adapters train.
-        var loraConfig: LoRAConfig?
-        if let lo = recipe.lora {
-            let c = LoRAConfig(rank: lo.rank, alpha: lo.alpha, dropout: lo.dropout, targetModules: lo.targetModules)
-            do { try applyLoRA(to: student.lm, config: c, seed: recipe.seed) } catch { throw RecipeRunError.invalid("lora: \(error)") }
-            loraConfig = c
-        }
+    /// With a `lora` section, attaches adapters (only they train) and returns their config.
+    static func applyLoRA(_ recipe: Recipe, to student: PretrainedModel) throws -> LoRAConfig? {
+        guard let lo = recipe.lora else { return nil }
+        let c = LoRAConfig(rank: lo.rank, alpha: lo.alpha, dropout: lo.dropout, targetModules: lo.targetModules)
+        do { try DistillNN.applyLoRA(to: student.lm, config: c, seed: recipe.seed) } catch { throw RecipeRunError.invalid("lora: \(error)") }
+        return c
+    }
 
-        // Trainer.
+    /// The trainer's settings from the schedule, data layout and objective.
+    static func trainerConfiguration(_ recipe: Recipe, _ m: Models, _ d: TrainingData, _ o: Objective, _ paths: OutputPaths) -> TrainerConfiguration {
+        let s = recipe.schedule, l = recipe.loss
         let learningRate: LearningRateSchedule
         switch s.decay {
         case .cosine: learningRate = .warmupCosine(peak: s.lr, warmup: s.warmup, total: s.steps, floor: s.minLR)
         case .linear: learningRate = .warmupLinear(peak: s.lr, warmup: s.warmup, total: s.steps, floor: s.minLR)
         case .constant: learningRate = s.warmup > 0 ? .warmupLinear(peak: s.lr, warmup: s.warmup, total: s.steps, floor: s.lr) : .constant(s.lr)
         }
-        let padId = tokenizer.padTokenId ?? tokenizer.eosTokenIds.first ?? 0
+        let padId = m.tokenizer.padTokenId ?? m.tokenizer.eosTokenIds.first ?? 0
         let layout: BatchLayout = recipe.data.layout == .pad ? .padToLongest(padId: padId)
             : .packed(rowLength: recipe.data.maxLength, padId: padId)
         let order: DataOrder
         if s.curriculum {
-            let difficulties = crossTeacher == nil ? teacher.map { Curriculum.teacherLossDifficulties($0.lm, train) } ?? Curriculum.lengthDifficulties(train)
-                : Curriculum.lengthDifficulties(train)
+            // Teacher loss needs the teacher's tokens: across tokenizers, length stands in.
+            let difficulties = m.crossTeacher == nil && recipe.teacher?.serverTokens == nil
+                ? m.teacher.map { Curriculum.teacherLossDifficulties($0.lm, d.train) } ?? Curriculum.lengthDifficulties(d.train)
+                : Curriculum.lengthDifficulties(d.train)
             order = .curriculum(Curriculum(difficulties: difficulties, totalSteps: s.steps))
         } else {
             order = .shuffled(seed: recipe.seed)
         }
-        try fm.createDirectory(at: out, withIntermediateDirectories: true)
-        if !resume { try? fm.removeItem(at: metrics) }
         var config = TrainerConfiguration(totalSteps: s.steps, batchSize: s.batchSize, accumulationSteps: s.gradAccum,
                                           layout: layout, order: order, learningRate: learningRate,
                                           weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm,
                                           divergence: l.divergence.logitDivergence,
-                                          featureMap: featureMap, featureDistance: l.featureDistance,
-                                          attentionMap: attentionMap, attentionDistance: l.attentionDistance,
+                                          featureMap: o.featureMap, featureDistance: l.featureDistance,
+                                          attentionMap: o.attentionMap, attentionDistance: l.attentionDistance,
                                           evalEvery: s.evalEvery, evalBatchSize: s.batchSize,
-                                          checkpointEvery: s.checkpointEvery, checkpointDirectory: checkpoints,
-                                          metricsLog: metrics, seed: recipe.seed)
+                                          checkpointEvery: s.checkpointEvery, checkpointDirectory: paths.checkpoints,
+                                          metricsLog: paths.metrics, seed: recipe.seed)
         config.labelSmoothing = l.labelSmoothing
         config.lossChunkSize = l.chunkSize
-        let trainerTeacher: (any Teacher)? = crossTeacher ?? cachedTeacher ?? teacher.map { LocalTeacher(lm: $0.lm) }
-        let trainer = Trainer(student: student.lm, teacher: trainerTeacher,
-                              projector: projector, train: train, eval: eval, plan: plan, configuration: config)
-        var last: StepMetrics?
-        trainer.onEvent = { event in
-            if case .step(let m) = event { last = m }
-            onEvent(.training(event))
-        }
-        let recipeData = try JSONEncoder.sorted.encode(recipe)
-        try recipeData.write(to: out.appendingPathComponent("recipe.json"), options: .atomic)
-        if resume { try trainer.resumeFromLatestCheckpoint() }
-        let trainable = student.lm.namedParameters().filter { !$0.parameter.isFrozen }.reduce(0) { $0 + $1.parameter.value.count }
-        onEvent(.prepared(RecipeSummary(teacherParameters: teacher?.lm.parameterCount, studentParameters: student.lm.parameterCount,
-                                        trainableParameters: trainable, trainSequences: train.count, evalSequences: eval.count,
-                                        trainTokens: train.reduce(0) { $0 + $1.ids.count }, totalSteps: s.steps)))
-        try trainer.run()
+        return config
+    }
 
-        // Final student.
-        if let loraConfig {
-            try LoRAAdapterFiles.save(student.lm, config: loraConfig, to: out.path, baseModel: student.path)
+    /// The trained student: the whole model with its tokenizer files, or only the LoRA adapters.
+    static func saveStudent(_ student: PretrainedModel, lora: LoRAConfig?, to out: URL) throws {
+        if let lora {
+            try LoRAAdapterFiles.save(student.lm, config: lora, to: out.path, baseModel: student.path)
         } else {
             try student.saveDirectory(out.path)
             try copyTokenizerFiles(from: student.path, to: out)
         }
-        onEvent(.saved(directory: out, adaptersOnly: loraConfig != nil))
-        return RecipeResult(outputDirectory: out, metricsLog: metrics, steps: trainer.step, resumedFrom: trainer.resumedFrom,
-                            lastMetrics: last)
     }
 
     /// Copies `StudentDerivation.tokenizerFiles` from a model directory (nothing for a .gguf file).
