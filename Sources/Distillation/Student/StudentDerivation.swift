@@ -188,48 +188,46 @@ public enum StudentDerivation {
         var keptGroups: [Int: [Int]] = [:]   // teacher layer → key/value groups kept
         if sameAttention && s.intermediate <= t.intermediate {
             let map = try options.resolvedLayerMap(teacherLayers: t.layers)
-            let source = Dictionary(teacher.lm.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
-            func teacherTensor(_ name: String) throws -> Tensor {
-                guard let tp = source[name] else { throw StudentError.teacher("no tensor '\(name)' in the teacher") }
-                return tp.value
+            // Whole tensors: embedding, final norm, head, and each picked block's norms (by the
+            // block's own parameter names); then the attention and MLP projections, pruned to the
+            // student's key/value groups and neurons where they are fewer.
+            try copy(teacher.lm.model.embedTokens, to: lm.model.embedTokens, what: "model.embed_tokens")
+            try copy(teacher.lm.model.norm, to: lm.model.norm, what: "model.norm")
+            if let head = lm.lmHead {
+                guard let th = teacher.lm.lmHead else { throw StudentError.teacher("no tensor 'lm_head.weight' in the teacher") }
+                try copy(th, to: head, what: "lm_head")
             }
-            var kept: [Int: [Int]] = [:]   // teacher layer → neurons kept
-            for (name, p) in lm.namedParameters() {
-                let from = teacherName(name, layerMap: map)
-                var value = try teacherTensor(from)
-                if value.shape != p.shape, headPruning, let (layer, kind) = attentionTensor(from) {
-                    let prefix = "model.layers.\(layer).self_attn."
-                    if keptGroups[layer] == nil {
-                        keptGroups[layer] = try mostImportantGroups(value: teacherTensor(prefix + "v_proj.weight"),
-                                                                    output: teacherTensor(prefix + "o_proj.weight"),
-                                                                    kvHeads: t.kvHeads, headDim: t.headDim, keep: s.kvHeads)
-                    }
-                    let groups = keptGroups[layer]!, perGroup = t.heads / t.kvHeads, d = t.headDim
-                    let kvRows = groups.flatMap { g in (g * d)..<((g + 1) * d) }
-                    let qRows = groups.flatMap { g in ((g * perGroup * d)..<((g + 1) * perGroup * d)) }
-                    let w = value
-                    value = withoutGradients {
-                        switch kind {
-                        case "q_proj": return w.indexSelect(qRows, axis: 0)
-                        case "o_proj": return w.indexSelect(qRows, axis: 1)
-                        default: return w.indexSelect(kvRows, axis: 0)          // k_proj, v_proj
-                        }
-                    }
+            for (i, block) in lm.model.layers.enumerated() {
+                let layer = map[i], tb = teacher.lm.model.layers[layer], what = "model.layers.\(layer)"
+                try copy(tb, to: block, what: what, skipping: ["self_attn.", "mlp."])
+                for (norm, tnorm) in [(block.selfAttn.qNorm, tb.selfAttn.qNorm), (block.selfAttn.kNorm, tb.selfAttn.kNorm)] {
+                    if let norm, let tnorm { try copy(tnorm, to: norm, what: what + ".self_attn") }
                 }
-                if value.shape != p.shape, s.intermediate < t.intermediate, let (layer, kind) = mlpTensor(from) {
-                    let prefix = "model.layers.\(layer).mlp."
-                    if kept[layer] == nil {
-                        kept[layer] = try mostImportantNeurons(gate: teacherTensor(prefix + "gate_proj.weight"),
-                                                                up: teacherTensor(prefix + "up_proj.weight"),
-                                                                down: teacherTensor(prefix + "down_proj.weight"), keep: s.intermediate)
-                    }
-                    let neurons = kept[layer]!, w = value
-                    value = withoutGradients { w.indexSelect(neurons, axis: kind == "down_proj" ? 1 : 0) }
+                // Attention: the key/value groups kept (with their query heads), or all.
+                let a = block.selfAttn, ta = tb.selfAttn
+                var qRows: [Int]? = nil, kvRows: [Int]? = nil
+                if headPruning {
+                    let groups = mostImportantGroups(value: ta.vProj.weight.value, output: ta.oProj.weight.value,
+                                                     kvHeads: t.kvHeads, headDim: t.headDim, keep: s.kvHeads)
+                    keptGroups[layer] = groups
+                    let perGroup = t.heads / t.kvHeads, d = t.headDim
+                    kvRows = groups.flatMap { g in (g * d)..<((g + 1) * d) }
+                    qRows = groups.flatMap { g in (g * perGroup * d)..<((g + 1) * perGroup * d) }
                 }
-                guard value.shape == p.shape else {
-                    throw StudentError.teacher("no tensor '\(from)' of shape \(p.shape) in the teacher for student '\(name)'")
+                try copy(ta.qProj, to: a.qProj, rows: qRows, what: what + ".self_attn.q_proj")
+                try copy(ta.kProj, to: a.kProj, rows: kvRows, what: what + ".self_attn.k_proj")
+                try copy(ta.vProj, to: a.vProj, rows: kvRows, what: what + ".self_attn.v_proj")
+                try copy(ta.oProj, to: a.oProj, columns: qRows, what: what + ".self_attn.o_proj")
+                // MLP: the most important neurons, or all.
+                let m = block.mlp, tm = tb.mlp
+                var neurons: [Int]? = nil
+                if s.intermediate < t.intermediate, let gate = tm.gateProj {
+                    neurons = try mostImportantNeurons(gate: gate.weight.value, up: tm.upProj.weight.value,
+                                                       down: tm.downProj.weight.value, keep: s.intermediate)
                 }
-                p.assign(value.detached())
+                if let g = m.gateProj, let tg = tm.gateProj { try copy(tg, to: g, rows: neurons, what: what + ".mlp.gate_proj") }
+                try copy(tm.upProj, to: m.upProj, rows: neurons, what: what + ".mlp.up_proj")
+                try copy(tm.downProj, to: m.downProj, columns: neurons, what: what + ".mlp.down_proj")
             }
             initialization = s.intermediate == t.intermediate && !headPruning ? .copiedFromTeacher(layerMap: map)
                 : .prunedFromTeacher(layerMap: map, intermediate: s.intermediate)
@@ -251,26 +249,6 @@ public enum StudentDerivation {
                                      teacherParameterCount: teacher.lm.parameterCount)
         if headPruning, case .prunedFromTeacher(let map, _) = initialization { derived.keptKeyValueGroups = map.map { keptGroups[$0] ?? [] } }
         return derived
-    }
-
-    /// (layer, projection) for a teacher tensor `model.layers.<layer>.<block>.<projection>.<suffix>`
-    /// whose projection is one of `projections` and suffix one of `suffixes`.
-    static func layerTensor(_ name: String, block: String, projections: Set<String>,
-                            suffixes: Set<String> = ["weight"]) -> (Int, String)? {
-        let parts = name.split(separator: ".").map(String.init)
-        guard parts.count == 6, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == block,
-              projections.contains(parts[4]), suffixes.contains(parts[5]) else { return nil }
-        return (layer, parts[4])
-    }
-
-    /// (layer, "gate_proj" | "up_proj" | "down_proj") for a teacher MLP weight name.
-    static func mlpTensor(_ name: String) -> (Int, String)? {
-        layerTensor(name, block: "mlp", projections: ["gate_proj", "up_proj", "down_proj"])
-    }
-
-    /// (layer, "q_proj" | "k_proj" | "v_proj" | "o_proj") for a teacher attention weight or bias name.
-    static func attentionTensor(_ name: String) -> (Int, String)? {
-        layerTensor(name, block: "self_attn", projections: ["q_proj", "k_proj", "v_proj", "o_proj"], suffixes: ["weight", "bias"])
     }
 
     /// The indices of the `keep` highest scores (ties: the lower index), in ascending order.
@@ -316,13 +294,36 @@ public enum StudentDerivation {
         return topIndices(score, keep: keep)
     }
 
-    /// `model.layers.i.…` → `model.layers.map[i].…`; other names are unchanged.
-    static func teacherName(_ name: String, layerMap: [Int]) -> String {
-        let prefix = "model.layers."
-        guard name.hasPrefix(prefix) else { return name }
-        let rest = name.dropFirst(prefix.count)
-        guard let dot = rest.firstIndex(of: "."), let i = Int(rest[..<dot]) else { return name }
-        return prefix + "\(layerMap[i])" + rest[dot...]
+    /// Copies every parameter of `from` into the same-named one of `to` (names starting with one
+    /// of `skipping` are left alone); a missing or misshapen tensor is an error naming it.
+    static func copy(_ from: Module, to: Module, what: String, skipping: [String] = []) throws {
+        let source = Dictionary(from.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
+        for (name, p) in to.namedParameters() where !skipping.contains(where: { name.hasPrefix($0) }) {
+            guard let tp = source[name], tp.shape == p.shape else {
+                throw StudentError.teacher("no tensor '\(what).\(name)' of shape \(p.shape) in the teacher")
+            }
+            p.assign(tp.value.detached())
+        }
+    }
+
+    /// A projection's weight (and bias) from the teacher's, keeping output `rows` or input
+    /// `columns` when given.
+    static func copy(_ from: Linear, to: Linear, rows: [Int]? = nil, columns: [Int]? = nil, what: String) throws {
+        var w = from.weight.value
+        if let rows { w = withoutGradients { w.indexSelect(rows, axis: 0) } }
+        if let columns { w = withoutGradients { w.indexSelect(columns, axis: 1) } }
+        guard w.shape == to.weight.shape else {
+            throw StudentError.teacher("no tensor '\(what).weight' of shape \(to.weight.shape) in the teacher")
+        }
+        to.weight.assign(w.detached())
+        if let bias = to.bias {
+            guard var b = from.bias?.value else { throw StudentError.teacher("no tensor '\(what).bias' in the teacher") }
+            if let rows { b = withoutGradients { b.indexSelect(rows, axis: 0) } }
+            guard b.shape == bias.shape else {
+                throw StudentError.teacher("no tensor '\(what).bias' of shape \(bias.shape) in the teacher")
+            }
+            bias.assign(b.detached())
+        }
     }
 
     /// Writes the student as a Hugging Face directory, with the teacher's tokenizer files when the
