@@ -14,20 +14,26 @@ public struct FusedTensor: Sendable {
         self.parts = parts
     }
 
-    /// Full names of every layer: part name → (fused name, first row, rows).
-    static func locations(_ fused: [FusedTensor], layers: Int) -> [String: (fused: String, start: Int, rows: Int)] {
-        var out: [String: (fused: String, start: Int, rows: Int)] = [:]
+    /// Full names of every layer: part name → (fused name, its first row, its rows, the fused rows).
+    static func locations(_ fused: [FusedTensor], layers: Int) -> [String: Location] {
+        var out: [String: Location] = [:]
         for layer in 0..<layers {
             let prefix = "model.layers.\(layer)."
             for f in fused {
+                let total = f.parts.reduce(0) { $0 + $1.rows }
                 var start = 0
                 for p in f.parts {
-                    out[prefix + p.name] = (prefix + f.fused, start, p.rows)
+                    out[prefix + p.name] = Location(fused: prefix + f.fused, start: start, rows: p.rows, total: total)
                     start += p.rows
                 }
             }
         }
         return out
+    }
+
+    struct Location {
+        var fused: String
+        var start, rows, total: Int
     }
 
     /// The decoder's tensors with each group of parts stacked into its fused checkpoint tensor
@@ -49,10 +55,16 @@ public struct FusedTensor: Sendable {
 }
 
 /// A checkpoint seen with its fused tensors split into the decoder's (a `WeightSource` for
-/// `loadWeights`); a fused tensor whose rows do not add up is an error naming it.
+/// `loadWeights`); a fused tensor whose rows do not add up is an error naming it. The last fused
+/// tensor read is kept, so its parts (asked for one after another) read it once.
 public struct SplittingWeights: WeightSource {
     public let base: WeightSource
-    let locations: [String: (fused: String, start: Int, rows: Int)]
+    let locations: [String: FusedTensor.Location]
+    private final class LastRead {
+        var name: String?
+        var tensor: Tensor?
+    }
+    private let last = LastRead()
 
     public init(_ base: WeightSource, fused: [FusedTensor], layers: Int) {
         self.base = base
@@ -74,11 +86,16 @@ public struct SplittingWeights: WeightSource {
 
     public func tensor(named name: String) throws -> Tensor {
         guard let l = locations[name] else { return try base.tensor(named: name) }
-        let t = try base.tensor(named: l.fused)
-        let total = locations.values.filter { $0.fused == l.fused }.reduce(0) { $0 + $1.rows }
-        guard t.rank >= 1, t.shape[0] == total else {
+        let t: Tensor
+        if last.name == l.fused, let cached = last.tensor {
+            t = cached
+        } else {
+            t = try base.tensor(named: l.fused)
+            (last.name, last.tensor) = (l.fused, t)
+        }
+        guard t.rank >= 1, t.shape[0] == l.total else {
             throw FileError(file: base.sourceName, location: l.fused,
-                            "shape \(t.shape) does not stack the \(total) rows the config implies")
+                            "shape \(t.shape) does not stack the \(l.total) rows the config implies")
         }
         return withoutGradients { t.slice(axis: 0, start: l.start, length: l.rows) }
     }

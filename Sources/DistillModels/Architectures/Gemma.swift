@@ -26,12 +26,8 @@ extension Architecture {
             cfg.scaleEmbeddings = true
             // transformers runs the MLP with hidden_act (exact "gelu" in some hub configs, which
             // Distill's GeGLU does not compute).
-            if let act = try c.string("hidden_act"), act != "gelu_pytorch_tanh" {
-                throw FileError(file: c.source, location: "hidden_act", "expected gelu_pytorch_tanh, found \(act)")
-            }
-            if try c.bool("attention_bias") == true {
-                throw FileError(file: c.source, location: "attention_bias", "Gemma with attention biases is not supported")
-            }
+            try c.requireActivation("gelu_pytorch_tanh")
+            try c.refuse("attention_bias", "Gemma with attention biases is not supported")
             try validateAttention(cfg, source: c.source)
             return cfg
         })

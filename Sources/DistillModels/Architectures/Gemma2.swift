@@ -27,24 +27,28 @@ extension Architecture {
                 ropeScaling: try c.ropeScaling(),
                 slidingWindow: try c.optionalPositive("sliding_window", default: 4096))
             cfg.slidingLayers = try c.layerTypes(layers: layers, default: { $0 % 2 == 0 })
-            cfg.mlpKind = .geglu
-            cfg.normOffset = 1
-            cfg.sandwichNorms = true
-            cfg.scaleEmbeddings = true
-            let scalar = try c.float("query_pre_attn_scalar") ?? 256
-            guard scalar > 0 else { throw FileError(file: c.source, location: "query_pre_attn_scalar", "must be positive, found \(scalar)") }
-            cfg.attentionScale = 1 / scalar.squareRoot()
-            cfg.attentionSoftcap = try c.optionalPositiveFloat("attn_logit_softcapping", default: 50)
-            cfg.finalSoftcap = try c.optionalPositiveFloat("final_logit_softcapping", default: 30)
-            for key in ["hidden_activation", "hidden_act"] {
-                if let act = try c.string(key), act != "gelu_pytorch_tanh" {
-                    throw FileError(file: c.source, location: key, "expected gelu_pytorch_tanh, found \(act)")
-                }
-            }
-            if try c.bool("attention_bias") == true {
-                throw FileError(file: c.source, location: "attention_bias", "Gemma 2 with attention biases is not supported")
-            }
+            try c.applyGemma2Layout(to: &cfg, attentionSoftcap: 50, finalSoftcap: 30)
+            try c.refuse("attention_bias", "Gemma 2 with attention biases is not supported")
             try validateAttention(cfg, source: c.source)
             return cfg
         })
+}
+
+extension ModelConfig {
+    /// What Gemma 2 and Gemma 3 share on top of the Llama block: GeGLU with tanh GELU, RMSNorm as
+    /// (1 + w), sandwich norms, the √hidden embedding scale, scores scaled by
+    /// `query_pre_attn_scalar`^−½ [256], and soft caps on scores and logits (the given defaults
+    /// when the keys are absent, none when null).
+    func applyGemma2Layout(to cfg: inout TransformerConfig, attentionSoftcap: Float?, finalSoftcap: Float?) throws {
+        cfg.mlpKind = .geglu
+        cfg.normOffset = 1
+        cfg.sandwichNorms = true
+        cfg.scaleEmbeddings = true
+        let scalar = try float("query_pre_attn_scalar") ?? 256
+        guard scalar > 0 else { throw FileError(file: source, location: "query_pre_attn_scalar", "must be positive, found \(scalar)") }
+        cfg.attentionScale = 1 / scalar.squareRoot()
+        cfg.attentionSoftcap = try optionalPositiveFloat("attn_logit_softcapping", default: attentionSoftcap)
+        cfg.finalSoftcap = try optionalPositiveFloat("final_logit_softcapping", default: finalSoftcap)
+        try requireActivation("gelu_pytorch_tanh", keys: ["hidden_activation", "hidden_act"])
+    }
 }

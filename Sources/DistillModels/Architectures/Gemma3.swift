@@ -30,26 +30,9 @@ extension Architecture {
                 slidingWindow: try c.optionalPositive("sliding_window", default: 4096))
             cfg.slidingLayers = try c.layerTypes(layers: layers, default: { ($0 + 1) % pattern != 0 })
             cfg.localRopeTheta = try c.float("rope_local_base_freq") ?? 10_000
-            cfg.mlpKind = .geglu
-            cfg.normOffset = 1
-            cfg.sandwichNorms = true
-            cfg.scaleEmbeddings = true
-            let scalar = try c.float("query_pre_attn_scalar") ?? 256
-            guard scalar > 0 else { throw FileError(file: c.source, location: "query_pre_attn_scalar", "must be positive, found \(scalar)") }
-            cfg.attentionScale = 1 / scalar.squareRoot()
-            cfg.attentionSoftcap = try c.optionalPositiveFloat("attn_logit_softcapping", default: nil)
-            cfg.finalSoftcap = try c.optionalPositiveFloat("final_logit_softcapping", default: nil)
-            for key in ["hidden_activation", "hidden_act"] {
-                if let act = try c.string(key), act != "gelu_pytorch_tanh" {
-                    throw FileError(file: c.source, location: key, "expected gelu_pytorch_tanh, found \(act)")
-                }
-            }
-            if try c.bool("attention_bias") == true {
-                throw FileError(file: c.source, location: "attention_bias", "Gemma 3 with attention biases is not supported")
-            }
-            if try c.bool("use_bidirectional_attention") == true {
-                throw FileError(file: c.source, location: "use_bidirectional_attention", "bidirectional attention (EmbeddingGemma) is not supported")
-            }
+            try c.applyGemma2Layout(to: &cfg, attentionSoftcap: nil, finalSoftcap: nil)
+            try c.refuse("attention_bias", "Gemma 3 with attention biases is not supported")
+            try c.refuse("use_bidirectional_attention", "bidirectional attention (EmbeddingGemma) is not supported")
             try validateAttention(cfg, source: c.source)
             return cfg
         })

@@ -21,15 +21,9 @@ extension Architecture {
                 qkvBias: try c.bool("attention_bias") ?? false,
                 headDim: try c.int("head_dim"),
                 ropeScaling: try c.ropeScaling())
-            if try c.bool("attention_bias") == true {
-                throw FileError(file: c.source, location: "attention_bias", "Llama with attention biases is not supported yet")
-            }
-            if try c.bool("mlp_bias") == true {
-                throw FileError(file: c.source, location: "mlp_bias", "Llama with MLP biases is not supported yet")
-            }
-            if let act = try c.string("hidden_act"), act != "silu" {
-                throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
-            }
+            try c.refuse("attention_bias", "Llama with attention biases is not supported yet")
+            try c.refuse("mlp_bias", "Llama with MLP biases is not supported yet")
+            try c.requireActivation("silu")
             try validateAttention(cfg, source: c.source)
             return cfg
         },

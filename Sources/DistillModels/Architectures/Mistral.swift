@@ -27,9 +27,7 @@ extension Architecture {
                 headDim: try c.int("head_dim"),
                 ropeScaling: try c.ropeScaling(),
                 slidingWindow: c.json["sliding_window"] == nil ? 4096 : window)
-            if let act = try c.string("hidden_act"), act != "silu" {
-                throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
-            }
+            try c.requireActivation("silu")
             try validateAttention(cfg, source: c.source)
             return cfg
         })

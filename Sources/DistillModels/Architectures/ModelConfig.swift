@@ -119,6 +119,21 @@ public struct ModelConfig: @unchecked Sendable {
 func isJSONBool(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
 
 extension ModelConfig {
+    /// Checks that each of `keys` that is set names the activation `expected` (error: the key, what
+    /// was expected and found).
+    public func requireActivation(_ expected: String, keys: [String] = ["hidden_act"]) throws {
+        for key in keys {
+            if let act = try string(key), act != expected {
+                throw FileError(file: source, location: key, "expected \(expected), found \(act)")
+            }
+        }
+    }
+
+    /// Refuses a boolean option the architecture does not support when it is true.
+    public func refuse(_ key: String, _ message: String) throws {
+        if try bool(key) == true { throw FileError(file: source, location: key, message) }
+    }
+
     /// A positive integer that may be null (off): the default when the key is absent, nil when null.
     public func optionalPositive(_ key: String, default d: Int?) throws -> Int? {
         guard let v = json[key] else { return d }

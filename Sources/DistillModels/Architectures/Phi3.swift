@@ -32,9 +32,7 @@ extension Architecture {
                 throw FileError(file: c.source, location: "rope_scaling.short_factor",
                                 "\(short.count) factors, but the head dimension \(cfg.headDim) has \(cfg.headDim / 2) frequencies")
             }
-            if let act = try c.string("hidden_act"), act != "silu" {
-                throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
-            }
+            try c.requireActivation("silu")
             try validateAttention(cfg, source: c.source)
             return cfg
         },

@@ -21,14 +21,10 @@ extension Architecture {
                 // keep the original head size in `head_dim`, which newer transformers read too.
                 headDim: try c.int("head_dim"),
                 ropeScaling: try c.ropeScaling())
-            if let act = try c.string("hidden_act"), act != "silu" {
-                throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
-            }
+            try c.requireActivation("silu")
             // Sliding-window attention only matters past `sliding_window` tokens with
             // use_sliding_window = true, which released Qwen2 checkpoints leave off.
-            if try c.bool("use_sliding_window") == true {
-                throw FileError(file: c.source, location: "use_sliding_window", "sliding-window attention is not supported")
-            }
+            try c.refuse("use_sliding_window", "sliding-window attention is not supported")
             try validateAttention(cfg, source: c.source)
             return cfg
         },

@@ -21,15 +21,9 @@ extension Architecture {
                 headDim: try c.positive("head_dim", default: 128),
                 ropeScaling: try c.ropeScaling(),
                 qkNorm: true)
-            if try c.bool("attention_bias") == true {
-                throw FileError(file: c.source, location: "attention_bias", "Qwen3 with attention biases is not supported yet")
-            }
-            if let act = try c.string("hidden_act"), act != "silu" {
-                throw FileError(file: c.source, location: "hidden_act", "expected silu, found \(act)")
-            }
-            if try c.bool("use_sliding_window") == true {
-                throw FileError(file: c.source, location: "use_sliding_window", "sliding-window attention per layer is not supported yet")
-            }
+            try c.refuse("attention_bias", "Qwen3 with attention biases is not supported yet")
+            try c.requireActivation("silu")
+            try c.refuse("use_sliding_window", "sliding-window attention per layer is not supported yet")
             try validateAttention(cfg, source: c.source)
             return cfg
         },
