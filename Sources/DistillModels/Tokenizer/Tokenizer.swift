@@ -448,15 +448,17 @@ public final class Tokenizer: @unchecked Sendable {
         return bytes
     }
 
-    /// For each id, the byte length of `decodeBytes(ids[0...i])`: where each token's text ends in
-    /// the decoded bytes (a token that decodes to nothing ends where the one before it does).
-    public func decodedByteEnds(_ ids: [Int], skipSpecialTokens: Bool = false) -> [Int] {
+    /// `decodeBytes(ids)` and, for each id, the byte length of `decodeBytes(ids[0...i])`: where each
+    /// token's text ends in the decoded bytes (a token that decodes to nothing ends where the one
+    /// before it does).
+    public func decodeBytesWithEnds(_ ids: [Int], skipSpecialTokens: Bool = false) -> (bytes: [UInt8], ends: [Int]) {
         var bytes: [UInt8] = []
         var first = true
-        return ids.map { id in
+        let ends = ids.map { id in
             appendDecoded(id, skipSpecialTokens: skipSpecialTokens, first: &first, to: &bytes)
             return bytes.count
         }
+        return (bytes, ends)
     }
 
     /// A decoder that takes one id at a time and returns only complete characters.

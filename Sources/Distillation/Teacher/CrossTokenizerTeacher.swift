@@ -227,11 +227,11 @@ public final class CrossTokenizerTeacher: Teacher {
             }
             // The completion's place in the student's text; server token j is the teacher's row
             // j + 1 of a sequence whose token 0 ends where the completion starts.
-            let (text, offset) = TokenAlignment.repairedUTF8(studentTokenizer.decodeBytes(ids))
+            let (text, studentEnds) = TokenAlignment.studentText(ids, tokenizer: studentTokenizer)
             let completion = Array(record.completion.utf8)
             guard let c0 = ServerTargets.find(completion, in: text, last: true) else { break }
             let ends = [c0] + record.ends.map { $0 >= 0 ? c0 + $0 : -1 }
-            let alignment = TokenAlignment(studentEnds: studentTokenizer.decodedByteEnds(ids).map { offset[$0] }, teacherEnds: ends,
+            let alignment = TokenAlignment(studentEnds: studentEnds, teacherEnds: ends,
                                            limit: c0 + completion.count)
             p = collect(alignment, studentIds: ids, sorted: { j in
                 guard j < record.top.count else { return nil }      // after the last sampled token

@@ -26,7 +26,7 @@ public struct TokenAlignment: Equatable, Sendable {
     public var spans: [Span] = []
 
     /// Aligns two tokenizations from their tokens' end offsets (non-decreasing, see
-    /// `Tokenizer.decodedByteEnds`; -1 for a token that ends inside a character, which no row or
+    /// `Tokenizer.decodeBytesWithEnds`; -1 for a token that ends inside a character, which no row or
     /// span boundary is matched with), up to byte `limit`.
     public init(studentEnds: [Int], teacherEnds: [Int], limit: Int) {
         // Teacher rows by end offset (the last token ending there: it has read everything before).
@@ -63,16 +63,22 @@ public struct TokenAlignment: Equatable, Sendable {
     /// follow), the teacher tokenizes that text (its own special tokens recognised, its
     /// start-of-sequence tokens in front, taking no bytes).
     public static func retokenize(studentIds: [Int], student: Tokenizer, teacher: Tokenizer) -> (teacherIds: [Int], alignment: TokenAlignment) {
-        let (bytes, offset) = repairedUTF8(student.decodeBytes(studentIds))
-        let text = String(decoding: bytes, as: UTF8.self)
-        let body = teacher.encode(text, addSpecialTokens: false)
+        let (bytes, studentEnds) = studentText(studentIds, tokenizer: student)
+        let body = teacher.encode(String(decoding: bytes, as: UTF8.self), addSpecialTokens: false)
         let teacherIds = teacher.prefixIds + body
-        let decoded = teacher.decodeBytes(body)
+        let (decoded, bodyEnds) = teacher.decodeBytesWithEnds(body)
         var limit = 0
         while limit < bytes.count, limit < decoded.count, bytes[limit] == decoded[limit] { limit += 1 }
-        let teacherEnds = [Int](repeating: 0, count: teacher.prefixIds.count) + teacher.decodedByteEnds(body)
-        let studentEnds = student.decodedByteEnds(studentIds).map { offset[$0] }
+        let teacherEnds = [Int](repeating: 0, count: teacher.prefixIds.count) + bodyEnds
         return (teacherIds, TokenAlignment(studentEnds: studentEnds, teacherEnds: teacherEnds, limit: limit))
+    }
+
+    /// The student's text of `ids` (invalid UTF-8 repaired, see `repairedUTF8`) and where each of
+    /// its tokens ends in it (-1 inside a character).
+    public static func studentText(_ ids: [Int], tokenizer: Tokenizer) -> (bytes: [UInt8], ends: [Int]) {
+        let (raw, ends) = tokenizer.decodeBytesWithEnds(ids)
+        let (bytes, offset) = repairedUTF8(raw)
+        return (bytes, ends.map { offset[$0] })
     }
 
     /// `bytes` with each byte that does not belong to a valid UTF-8 character replaced by U+FFFD
