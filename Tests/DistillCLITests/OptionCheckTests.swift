@@ -24,6 +24,21 @@ final class OptionCheckTests: XCTestCase {
         }
     }
 
+    /// `score --jsonl`: a bad line names the file and line; no text, no file, or two inputs are refused.
+    func testScoreJSONLInput() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("score-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = dir.appendingPathComponent("bad.jsonl"), empty = dir.appendingPathComponent("empty.jsonl")
+        try "{\"text\": \"one plus one\"}\n{\"prompt\": \"no text\"}\n".write(to: bad, atomically: true, encoding: .utf8)
+        try "\n  \n".write(to: empty, atomically: true, encoding: .utf8)
+        let base = ["score", "--model", "demo/teacher"]
+        assertFails(base + ["--jsonl", bad.path], mentioning: [bad.path, "line 2", "expected a JSON object with a \"text\" string"])
+        assertFails(base + ["--jsonl", empty.path], mentioning: [empty.path, "no text to score"])
+        assertFails(base + ["--jsonl", dir.appendingPathComponent("missing.jsonl").path], mentioning: ["missing.jsonl", "cannot read the file"])
+        assertFails(base + ["--jsonl", bad.path, "--text", "x"], mentioning: ["exactly one of --text, --text-file and --jsonl"])
+    }
+
     func testTracesOptions() {
         let base = ["traces", "--task", "word-problems", "--teacher-local", "demo/teacher"]
         assertFails(base + ["--n", "2", "--consensus", "3"], mentioning: ["--consensus", "1...--n (2)", "3"])

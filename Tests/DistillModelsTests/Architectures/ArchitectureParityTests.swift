@@ -173,6 +173,31 @@ final class ArchitectureParityTests: XCTestCase {
         XCTAssertThrowsError(try Architecture.phi3.decoderConfig(fewer)) { e in
             XCTAssertEqual("\(e)", "c.json: rope_scaling.short_factor: 2 factors, but the head dimension 8 has 4 frequencies")
         }
+        // The new architectures' own keys.
+        func error(_ arch: Architecture, _ json: [String: Any]) -> String {
+            do { _ = try arch.decoderConfig(ModelConfig(json: json, source: "c.json")); return "no error" } catch { return "\(error)" }
+        }
+        let tiny: [String: Any] = ["hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2]
+        XCTAssertEqual(error(.gemma2, tiny.merging(["layer_types": ["sliding_attention"]]) { $1 }),
+                       "c.json: layer_types: expected 2 strings (one per layer), found [\"sliding_attention\"]")
+        XCTAssertEqual(error(.gemma2, tiny.merging(["layer_types": ["sliding_attention", "local"]]) { $1 }),
+                       "c.json: layer_types: expected sliding_attention or full_attention, found local")
+        XCTAssertEqual(error(.gemma2, tiny.merging(["attn_logit_softcapping": -1]) { $1 }),
+                       "c.json: attn_logit_softcapping: must be a positive number or null, found -1")
+        XCTAssertEqual(error(.gemma2, tiny.merging(["query_pre_attn_scalar": 0]) { $1 }),
+                       "c.json: query_pre_attn_scalar: must be positive, found 0.0")
+        XCTAssertEqual(error(.gemma3Text, tiny.merging(["hidden_activation": "gelu"]) { $1 }),
+                       "c.json: hidden_activation: expected gelu_pytorch_tanh, found gelu")
+        XCTAssertEqual(error(.gemma3Text, tiny.merging(["use_bidirectional_attention": true]) { $1 }),
+                       "c.json: use_bidirectional_attention: bidirectional attention (EmbeddingGemma) is not supported")
+        XCTAssertEqual(error(.mistral, tiny.merging(["sliding_window": 0]) { $1 }),
+                       "c.json: sliding_window: must be at least 1 (or null), found 0")
+        XCTAssertEqual(error(.qwen3, tiny.merging(["attention_bias": true]) { $1 }),
+                       "c.json: attention_bias: Qwen3 with attention biases is not supported yet")
+        XCTAssertEqual(error(.phi3, tiny.merging(["partial_rotary_factor": 0.75]) { $1 }),
+                       "c.json: partial_rotary_factor: partial rotary embeddings are not supported yet, found 0.75")
+        XCTAssertEqual(error(.gemma, tiny.merging(["hidden_act": "gelu"]) { $1 }),
+                       "c.json: hidden_act: expected gelu_pytorch_tanh, found gelu")
         let rope = ModelConfig(json: ["model_type": "llama", "rope_scaling": ["rope_type": "yarn", "factor": 4]], source: "c.json")
         XCTAssertThrowsError(try Architecture.llama.decoderConfig(rope)) { e in
             XCTAssertTrue("\(e)".contains("unsupported RoPE scaling 'yarn'"), "\(e)")

@@ -183,6 +183,31 @@ final class CrossTokenizerTests: XCTestCase {
         }
     }
 
+    /// A tokens file that is not one: bad JSON, missing keys, lists of different lengths — each
+    /// names the file and line; a file with another number of records than data.train is refused
+    /// by the recipe runner.
+    func testServerTokensFileErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tokens-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = ServerTokenSpans(completion: "ab", ends: [1, 2], logprobs: [-0.5, -1], top: [[0.6, 0.2], [0.4]])
+        let path = dir.appendingPathComponent("t.tokens.jsonl").path
+        try ServerTokenSpans.write([good, good], to: path)
+        XCTAssertEqual(try ServerTokenSpans.read(path), [good, good])
+        for (line, reason) in [("not json", "expected {\"completion\", \"ends\", \"logprobs\", \"top\"}"),
+                               (#"{"completion": "a", "ends": [1]}"#, "expected {\"completion\""),
+                               (#"{"completion": "a", "ends": [1, 2], "logprobs": [-1], "top": [[]]}"#, "one entry per token")] {
+            try (#"{"completion": "a", "ends": [1], "logprobs": [-1], "top": [[]]}"# + "\n" + line + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            assertThrowsMessage(try ServerTokenSpans.read(path), contains: [path, "line 2", reason])
+        }
+        assertThrowsMessage(try ServerTokenSpans.read(dir.appendingPathComponent("none").path), contains: ["none", "cannot read the file"])
+        // Spans and sequences must pair up.
+        let tok = try Tokenizer(directory: Self.serverTokenizer)
+        assertThrowsMessage(try CrossTokenizerTeacher(serverSpans: [good], sequences: [[1], [2]], studentTokenizer: tok,
+                                                      studentVocabularySize: tok.vocabSize, loss: .uld),
+                            contains: ["1 server token records for 2 training examples"])
+    }
+
     func model(_ tokenizer: URL, seed: UInt64) throws -> PretrainedModel { try tinyChatModel(tokenizerDirectory: tokenizer, seed: seed) }
 
     func sequences(_ tok: Tokenizer) -> [TokenSequence] {
