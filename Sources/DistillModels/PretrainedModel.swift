@@ -34,17 +34,19 @@ public final class PretrainedModel {
         path.lowercased().hasSuffix(".gguf") ? try loadGGUF(path) : try loadDirectory(path)
     }
 
-    /// Loads a GGUF file (llama or qwen2): weights dequantized to Float32 in Hugging Face layout,
+    /// Loads a GGUF file of any architecture in `Architecture.all`: weights dequantized to Float32 in Hugging Face layout,
     /// config from the metadata, the embedded tokenizer and chat template.
     public static func loadGGUF(_ path: String) throws -> PretrainedModel {
         guard FileManager.default.fileExists(atPath: path) else { throw FileError(file: path, "no such file") }
         let file = try GGUFFile(path: path)
-        let config = ModelConfig(json: try file.huggingFaceConfig().json, source: path)
+        let config = ModelConfig(json: try file.huggingFaceConfigJSON(), source: path)
         let arch = try Architecture.named(config.modelType, source: path)
         let decoder = try arch.decoderConfig(config)
         let lm = TransformerLM(decoder, initialize: false)
         let weights = try GGUFWeights(file)
-        try loadWeights(into: lm, from: weights, tiedOutput: decoder.tieEmbeddings)
+        let fused = arch.fusedTensors(decoder)
+        try loadWeights(into: lm, from: fused.isEmpty ? weights : SplittingWeights(weights, fused: fused, layers: decoder.layers),
+                        tiedOutput: decoder.tieEmbeddings)
         try attachQuantizedWeights(lm, weights)
         let tokenizer = try Tokenizer(gguf: file)
         let template = file.metadata["tokenizer.chat_template"] == nil ? nil : try ChatTemplate(gguf: file)

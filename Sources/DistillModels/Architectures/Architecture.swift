@@ -11,13 +11,21 @@ public struct Architecture: Sendable {
     public var ggufNames: [String]
     /// Reads the config with the architecture's `transformers` defaults.
     public var decoderConfig: @Sendable (ModelConfig) throws -> TransformerConfig
-    /// GGUF block tensors of this architecture beyond the shared Llama layout (`GGUFNames.block`),
-    /// as (llama.cpp name, Hugging Face name) without the `blk.N.` / `model.layers.N.` prefix.
+    /// GGUF block tensors of this architecture beyond or instead of the shared Llama layout
+    /// (`GGUFNames.shared`), as (llama.cpp name, Hugging Face name) without the `blk.N.` /
+    /// `model.layers.N.` prefix; an entry replaces the shared one with either name.
     public var ggufBlockNames: [(gguf: String, hf: String)] = []
     /// Whether llama.cpp's converter permuted the Q/K rows for interleaved RoPE (`LlamaModel.permute`).
     public var ggufPermutesRotary = false
     /// `rope_theta` when a GGUF file does not say.
     public var ggufDefaultRopeTheta: Double = 10_000
+    /// What llama.cpp's converter added to every `*norm.weight` (1 for Gemma, whose RMSNorm
+    /// multiplies by 1 + w while ggml's multiplies by w); subtracted on load.
+    public var ggufNormShift: Float = 0
+    /// `config.json` keys beyond `GGUFModelConfig` that the architecture reads from a GGUF file's
+    /// metadata or tensors, given the file, its `general.architecture` (the key prefix) and the
+    /// shared config.
+    public var ggufConfig: @Sendable (GGUFFile, String, GGUFModelConfig) throws -> [String: Any] = { _, _, _ in [:] }
     /// Checkpoint tensors that stack several of the decoder's (split on load, stacked on save).
     public var fusedTensors: @Sendable (TransformerConfig) -> [FusedTensor] = { _ in [] }
 

@@ -3,9 +3,10 @@ import DistillNN
 /// Gemma (first generation, 2B/7B): GeGLU feed-forward with tanh GELU, RMSNorm applied as
 /// (1 + w), embeddings scaled by √hidden, tied output, explicit `head_dim`; otherwise the Llama
 /// block (no sandwich norms, soft caps or windows). Defaults are those of `transformers.GemmaConfig`.
+/// In GGUF (`gemma`) llama.cpp stores each norm as 1 + w.
 extension Architecture {
     public static let gemma = Architecture(
-        modelType: "gemma", className: "GemmaForCausalLM", ggufNames: [],
+        modelType: "gemma", className: "GemmaForCausalLM", ggufNames: ["gemma"],
         decoderConfig: { c in
             let heads = try c.positive("num_attention_heads", default: 16)
             var cfg = TransformerConfig(
@@ -30,5 +31,7 @@ extension Architecture {
             try c.refuse("attention_bias", "Gemma with attention biases is not supported")
             try validateAttention(cfg, source: c.source)
             return cfg
-        })
+        },
+        ggufNormShift: 1,
+        ggufConfig: { _, _, _ in ["hidden_act": "gelu_pytorch_tanh"] })
 }

@@ -9,7 +9,7 @@ import Foundation
 /// Defaults are those of `transformers.Gemma2Config`.
 extension Architecture {
     public static let gemma2 = Architecture(
-        modelType: "gemma2", className: "Gemma2ForCausalLM", ggufNames: [],
+        modelType: "gemma2", className: "Gemma2ForCausalLM", ggufNames: ["gemma2"],
         decoderConfig: { c in
             let layers = try c.positive("num_hidden_layers", default: 26)
             var cfg = TransformerConfig(
@@ -31,7 +31,37 @@ extension Architecture {
             try c.refuse("attention_bias", "Gemma 2 with attention biases is not supported")
             try validateAttention(cfg, source: c.source)
             return cfg
+        },
+        ggufBlockNames: gemma2GGUFNames,
+        ggufNormShift: 1,
+        ggufConfig: { file, arch, base in
+            // llama.cpp's pattern: every other layer sliding, starting with the first.
+            try file.gemmaConfig(arch, base, largeModelLayers: 46)
         })
+
+    /// Gemma 2's and Gemma 3's sandwich norms as llama.cpp names them (`ffn_norm` is the norm
+    /// before the MLP, not after attention).
+    static let gemma2GGUFNames: [(gguf: String, hf: String)] = [
+        ("ffn_norm.weight", "pre_feedforward_layernorm.weight"),
+        ("post_attention_norm.weight", "post_attention_layernorm.weight"),
+        ("post_ffw_norm.weight", "post_feedforward_layernorm.weight"),
+    ]
+}
+
+extension GGUFFile {
+    /// The Gemma 2/3 keys llama.cpp keeps (`attn_logit_softcapping`, `final_logit_softcapping`,
+    /// `attention.sliding_window`) and the one it derives: scores scaled by head_dim^−½, except
+    /// the 27B model (`largeModelLayers` blocks) scaled by (hidden / heads)^−½ — the values of
+    /// `query_pre_attn_scalar` in the released configs.
+    func gemmaConfig(_ arch: String, _ base: GGUFModelConfig, largeModelLayers: Int) throws -> [String: Any] {
+        var json: [String: Any] = ["hidden_act": "gelu_pytorch_tanh"]
+        let scalar = base.numHiddenLayers == largeModelLayers ? base.hiddenSize / base.numAttentionHeads : base.headDim
+        json["query_pre_attn_scalar"] = NSNumber(value: scalar)
+        if let v = try decimal("\(arch).attn_logit_softcapping") { json["attn_logit_softcapping"] = NSNumber(value: v) }
+        if let v = try decimal("\(arch).final_logit_softcapping") { json["final_logit_softcapping"] = NSNumber(value: v) }
+        if let v = try int("\(arch).attention.sliding_window") { json["sliding_window"] = NSNumber(value: v) }
+        return json
+    }
 }
 
 extension ModelConfig {

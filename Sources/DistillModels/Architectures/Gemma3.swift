@@ -6,10 +6,10 @@ import Foundation
 /// sliding-window layers with their own RoPE base (`rope_local_base_freq`, unscaled) beside global
 /// layers (`rope_theta` with `rope_scaling`), chosen by `layer_types` (or every
 /// `sliding_window_pattern`-th layer global); soft caps only when the config sets them.
-/// Defaults are those of `transformers.Gemma3TextConfig`.
+/// Defaults are those of `transformers.Gemma3TextConfig`. In GGUF (`gemma3`) norms are stored as 1 + w.
 extension Architecture {
     public static let gemma3Text = Architecture(
-        modelType: "gemma3_text", className: "Gemma3ForCausalLM", ggufNames: [],
+        modelType: "gemma3_text", className: "Gemma3ForCausalLM", ggufNames: ["gemma3"],
         decoderConfig: { c in
             let layers = try c.positive("num_hidden_layers", default: 26)
             let pattern = try c.positive("sliding_window_pattern", default: 6)
@@ -35,5 +35,21 @@ extension Architecture {
             try c.refuse("use_bidirectional_attention", "bidirectional attention (EmbeddingGemma) is not supported")
             try validateAttention(cfg, source: c.source)
             return cfg
+        },
+        ggufBlockNames: gemma2GGUFNames + [("attn_q_norm.weight", "self_attn.q_norm.weight"),
+                                           ("attn_k_norm.weight", "self_attn.k_norm.weight")],
+        ggufDefaultRopeTheta: 1_000_000,
+        ggufNormShift: 1,
+        ggufConfig: { file, arch, base in
+            // What the metadata does not say llama.cpp fixes: every sixth layer global, local
+            // layers with RoPE base 10000 and no scaling (newer files may say both).
+            var json = try file.gemmaConfig(arch, base, largeModelLayers: 62)
+            let pattern = try file.int("\(arch).attention.sliding_window_pattern") ?? 6
+            guard pattern > 0 else {
+                throw FileError(file: file.path, location: "\(arch).attention.sliding_window_pattern", "must be positive, found \(pattern)")
+            }
+            json["layer_types"] = (0..<base.numHiddenLayers).map { ($0 + 1) % pattern == 0 ? "full_attention" : "sliding_attention" }
+            json["rope_local_base_freq"] = NSNumber(value: try file.decimal("\(arch).rope.freq_base_swa") ?? 10_000)
+            return json
         })
 }

@@ -1,13 +1,16 @@
 import DistillNN
+import Foundation
 
 /// Phi-3 / Phi-3.5: the Llama block with the q, k and v projections stored as one
 /// `self_attn.qkv_proj` and gate and up as one `mlp.gate_up_proj` (split on load, stacked on save),
 /// an optional sliding window (`sliding_window`, e.g. 2047 in Phi-3-mini-4k) and LongRoPE scaling
 /// (the 128k models: short factors up to `original_max_position_embeddings`, long ones past it).
-/// Defaults are those of `transformers.Phi3Config`. Not yet: partial rotary embeddings (Phi-4-mini).
+/// Defaults are those of `transformers.Phi3Config`. In GGUF (`phi3`) the fused tensors are
+/// `attn_qkv` and `ffn_up`, and LongRoPE's factors are tensors. Not yet: partial rotary
+/// embeddings (Phi-4-mini).
 extension Architecture {
     public static let phi3 = Architecture(
-        modelType: "phi3", className: "Phi3ForCausalLM", ggufNames: [],
+        modelType: "phi3", className: "Phi3ForCausalLM", ggufNames: ["phi3"],
         decoderConfig: { c in
             let heads = try c.positive("num_attention_heads", default: 32)
             let hidden = try c.positive("hidden_size", default: 3072)
@@ -35,6 +38,30 @@ extension Architecture {
             try c.requireActivation("silu")
             try validateAttention(cfg, source: c.source)
             return cfg
+        },
+        ggufBlockNames: [("attn_qkv.weight", "self_attn.qkv_proj.weight"), ("ffn_up.weight", "mlp.gate_up_proj.weight")],
+        ggufConfig: { file, arch, base in
+            // llama.cpp keeps LongRoPE's factors as tensors and a window of 0 for "none".
+            var json: [String: Any] = [:]
+            if let w = try file.int("\(arch).attention.sliding_window") { json["sliding_window"] = w > 0 ? NSNumber(value: w) : NSNull() }
+            guard file.contains("rope_factors_long.weight") || file.contains("rope_factors_short.weight") else { return json }
+            func factors(_ name: String) throws -> [NSNumber] {
+                guard file.contains(name) else { throw FileError(file: file.path, location: name, "missing (the file has the other LongRoPE factors)") }
+                return try file.tensor(named: name).scalars.map { NSNumber(value: Double($0)) }
+            }
+            // ("type", and no attention factor where it is the one transformers derives: the
+            // form Phi3Config of transformers 4.46 accepts.)
+            var scaling: [String: Any] = ["type": "longrope", "short_factor": try factors("rope_factors_short.weight"),
+                                          "long_factor": try factors("rope_factors_long.weight")]
+            let original = try file.int("\(arch).rope.scaling.original_context_length") ?? base.maxPositionEmbeddings
+            json["original_max_position_embeddings"] = NSNumber(value: original)
+            let scale = Double(base.maxPositionEmbeddings) / Double(original)
+            let derived = scale > 1 ? (1 + Foundation.log(scale) / Foundation.log(Double(original))).squareRoot() : 1
+            if let a = try file.decimal("\(arch).rope.scaling.attn_factor"), abs(a - derived) > 1e-6 {
+                scaling["attention_factor"] = NSNumber(value: a)
+            }
+            json["rope_scaling"] = scaling
+            return json
         },
         fusedTensors: { c in
             [FusedTensor("self_attn.qkv_proj.weight", parts: [("self_attn.q_proj.weight", c.heads * c.headDim),

@@ -1,9 +1,11 @@
 import DistillTensor
 import Foundation
 
-/// Tensor names of llama.cpp's GGUF files and their Hugging Face counterparts: the Llama layout
-/// shared by every supported architecture, plus each `Architecture`'s own `ggufBlockNames`.
-public enum GGUFNames {
+/// Tensor names of llama.cpp's GGUF files and their Hugging Face counterparts for one
+/// architecture: the Llama layout shared by every supported architecture, with the
+/// architecture's own `ggufBlockNames` added (an entry replaces a shared one with the same GGUF
+/// or Hugging Face name — Gemma 2's `ffn_norm` is its pre-feed-forward norm).
+public struct GGUFNames: Sendable {
     /// `general.architecture` values whose tensors and metadata this mapping understands.
     public static let supportedArchitectures = Architecture.all.flatMap(\.ggufNames)
 
@@ -12,9 +14,6 @@ public enum GGUFNames {
         ("output_norm.weight", "model.norm.weight"),
         ("output.weight", "lm_head.weight"),
     ]
-
-    /// Per-block names without the `blk.N.` / `model.layers.N.` prefix.
-    static let block: [(gguf: String, hf: String)] = shared + Architecture.all.flatMap(\.ggufBlockNames)
 
     static let shared: [(gguf: String, hf: String)] = [
         ("attn_norm.weight", "input_layernorm.weight"),
@@ -32,21 +31,31 @@ public enum GGUFNames {
         ("ffn_down.weight", "mlp.down_proj.weight"),
     ]
 
-    static let ggufToHF: [String: String] = Dictionary(uniqueKeysWithValues: block)
-    static let hfToGGUF: [String: String] = Dictionary(uniqueKeysWithValues: block.map { ($0.hf, $0.gguf) })
+    /// Per-block names without the `blk.N.` / `model.layers.N.` prefix.
+    public let block: [(gguf: String, hf: String)]
+    let ggufToHF: [String: String]
+    let hfToGGUF: [String: String]
+
+    public init(_ architecture: Architecture) {
+        let own = architecture.ggufBlockNames
+        let replaced = Set(own.map(\.gguf)).union(own.map(\.hf))
+        block = own + Self.shared.filter { !replaced.contains($0.gguf) && !replaced.contains($0.hf) }
+        ggufToHF = Dictionary(uniqueKeysWithValues: block)
+        hfToGGUF = Dictionary(uniqueKeysWithValues: block.map { ($0.hf, $0.gguf) })
+    }
 
     /// The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight" →
     /// "model.layers.3.self_attn.q_proj.weight"); nil for tensors without one (rope_freqs).
-    public static func huggingFaceName(for ggufName: String) -> String? {
-        if let g = global.first(where: { $0.gguf == ggufName }) { return g.hf }
-        guard let (layer, rest) = splitLayer(ggufName, prefix: "blk."), let hf = ggufToHF[rest] else { return nil }
+    public func huggingFaceName(for ggufName: String) -> String? {
+        if let g = Self.global.first(where: { $0.gguf == ggufName }) { return g.hf }
+        guard let (layer, rest) = Self.splitLayer(ggufName, prefix: "blk."), let hf = ggufToHF[rest] else { return nil }
         return "model.layers.\(layer).\(hf)"
     }
 
     /// The GGUF name of a Hugging Face tensor; nil for names outside the mapping.
-    public static func ggufName(for huggingFaceName: String) -> String? {
-        if let g = global.first(where: { $0.hf == huggingFaceName }) { return g.gguf }
-        guard let (layer, rest) = splitLayer(huggingFaceName, prefix: "model.layers."), let g = hfToGGUF[rest] else { return nil }
+    public func ggufName(for huggingFaceName: String) -> String? {
+        if let g = Self.global.first(where: { $0.hf == huggingFaceName }) { return g.gguf }
+        guard let (layer, rest) = Self.splitLayer(huggingFaceName, prefix: "model.layers."), let g = hfToGGUF[rest] else { return nil }
         return "blk.\(layer).\(g)"
     }
 
@@ -94,9 +103,10 @@ public enum GGUFNames {
     }
 }
 
-/// The parts of a Hugging Face `config.json` that a llama or qwen2 GGUF file determines.
+/// The parts of a Hugging Face `config.json` that every GGUF file determines (see
+/// `GGUFFile.huggingFaceConfigJSON` for the whole config).
 public struct GGUFModelConfig: Equatable, Sendable {
-    /// "llama" or "qwen2".
+    /// The architecture's `model_type` ("llama", "qwen2", "gemma2", …).
     public var modelType: String
     public var vocabSize: Int
     public var hiddenSize: Int
@@ -145,35 +155,40 @@ public struct GGUFModelConfig: Equatable, Sendable {
 }
 
 extension GGUFFile {
-    /// `general.architecture`, checked to be one the Hugging Face mapping supports.
-    func supportedArchitecture() throws -> String {
-        guard let arch = try string("general.architecture") else {
+    /// `general.architecture` and the architecture it names, checked to be supported.
+    public func supportedArchitecture() throws -> (name: String, architecture: Architecture) {
+        guard let name = try string("general.architecture") else {
             throw FileError(file: path, location: "general.architecture", "missing metadata key")
         }
-        guard GGUFNames.supportedArchitectures.contains(arch) else {
+        guard let arch = Architecture.gguf(name) else {
             throw FileError(file: path, location: "general.architecture",
-                            "architecture '\(arch)' is not supported (supported: \(GGUFNames.supportedArchitectures.joined(separator: ", ")))")
+                            "architecture '\(name)' is not supported (supported: \(GGUFNames.supportedArchitectures.joined(separator: ", ")))")
         }
-        return arch
+        return (name, arch)
+    }
+
+    /// The tensor names of this file's architecture.
+    func names() throws -> GGUFNames { GGUFNames(try supportedArchitecture().architecture) }
+
+    /// A Float32 value as its shortest round-tripping decimal (1e-05, not 9.999999747378752e-06,
+    /// which is the value the original config held); other numbers as they are.
+    public func decimal(_ key: String) throws -> Double? {
+        guard let v = metadata[key] else { return nil }
+        if case .float32(let f) = v { return Double("\(f)") ?? Double(f) }
+        guard let x = v.double else { throw FileError(file: path, location: key, "expected a number, found \(v.typeName)") }
+        return x
     }
 
     /// The Hugging Face config that the metadata describes (`<arch>.embedding_length`,
     /// `<arch>.block_count`, `<arch>.attention.head_count_kv`, `tokenizer.ggml.*`, …).
     public func huggingFaceConfig() throws -> GGUFModelConfig {
-        let arch = try supportedArchitecture()
+        let (arch, architecture) = try supportedArchitecture()
         func required(_ key: String) throws -> Int {
             guard let v = try int("\(arch).\(key)") else {
                 throw FileError(file: path, location: "\(arch).\(key)", "missing metadata key")
             }
             guard v > 0 else { throw FileError(file: path, location: "\(arch).\(key)", "must be positive, found \(v)") }
             return v
-        }
-        /// Float32 values as their shortest round-tripping decimal.
-        func decimal(_ key: String, default d: Double) throws -> Double {
-            guard let v = metadata["\(arch).\(key)"] else { return d }
-            if case .float32(let f) = v { return Double("\(f)") ?? Double(f) }
-            guard let x = v.double else { throw FileError(file: path, location: "\(arch).\(key)", "expected a number, found \(v.typeName)") }
-            return x
         }
         let hidden = try required("embedding_length")
         let heads = try required("attention.head_count")
@@ -188,10 +203,10 @@ extension GGUFFile {
         guard let vocabSize = vocab else {
             throw FileError(file: path, location: "\(arch).vocab_size", "missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
         }
-        let headDim = try int("\(arch).attention.key_length") ?? (try int("\(arch).rope.dimension_count")) ?? hidden / heads
-        let defaultTheta = Architecture.gguf(arch)?.ggufDefaultRopeTheta ?? 10_000
+        // As llama.cpp reads it: `rope.dimension_count` is the rotary part, not the head size.
+        let headDim = try int("\(arch).attention.key_length") ?? hidden / heads
         return GGUFModelConfig(
-            modelType: arch,
+            modelType: architecture.modelType,
             vocabSize: vocabSize,
             hiddenSize: hidden,
             intermediateSize: try required("feed_forward_length"),
@@ -199,8 +214,8 @@ extension GGUFFile {
             numAttentionHeads: heads,
             numKeyValueHeads: kvHeads,
             headDim: headDim,
-            rmsNormEps: try decimal("attention.layer_norm_rms_epsilon", default: 1e-6),
-            ropeTheta: try decimal("rope.freq_base", default: defaultTheta),
+            rmsNormEps: try decimal("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-6,
+            ropeTheta: try decimal("\(arch).rope.freq_base") ?? architecture.ggufDefaultRopeTheta,
             maxPositionEmbeddings: try required("context_length"),
             tieWordEmbeddings: !contains("output.weight"),
             bosTokenId: try int("tokenizer.ggml.bos_token_id"),
@@ -209,16 +224,53 @@ extension GGUFFile {
             attentionBias: contains("blk.0.attn_q.bias"))
     }
 
+    /// The whole `config.json` the file stands for: `huggingFaceConfig()` with RoPE scaling
+    /// (`rope.scaling.type` linear, or llama.cpp's `rope_freqs.weight` frequency divisors, which
+    /// Llama 3.1+ files carry instead of `rope_scaling`) and the keys the architecture reads from
+    /// its own metadata (`Architecture.ggufConfig`: soft caps, sliding windows, …).
+    public func huggingFaceConfigJSON() throws -> [String: Any] {
+        let (arch, architecture) = try supportedArchitecture()
+        let base = try huggingFaceConfig()
+        var json = base.json
+        if let rotary = try int("\(arch).rope.dimension_count"), rotary != base.headDim {
+            throw FileError(file: path, location: "\(arch).rope.dimension_count",
+                            "partial rotary embeddings (\(rotary) of \(base.headDim) dimensions per head) are not supported yet")
+        }
+        switch try string("\(arch).rope.scaling.type") {
+        case nil, "none": break
+        case "linear":
+            guard let factor = try decimal("\(arch).rope.scaling.factor"), factor > 0 else {
+                throw FileError(file: path, location: "\(arch).rope.scaling.factor", "missing or not positive (needed by linear RoPE scaling)")
+            }
+            json["rope_scaling"] = ["rope_type": "linear", "factor": NSNumber(value: factor)]
+        case let other?:
+            throw FileError(file: path, location: "\(arch).rope.scaling.type", "unsupported RoPE scaling '\(other)' (supported: none, linear)")
+        }
+        if contains("rope_freqs.weight") {
+            // θ_i = position · base^(−2i/d) / factor_i: LongRoPE's form with one set of factors.
+            let factors = try tensor(named: "rope_freqs.weight").scalars.map { NSNumber(value: Double($0)) }
+            guard factors.count == base.headDim / 2 else {
+                throw FileError(file: path, location: "rope_freqs.weight", "\(factors.count) factors for \(base.headDim / 2) rotary frequencies")
+            }
+            json["rope_scaling"] = ["rope_type": "longrope", "short_factor": factors, "long_factor": factors,
+                                    "attention_factor": NSNumber(value: 1.0)]
+        }
+        for (key, value) in try architecture.ggufConfig(self, arch, base) { json[key] = value }
+        return json
+    }
+
     /// Hugging Face names of the tensors in this file that have one, sorted.
     public var huggingFaceTensorNames: [String] {
-        tensorInfos.compactMap { GGUFNames.huggingFaceName(for: $0.name) }.sorted()
+        guard let names = try? names() else { return [] }
+        return tensorInfos.compactMap { names.huggingFaceName(for: $0.name) }.sorted()
     }
 
     /// The tensor with Hugging Face name `name`, dequantized, with llama's Q/K row permutation
-    /// undone, so that it equals the tensor of the original `transformers` checkpoint.
+    /// and Gemma's norm shift undone, so that it equals the tensor of the original `transformers`
+    /// checkpoint.
     public func huggingFaceTensor(named name: String) throws -> Tensor {
-        _ = try supportedArchitecture()
-        guard let g = GGUFNames.ggufName(for: name) else {
+        let architecture = try supportedArchitecture().architecture
+        guard let g = GGUFNames(architecture).ggufName(for: name) else {
             throw FileError(file: path, location: name,
                             "no GGUF counterpart for this Hugging Face name; known names: \(someNames(huggingFaceTensorNames))")
         }
@@ -230,6 +282,9 @@ extension GGUFFile {
             throw FileError(file: path, location: name, "the file has no tensor \(g); known names: \(someNames(huggingFaceTensorNames))")
         }
         let t = try tensor(named: g)
+        if architecture.ggufNormShift != 0, g.hasSuffix("norm.weight") {
+            return withoutGradients { t - architecture.ggufNormShift }
+        }
         guard let heads = try rotaryHeads(of: g) else { return t }
         return try GGUFNames.unpermuteRotaryRows(t, heads: heads, name: g, file: path)
     }
@@ -237,8 +292,8 @@ extension GGUFFile {
     /// For a llama file's Q or K projection (weight or bias), the heads whose rows llama.cpp
     /// permuted; nil for every other tensor.
     func rotaryHeads(of g: String) throws -> Int? {
-        let arch = try supportedArchitecture()
-        guard Architecture.gguf(arch)?.ggufPermutesRotary == true else { return nil }
+        let (arch, architecture) = try supportedArchitecture()
+        guard architecture.ggufPermutesRotary else { return nil }
         let isQ = g.hasSuffix(".attn_q.weight") || g.hasSuffix(".attn_q.bias")
         let isK = g.hasSuffix(".attn_k.weight") || g.hasSuffix(".attn_k.bias")
         guard isQ || isK else { return nil }
@@ -256,16 +311,18 @@ extension GGUFFile {
     }
 }
 
-/// A llama/qwen2 GGUF file seen through Hugging Face names: tensors dequantized and un-permuted,
+/// A GGUF file seen through Hugging Face names: tensors dequantized, un-permuted and un-shifted,
 /// so a loader written for safetensors checkpoints takes it unchanged (it has the members of the
-/// `WeightSource` protocol).
+/// `WeightSource` protocol). Fused tensors (Phi-3's `attn_qkv`) keep their fused Hugging Face
+/// name; `SplittingWeights` splits them.
 public struct GGUFWeights: @unchecked Sendable {
     public let file: GGUFFile
     /// Hugging Face names of the tensors present, sorted.
     public let tensorNames: [String]
+    let names: GGUFNames
 
     public init(_ file: GGUFFile) throws {
-        _ = try file.supportedArchitecture()
+        names = try file.names()
         self.file = file
         tensorNames = file.huggingFaceTensorNames
     }
@@ -273,7 +330,7 @@ public struct GGUFWeights: @unchecked Sendable {
     public var sourceName: String { file.path }
 
     public func contains(_ name: String) -> Bool {
-        GGUFNames.ggufName(for: name).map(file.contains) ?? false
+        names.ggufName(for: name).map(file.contains) ?? false
     }
 
     public func tensor(named name: String) throws -> Tensor { try file.huggingFaceTensor(named: name) }
@@ -281,7 +338,7 @@ public struct GGUFWeights: @unchecked Sendable {
     /// The matrix `name` (Hugging Face name) in its stored block format, rows in Hugging Face
     /// order, when it is stored as Q4_0, Q4_1 or Q8_0; nil for other types.
     public func quantizedMatrix(named name: String) throws -> QuantizedMatrix? {
-        guard let g = GGUFNames.ggufName(for: name), file.contains(g) else { return nil }
+        guard let g = names.ggufName(for: name), file.contains(g) else { return nil }
         let info = try file.tensorInfo(named: g)
         guard let format = QuantizedMatrix.Format(rawValue: Int32(info.type.rawValue)), info.shape.count == 2,
               let n = info.byteCount else { return nil }

@@ -19,10 +19,13 @@ final class ArchitectureParityTests: XCTestCase {
         var sequences: [Sequence]
     }
 
-    func check(_ name: String) throws {
+    /// Checks the checkpoint in fixture directory `name` (or its model.gguf) against expected.json.
+    func check(_ name: String, gguf: Bool = false) throws {
         let dir = try fixtureURL("architectures", name)
-        let model = try PretrainedModel.loadDirectory(dir.path)
-        XCTAssertEqual(model.architecture.modelType, name)
+        let model = gguf ? try PretrainedModel.loadGGUF(dir.appendingPathComponent("model.gguf").path)
+            : try PretrainedModel.loadDirectory(dir.path)
+        let config = try ModelConfig(contentsOf: dir.appendingPathComponent("config.json"))
+        XCTAssertEqual(model.architecture.modelType, config.modelType)
         let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: dir.appendingPathComponent("expected.json")))
         for seq in expected.sequences {
             let n = seq.ids.count
@@ -94,23 +97,31 @@ final class ArchitectureParityTests: XCTestCase {
     /// Gemma 3 text: q/k norms (1 + w), local and global RoPE bases (global scaled), layer_types.
     func testGemma3TextMatchesTransformers() throws { try check("gemma3_text") }
 
-    /// A Qwen3 GGUF named as llama.cpp names it (q/k norms as attn_q_norm/attn_k_norm, head_dim
-    /// from key_length, no row permutation) loads as the same model: config, every tensor, logits.
-    func testQwen3GGUFLoadsAsTheCheckpoint() throws {
-        let dir = try fixtureURL("architectures", "qwen3")
-        let hf = try PretrainedModel.loadDirectory(dir.path)
-        let file = try GGUFFile(path: dir.appendingPathComponent("model.gguf").path)
-        let config = ModelConfig(json: try file.huggingFaceConfig().json, source: file.path)
-        XCTAssertEqual(config.modelType, "qwen3")
-        var expected = hf.lm.config
-        expected.explicitHeadDim = 16
-        XCTAssertEqual(try Architecture.qwen3.decoderConfig(config), expected)
-        let weights = try GGUFWeights(file)
-        XCTAssertTrue(weights.tensorNames.contains("model.layers.1.self_attn.k_norm.weight"))
-        let lm = TransformerLM(try Architecture.qwen3.decoderConfig(config), initialize: false)
-        try loadWeights(into: lm, from: weights, tiedOutput: false)
-        for ((name, a), (_, b)) in zip(hf.lm.namedParameters(), lm.namedParameters()) {
-            XCTAssertEqual(a.value.scalars, b.value.scalars, name)
+    /// GGUF files laid out as llama.cpp's converter lays them out (scripts/make_architecture_fixtures.py;
+    /// scripts/check_gguf_fixtures_llamacpp.py shows llama.cpp reads them as transformers' models):
+    /// llama with Q/K rows permuted and Llama 3 RoPE scaling as `rope_freqs`, Qwen3's q/k norms,
+    /// Gemma's norms stored as 1 + w, Gemma 2/3's sandwich norms (`ffn_norm` is the norm before the
+    /// MLP), soft caps and windows from metadata, Gemma 3's every-sixth-layer pattern, Phi-3's fused
+    /// `attn_qkv`/`ffn_up` and LongRoPE factors as tensors. Each loads with the checkpoint's
+    /// weights and gives transformers' log-probs and hidden states.
+    func testGGUFFilesLoadAsTheCheckpoints() throws {
+        for name in ["llama", "qwen3", "gemma", "gemma2_gguf", "gemma3_gguf", "phi3"] {
+            try check(name, gguf: true)
+            let dir = try fixtureURL("architectures", name)
+            let hf = try PretrainedModel.loadDirectory(dir.path)
+            let gguf = try PretrainedModel.loadGGUF(dir.appendingPathComponent("model.gguf").path)
+            XCTAssertEqual(gguf.lm.config.slidingWindow, hf.lm.config.slidingWindow, name)
+            XCTAssertEqual(gguf.lm.config.slidingLayers, hf.lm.config.slidingLayers, name)
+            XCTAssertEqual(gguf.lm.config.attentionSoftcap, hf.lm.config.attentionSoftcap, name)
+            XCTAssertEqual(gguf.lm.config.finalSoftcap, hf.lm.config.finalSoftcap, name)
+            XCTAssertEqual(gguf.lm.config.attentionScale, hf.lm.config.attentionScale, name)
+            let ggufParams = Dictionary(uniqueKeysWithValues: gguf.lm.namedParameters().map { ($0.name, $0.parameter.value) })
+            XCTAssertEqual(ggufParams.count, hf.lm.namedParameters().count, name)
+            for (p, a) in hf.lm.namedParameters() {
+                let b = try XCTUnwrap(ggufParams[p], "\(name): \(p)")
+                // Gemma's norms come back as (1 + w) − 1 in Float32.
+                XCTAssertLessThan(zip(a.value.scalars, b.scalars).map { abs($0 - $1) }.max()!, 1e-6, "\(name): \(p)")
+            }
         }
     }
 

@@ -279,6 +279,53 @@ final class CorruptFileTests: XCTestCase {
         assertFileError([path, "llama.attention.head_count", "missing metadata key"]) { _ = try f.huggingFaceConfig() }
     }
 
+    /// What `huggingFaceConfigJSON` cannot represent is refused by name: partial rotary
+    /// embeddings, RoPE scaling other than linear, a linear scaling without its factor, llama.cpp's
+    /// rope_freqs of the wrong length, and a Phi-3 file with only one set of LongRoPE factors.
+    func testGGUFConfigsDistillCannotRepresentAreRefused() throws {
+        func base(_ arch: String) -> GGUFBuilder {
+            var b = GGUFBuilder()
+            b.string("general.architecture", arch)
+            for (k, v) in [("embedding_length", 32), ("attention.head_count", 4), ("feed_forward_length", 48),
+                           ("block_count", 2), ("context_length", 64), ("vocab_size", 96)] {
+                b.uint32("\(arch).\(k)", UInt32(v))
+            }
+            return b
+        }
+        func floats(_ v: [Float]) -> [UInt8] { v.flatMap { GGUFBuilder.le($0.bitPattern) } }
+        var b = base("phi3")
+        b.uint32("phi3.rope.dimension_count", 6)
+        var path = try write(b)
+        assertFileError([path, "phi3.rope.dimension_count", "partial rotary", "6 of 8"]) { _ = try GGUFFile(path: path).huggingFaceConfigJSON() }
+        b = base("llama")
+        b.string("llama.rope.scaling.type", "yarn")
+        path = try write(b)
+        assertFileError([path, "llama.rope.scaling.type", "'yarn'", "linear"]) { _ = try GGUFFile(path: path).huggingFaceConfigJSON() }
+        b = base("llama")
+        b.string("llama.rope.scaling.type", "linear")
+        path = try write(b)
+        assertFileError([path, "llama.rope.scaling.factor", "missing"]) { _ = try GGUFFile(path: path).huggingFaceConfigJSON() }
+        b = base("llama")
+        b.tensor("rope_freqs.weight", ggmlDims: [3], type: 0, bytes: floats([1, 2, 4]))
+        path = try write(b)
+        assertFileError([path, "rope_freqs.weight", "3 factors for 4"]) { _ = try GGUFFile(path: path).huggingFaceConfigJSON() }
+        b = base("phi3")
+        b.tensor("rope_factors_long.weight", ggmlDims: [4], type: 0, bytes: floats([1, 2, 3, 4]))
+        path = try write(b)
+        assertFileError([path, "rope_factors_short.weight", "missing"]) { _ = try GGUFFile(path: path).huggingFaceConfigJSON() }
+        // A readable one: Gemma 2 keys become config keys.
+        b = base("gemma2")
+        b.uint32("gemma2.attention.sliding_window", 7)
+        b.kv("gemma2.attn_logit_softcapping", type: 6, GGUFBuilder.le(Float(50).bitPattern))
+        let json = try GGUFFile(path: try write(b)).huggingFaceConfigJSON()
+        XCTAssertEqual(json["model_type"] as? String, "gemma2")
+        XCTAssertEqual(json["sliding_window"] as? Int, 7)
+        XCTAssertEqual(json["attn_logit_softcapping"] as? Double, 50)
+        XCTAssertNil(json["final_logit_softcapping"])
+        XCTAssertEqual(json["query_pre_attn_scalar"] as? Int, 8)
+        XCTAssertEqual(json["hidden_act"] as? String, "gelu_pytorch_tanh")
+    }
+
     /// Cutting the file anywhere before the end of the last tensor's data gives an error naming
     /// the file; no crash. (The padding after the last tensor may go.)
     func testGGUFEveryTruncationFails() throws {

@@ -21,14 +21,38 @@ final class GGUFNamesTests: XCTestCase {
             ("blk.1.ffn_up.weight", "model.layers.1.mlp.up_proj.weight"),
             ("blk.1.ffn_down.weight", "model.layers.1.mlp.down_proj.weight"),
         ]
+        let llama = GGUFNames(.llama)
         for (g, h) in pairs {
-            XCTAssertEqual(GGUFNames.huggingFaceName(for: g), h)
-            XCTAssertEqual(GGUFNames.ggufName(for: h), g)
+            XCTAssertEqual(llama.huggingFaceName(for: g), h)
+            XCTAssertEqual(llama.ggufName(for: h), g)
         }
-        XCTAssertNil(GGUFNames.huggingFaceName(for: "rope_freqs.weight"))
-        XCTAssertNil(GGUFNames.huggingFaceName(for: "blk.x.attn_q.weight"))
-        XCTAssertNil(GGUFNames.huggingFaceName(for: "blk.1.attn_qq.weight"))
-        XCTAssertNil(GGUFNames.ggufName(for: "model.layers.1.self_attn.rotary_emb.inv_freq"))
+        XCTAssertNil(llama.huggingFaceName(for: "rope_freqs.weight"))
+        XCTAssertNil(llama.huggingFaceName(for: "blk.x.attn_q.weight"))
+        XCTAssertNil(llama.huggingFaceName(for: "blk.1.attn_qq.weight"))
+        XCTAssertNil(llama.ggufName(for: "model.layers.1.self_attn.rotary_emb.inv_freq"))
+        XCTAssertNil(llama.ggufName(for: "model.layers.1.self_attn.q_norm.weight"))
+    }
+
+    /// An architecture's own names replace the shared ones they collide with: Gemma 2's
+    /// `ffn_norm` is the norm before the MLP, its post-attention norm `post_attention_norm`;
+    /// Phi-3's `ffn_up` holds gate and up stacked.
+    func testArchitectureNamesReplaceSharedOnes() {
+        let gemma2 = GGUFNames(.gemma2)
+        XCTAssertEqual(gemma2.huggingFaceName(for: "blk.2.ffn_norm.weight"), "model.layers.2.pre_feedforward_layernorm.weight")
+        XCTAssertEqual(gemma2.huggingFaceName(for: "blk.2.post_attention_norm.weight"), "model.layers.2.post_attention_layernorm.weight")
+        XCTAssertEqual(gemma2.ggufName(for: "model.layers.0.post_feedforward_layernorm.weight"), "blk.0.post_ffw_norm.weight")
+        XCTAssertEqual(gemma2.ggufName(for: "model.layers.0.input_layernorm.weight"), "blk.0.attn_norm.weight")
+        XCTAssertEqual(GGUFNames(.gemma3Text).huggingFaceName(for: "blk.1.attn_k_norm.weight"), "model.layers.1.self_attn.k_norm.weight")
+        let phi3 = GGUFNames(.phi3)
+        XCTAssertEqual(phi3.huggingFaceName(for: "blk.0.ffn_up.weight"), "model.layers.0.mlp.gate_up_proj.weight")
+        XCTAssertEqual(phi3.huggingFaceName(for: "blk.0.attn_qkv.weight"), "model.layers.0.self_attn.qkv_proj.weight")
+        XCTAssertNil(phi3.ggufName(for: "model.layers.0.mlp.up_proj.weight"))
+        // Every architecture's map is one-to-one.
+        for arch in Architecture.all {
+            let names = GGUFNames(arch)
+            XCTAssertEqual(Set(names.block.map(\.gguf)).count, names.block.count, arch.modelType)
+            XCTAssertEqual(Set(names.block.map(\.hf)).count, names.block.count, arch.modelType)
+        }
     }
 
     /// One head of 4 rows (d = 4, d/2 = 2): GGUF row 2i + j holds HF row j·2 + i, so
@@ -102,7 +126,7 @@ final class GGUFNamesTests: XCTestCase {
 
     func testUnsupportedArchitecture() throws {
         let f = try GGUFFile(url: fixtureURL("formats", "quants.gguf"))   // general.architecture = "test"
-        assertFileError([f.path, "general.architecture", "'test' is not supported", "llama, qwen2"]) { _ = try f.huggingFaceConfig() }
+        assertFileError([f.path, "general.architecture", "'test' is not supported", "gemma, gemma2, gemma3, llama, phi3, qwen2, qwen3"]) { _ = try f.huggingFaceConfig() }
         assertFileError(["'test' is not supported"]) { _ = try f.huggingFaceTensor(named: "model.norm.weight") }
     }
 
