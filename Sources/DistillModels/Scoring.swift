@@ -55,7 +55,8 @@ public struct ModelSummary: Codable, Sendable {
     public var architecture: String
     public var layers, hidden, heads, kvHeads, headDim, intermediate, vocabSize: Int
     public var ropeTheta: Float
-    /// Attention variants beyond the Llama layout ("q/k norm", "sliding window 4096"); empty for none.
+    /// Variants beyond the Llama block ("q/k norm", "sliding window 4096", "GeGLU (tanh GELU)",
+    /// soft caps, RoPE scaling); empty for none.
     public var attention: [String] = []
     public var tiedEmbeddings: Bool
     public var parameters: Int
@@ -80,7 +81,24 @@ extension PretrainedModel {
         var attention: [String] = []
         if c.qkvBias { attention.append("q/k/v bias") }
         if c.qkNorm == true { attention.append("q/k norm") }
-        if let w = c.slidingWindow { attention.append("sliding window \(w)") }
+        if let w = c.slidingWindow {
+            let sliding = c.slidingLayers.map { $0.prefix(c.layers).filter { $0 }.count } ?? c.layers
+            attention.append("sliding window \(w)" + (sliding == c.layers ? "" : " on \(sliding) of \(c.layers) layers"))
+        }
+        if let s = c.attentionScale { attention.append(String(format: "scores × %.4g", s)) }
+        if let cap = c.attentionSoftcap { attention.append("scores soft-capped at \(cap)") }
+        if let r = c.localRopeTheta, c.slidingWindow != nil { attention.append("local rope theta \(r)") }
+        switch c.ropeScaling {
+        case nil: break
+        case .linear(let f)?: attention.append("linear rope scaling ×\(f)")
+        case .llama3(let f, _, _, _)?: attention.append("llama3 rope scaling ×\(f)")
+        case .longrope?: attention.append("longrope scaling")
+        }
+        if c.mlpKind == .geglu { attention.append("GeGLU (tanh GELU)") }
+        if let o = c.normOffset, o != 0 { attention.append("norms (\(o) + w)") }
+        if c.sandwichNorms == true { attention.append("sandwich norms") }
+        if c.scaleEmbeddings == true { attention.append("embeddings × √hidden") }
+        if let cap = c.finalSoftcap { attention.append("logits soft-capped at \(cap)") }
         let tok = tokenizer.map { "byte-level BPE, \($0.vocabSize) tokens, \($0.mergeCount) merges, fingerprint \($0.fingerprint)" }
         return ModelSummary(path: path, architecture: architecture.modelType, layers: c.layers, hidden: c.hidden, heads: c.heads,
                             kvHeads: c.kvHeads, headDim: c.headDim, intermediate: c.intermediate, vocabSize: c.vocabSize,

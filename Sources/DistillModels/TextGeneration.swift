@@ -58,7 +58,7 @@ extension PretrainedModel {
         options.stopTokenIds.formUnion(eosTokenIds)
         var decoders = (0..<options.n).map { _ in tok.makeStreamingDecoder(skipSpecialTokens: true) }
         let seqs = try Generator(model: lm).generate(prompts: [ids], options: options,
-                                                     decode: { tok.decode($0, skipSpecialTokens: true) }) { row, token in
+                                                     tokenizer: tok) { row, token in
             let piece = decoders[row].add(token)
             if !piece.isEmpty { onText(row, piece) }
         }

@@ -59,7 +59,7 @@ public final class OpenAIServer: @unchecked Sendable {
         self.modelName = modelName ?? OpenAIServer.defaultName(model.path)
         contextLength = try? model.config.int("max_position_embeddings")
         let tok = tokenizer
-        scheduler = GenerationScheduler(lm: model.lm, decode: { tok.decode($0, skipSpecialTokens: true) },
+        scheduler = GenerationScheduler(lm: model.lm, tokenizer: tok,
                                    maxBatch: maxBatch, window: batchWindow)
     }
 

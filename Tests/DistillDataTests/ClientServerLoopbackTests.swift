@@ -61,7 +61,7 @@ final class ClientServerLoopbackTests: XCTestCase {
                                        sampling: SamplingParameters(temperature: Float(s.temperature), topP: Float(s.topP), seed: s.seed ?? 0),
                                        n: s.n, stopTokenIds: Set(model.eosTokenIds), stopStrings: s.stop,
                                        topLogprobs: s.wantsLogprobs ? s.topLogprobs : 0),
-            decode: { self.tok.decode($0, skipSpecialTokens: true) })
+            tokenizer: self.tok)
     }
 
     /// Log-probabilities travel as JSON numbers printed from Float: compare them as Float.

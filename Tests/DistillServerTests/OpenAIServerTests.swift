@@ -27,7 +27,7 @@ final class OpenAIServerTests: XCTestCase {
         try Generator(model: model.lm).generate(
             prompts: [ids], options: GenerationOptions(maxTokens: maxTokens, sampling: sampling, n: n, stopTokenIds: Set(model.eosTokenIds),
                                                        stopStrings: stop, topLogprobs: top),
-            decode: { self.tok.decode($0, skipSpecialTokens: true) })
+            tokenizer: self.tok)
     }
 
     func testModelsList() async throws {

@@ -21,7 +21,7 @@ public final class LocalTeacherClient: TeacherClient, @unchecked Sendable {
         let tok = try model.requireTokenizer()
         self.model = model
         modelName = name ?? model.path
-        scheduler = GenerationScheduler(lm: model.lm, decode: { tok.decode($0, skipSpecialTokens: true) },
+        scheduler = GenerationScheduler(lm: model.lm, tokenizer: tok,
                                         maxBatch: maxBatch, window: batchWindow)
     }
 

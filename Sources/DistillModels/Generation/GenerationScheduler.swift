@@ -61,7 +61,8 @@ public struct GenerationJob: Sendable {
 /// depend on its neighbours.
 public final class GenerationScheduler: @unchecked Sendable {
     private let lm: TransformerLM
-    private let decode: @Sendable ([Int]) -> String
+    /// Decodes the text that stop strings are matched on.
+    private let tokenizer: Tokenizer?
     public let maxBatch: Int
     public let window: TimeInterval
     private let condition = NSCondition()
@@ -71,9 +72,9 @@ public final class GenerationScheduler: @unchecked Sendable {
     private var _batches = 0
     private var _sequences = 0
 
-    public init(lm: TransformerLM, decode: @escaping @Sendable ([Int]) -> String, maxBatch: Int, window: TimeInterval) {
+    public init(lm: TransformerLM, tokenizer: Tokenizer?, maxBatch: Int, window: TimeInterval) {
         self.lm = lm
-        self.decode = decode
+        self.tokenizer = tokenizer
         self.maxBatch = max(1, maxBatch)
         self.window = window
         // The thread holds the scheduler until `stop()`.
@@ -152,7 +153,7 @@ public final class GenerationScheduler: @unchecked Sendable {
         let items = jobs.flatMap(\.items)
         do {
             let seqs = try Generator(model: lm).generate(
-                items: items, decode: decode,
+                items: items, tokenizer: tokenizer,
                 onToken: { row, token in jobs[owner[row]].events.yield(.token(row: local[row], token)) },
                 isCancelled: { row in jobs[owner[row]].cancelled.isSet })
             condition.withLock {

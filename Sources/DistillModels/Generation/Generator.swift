@@ -85,22 +85,23 @@ public struct Generator {
 
     public init(model: TransformerLM) { self.model = model }
 
-    /// Generates continuations of `prompts` (token ids). `decode` turns generated ids into text;
-    /// it is needed only for stop strings. `onToken(row, token)` streams each new token, where
-    /// row = prompt × n + sample.
-    public func generate(prompts: [[Int]], options o: GenerationOptions, decode: (([Int]) -> String)? = nil,
+    /// Generates continuations of `prompts` (token ids). `tokenizer` is needed only for stop
+    /// strings. `onToken(row, token)` streams each new token, where row = prompt × n + sample.
+    public func generate(prompts: [[Int]], options o: GenerationOptions, tokenizer: Tokenizer? = nil,
                          onToken: (Int, Int) -> Void = { _, _ in }) throws -> [GeneratedSequence] {
         // Sample s of prompt p draws from stream p·n + s: the row number.
         let items = prompts.enumerated().map { GenerationItem(prompt: $1, options: o, samplerStream: UInt64($0 * max(o.n, 1))) }
-        return try generate(items: items, decode: decode, onToken: { row, t in onToken(row, t.token) })
+        return try generate(items: items, tokenizer: tokenizer, onToken: { row, t in onToken(row, t.token) })
     }
 
-    /// Generates continuations of prompts that each carry their own options, in one batch.
-    /// Results come row by row: item 0's `n` samples, then item 1's, …; `prompt` is the item's
-    /// index. `onToken(row, token)` streams each new token of a row (a stop token ends the row
-    /// without being streamed). A row for which `isCancelled(row)` turns true stops before its
-    /// next token (its finish reason stays `.length`).
-    public func generate(items: [GenerationItem], decode: (([Int]) -> String)? = nil,
+    /// Generates continuations of prompts that each carry their own options, in one batch
+    /// (`DecodingBatch`). Results come row by row: item 0's `n` samples, then item 1's, …;
+    /// `prompt` is the item's index. `onToken(row, token)` streams each new token of a row (a stop
+    /// token ends the row without being streamed). A row for which `isCancelled(row)` turns true
+    /// stops before its next token (its finish reason stays `.length`). Stop strings are matched
+    /// on the text `tokenizer` decodes (special tokens skipped); without a tokenizer they are an
+    /// error.
+    public func generate(items: [GenerationItem], tokenizer: Tokenizer? = nil,
                          onToken: (Int, GeneratedToken) -> Void = { _, _ in },
                          isCancelled: (Int) -> Bool = { _ in false }) throws -> [GeneratedSequence] {
         for (i, item) in items.enumerated() {
@@ -109,96 +110,18 @@ public struct Generator {
             guard o.n >= 1 else { throw GenerationError.invalidParameter("n must be ≥ 1, got \(o.n)") }
             guard o.maxTokens >= 0 else { throw GenerationError.invalidParameter("max_tokens must be ≥ 0, got \(o.maxTokens)") }
             guard o.topLogprobs >= 0 else { throw GenerationError.invalidParameter("top_logprobs must be ≥ 0, got \(o.topLogprobs)") }
+            guard o.stopStrings.isEmpty || tokenizer != nil else {
+                throw GenerationError.invalidParameter("stop strings need a tokenizer to decode the generated text")
+            }
             if p.isEmpty { throw GenerationError.emptyPrompt(index: i) }
             if let bad = p.first(where: { $0 < 0 || $0 >= model.config.vocabSize }) {
                 throw GenerationError.invalidParameter("prompt \(i) holds token id \(bad), outside the vocabulary of \(model.config.vocabSize)")
             }
         }
         if items.isEmpty { return [] }
-        let v = model.config.vocabSize
-        let longest = items.map(\.prompt.count).max()!
-        let b = items.count
-        // Left padding: row r's real tokens start at pads[r]; positions count from there.
-        var pads = items.map { longest - $0.prompt.count }
-        let ids = items.flatMap { [Int](repeating: 0, count: longest - $0.prompt.count) + $0.prompt }
-        let positions = pads.map { pad in (0..<longest).map { Swift.max(0, $0 - pad) } }
-        let cache = model.makeCache()
-        var lastLogits: Tensor = withoutGradients {
-            let out = model.forward(ids, batch: b, length: longest, positions: positions,
-                                    mask: leftPaddingMask(pads, keys: longest), cache: cache).logits
-            return out.slice(axis: 1, start: longest - 1, length: 1).reshaped([b, v])   // (B, V)
-        }
-        // One row per sample: item i's n samples share its prompt's cache row.
-        let rowItem = items.indices.flatMap { [Int](repeating: $0, count: items[$0].options.n) }
-        var firstRow = [Int](repeating: 0, count: b)
-        for r in stride(from: rowItem.count - 1, through: 0, by: -1) { firstRow[rowItem[r]] = r }
-        var results = rowItem.indices.map { GeneratedSequence(prompt: rowItem[$0], sample: $0 - firstRow[rowItem[$0]], tokens: [],
-                                                              logprobs: [], topLogprobs: [], finishReason: .length) }
-        var samplers = rowItem.indices.map { TokenSampler(items[rowItem[$0]].options.sampling,
-                                                          stream: items[rowItem[$0]].samplerStream &+ UInt64(results[$0].sample)) }
-        // Rows with max_tokens 0 generate nothing.
-        var active = rowItem.indices.filter { items[rowItem[$0]].options.maxTokens > 0 }
-        if active.isEmpty { return results }
-        let start = active.map { rowItem[$0] }     // cache row of each active row
-        if start != Array(0..<b) {
-            cache.select(rows: start)
-            lastLogits = withoutGradients { lastLogits.indexSelect(start, axis: 0) }
-            pads = start.map { pads[$0] }
-        }
-        var nextPos = rowItem.map { items[$0].prompt.count }
-        while true {
-            var finished = Set<Int>()
-            var fed: [Int] = []
-            let logp = withoutGradients { lastLogits.logSoftmax() }
-            for (cacheRow, r) in active.enumerated() {
-                let item = items[rowItem[r]], o = item.options
-                if isCancelled(r) {
-                    finished.insert(cacheRow)
-                    fed.append(0)
-                    continue
-                }
-                let history = item.prompt + results[r].tokens
-                let token = samplers[r].next(logits: lastLogits.storage.pointer + cacheRow * v, count: v, history: history)
-                let lp = logp.storage.pointer + cacheRow * v
-                if o.stopTokenIds.contains(token) {
-                    results[r].finishReason = .stop
-                    finished.insert(cacheRow)
-                    fed.append(token)
-                    continue
-                }
-                let top = o.topLogprobs > 0 ? topK(lp, count: v, k: o.topLogprobs) : []
-                results[r].tokens.append(token)
-                results[r].logprobs.append(lp[token])
-                if o.topLogprobs > 0 { results[r].topLogprobs.append(top) }
-                onToken(r, GeneratedToken(token: token, logprob: lp[token], topLogprobs: top))
-                if !o.stopStrings.isEmpty, let decode {
-                    let text = decode(results[r].tokens)
-                    if o.stopStrings.contains(where: { text.contains($0) }) {
-                        results[r].finishReason = .stopString
-                        finished.insert(cacheRow)
-                    }
-                }
-                if results[r].tokens.count >= o.maxTokens { finished.insert(cacheRow) }
-                fed.append(token)
-            }
-            // Drop finished rows from the batch and the cache.
-            if !finished.isEmpty {
-                let keep = (0..<active.count).filter { !finished.contains($0) }
-                if keep.isEmpty { break }
-                cache.select(rows: keep)
-                active = keep.map { active[$0] }
-                fed = keep.map { fed[$0] }
-                pads = keep.map { pads[$0] }
-            }
-            let pos = active.map { [nextPos[$0]] }
-            for r in active { nextPos[r] += 1 }
-            let keys = cache.length + 1
-            lastLogits = withoutGradients {
-                model.forward(fed, batch: active.count, length: 1, positions: pos, mask: leftPaddingMask(pads, keys: keys),
-                              cache: cache).logits.reshaped([active.count, v])
-            }
-        }
-        return results
+        let batch = DecodingBatch(model: model, items: items, tokenizer: tokenizer)
+        while !batch.isDone { batch.step(onToken: onToken, isCancelled: isCancelled) }
+        return batch.rows.map(\.result)
     }
 }
 

@@ -329,6 +329,26 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(StreamingDecoder.incompleteTailLength([0xED, 0x9F]), 2)
     }
 
+    /// A stop string is found token by token exactly when the decoded text so far first contains
+    /// it: across token boundaries, after a character split over tokens, and not before.
+    func testStopStringMatcherAgreesWithDecodingEverything() throws {
+        let t = try tokLoad("smollm2")
+        let text = "The answer: 👍🏽 is forty-two.\nUser: next question, please. END"
+        let ids = t.encode(text, addSpecialTokens: false)
+        for stops in [["User:"], ["forty-two"], ["🏽 is"], ["\n"], ["END"], ["nowhere", "ques"], ["-"], ["not in it"]] {
+            var m = StopStringMatcher(stops: stops, tokenizer: t)
+            var firstByMatcher: Int? = nil
+            for (i, id) in ids.enumerated() where firstByMatcher == nil {
+                if m.add(id) { firstByMatcher = i }
+            }
+            let firstByDecoding = ids.indices.first { i in
+                let s = t.decode(Array(ids[...i]), skipSpecialTokens: true)
+                return stops.contains { s.contains($0) }
+            }
+            XCTAssertEqual(firstByMatcher, firstByDecoding, "\(stops)")
+        }
+    }
+
     // MARK: BPE merge paths agree
 
     /// The array scan (short pieces) and the heap (long pieces) give what the slow scan gives, on every
