@@ -17,6 +17,8 @@ are stored in expected.json beside the checkpoint.
   original_max_position_embeddings 8 (the 12-token sequence runs on the long factors, the 7-token
   one on the short ones; attention factor from 64 / 8).
 - gemma: GeGLU, (1 + w) norms, √hidden embedding scale, head_dim 16, tied embeddings.
+- phi3_partial: as Phi-4-mini, partial_rotary_factor 0.75 (6 of 8 dimensions per head rotated),
+  LongRoPE over the rotated ones, no window.
 - gemma3_text: as gemma2 without soft caps, plus q/k norms, 4 layers with layer_types
   (sliding, sliding, full, sliding; window 4), local RoPE base 10000 vs global 1e6 with linear
   scaling 8.
@@ -108,7 +110,8 @@ def write_gguf(d, arch):
     if c.get("head_dim"):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
-    w.add_rope_dimension_count(head_dim)
+    rotary = int(head_dim * c.get("partial_rotary_factor", 1.0))
+    w.add_rope_dimension_count(rotary)
     w.add_rope_freq_base(c.get("rope_theta", 10000.0))
     w.add_layer_norm_rms_eps(c["rms_norm_eps"])
     w.add_tokenizer_model("gpt2")
@@ -308,6 +311,21 @@ if "gemma3_gguf" in only:
 for name, arch in [("llama", "llama"), ("gemma", "gemma"), ("phi3", "phi3"), ("qwen3", "qwen3")]:
     if f"{name}.gguf" in only:
         write_gguf(os.path.join(out_dir, name), arch)
+
+if "phi3_partial" in only:
+    # As Phi-4-mini: partial_rotary_factor 0.75 (6 of each head's 8 dimensions rotated), LongRoPE
+    # factors for the 3 rotary frequencies.
+    torch.manual_seed(11)
+    phi4 = transformers.Phi3Config(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                   original_max_position_embeddings=8, rope_theta=10000.0, rms_norm_eps=1e-5,
+                                   partial_rotary_factor=0.75,
+                                   rope_scaling={"type": "longrope", "short_factor": [1.0, 1.4, 2.2],
+                                                 "long_factor": [1.5, 4.0, 9.0]},
+                                   tie_word_embeddings=False, sliding_window=None, pad_token_id=0, bos_token_id=1,
+                                   eos_token_id=2, initializer_range=0.2, attn_implementation="eager")
+    build("phi3_partial", transformers.Phi3ForCausalLM(phi4))
+    write_gguf(os.path.join(out_dir, "phi3_partial"), "phi3")
 
 if "phi3" in only:
     torch.manual_seed(8)

@@ -39,6 +39,9 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     /// RoPE base of the sliding-window layers, without `ropeScaling` (Gemma 3's
     /// rope_local_base_freq); nil: every layer uses `ropeTheta` and the scaling.
     public var localRopeTheta: Float?
+    /// Dimensions of each head that RoPE rotates (the first ones; Phi-4-mini: ¾ of the head);
+    /// nil = all.
+    public var rotaryDim: Int?
 
     public init(vocabSize: Int, hidden: Int, layers: Int, heads: Int, kvHeads: Int, intermediate: Int,
                 ropeTheta: Float = 10_000, rmsNormEps: Float = 1e-6, tieEmbeddings: Bool = true, qkvBias: Bool = false,
@@ -60,16 +63,19 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     }
 
     public var headDim: Int { explicitHeadDim ?? hidden / heads }
+    /// Dimensions RoPE rotates per head.
+    public var rotaryDimensions: Int { rotaryDim ?? headDim }
 
-    /// RoPE inverse frequencies θᵢ = base^(−2i/D), adjusted by the scaling rule if any.
+    /// RoPE inverse frequencies θᵢ = base^(−2i/R) over the R rotary dimensions, adjusted by the
+    /// scaling rule if any.
     public var ropeInverseFrequencies: [Float] {
-        let inv = Tensor.rotaryInverseFrequencies(headDim: headDim, base: ropeTheta)
+        let inv = Tensor.rotaryInverseFrequencies(headDim: rotaryDimensions, base: ropeTheta)
         return ropeScaling?.apply(to: inv) ?? inv
     }
 
     /// The frequencies for a sequence of `length` positions (LongRoPE switches past its original length).
     public func ropeInverseFrequencies(length: Int) -> [Float] {
-        let inv = Tensor.rotaryInverseFrequencies(headDim: headDim, base: ropeTheta)
+        let inv = Tensor.rotaryInverseFrequencies(headDim: rotaryDimensions, base: ropeTheta)
         return ropeScaling?.apply(to: inv, length: length) ?? inv
     }
 }
@@ -185,7 +191,7 @@ public final class TransformerLM: Module {
         if let a = config.ropeScaling?.attentionFactor, a != 1 { rope = (rope.cos * a, rope.sin * a) }
         let localRope = config.localRopeTheta.map { base in
             ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
-                       invFreq: Tensor.rotaryInverseFrequencies(headDim: config.headDim, base: base))
+                       invFreq: Tensor.rotaryInverseFrequencies(headDim: config.rotaryDimensions, base: base))
         }
         var h = model.embedTokens(ids, shape: [batch, length])      // (B, T, H)
         if config.scaleEmbeddings == true { h = h * Float(config.hidden).squareRoot() }

@@ -80,4 +80,23 @@ final class RotaryTests: XCTestCase {
         let cos = stack([t0.cos, t1.cos]), sin = stack([t0.sin, t1.sin])
         checkGradients(inputs: [uniform([2, 3, 2, 4], seed: 97)]) { $0[0].rotaryEmbedding(cos: cos, sin: sin) }
     }
+
+    // MARK: partial rotary (tables narrower than the head)
+
+    /// Tables of width R/2 rotate the first R dimensions as a head of size R would be rotated and
+    /// pass the rest through; the gradient is checked by finite differences.
+    func testPartialRotaryRotatesTheFirstDimensionsOnly() {
+        let (c, s) = Tensor.rotaryTables(positions: [3, 4, 5], invFreq: Tensor.rotaryInverseFrequencies(headDim: 6, base: 10))
+        let x = uniform([2, 2, 3, 8], seed: 98)
+        let y = x.rotaryEmbedding(cos: c, sin: s)
+        let rotated = x.slice(axis: 3, start: 0, length: 6).rotaryEmbedding(cos: c, sin: s)
+        assertClose(y.slice(axis: 3, start: 0, length: 6), rotated, accuracy: 0)
+        assertClose(y.slice(axis: 3, start: 6, length: 2), x.slice(axis: 3, start: 6, length: 2), accuracy: 0)
+        checkGradients(inputs: [x]) { $0[0].rotaryEmbedding(cos: c, sin: s) }
+        let inv = Tensor.rotaryInverseFrequencies(headDim: 2, base: 10)
+        let t0 = Tensor.rotaryTables(positions: [0, 1, 2], invFreq: inv), t1 = Tensor.rotaryTables(positions: [7, 9, 11], invFreq: inv)
+        checkGradients(inputs: [uniform([2, 2, 3, 8], seed: 99)]) {
+            $0[0].rotaryEmbedding(cos: stack([t0.cos, t1.cos]), sin: stack([t0.sin, t1.sin]))
+        }
+    }
 }

@@ -19,6 +19,9 @@ public struct Architecture: Sendable {
     public var ggufPermutesRotary = false
     /// `rope_theta` when a GGUF file does not say.
     public var ggufDefaultRopeTheta: Double = 10_000
+    /// Whether the architecture reads `partial_rotary_factor`, which a GGUF file's
+    /// `rope.dimension_count` below the head size becomes (other architectures refuse such files).
+    public var ggufPartialRotary = false
     /// What llama.cpp's converter added to every `*norm.weight` (1 for Gemma, whose RMSNorm
     /// multiplies by 1 + w while ggml's multiplies by w); subtracted on load.
     public var ggufNormShift: Float = 0

@@ -6,18 +6,16 @@ import Foundation
 /// an optional sliding window (`sliding_window`, e.g. 2047 in Phi-3-mini-4k) and LongRoPE scaling
 /// (the 128k models: short factors up to `original_max_position_embeddings`, long ones past it).
 /// Defaults are those of `transformers.Phi3Config`. In GGUF (`phi3`) the fused tensors are
-/// `attn_qkv` and `ffn_up`, and LongRoPE's factors are tensors. Not yet: partial rotary
-/// embeddings (Phi-4-mini).
+/// `attn_qkv` and `ffn_up`, and LongRoPE's factors are tensors. Phi-4-mini's partial rotary
+/// embeddings (`partial_rotary_factor`; GGUF: `rope.dimension_count` below the head size) rotate
+/// only the first dimensions of each head.
 extension Architecture {
     public static let phi3 = Architecture(
         modelType: "phi3", className: "Phi3ForCausalLM", ggufNames: ["phi3"],
         decoderConfig: { c in
             let heads = try c.positive("num_attention_heads", default: 32)
             let hidden = try c.positive("hidden_size", default: 3072)
-            if let f = try c.float("partial_rotary_factor"), f != 1 {
-                throw FileError(file: c.source, location: "partial_rotary_factor", "partial rotary embeddings are not supported yet, found \(f)")
-            }
-            let cfg = TransformerConfig(
+            var cfg = TransformerConfig(
                 vocabSize: try c.positive("vocab_size", default: 32064),
                 hidden: hidden,
                 layers: try c.positive("num_hidden_layers", default: 32),
@@ -31,15 +29,25 @@ extension Architecture {
                 headDim: try c.int("head_dim"),
                 ropeScaling: try c.ropeScaling(),
                 slidingWindow: try c.optionalPositive("sliding_window", default: nil))
-            if case let .longrope(short, _, _, _)? = cfg.ropeScaling, short.count != cfg.headDim / 2 {
+            // Phi-4-mini rotates the first partial_rotary_factor · head_dim dimensions of each head
+            // (transformers: int(head_dim · factor)).
+            let factor = try c.float("partial_rotary_factor") ?? 1
+            let rotary = Int(Float(cfg.headDim) * factor)
+            guard factor > 0, factor <= 1, rotary >= 2, rotary % 2 == 0 else {
+                throw FileError(file: c.source, location: "partial_rotary_factor",
+                                "must be in (0, 1] and give an even number of rotary dimensions of the head's \(cfg.headDim), found \(factor)")
+            }
+            if rotary < cfg.headDim { cfg.rotaryDim = rotary }
+            if case let .longrope(short, _, _, _)? = cfg.ropeScaling, short.count != rotary / 2 {
                 throw FileError(file: c.source, location: "rope_scaling.short_factor",
-                                "\(short.count) factors, but the head dimension \(cfg.headDim) has \(cfg.headDim / 2) frequencies")
+                                "\(short.count) factors, but the \(rotary) rotary dimensions have \(rotary / 2) frequencies")
             }
             try c.requireActivation("silu")
             try validateAttention(cfg, source: c.source)
             return cfg
         },
         ggufBlockNames: [("attn_qkv.weight", "self_attn.qkv_proj.weight"), ("ffn_up.weight", "mlp.gate_up_proj.weight")],
+        ggufPartialRotary: true,
         ggufConfig: { file, arch, base in
             // llama.cpp keeps LongRoPE's factors as tensors and a window of 0 for "none".
             var json: [String: Any] = [:]

@@ -233,8 +233,11 @@ extension GGUFFile {
         let base = try huggingFaceConfig()
         var json = base.json
         if let rotary = try int("\(arch).rope.dimension_count"), rotary != base.headDim {
-            throw FileError(file: path, location: "\(arch).rope.dimension_count",
-                            "partial rotary embeddings (\(rotary) of \(base.headDim) dimensions per head) are not supported yet")
+            guard architecture.ggufPartialRotary, rotary > 0, rotary < base.headDim else {
+                throw FileError(file: path, location: "\(arch).rope.dimension_count",
+                                "partial rotary embeddings (\(rotary) of \(base.headDim) dimensions per head) are not supported for \(arch)")
+            }
+            json["partial_rotary_factor"] = NSNumber(value: Double(rotary) / Double(base.headDim))
         }
         switch try string("\(arch).rope.scaling.type") {
         case nil, "none": break
@@ -249,8 +252,9 @@ extension GGUFFile {
         if contains("rope_freqs.weight") {
             // θ_i = position · base^(−2i/d) / factor_i: LongRoPE's form with one set of factors.
             let factors = try tensor(named: "rope_freqs.weight").scalars.map { NSNumber(value: Double($0)) }
-            guard factors.count == base.headDim / 2 else {
-                throw FileError(file: path, location: "rope_freqs.weight", "\(factors.count) factors for \(base.headDim / 2) rotary frequencies")
+            let rotary = try int("\(arch).rope.dimension_count") ?? base.headDim
+            guard factors.count == rotary / 2 else {
+                throw FileError(file: path, location: "rope_freqs.weight", "\(factors.count) factors for \(rotary / 2) rotary frequencies")
             }
             json["rope_scaling"] = ["rope_type": "longrope", "short_factor": factors, "long_factor": factors,
                                     "attention_factor": NSNumber(value: 1.0)]

@@ -5,7 +5,8 @@ import Foundation
 ///   y₁ = x₁·cos − x₂·sin,   y₂ = x₂·cos + x₁·sin.
 extension Tensor {
     /// Applies RoPE to `self` of shape [..., T, D] given `cos` and `sin` of shape [T, D/2] (same
-    /// positions for every sequence) or [B, T, D/2] for `self` of shape [B, H, T, D].
+    /// positions for every sequence) or [B, T, D/2] for `self` of shape [B, H, T, D]. Narrower
+    /// tables, [·, R/2] with R < D, rotate only the first R dimensions (partial rotary).
     public func rotaryEmbedding(cos: Tensor, sin: Tensor) -> Tensor {
         let out = rotaryKernel(self, cos: cos, sin: sin, inverse: false)
         return out.recorded(.rotary(cos: cos.detached(), sin: sin.detached()), [self])
@@ -35,8 +36,10 @@ extension Tensor {
 /// Rotates pairs; `inverse` rotates by −θ (the backward pass: Rᵀ = R(−θ)).
 func rotaryKernel(_ x: Tensor, cos: Tensor, sin: Tensor, inverse: Bool) -> Tensor {
     precondition(x.rank >= 2, "rotaryEmbedding: expected [..., T, D], got \(x.shape)")
-    let t = x.shape[x.rank - 2], d = x.shape[x.rank - 1], half = d / 2
-    precondition(d % 2 == 0, "rotaryEmbedding: head dimension \(d) of \(x.shape) is odd")
+    // Tables of width R/2 rotate the first R dimensions (pairs i, i + R/2); the rest pass
+    // through unchanged (partial rotary embeddings, e.g. Phi-4-mini).
+    let t = x.shape[x.rank - 2], d = x.shape[x.rank - 1], half = cos.shape[cos.rank - 1]
+    precondition(half >= 1 && 2 * half <= d, "rotaryEmbedding: tables of width \(half) do not fit head dimension \(d) of \(x.shape)")
     let perBatch = cos.rank == 3
     if perBatch {
         precondition(x.rank == 4 && cos.shape == [x.shape[0], t, half] && sin.shape == cos.shape,
@@ -55,6 +58,7 @@ func rotaryKernel(_ x: Tensor, cos: Tensor, sin: Tensor, inverse: Bool) -> Tenso
             let pos = row % t
             let table = perBatch ? ((row / t) / heads) * t * half + pos * half : pos * half
             let xx = px + row * d, yy = po + row * d
+            if 2 * half < d { (yy + 2 * half).update(from: xx + 2 * half, count: d - 2 * half) }
             for i in 0..<half {
                 let c = pc[table + i], s = sign * ps[table + i]
                 let a = xx[i], b = xx[i + half]

@@ -94,6 +94,9 @@ final class ArchitectureParityTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("gate_up_proj") && "\(e)".contains("rows"), "\(e)")
         }
     }
+    /// Phi-3 with partial rotary embeddings (as Phi-4-mini: the first ¾ of each head rotated) and
+    /// LongRoPE over the rotated dimensions only.
+    func testPhi3WithPartialRotaryMatchesTransformers() throws { try check("phi3_partial") }
     /// Gemma 3 text: q/k norms (1 + w), local and global RoPE bases (global scaled), layer_types.
     func testGemma3TextMatchesTransformers() throws { try check("gemma3_text") }
 
@@ -105,7 +108,7 @@ final class ArchitectureParityTests: XCTestCase {
     /// `attn_qkv`/`ffn_up` and LongRoPE factors as tensors. Each loads with the checkpoint's
     /// weights and gives transformers' log-probs and hidden states.
     func testGGUFFilesLoadAsTheCheckpoints() throws {
-        for name in ["llama", "qwen3", "gemma", "gemma2_gguf", "gemma3_gguf", "phi3"] {
+        for name in ["llama", "qwen3", "gemma", "gemma2_gguf", "gemma3_gguf", "phi3", "phi3_partial"] {
             try check(name, gguf: true)
             let dir = try fixtureURL("architectures", name)
             let hf = try PretrainedModel.loadDirectory(dir.path)
@@ -115,6 +118,7 @@ final class ArchitectureParityTests: XCTestCase {
             XCTAssertEqual(gguf.lm.config.attentionSoftcap, hf.lm.config.attentionSoftcap, name)
             XCTAssertEqual(gguf.lm.config.finalSoftcap, hf.lm.config.finalSoftcap, name)
             XCTAssertEqual(gguf.lm.config.attentionScale, hf.lm.config.attentionScale, name)
+            XCTAssertEqual(gguf.lm.config.rotaryDimensions, hf.lm.config.rotaryDimensions, name)
             let ggufParams = Dictionary(uniqueKeysWithValues: gguf.lm.namedParameters().map { ($0.name, $0.parameter.value) })
             XCTAssertEqual(ggufParams.count, hf.lm.namedParameters().count, name)
             for (p, a) in hf.lm.namedParameters() {
@@ -182,7 +186,7 @@ final class ArchitectureParityTests: XCTestCase {
         var fewer = longrope
         fewer.json["rope_scaling"] = ["type": "longrope", "short_factor": [1, 2], "long_factor": [1, 2]]
         XCTAssertThrowsError(try Architecture.phi3.decoderConfig(fewer)) { e in
-            XCTAssertEqual("\(e)", "c.json: rope_scaling.short_factor: 2 factors, but the head dimension 8 has 4 frequencies")
+            XCTAssertEqual("\(e)", "c.json: rope_scaling.short_factor: 2 factors, but the 8 rotary dimensions have 4 frequencies")
         }
         // The new architectures' own keys.
         func error(_ arch: Architecture, _ json: [String: Any]) -> String {
@@ -205,8 +209,8 @@ final class ArchitectureParityTests: XCTestCase {
                        "c.json: sliding_window: must be at least 1 (or null), found 0")
         XCTAssertEqual(error(.qwen3, tiny.merging(["attention_bias": true]) { $1 }),
                        "c.json: attention_bias: Qwen3 with attention biases is not supported yet")
-        XCTAssertEqual(error(.phi3, tiny.merging(["partial_rotary_factor": 0.75]) { $1 }),
-                       "c.json: partial_rotary_factor: partial rotary embeddings are not supported yet, found 0.75")
+        XCTAssertEqual(error(.phi3, tiny.merging(["partial_rotary_factor": 1.5]) { $1 }),
+                       "c.json: partial_rotary_factor: must be in (0, 1] and give an even number of rotary dimensions of the head's 16, found 1.5")
         XCTAssertEqual(error(.gemma, tiny.merging(["hidden_act": "gelu"]) { $1 }),
                        "c.json: hidden_act: expected gelu_pytorch_tanh, found gelu")
         let rope = ModelConfig(json: ["model_type": "llama", "rope_scaling": ["rope_type": "yarn", "factor": 4]], source: "c.json")

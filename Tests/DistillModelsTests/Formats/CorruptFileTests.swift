@@ -280,7 +280,7 @@ final class CorruptFileTests: XCTestCase {
     }
 
     /// What `huggingFaceConfigJSON` cannot represent is refused by name: partial rotary
-    /// embeddings, RoPE scaling other than linear, a linear scaling without its factor, llama.cpp's
+    /// embeddings outside Phi-3, RoPE scaling other than linear, a linear scaling without its factor, llama.cpp's
     /// rope_freqs of the wrong length, and a Phi-3 file with only one set of LongRoPE factors.
     func testGGUFConfigsDistillCannotRepresentAreRefused() throws {
         func base(_ arch: String) -> GGUFBuilder {
@@ -293,10 +293,15 @@ final class CorruptFileTests: XCTestCase {
             return b
         }
         func floats(_ v: [Float]) -> [UInt8] { v.flatMap { GGUFBuilder.le($0.bitPattern) } }
-        var b = base("phi3")
-        b.uint32("phi3.rope.dimension_count", 6)
+        var b = base("llama")
+        b.uint32("llama.rope.dimension_count", 6)
         var path = try write(b)
-        assertFileError([path, "phi3.rope.dimension_count", "partial rotary", "6 of 8"]) { _ = try GGUFFile(path: path).huggingFaceConfigJSON() }
+        assertFileError([path, "llama.rope.dimension_count", "partial rotary", "6 of 8", "not supported for llama"]) {
+            _ = try GGUFFile(path: path).huggingFaceConfigJSON()
+        }
+        b = base("phi3")
+        b.uint32("phi3.rope.dimension_count", 6)
+        XCTAssertEqual(try GGUFFile(path: try write(b)).huggingFaceConfigJSON()["partial_rotary_factor"] as? Double, 0.75)
         b = base("llama")
         b.string("llama.rope.scaling.type", "yarn")
         path = try write(b)
