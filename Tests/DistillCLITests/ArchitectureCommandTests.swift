@@ -4,7 +4,7 @@ import Foundation
 import XCTest
 @testable import distill
 
-/// `distill inspect`, `score`, `generate`, `student` and `train` run on a tiny random model of every
+/// `distill inspect`, `score`, `generate`, `student`, `train` and `export` run on a tiny random model of every
 /// architecture (saved as a Hugging Face directory with a real tokenizer: the servers' fixture), and
 /// `inspect` on the GGUF fixtures.
 final class ArchitectureCommandTests: XCTestCase {
@@ -104,6 +104,15 @@ final class ArchitectureCommandTests: XCTestCase {
             let after = trained.lm.namedParameters().map { $0.parameter.value.scalars }
             XCTAssertNotEqual(before, after, "\(type): training changed nothing")
             XCTAssertTrue(after.allSatisfy { $0.allSatisfy(\.isFinite) }, type)
+
+            // The trained student exports to GGUF where llama.cpp can express it (Gemma 2/3 here
+            // use score scales and layer patterns llama.cpp does not) and scores from the file.
+            if !["gemma2", "gemma3_text"].contains(type) {
+                let gguf = root.appendingPathComponent("\(type)-q8_0.gguf").path
+                try run(["export", out.path, "--type", "q8_0", "--out", gguf])
+                try run(["score", "--model", gguf, "--text", "three plus four is seven."])
+                XCTAssertEqual(try PretrainedModel.loadGGUF(gguf).lm.config.layers, 1)
+            }
         }
     }
 

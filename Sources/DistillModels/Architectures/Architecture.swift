@@ -29,6 +29,13 @@ public struct Architecture: Sendable {
     /// metadata or tensors, given the file, its `general.architecture` (the key prefix) and the
     /// shared config.
     public var ggufConfig: @Sendable (GGUFFile, String, GGUFModelConfig) throws -> [String: Any] = { _, _, _ in [:] }
+    /// Writing GGUF: the `general.architecture` llama.cpp runs this model as when it has no GGUF
+    /// name of its own (Mistral: llama).
+    public var ggufExportName: String? = nil
+    /// Writing GGUF: metadata beyond the shared keys (soft caps, windows, LongRoPE), given the
+    /// decoder config, the GGUF architecture name (the key prefix) and the model path for errors;
+    /// settings llama.cpp cannot express are errors.
+    public var ggufExportMetadata: @Sendable (TransformerConfig, String, String) throws -> [(String, GGUFValue)] = { _, _, _ in [] }
     /// Checkpoint tensors that stack several of the decoder's (split on load, stacked on save).
     public var fusedTensors: @Sendable (TransformerConfig) -> [FusedTensor] = { _ in [] }
 

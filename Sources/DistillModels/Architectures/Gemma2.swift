@@ -37,6 +37,9 @@ extension Architecture {
         ggufConfig: { file, arch, base in
             // llama.cpp's pattern: every other layer sliding, starting with the first.
             try file.gemmaConfig(arch, base, largeModelLayers: 46)
+        },
+        ggufExportMetadata: { c, arch, path in
+            try gemmaExportMetadata(c, arch, path, pattern: 2, largeModelLayers: 46)
         })
 
     /// Gemma 2's and Gemma 3's sandwich norms as llama.cpp names them (`ffn_norm` is the norm
@@ -46,6 +49,32 @@ extension Architecture {
         ("post_attention_norm.weight", "post_attention_layernorm.weight"),
         ("post_ffw_norm.weight", "post_feedforward_layernorm.weight"),
     ]
+}
+
+/// The Gemma 2/3 settings a GGUF file carries, refusing what llama.cpp would compute otherwise:
+/// its own layer pattern (every `pattern`-th layer global), its score scale (head_dim^−½; the
+/// 27B model's (hidden / heads)^−½), Gemma 3's local RoPE base of 10000.
+func gemmaExportMetadata(_ c: TransformerConfig, _ arch: String, _ path: String, pattern: Int,
+                         largeModelLayers: Int) throws -> [(String, GGUFValue)] {
+    var m: [(String, GGUFValue)] = []
+    if let w = c.slidingWindow {
+        let layers = (0..<c.layers).map { i in c.slidingLayers.map { i < $0.count && $0[i] } ?? true }
+        guard layers == (0..<c.layers).map({ ($0 + 1) % pattern != 0 }) else {
+            throw FileError(file: path, location: "layer_types", "llama.cpp runs \(arch) with every \(pattern == 2 ? "second" : "sixth") layer global; this model's pattern differs")
+        }
+        m.append(("\(arch).attention.sliding_window", .uint32(UInt32(w))))
+    }
+    let scale = 1 / Float(c.layers == largeModelLayers ? c.hidden / c.heads : c.headDim).squareRoot()
+    if let s = c.attentionScale, abs(s - scale) > 1e-6 * scale {
+        throw FileError(file: path, location: "query_pre_attn_scalar",
+                        "llama.cpp scales \(arch) scores by \(scale), this model by \(s) (query_pre_attn_scalar \(1 / (s * s)))")
+    }
+    if let r = c.localRopeTheta, r != 10_000 {
+        throw FileError(file: path, location: "rope_local_base_freq", "llama.cpp runs \(arch)'s local layers with RoPE base 10000, this model with \(r)")
+    }
+    if let cap = c.attentionSoftcap { m.append(("\(arch).attn_logit_softcapping", .float32(cap))) }
+    if let cap = c.finalSoftcap { m.append(("\(arch).final_logit_softcapping", .float32(cap))) }
+    return m
 }
 
 extension GGUFFile {

@@ -51,5 +51,11 @@ extension Architecture {
             json["layer_types"] = (0..<base.numHiddenLayers).map { ($0 + 1) % pattern == 0 ? "full_attention" : "sliding_attention" }
             json["rope_local_base_freq"] = NSNumber(value: try file.decimal("\(arch).rope.freq_base_swa") ?? 10_000)
             return json
+        },
+        ggufExportMetadata: { c, arch, path in
+            if c.attentionSoftcap != nil {
+                throw FileError(file: path, location: "attn_logit_softcapping", "llama.cpp's \(arch) has no attention soft cap")
+            }
+            return try gemmaExportMetadata(c, arch, path, pattern: 6, largeModelLayers: 62)
         })
 }

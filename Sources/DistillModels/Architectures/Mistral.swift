@@ -3,7 +3,8 @@ import DistillNN
 /// Mistral (7B v0.1–v0.3, Nemo, Small): the Llama layout with sliding-window attention — each
 /// query sees itself and the `sliding_window − 1` positions before it (none when the key is null)
 /// — and an optional explicit `head_dim`. Defaults are those of `transformers.MistralConfig`.
-/// llama.cpp converts Mistral checkpoints to GGUF as `llama`.
+/// llama.cpp converts Mistral checkpoints to GGUF as `llama` (Q/K rows permuted, no window), and
+/// so does `distill export`.
 extension Architecture {
     public static let mistral = Architecture(
         modelType: "mistral", className: "MistralForCausalLM", ggufNames: [],
@@ -30,5 +31,7 @@ extension Architecture {
             try c.requireActivation("silu")
             try validateAttention(cfg, source: c.source)
             return cfg
-        })
+        },
+        ggufPermutesRotary: true,
+        ggufExportName: "llama")
 }

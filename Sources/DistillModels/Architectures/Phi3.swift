@@ -71,6 +71,14 @@ extension Architecture {
             json["rope_scaling"] = scaling
             return json
         },
+        ggufExportMetadata: { c, arch, path in
+            var m: [(String, GGUFValue)] = [("\(arch).attention.sliding_window", .uint32(UInt32(c.slidingWindow ?? 0)))]
+            if case let .longrope(_, _, original, attention)? = c.ropeScaling {
+                m += [("\(arch).rope.scaling.original_context_length", .uint32(UInt32(original))),
+                      ("\(arch).rope.scaling.attn_factor", .float32(attention))]
+            }
+            return m
+        },
         fusedTensors: { c in
             [FusedTensor("self_attn.qkv_proj.weight", parts: [("self_attn.q_proj.weight", c.heads * c.headDim),
                                                              ("self_attn.k_proj.weight", c.kvHeads * c.headDim),

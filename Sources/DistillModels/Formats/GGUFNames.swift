@@ -89,6 +89,18 @@ public struct GGUFNames: Sendable {
         return out
     }
 
+    /// llama.cpp's `LlamaModel.permute` itself (the inverse of `unpermuteRotaryRows`), for writing.
+    public static func permuteRotaryRows(_ t: Tensor, heads: Int, name: String = "", file: String = "") throws -> Tensor {
+        let rows = t.shape[0], cols = t.rank == 2 ? t.shape[1] : 1
+        let order = try rotaryRowOrder(rows: rows, heads: heads, name: name, file: file)
+        let out = Tensor(uninitializedShape: t.shape)
+        let src = t.storage.pointer, dst = out.storage.pointer
+        parallelFor(rows, grain: max(1, 65_536 / max(cols, 1))) { r in
+            for hfRow in r { (dst + order[hfRow] * cols).update(from: src + hfRow * cols, count: cols) }
+        }
+        return out
+    }
+
     /// For each Hugging Face row of a permuted Q or K projection, the GGUF row that holds it
     /// (see `unpermuteRotaryRows`).
     public static func rotaryRowOrder(rows: Int, heads: Int, name: String = "", file: String = "") throws -> [Int] {
