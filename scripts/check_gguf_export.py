@@ -5,7 +5,10 @@ For a model (default: SmolLM2-135M-Instruct Q4_1 GGUF) it exports every --type, 
 - gguf-py reads each file (every tensor's type and shape);
 - llama.cpp (llama-cpp-python) loads each file; on the f32 export llama.cpp's per-token
   log-probabilities (F32 key/value cache) equal `distill score`'s on the same file within 2e-3;
-- held-out perplexity of each type through llama.cpp: q8_0 within 2 % of f32, q4_k_m within 10 %.
+- held-out perplexity of each type through llama.cpp: q8_0 within 2 % of f32, q4_k_m within 10 %;
+- every architecture: each GGUF fixture of Tests/DistillModelsTests/Fixtures/architectures
+  (Llama, Qwen3, Gemma, Gemma 2, Gemma 3, Phi-3, Phi-4-mini-like) exported again by Distill as f32
+  gives llama.cpp the log-probabilities transformers gives (check_gguf_fixtures_llamacpp.py).
 
     CMAKE_ARGS="-DGGML_NATIVE=ON" pip install llama-cpp-python gguf numpy
     python3 scripts/check_gguf_export.py [MODEL] [--distill .build/release/distill] [--out DIR]
@@ -14,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -54,6 +58,7 @@ def main():
     ap.add_argument("--distill", default=".build/release/distill")
     ap.add_argument("--out", default="/tmp/distill-export-check")
     ap.add_argument("--types", default="f32,f16,bf16,q8_0,q4_0,q4_k_m,q5_k_m,q6_k")
+    ap.add_argument("--fixtures", default="Tests/DistillModelsTests/Fixtures/architectures")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     failures = []
@@ -88,6 +93,20 @@ def main():
         failures.append("q8_0 perplexity more than 2 % above f32's")
     if "q4_k_m" in ppl and ppl["q4_k_m"] > ppl["f32"] * 1.10:
         failures.append("q4_k_m perplexity more than 10 % above f32's")
+    # Every architecture, written by Distill, read by llama.cpp.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from check_gguf_fixtures_llamacpp import check
+    arch_dir = os.path.join(args.out, "architectures")
+    for name in sorted(os.listdir(args.fixtures)):
+        src = os.path.join(args.fixtures, name)
+        if not os.path.exists(os.path.join(src, "model.gguf")):
+            continue
+        os.makedirs(os.path.join(arch_dir, name), exist_ok=True)
+        shutil.copy(os.path.join(src, "llamacpp_expected.json"), os.path.join(arch_dir, name))
+        subprocess.run([args.distill, "export", os.path.join(src, "model.gguf"), "--type", "f32",
+                        "--out", os.path.join(arch_dir, name, "model.gguf")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    check(arch_dir)
     if failures:
         sys.exit("FAILED: " + "; ".join(failures))
     print("all checks passed")

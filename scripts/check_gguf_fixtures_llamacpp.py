@@ -20,28 +20,33 @@ import sys
 import numpy as np
 from llama_cpp import Llama
 
-root = sys.argv[1]
-tolerance = float(sys.argv[2]) if len(sys.argv) > 2 else 5e-4
-worst_all = 0.0
-for name in sorted(os.listdir(root)):
-    path = os.path.join(root, name, "model.gguf")
-    if not os.path.exists(path):
-        continue
-    expected = json.load(open(os.path.join(root, name, "llamacpp_expected.json")))
-    model = Llama(model_path=path, logits_all=True, n_ctx=64, n_threads=2, verbose=False, type_k=0, type_v=0)
-    worst = 0.0
-    for seq in expected["sequences"]:
-        ids = seq["ids"]
-        model.reset()
-        model.eval(ids)
-        logits = np.array(model.scores[:len(ids)], dtype=np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-        got = [logp[i, ids[i + 1]] for i in range(len(ids) - 1)]
-        worst = max(worst, max(abs(a - b) for a, b in zip(got, seq["token_logprobs"])))
-    print(f"{name}: llama.cpp vs transformers, largest token log-prob difference {worst:.2e}")
-    worst_all = max(worst_all, worst)
-    del model
-if worst_all > tolerance:
-    sys.exit(f"difference {worst_all:.2e} exceeds {tolerance:.0e}")
-print("all within", tolerance)
+def check(root, tolerance=5e-4):
+    """Largest difference over the fixtures under root (printing each); exits on failure."""
+    worst_all = 0.0
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name, "model.gguf")
+        if not os.path.exists(path):
+            continue
+        expected = json.load(open(os.path.join(root, name, "llamacpp_expected.json")))
+        model = Llama(model_path=path, logits_all=True, n_ctx=64, n_threads=2, verbose=False, type_k=0, type_v=0)
+        worst = 0.0
+        for seq in expected["sequences"]:
+            ids = seq["ids"]
+            model.reset()
+            model.eval(ids)
+            logits = np.array(model.scores[:len(ids)], dtype=np.float64)
+            top = logits.max(axis=1, keepdims=True)
+            logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+            got = [logp[i, ids[i + 1]] for i in range(len(ids) - 1)]
+            worst = max(worst, max(abs(a - b) for a, b in zip(got, seq["token_logprobs"])))
+        print(f"{name}: llama.cpp vs transformers, largest token log-prob difference {worst:.2e}")
+        worst_all = max(worst_all, worst)
+        del model
+    if worst_all > tolerance:
+        sys.exit(f"difference {worst_all:.2e} exceeds {tolerance:.0e}")
+    print("all within", tolerance)
+    return worst_all
+
+
+if __name__ == "__main__":
+    check(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 5e-4)

@@ -115,7 +115,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva" (digits one by
     /// one, then GPT-2); "llama-bpe", "llama3", "dbrx", "smaug-bpe" (Llama 3, with ignore_merges); "qwen2", "stablelm2",
     /// "deepseek-r1-qwen" (Qwen2, with NFC as in the Hugging Face files); "gpt2", "default", "mpt",
-    /// "olmo", "jais" (GPT-2).
+    /// "olmo", "jais", "gpt-2" (GPT-2).
     public convenience init(ggufTokens tokens: [String], merges: [String], tokenTypes: [Int],
                             model: String = "gpt2", pre: String = "default",
                             bosId: Int? = nil, eosId: Int? = nil, eotId: Int? = nil, padId: Int? = nil, unkId: Int? = nil,
@@ -152,7 +152,7 @@ public final class Tokenizer: @unchecked Sendable {
         case "qwen2", "stablelm2", "deepseek-r1-qwen":
             spec.preTokenizer = PreTokenizer(steps: [.split(.qwen2), .byteLevel(addPrefixSpace: false, useRegex: false)])
             spec.normalizer = Normalizer(forms: [.nfc])
-        case "gpt2", "default", "mpt", "olmo", "jais":
+        case "gpt2", "gpt-2", "default", "mpt", "olmo", "jais":
             spec.preTokenizer = PreTokenizer(steps: [.byteLevel(addPrefixSpace: false, useRegex: true)])
         default:
             throw FileError(file: file, location: "tokenizer.ggml.pre",

@@ -32,10 +32,10 @@ extension Tokenizer {
         case [.digits(individual: true), .byteLevel(addPrefixSpace: false, useRegex: true)]: pre = "smollm"
         case [.split(.llama3), .byteLevel(addPrefixSpace: false, useRegex: false)]: pre = "llama-bpe"
         case [.split(.qwen2), .byteLevel(addPrefixSpace: false, useRegex: false)]: pre = "qwen2"
-        case [.byteLevel(addPrefixSpace: false, useRegex: true)]: pre = "gpt2"
+        case [.byteLevel(addPrefixSpace: false, useRegex: true)]: pre = "gpt-2"
         default:
             throw FileError(file: file, location: "tokenizer.ggml.pre",
-                            "llama.cpp has no pre-tokenizer for \(preTokenizer) (known: smollm, llama-bpe, qwen2, gpt2)")
+                            "llama.cpp has no pre-tokenizer for \(preTokenizer) (known: smollm, llama-bpe, qwen2, gpt-2)")
         }
         let size = Swift.max(vocabularySize, vocabSize)
         var tokens = [String](repeating: "", count: size), types = [Int32](repeating: 1, count: size)
