@@ -51,6 +51,43 @@ static void packB(int transB, const float *B, long ldb, long k0, long kc, long j
     }
 }
 
+// Pack rows [k0, k0+kc) x cols [j0, j0+nc) of Wᵀ, W [N, K] stored as quantized blocks of 32
+// (DK_Q4_0 / DK_Q4_1 / DK_Q8_0; k0 and kc multiples of 32), expanding each block straight into
+// the slivers: W is never held in Float32.
+static void packBq(int type, const uint8_t *W, long K, long k0, long kc, long j0, long nc,
+                   int NR, float *dst) {
+    long bb = dk_qblock_bytes(type), rowBytes = K / 32 * bb;
+    float w[32];
+    for (long s = 0; s < nc; s += NR) {
+        long cols = nc - s < NR ? nc - s : NR;
+        float *base = dst + s * kc;
+        for (long c = 0; c < cols; c++) {
+            const uint8_t *row = W + (j0 + s + c) * rowBytes + k0 / 32 * bb;
+            for (long k = 0; k < kc; k += 32) {
+                dk_qexpand_block(type, row + k / 32 * bb, w);
+                for (int t = 0; t < 32; t++) base[(k + t) * NR + c] = w[t];
+            }
+        }
+        for (long c = cols; c < NR; c++)
+            for (long k = 0; k < kc; k++) base[k * NR + c] = 0;
+    }
+}
+
+// Where op(B) comes from: a Float32 matrix, or quantized rows (Wᵀ).
+typedef struct {
+    int transB;
+    const float *B;
+    long ldb;
+    int qtype;
+    const uint8_t *W;
+    long K;
+} b_source;
+
+static void pack_b(const b_source *src, long k0, long kc, long j0, long nc, int NR, float *dst) {
+    if (src->W) packBq(src->qtype, src->W, src->K, k0, kc, j0, nc, NR, dst);
+    else packB(src->transB, src->B, src->ldb, k0, kc, j0, nc, NR, dst);
+}
+
 // Writes an MR x NR tile held in `t` (row-major, NR wide) into C: C = alpha*t + beta*C.
 static inline void storeTile(const float *t, int NR, long rows, long cols, float alpha, float beta,
                              float *C, long ldc) {
@@ -145,9 +182,8 @@ static void scaleC(long M, long N, float beta, float *C, long ldc) {
     }
 }
 
-static void sgemm_with(const gemm_kernel *kern, int transA, int transB, long M, long N, long K,
-                       float alpha, const float *A, long lda, const float *B, long ldb,
-                       float beta, float *C, long ldc) {
+static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc, long M, long N, long K,
+                       float alpha, const float *A, long lda, float beta, float *C, long ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0) { scaleC(M, N, beta, C, ldc); return; }
     const int MR = kern->MR, NR = kern->NR;
@@ -161,7 +197,7 @@ static void sgemm_with(const gemm_kernel *kern, int transA, int transB, long M, 
         for (long pc = 0; pc < K; pc += KC) {
             long kc = K - pc < KC ? K - pc : KC;
             float b = pc == 0 ? beta : 1.0f;
-            packB(transB, B, ldb, pc, kc, jc, nc, NR, Bp);
+            pack_b(bsrc, pc, kc, jc, nc, NR, Bp);
             for (long ic = 0; ic < M; ic += MC) {
                 long mc = M - ic < MC ? M - ic : MC;
                 packA(transA, A, lda, ic, mc, pc, kc, MR, Ap);
@@ -183,11 +219,20 @@ static void sgemm_with(const gemm_kernel *kern, int transA, int transB, long M, 
 void dk_sgemm(int transA, int transB, long M, long N, long K, float alpha,
               const float *A, long lda, const float *B, long ldb,
               float beta, float *C, long ldc) {
-    sgemm_with(best_kernel(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    b_source src = { transB, B, ldb, 0, NULL, 0 };
+    sgemm_with(best_kernel(), transA, &src, M, N, K, alpha, A, lda, beta, C, ldc);
 }
 
 void dk_sgemm_portable(int transA, int transB, long M, long N, long K, float alpha,
                        const float *A, long lda, const float *B, long ldb,
                        float beta, float *C, long ldc) {
-    sgemm_with(&portable_kernel, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    b_source src = { transB, B, ldb, 0, NULL, 0 };
+    sgemm_with(&portable_kernel, transA, &src, M, N, K, alpha, A, lda, beta, C, ldc);
+}
+
+void dk_sgemm_quantized(int type, long M, long K, const float *A, long lda, const void *W,
+                        long n0, long n1, float *C, long ldc) {
+    long rowBytes = K / 32 * dk_qblock_bytes(type);
+    b_source src = { 1, NULL, 0, type, (const uint8_t *)W + n0 * rowBytes, K };
+    sgemm_with(best_kernel(), 0, &src, M, n1 - n0, K, 1.0f, A, lda, 0.0f, C + n0, ldc);
 }

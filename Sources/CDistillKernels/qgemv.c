@@ -68,6 +68,8 @@ static void expand_block(int type, const uint8_t *b, float *w) {
     }
 }
 
+void dk_qexpand_block(int type, const void *block, float *w) { expand_block(type, (const uint8_t *)block, w); }
+
 static void qgemv_portable(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
                            float *Y, long ldy, long row0, long row1) {
     long blocks = cols / 32, bb = dk_qblock_bytes(type);

@@ -42,12 +42,12 @@ public final class PretrainedModel {
         let config = ModelConfig(json: try file.huggingFaceConfigJSON(), source: path)
         let arch = try Architecture.named(config.modelType, source: path)
         let decoder = try arch.decoderConfig(config)
-        let lm = TransformerLM(decoder, initialize: false)
+        let lm = TransformerLM.skeleton(decoder)
         let weights = try GGUFWeights(file)
         let fused = arch.fusedTensors(decoder)
+        let lazy = try attachQuantizedWeights(lm, weights)
         try loadWeights(into: lm, from: fused.isEmpty ? weights : SplittingWeights(weights, fused: fused, layers: decoder.layers),
-                        tiedOutput: decoder.tieEmbeddings)
-        try attachQuantizedWeights(lm, weights)
+                        tiedOutput: decoder.tieEmbeddings, skipping: lazy)
         let tokenizer = try Tokenizer(gguf: file)
         let template = file.metadata["tokenizer.chat_template"] == nil ? nil : try ChatTemplate(gguf: file)
         var generation: [String: Any] = [:]
@@ -57,15 +57,50 @@ public final class PretrainedModel {
                                tokenizer: tokenizer, chatTemplate: template)
     }
 
-    /// Keeps the file's Q4_0/Q4_1/Q8_0 matrices beside their Float32 copies, so that decoding
-    /// reads the quantized blocks (see `QuantizedMatrix`); the tied output head uses the
-    /// embedding's.
-    static func attachQuantizedWeights(_ lm: TransformerLM, _ weights: GGUFWeights) throws {
+    /// Keeps the file's Q4_0/Q4_1/Q8_0 matrices as the layers' weights, borrowed from the mapped
+    /// file: products without gradients read the blocks, and the Float32 weight is made from the
+    /// file only when something needs it (training, saving). Returns the names of the parameters
+    /// left lazy.
+    static func attachQuantizedWeights(_ lm: TransformerLM, _ weights: GGUFWeights) throws -> Set<String> {
+        var lazy = Set<String>()
         for (name, module) in lm.namedModules() {
+            let weightName = name + ".weight"
+            let parameter: Parameter
+            let q: QuantizedMatrix?
             if let linear = module as? Linear {
-                linear.quantizedWeight = try weights.quantizedMatrix(named: name + ".weight")
-            } else if let embedding = module as? Embedding, lm.lmHead == nil {
-                embedding.quantizedWeight = try weights.quantizedMatrix(named: name + ".weight")
+                q = try weights.quantizedMatrix(named: weightName)
+                linear.quantizedWeight = q
+                parameter = linear.weight
+            } else if let embedding = module as? Embedding {
+                q = try weights.quantizedMatrix(named: weightName)
+                embedding.quantizedWeight = q
+                parameter = embedding.weight
+            } else {
+                continue
+            }
+            guard let q else { continue }
+            guard [q.rows, q.cols] == parameter.shape else {
+                throw FileError(file: weights.sourceName, location: weightName,
+                                "shape \([q.rows, q.cols]) does not match the config, which implies \(parameter.shape)")
+            }
+            parameter.assignLazily {
+                do { return try weights.tensor(named: weightName) } catch { preconditionFailure("\(error)") }
+            }
+            lazy.insert(weightName)
+        }
+        return lazy
+    }
+
+    /// Makes every weight held as quantized blocks Float32 and drops the blocks: products then use
+    /// the Float32 GEMM (as training needs; 4–8× the memory of the file).
+    public func dequantizeWeights() {
+        for (_, module) in lm.namedModules() {
+            if let linear = module as? Linear, linear.quantizedWeight != nil {
+                _ = linear.weight.value
+                linear.quantizedWeight = nil
+            } else if let embedding = module as? Embedding, embedding.quantizedWeight != nil {
+                _ = embedding.weight.value
+                embedding.quantizedWeight = nil
             }
         }
     }
@@ -95,7 +130,7 @@ public final class PretrainedModel {
         let config = try ModelConfig(contentsOf: dir.appendingPathComponent("config.json"))
         let arch = try Architecture.named(config.modelType, source: config.source)
         let decoder = try arch.decoderConfig(config)
-        let lm = TransformerLM(decoder, initialize: false)
+        let lm = TransformerLM.skeleton(decoder)
         let fused = arch.fusedTensors(decoder)
         let files = try ShardedSafetensors(directory: path)
         try loadWeights(into: lm, from: fused.isEmpty ? files : SplittingWeights(files, fused: fused, layers: decoder.layers),

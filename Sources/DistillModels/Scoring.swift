@@ -30,9 +30,20 @@ extension PretrainedModel {
             throw GenerationError.invalidParameter("token id \(bad) is outside the vocabulary of \(lm.config.vocabSize)")
         }
         let n = ids.count
-        let logp = withoutGradients { lm.forward(ids, batch: 1, length: n).logits.reshaped([n, -1]).logSoftmax() }
-        let v = logp.shape[1]
-        let lps = (0..<(n - 1)).map { logp.storage.pointer[$0 * v + ids[$0 + 1]] }
+        // The head runs on `rows` positions at a time: logits for a long text over a large
+        // vocabulary (512 × 49152 floats is 100 MB) are never all in memory.
+        let rows = 64
+        var lps: [Float] = []
+        lps.reserveCapacity(n - 1)
+        withoutGradients {
+            let h = lm.forward(ids, batch: 1, length: n, computeLogits: false).finalHidden.reshaped([n, -1])
+            for start in stride(from: 0, to: n - 1, by: rows) {
+                let m = Swift.min(rows, n - 1 - start)
+                let logp = lm.logits(finalHidden: h.slice(axis: 0, start: start, length: m)).logSoftmax()
+                let v = logp.shape[1]
+                for i in 0..<m { lps.append(logp.storage.pointer[i * v + ids[start + i + 1]]) }
+            }
+        }
         let nll = -lps.reduce(0.0) { $0 + Double($1) } / Double(lps.count)
         var score = TextScore(ids: ids, tokenLogprobs: lps, nll: nll, perplexity: Foundation.exp(nll))
         if let tokenizer {

@@ -20,9 +20,17 @@ extension GGUFWeights: WeightSource {}
 /// Fills every parameter of `model` from `source` by its dotted name. A missing tensor or a shape
 /// that differs from the config is an error naming the tensor; so is a tensor the model does not
 /// have (a config that does not match its checkpoint), except buffers `transformers` also ignores.
-public func loadWeights(into model: Module, from source: WeightSource, tiedOutput: Bool) throws {
+/// Parameters named in `skipping` are left as they are (already set, e.g. lazily from quantized
+/// blocks) but must still be in the checkpoint.
+public func loadWeights(into model: Module, from source: WeightSource, tiedOutput: Bool, skipping: Set<String> = []) throws {
     let params = model.namedParameters()
     for (name, p) in params {
+        if skipping.contains(name) {
+            guard source.contains(name) else {
+                throw FileError(file: source.sourceName, location: name, "tensor missing from the checkpoint")
+            }
+            continue
+        }
         guard source.contains(name) else {
             throw FileError(file: source.sourceName, location: name, "tensor missing from the checkpoint")
         }

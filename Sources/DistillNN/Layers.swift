@@ -12,9 +12,11 @@ public final class Linear: Module {
     /// alpha / r, and whether B·A has been added into `weight` (then the adapter path is skipped).
     public internal(set) var loraScale: Float = 0
     public internal(set) var loraMerged = false
-    /// The weight as stored in a quantized file (GGUF Q4_0/Q4_1/Q8_0), for fast inference: used
-    /// for a few rows at a time (decoding) without gradients. Dropped as soon as the layer runs
-    /// with gradients or gets a LoRA adapter (its weight may then change).
+    /// The weight as stored in a quantized file (GGUF Q4_0/Q4_1/Q8_0): every product without
+    /// gradients uses it (a few rows: the matrix-vector kernels; more: tiles expanded into the
+    /// GEMM), so a model loaded from such a file need not hold its weights in Float32 (`weight`
+    /// may be lazy). Dropped as soon as a trainable weight runs with gradients or the layer gets a
+    /// LoRA adapter (the weight may then change).
     public var quantizedWeight: QuantizedMatrix?
 
     public override var keyOverrides: [String: String] { ["loraA": "lora_A", "loraB": "lora_B"] }
@@ -37,9 +39,10 @@ public final class Linear: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear: input \(x.shape) does not end in \(inFeatures)")
-        if quantizedWeight != nil && GradientMode.isEnabled { quantizedWeight = nil }
-        if let q = quantizedWeight, x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows {
-            let y = q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding)
+        if quantizedWeight != nil && GradientMode.isEnabled && !weight.isFrozen { quantizedWeight = nil }
+        if let q = quantizedWeight, !GradientMode.isEnabled {
+            let y = x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows
+                ? q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding) : q.matmul(x)
             return bias.map { y + $0.value } ?? y
         }
         let y = x.matmul(weight.value, transB: true)
@@ -62,21 +65,26 @@ public final class Embedding: Module {
 
     public init(weight: Tensor) { self.weight = Parameter(weight) }
 
-    /// The table as stored in a quantized file, for the tied output head's decoding steps (see
-    /// `Linear.quantizedWeight`).
+    /// The table as stored in a quantized file: lookups and the tied output head read it without
+    /// gradients (see `Linear.quantizedWeight`).
     public var quantizedWeight: QuantizedMatrix?
 
     /// Vectors for `ids`, shaped `shape + [dim]` (default: [ids.count, dim]).
     public func callAsFunction(_ ids: [Int], shape: [Int]? = nil) -> Tensor {
         let dim = weight.shape[1]
+        if quantizedWeight != nil && GradientMode.isEnabled && !weight.isFrozen { quantizedWeight = nil }
+        if let q = quantizedWeight, !GradientMode.isEnabled {
+            return q.dequantizedRows(ids).reshaped((shape ?? [ids.count]) + [dim])
+        }
         return weight.value.indexSelect(ids, axis: 0).reshaped((shape ?? [ids.count]) + [dim])
     }
 
     /// Logits against the table (a tied output head): x·Wᵀ.
     public func asLinear(_ x: Tensor) -> Tensor {
-        if quantizedWeight != nil && GradientMode.isEnabled { quantizedWeight = nil }
-        if let q = quantizedWeight, x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows {
-            return q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding)
+        if quantizedWeight != nil && GradientMode.isEnabled && !weight.isFrozen { quantizedWeight = nil }
+        if let q = quantizedWeight, !GradientMode.isEnabled {
+            return x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows
+                ? q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding) : q.matmul(x)
         }
         return x.matmul(weight.value, transB: true)
     }

@@ -3,25 +3,48 @@ import DistillTensor
 /// A trainable tensor owned by a module. Its `value` is a leaf that requires a gradient unless the
 /// parameter is frozen.
 public final class Parameter {
-    public private(set) var value: Tensor
+    private var stored: Tensor?
+    /// Makes the values on first use (a weight kept quantized in memory until something needs it
+    /// in Float32: training, saving, a layer without a quantized path).
+    private var materialize: (() -> Tensor)?
     public private(set) var isFrozen: Bool
+    public let shape: [Int]
 
     public init(_ value: Tensor, frozen: Bool = false) {
         self.isFrozen = frozen
-        self.value = frozen ? value.detached() : value.requiringGrad()
+        shape = value.shape
+        stored = frozen ? value.detached() : value.requiringGrad()
     }
 
-    public var shape: [Int] { value.shape }
+    /// The values; a lazily made parameter makes them now (see `assignLazily`).
+    public var value: Tensor {
+        if let v = stored { return v }
+        let v = materialize!()
+        precondition(v.shape == shape, "Parameter: lazily made values of shape \(v.shape) for \(shape)")
+        stored = isFrozen ? v.detached() : v.requiringGrad()
+        materialize = nil
+        return stored!
+    }
+
+    /// Whether the values have not been made yet.
+    public var isLazy: Bool { stored == nil }
 
     /// Replaces the values (optimizer step, checkpoint load); the shape must stay the same.
     public func assign(_ newValue: Tensor) {
-        precondition(newValue.shape == value.shape,
-                     "Parameter.assign: shape \(newValue.shape) differs from \(value.shape)")
-        value = isFrozen ? newValue.detached() : newValue.requiringGrad()
+        precondition(newValue.shape == shape,
+                     "Parameter.assign: shape \(newValue.shape) differs from \(shape)")
+        stored = isFrozen ? newValue.detached() : newValue.requiringGrad()
+        materialize = nil
     }
 
-    public func freeze() { isFrozen = true; value = value.detached() }
-    public func unfreeze() { isFrozen = false; value = value.requiringGrad() }
+    /// Drops the values: `make` gives them (of this shape) when first read.
+    public func assignLazily(_ make: @escaping () -> Tensor) {
+        stored = nil
+        materialize = make
+    }
+
+    public func freeze() { isFrozen = true; if let v = stored { stored = v.detached() } }
+    public func unfreeze() { isFrozen = false; if let v = stored { stored = v.requiringGrad() } }
 }
 
 /// Base class of layers and models: a tree of named parameters and submodules.
@@ -106,8 +129,8 @@ open class Module {
     }
 
     /// Number of scalar parameters (each shared tensor counted once).
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
-    public var trainableParameterCount: Int { trainableParameters.reduce(0) { $0 + $1.parameter.value.count } }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+    public var trainableParameterCount: Int { trainableParameters.reduce(0) { $0 + $1.parameter.shape.reduce(1, *) } }
 
     public func freeze() { parameters.forEach { $0.freeze() } }
     public func unfreeze() { parameters.forEach { $0.unfreeze() } }

@@ -173,6 +173,19 @@ public final class TransformerLM: Module {
         lmHead = config.tieEmbeddings ? nil : Linear(config.hidden, config.vocabSize, bias: false, rng: &rng)
     }
 
+    private init(_ config: TransformerConfig, rng: inout RandomGenerator) {
+        self.config = config
+        model = DecoderStack(config, rng: &rng)
+        lmHead = config.tieEmbeddings ? nil : Linear(config.hidden, config.vocabSize, bias: false, rng: &rng)
+    }
+
+    /// A model whose matrices are left unfilled (never-written memory is not resident): the caller
+    /// assigns every parameter next (a checkpoint loader). Norm weights are set as usual.
+    public static func skeleton(_ config: TransformerConfig) -> TransformerLM {
+        var rng = RandomGenerator.unfilled
+        return TransformerLM(config, rng: &rng)
+    }
+
     /// Runs token ids laid out as `batch` rows of `length` tokens.
     ///
     /// - `positions`: each row's position ids (default: `cache.length ..< cache.length + length`
@@ -207,9 +220,17 @@ public final class TransformerLM: Module {
         cache?.length += length
         h = model.norm(h)
         if outputHiddenStates { hidden[hidden.count - 1] = h }
-        var logits = !computeLogits ? Tensor(zeros: [0]) : lmHead.map { $0(h) } ?? model.embedTokens.asLinear(h)
-        if computeLogits, let cap = config.finalSoftcap { logits = (logits * (1 / cap)).tanh() * cap }
+        let logits = computeLogits ? self.logits(finalHidden: h) : Tensor(zeros: [0])
         return LMOutput(logits: logits, finalHidden: h, hiddenStates: hidden, attentions: attentions)
+    }
+
+    /// The logits of final normed hidden states [..., hidden]: the output head (or the tied
+    /// embedding), soft-capped where the config says (Gemma 2). Lets a caller run the head on a
+    /// few rows at a time (`forward(…, computeLogits: false)` first).
+    public func logits(finalHidden h: Tensor) -> Tensor {
+        var logits = lmHead.map { $0(h) } ?? model.embedTokens.asLinear(h)
+        if let cap = config.finalSoftcap { logits = (logits * (1 / cap)).tanh() * cap }
+        return logits
     }
 
     /// The output projection's weight [vocab, hidden] (the embedding matrix when tied), for losses

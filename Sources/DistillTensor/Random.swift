@@ -7,11 +7,21 @@ public struct RandomGenerator: RandomNumberGenerator, Codable, Equatable, Sendab
     /// When set, `Tensor.randomNormal` and `randomUniform` return zeros without drawing: for
     /// building a model whose weights are loaded right after (see `skippingInitialization`).
     public private(set) var skipsTensorInitialization = false
+    /// With `skipsTensorInitialization`: leave the tensors unfilled rather than zero (memory that
+    /// is never written is never resident: for skeletons every weight of which is assigned next).
+    public private(set) var leavesTensorsUnfilled = false
 
     /// A generator that makes the random tensor factories return zeros (cheap model skeletons).
     public static var skippingInitialization: RandomGenerator {
         var g = RandomGenerator(seed: 0)
         g.skipsTensorInitialization = true
+        return g
+    }
+
+    /// A generator that makes the random tensor factories return unfilled tensors.
+    public static var unfilled: RandomGenerator {
+        var g = skippingInitialization
+        g.leavesTensorsUnfilled = true
         return g
     }
 
@@ -56,7 +66,7 @@ extension Tensor {
     /// Normal(mean, std) entries.
     public static func randomNormal(_ shape: [Int], mean: Float = 0, std: Float = 1,
                                     using rng: inout RandomGenerator) -> Tensor {
-        if rng.skipsTensorInitialization { return Tensor(zeros: shape) }
+        if rng.skipsTensorInitialization { return rng.leavesTensorsUnfilled ? Tensor(uninitializedShape: shape) : Tensor(zeros: shape) }
         let t = Tensor(uninitializedShape: shape)
         for i in 0..<t.count { t.storage.pointer[i] = mean + std * rng.nextNormal() }
         return t
@@ -65,7 +75,7 @@ extension Tensor {
     /// Uniform entries in [low, high).
     public static func randomUniform(_ shape: [Int], low: Float = 0, high: Float = 1,
                                      using rng: inout RandomGenerator) -> Tensor {
-        if rng.skipsTensorInitialization { return Tensor(zeros: shape) }
+        if rng.skipsTensorInitialization { return rng.leavesTensorsUnfilled ? Tensor(uninitializedShape: shape) : Tensor(zeros: shape) }
         let t = Tensor(uninitializedShape: shape)
         for i in 0..<t.count { t.storage.pointer[i] = low + (high - low) * rng.nextFloat() }
         return t

@@ -70,4 +70,27 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(swiglu(x).scalars, manual.scalars)
         XCTAssertEqual(gelu(x).shape, [2, 4])
     }
+
+    /// A lazily made parameter: its shape without values, values made once on first read (frozen
+    /// or trainable as the parameter is), replaced by `assign`, counted by `parameterCount`.
+    func testLazyParameter() {
+        var made = 0
+        let p = Parameter(Tensor(zeros: [2, 3]), frozen: true)
+        p.assignLazily { made += 1; return Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3]) }
+        XCTAssertTrue(p.isLazy)
+        XCTAssertEqual(p.shape, [2, 3])
+        XCTAssertEqual(made, 0)
+        XCTAssertEqual(p.value.scalars, [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(p.value.scalars, [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(made, 1)
+        XCTAssertFalse(p.isLazy)
+        p.assignLazily { Tensor(ones: [2, 3]) }
+        p.assign(Tensor(zeros: [2, 3]))
+        XCTAssertEqual(p.value.scalars, [0, 0, 0, 0, 0, 0])
+        var rng = RandomGenerator(seed: 1)
+        let linear = Linear(4, 3, rng: &rng)
+        linear.weight.assignLazily { Tensor(ones: [3, 4]) }
+        XCTAssertEqual(linear.parameterCount, 15)
+        XCTAssertTrue(linear.weight.isLazy)
+    }
 }

@@ -61,6 +61,13 @@ void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long 
                        float *Y, long ldy, long row0, long row1);
 /// Rows [row0, row1) of W dequantized into out (row-major [rows, cols]).
 void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1);
+/// One block of 32 weights expanded to Float32, as dk_qdequantize_rows does.
+void dk_qexpand_block(int type, const void *block, float *w);
+/// Columns [n0, n1) of C [M, N] = A [M, K] · Wᵀ, W [N, K] in quantized blocks (K a multiple of
+/// 32): the built-in GEMM packing its B panels straight from the blocks. Single-threaded;
+/// callers split [0, N) across threads.
+void dk_sgemm_quantized(int type, long M, long K, const float *A, long lda, const void *W,
+                        long n0, long n1, float *C, long ldc);
 
 /// Quantizes each block of 32 activations to int8 (d = max|x|/127, q = round(x/d)) with the sum
 /// of its q; cols a multiple of 32.

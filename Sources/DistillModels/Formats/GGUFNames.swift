@@ -360,7 +360,7 @@ public struct GGUFWeights: @unchecked Sendable {
               let n = info.byteCount else { return nil }
         let start = file.dataStart + info.offset
         let q = try QuantizedMatrix(format: format, rows: info.shape[0], cols: info.shape[1],
-                                    blocks: [UInt8](file.file.bytes(start..<(start + n))))
+                                    borrowing: file.file.bytes(start..<(start + n)), owner: file)
         // Undo llama.cpp's rotary row permutation (see `unpermuteRotaryRows`).
         guard let heads = try file.rotaryHeads(of: g) else { return q }
         return try q.selectingRows(GGUFNames.rotaryRowOrder(rows: q.rows, heads: heads, name: g, file: file.path))

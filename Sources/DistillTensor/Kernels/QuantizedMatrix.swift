@@ -15,23 +15,50 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let format: Format
     public let rows: Int
     public let cols: Int
-    /// rows × cols/32 blocks, row after row.
-    public let blocks: [UInt8]
+    /// rows × cols/32 blocks, row after row: owned bytes, or bytes borrowed from `owner` (a
+    /// memory-mapped file), so that a model's quantized weights are not copied.
+    private let owned: [UInt8]?
+    private let base: UnsafeRawPointer
+    private let owner: AnyObject?
 
     /// `blocks` must hold rows × cols/32 blocks of `format`; cols must be a multiple of 32.
-    public init(format: Format, rows: Int, cols: Int, blocks: [UInt8]) throws {
-        guard cols % 32 == 0, rows > 0 else {
-            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols]], reason: "columns must be a positive multiple of 32")
-        }
-        guard blocks.count == rows * cols / 32 * format.blockBytes else {
-            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols], [blocks.count]],
-                                            reason: "expected \(rows * cols / 32 * format.blockBytes) bytes of \(format) blocks")
-        }
+    public convenience init(format: Format, rows: Int, cols: Int, blocks: [UInt8]) throws {
+        try Self.check(format: format, rows: rows, cols: cols, count: blocks.count)
+        self.init(format: format, rows: rows, cols: cols, owned: blocks, base: nil, owner: nil)
+    }
+
+    /// Borrows `bytes`, which `owner` keeps alive (and unchanged) as long as this matrix lives.
+    public convenience init(format: Format, rows: Int, cols: Int, borrowing bytes: UnsafeRawBufferPointer, owner: AnyObject) throws {
+        try Self.check(format: format, rows: rows, cols: cols, count: bytes.count)
+        self.init(format: format, rows: rows, cols: cols, owned: nil, base: bytes.baseAddress!, owner: owner)
+    }
+
+    private init(format: Format, rows: Int, cols: Int, owned: [UInt8]?, base: UnsafeRawPointer?, owner: AnyObject?) {
         self.format = format
         self.rows = rows
         self.cols = cols
-        self.blocks = blocks
+        self.owned = owned
+        self.owner = owner
+        if let owned {
+            // The array's buffer stays put: it is never mutated or resized.
+            self.base = owned.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }
+        } else {
+            self.base = base!
+        }
     }
+
+    private static func check(format: Format, rows: Int, cols: Int, count: Int) throws {
+        guard cols % 32 == 0, rows > 0 else {
+            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols]], reason: "columns must be a positive multiple of 32")
+        }
+        guard count == rows * cols / 32 * format.blockBytes else {
+            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols], [count]],
+                                            reason: "expected \(rows * cols / 32 * format.blockBytes) bytes of \(format) blocks")
+        }
+    }
+
+    /// The blocks' bytes.
+    public var blocks: [UInt8] { owned ?? [UInt8](UnsafeRawBufferPointer(start: base, count: rows * rowBytes)) }
 
     /// Most input rows (tokens × batch) a layer multiplies through its quantized weight; larger
     /// inputs (prompts, training) use the Float32 matrix and GEMM.
@@ -48,15 +75,46 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// The matrix with its rows reordered: row i of the result is row `order[i]` of this one.
     public func selectingRows(_ order: [Int]) throws -> QuantizedMatrix {
         var out = [UInt8](); out.reserveCapacity(order.count * rowBytes)
-        for r in order { out += blocks[(r * rowBytes)..<((r + 1) * rowBytes)] }
+        for r in order { out += UnsafeRawBufferPointer(start: base + r * rowBytes, count: rowBytes) }
         return try QuantizedMatrix(format: format, rows: order.count, cols: cols, blocks: out)
     }
 
     /// The dequantized matrix [rows, cols].
     public func dequantized() -> Tensor {
         let out = Tensor(uninitializedShape: [rows, cols])
-        blocks.withUnsafeBytes { w in dk_qdequantize_rows(format.rawValue, w.baseAddress, cols, out.storage.pointer, 0, rows) }
+        dk_qdequantize_rows(format.rawValue, base, cols, out.storage.pointer, 0, rows)
         return out
+    }
+
+    /// Rows `ids` dequantized, [ids.count, cols] (an embedding lookup).
+    public func dequantizedRows(_ ids: [Int]) -> Tensor {
+        let out = Tensor(uninitializedShape: [ids.count, cols])
+        let o = out.storage.pointer, cols = self.cols, type = format.rawValue, base = self.base
+        parallelFor(ids.count, grain: 16) { r in
+            for i in r {
+                precondition(ids[i] >= 0 && ids[i] < rows, "QuantizedMatrix: row \(ids[i]) outside 0..<\(rows)")
+                dk_qdequantize_rows(type, base, cols, o + i * cols - ids[i] * cols, ids[i], ids[i] + 1)
+            }
+        }
+        return out
+    }
+
+    /// x·Wᵀ for many rows of x [..., cols] → [..., rows] (prompts, scoring, a frozen teacher):
+    /// the built-in GEMM packs its panels of W straight from the blocks (`dk_sgemm_quantized`),
+    /// threads splitting W's rows, so W never exists in Float32 and memory holds the blocks plus
+    /// the GEMM's panels. Not recorded for gradients.
+    public func matmul(_ x: Tensor) -> Tensor {
+        precondition(x.shape.last == cols, "QuantizedMatrix: input \(x.shape) does not end in \(cols)")
+        let m = x.shape.dropLast().reduce(1, *)
+        let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
+        let px = x.storage.pointer, py = y.storage.pointer, cols = self.cols, rows = self.rows
+        let type = format.rawValue, base = self.base
+        // Slices of 16 rows (a multiple of the micro-kernel's 16 columns) per task.
+        let slices = (rows + 15) / 16
+        parallelFor(slices, grain: Swift.max(1, slices / (4 * Threads.count))) { r in
+            dk_sgemm_quantized(type, m, cols, px, cols, base, r.lowerBound * 16, Swift.min(rows, r.upperBound * 16), py, rows)
+        }
+        return y
     }
 
     /// x·Wᵀ for x [..., cols] → [..., rows]; rows of the output split across threads. Not
@@ -74,25 +132,21 @@ public final class QuantizedMatrix: @unchecked Sendable {
                     sums.withUnsafeMutableBufferPointer { sp in
                         for i in 0..<m { dk_quantize_q8_blocks(px + i * cols, cols, qp.baseAddress! + i * cols, dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
                         let (qa, da, sa) = (UnsafePointer(qp.baseAddress!), UnsafePointer(dp.baseAddress!), UnsafePointer(sp.baseAddress!))
-                        blocks.withUnsafeBytes { w in
-                            let base = w.baseAddress
-                            parallelFor(rows, grain: 64) { r in
-                                dk_qgemv_q8(type, base, cols, qa, da, sa, m, py, rows, r.lowerBound, r.upperBound, portable ? 1 : 0)
-                            }
+                        let base = self.base
+                        parallelFor(rows, grain: 64) { r in
+                            dk_qgemv_q8(type, base, cols, qa, da, sa, m, py, rows, r.lowerBound, r.upperBound, portable ? 1 : 0)
                         }
                     }
                 }
             }
             return y
         }
-        blocks.withUnsafeBytes { w in
-            let base = w.baseAddress
-            parallelFor(rows, grain: 64) { r in
-                if portable {
-                    dk_qgemv_portable(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
-                } else {
-                    dk_qgemv(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
-                }
+        let base = self.base
+        parallelFor(rows, grain: 64) { r in
+            if portable {
+                dk_qgemv_portable(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
+            } else {
+                dk_qgemv(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
             }
         }
         return y

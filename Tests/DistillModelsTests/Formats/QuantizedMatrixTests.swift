@@ -53,6 +53,46 @@ final class QuantizedMatrixTests: XCTestCase {
         XCTAssertThrowsError(try QuantizedMatrix(format: .q4_1, rows: 2, cols: 64, blocks: [1, 2, 3]))
     }
 
+    /// Many rows: the GEMM packs its panels straight from the blocks. Same kernel and blocking as
+    /// the built-in GEMM on the dequantized matrix, so the same values bit for bit (rows not a
+    /// multiple of the micro-kernel, K past one 256-deep panel); embedding lookups dequantize rows.
+    func testBatchedProductPacksPanelsFromTheBlocks() throws {
+        for format in [QuantizedMatrix.Format.q4_0, .q4_1, .q8_0] {
+            let rows = 45, cols = 320
+            let q = try QuantizedMatrix(format: format, rows: rows, cols: cols, blocks: randomBlocks(format, rows: rows, cols: cols, seed: 9))
+            let w = q.dequantized()
+            for m in [17, 40, 130] {
+                var rng = TestRNG(seed: UInt64(m))
+                let x = Tensor((0..<(m * cols)).map { _ in rng.normal() }, shape: [m, cols])
+                let want = Tensor(uninitializedShape: [m, rows])
+                Gemm.sgemm(transA: false, transB: true, m: m, n: rows, k: cols, a: x.storage.pointer, lda: cols,
+                           b: w.storage.pointer, ldb: cols, c: want.storage.pointer, ldc: rows, backend: .builtin, threaded: false)
+                let got = q.matmul(x)
+                XCTAssertEqual(got.shape, [m, rows])
+                XCTAssertEqual(got.scalars.map(\.bitPattern), want.scalars.map(\.bitPattern), "\(format) m \(m)")
+            }
+            let ids = [44, 0, 7, 7, 30]
+            XCTAssertEqual(q.dequantizedRows(ids).scalars, w.indexSelect(ids, axis: 0).scalars, "\(format)")
+        }
+    }
+
+    /// A GGUF model keeps its Q4_1/Q8_0 weights as blocks: scoring, prompt processing and decoding
+    /// never make them Float32 (the parameters stay lazy), and give the Float32 path's log-probs;
+    /// `dequantizeWeights` (and training) make them.
+    func testSmolLM2ScoresFromItsBlocks() throws {
+        let m = try PretrainedModel.loadGGUF(try smolLM2Path())
+        let lazy = { m.lm.namedParameters().filter { $0.parameter.isLazy }.count }
+        XCTAssertEqual(lazy(), 211)   // 210 Q4_1 matrices and the Q8_0 embedding
+        let text = "The keeper wrote the hour, the flag and the wind in his notebook; over forty years it filled eleven volumes."
+        let a = try m.score(text: text)
+        _ = try m.generate(TextGenerationRequest(prompt: text, options: GenerationOptions(maxTokens: 3, sampling: SamplingParameters(temperature: 0))))
+        XCTAssertEqual(lazy(), 211)
+        m.dequantizeWeights()
+        XCTAssertEqual(lazy(), 0)
+        let b = try m.score(text: text)
+        XCTAssertLessThan(zip(a.tokenLogprobs, b.tokenLogprobs).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
     /// The fast option: activations rounded to int8 per block of 32 (d = max|x|/127), integer dot
     /// products per block; checked against the same arithmetic done here in Double, and close to
     /// the exact product (within the activation rounding).
