@@ -88,7 +88,7 @@ let package = Package(
                     exclude: ["Fixtures"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         // The command line's own checks (options that no library function sees).
-        .testTarget(name: "DistillCLITests", dependencies: ["distill", "DistillModels", "DistillNN"],
+        .testTarget(name: "DistillCLITests", dependencies: ["distill", "Distillation", "DistillModels", "DistillNN"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "DistillBench", "DistillDemos", "DistillData", "DistillModels", "DistillNN", "DistillTensor",
                                                               "DistillServer", "DistillTestSupport"],

@@ -15,16 +15,20 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     public var dropout: Float
     /// Module names or name suffixes (`q_proj` matches `model.layers.3.self_attn.q_proj`).
     public var targetModules: [String]
+    /// rsLoRA (PEFT's `use_rslora`): the update scaled by alpha/√r instead of alpha/r; nil = off.
+    public var useRSLoRA: Bool?
 
-    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targetModules: [String] = ["q_proj", "v_proj"]) {
+    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targetModules: [String] = ["q_proj", "v_proj"],
+                useRSLoRA: Bool = false) {
         self.rank = rank
         self.alpha = alpha
         self.dropout = dropout
         self.targetModules = targetModules
+        self.useRSLoRA = useRSLoRA ? true : nil
     }
 
-    /// alpha / r.
-    public var scale: Float { alpha / Float(rank) }
+    /// alpha / r (rsLoRA: alpha / √r).
+    public var scale: Float { useRSLoRA == true ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
 
     public func validate() throws {
         guard rank > 0 else { throw LoRAError.invalidOption("rank", "must be positive, found \(rank)") }
@@ -130,6 +134,7 @@ public func applyLoRA(to model: Module, config: LoRAConfig, seed: UInt64 = 0) th
     for (i, (_, lin)) in chosen.enumerated() {
         lin.attachLoRA(rank: config.rank, alpha: config.alpha, dropout: config.dropout, rng: &rng,
                        dropoutSeed: seed &+ UInt64(i + 1))
+        lin.loraScale = config.scale
     }
     return chosen.map(\.0)
 }

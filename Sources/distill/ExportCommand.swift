@@ -17,6 +17,7 @@ struct Export: ParsableCommand {
     @Option(help: "Output format: gguf.") var format = "gguf"
     @Option(help: "File type: \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")).") var type = "f16"
     @Option(help: "Output file.") var out: String
+    @OptionGroup var lora: AdapterOption
 
     func validate() throws {
         guard format == "gguf" else { throw ValidationError("--format must be gguf, got '\(format)'") }
@@ -27,7 +28,7 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
-        let m = try loadModel(model)
+        let m = try lora.load(model)
         let kind = GGUFExportType(rawValue: type)!
         let start = Date()
         do {

@@ -77,6 +77,7 @@ struct Score: ParsableCommand {
     @Option(help: "A JSONL file of {\"text\": …} lines, each scored on its own; prints the totals.") var jsonl: String?
     @Flag(help: "Print a JSON object with ids, token_logprobs, nll, perplexity, bytes and bits_per_byte (with --jsonl: the totals).") var json = false
     @Flag(help: "Hold a GGUF's quantized weights in Float32 (4–8× the memory) instead of multiplying from their blocks.") var dequantize = false
+    @OptionGroup var lora: AdapterOption
 
     func validate() throws {
         guard [text, textFile, jsonl].compactMap({ $0 }).count == 1 else {
@@ -113,7 +114,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         if let jsonl {
-            let m = try loadModel(model)
+            let m = try lora.load(model)
             if dequantize { m.dequantizeWeights() }
             return try scoreLines(jsonl, m)
         }
@@ -123,7 +124,7 @@ struct Score: ParsableCommand {
             guard let s = String(data: data, encoding: .utf8) else { throw CLIError("\(textFile): not valid UTF-8 text") }
             input = s
         } else { input = text! }
-        let m = try loadModel(model)
+        let m = try lora.load(model)
         if dequantize { m.dequantizeWeights() }
         let s: TextScore
         do { s = try m.score(text: input) } catch { throw CLIError("\(error)") }
@@ -154,10 +155,11 @@ struct Generate: ParsableCommand {
     @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
     @Option(name: .short, help: "Number of samples.") var n = 1
     @Option(help: "Stop when this text appears (repeatable).") var stop: [String] = []
+    @OptionGroup var lora: AdapterOption
 
     func run() throws {
         QuantizedMatrix.fastDecoding = fast
-        let m = try loadModel(model)
+        let m = try lora.load(model)
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
                                           repetitionPenalty: repetitionPenalty, seed: seed)
         let request = TextGenerationRequest(prompt: prompt, chat: chat,

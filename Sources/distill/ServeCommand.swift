@@ -24,6 +24,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Most sequences (prompts × n) generated in one batch.") var maxBatch = 16
     @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
     @Option(help: "Milliseconds an idle server waits for more requests to batch with the first.") var batchWindowMs = 5.0
+    @OptionGroup var lora: AdapterOption
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535, got \(port)") }
@@ -33,7 +34,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         QuantizedMatrix.fastDecoding = fast
-        let m = try loadModel(model)
+        let m = try lora.load(model)
         let server: OpenAIServer
         do {
             server = try OpenAIServer(model: m, modelName: modelName, maxBatch: maxBatch, batchWindow: batchWindowMs / 1000)

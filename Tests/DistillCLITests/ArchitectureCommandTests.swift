@@ -1,5 +1,6 @@
 import DistillModels
 import DistillNN
+import Distillation
 import Foundation
 import XCTest
 @testable import distill
@@ -113,6 +114,27 @@ final class ArchitectureCommandTests: XCTestCase {
                 try run(["score", "--model", gguf, "--text", "three plus four is seven."])
                 XCTAssertEqual(try PretrainedModel.loadGGUF(gguf).lm.config.layers, 1)
             }
+        }
+    }
+
+    /// `lora merge` writes base + PEFT adapter, the same weights `--adapter` (score, generate,
+    /// serve, export) merges in after loading; a directory without an adapter is named.
+    func testLoRAMergeAndAdapterOptions() throws {
+        let fixture = Self.testsDir.appendingPathComponent("DistillationTests/Fixtures/peft_adapter")
+        let base = fixture.appendingPathComponent("base").path, adapter = fixture.appendingPathComponent("adapter").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("distill-lora-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let merged = root.appendingPathComponent("merged").path
+        try run(["lora", "merge", "--base", base, "--adapter", adapter, "--out", merged])
+        let a = try PretrainedModel.loadDirectory(merged)
+        let b = try PretrainedModel.loadDirectory(base)
+        try LoRAAdapterFiles.merge(adapter, into: b)
+        for ((name, x), (_, y)) in zip(a.lm.namedParameters(), b.lm.namedParameters()) {
+            XCTAssertEqual(x.value.scalars, y.value.scalars, name)
+        }
+        XCTAssertThrowsError(try run(["lora", "merge", "--base", base, "--adapter", root.path, "--out", merged])) { e in
+            XCTAssertTrue(Distill.message(for: e).contains("adapter_config.json"), Distill.message(for: e))
         }
     }
 

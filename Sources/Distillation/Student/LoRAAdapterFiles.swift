@@ -25,7 +25,7 @@ public enum LoRAAdapterFiles {
         var json: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": config.rank, "lora_alpha": Double(config.alpha),
             "lora_dropout": Double(config.dropout), "target_modules": config.targetModules, "bias": "none",
-            "fan_in_fan_out": false, "inference_mode": true,
+            "fan_in_fan_out": false, "inference_mode": true, "use_rslora": config.useRSLoRA == true, "use_dora": false,
         ]
         if let baseModel { json["base_model_name_or_path"] = baseModel }
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
@@ -49,9 +49,40 @@ public enum LoRAAdapterFiles {
         if let list = obj["target_modules"] as? [String] { targets = list }
         else if let one = obj["target_modules"] as? String { targets = [one] }
         else { throw FileError(file: url.path, location: "target_modules", "expected a list of module names") }
+        // What PEFT can write that changes the arithmetic Distill does not do is refused by name.
+        try c.refuse("use_dora", "DoRA adapters (use_dora) are not supported")
+        try c.refuse("fan_in_fan_out", "fan_in_fan_out adapters (Conv1D layers) are not supported")
+        for key in ["rank_pattern", "alpha_pattern"] {
+            if let p = obj[key] as? [String: Any], !p.isEmpty {
+                throw FileError(file: url.path, location: key, "per-module ranks or alphas are not supported")
+            }
+        }
+        for key in ["modules_to_save", "layers_to_transform", "layer_replication"] {
+            if let v = obj[key], !(v is NSNull) {
+                throw FileError(file: url.path, location: key, "is set (\(v)); Distill reads adapters without it")
+            }
+        }
+        if let bias = try c.string("bias"), bias != "none" {
+            throw FileError(file: url.path, location: "bias", "expected none (bias adapters are not supported), found \(bias)")
+        }
         let config = LoRAConfig(rank: try c.positive("r"), alpha: try c.float("lora_alpha") ?? 8,
-                                dropout: try c.float("lora_dropout") ?? 0, targetModules: targets)
+                                dropout: try c.float("lora_dropout") ?? 0, targetModules: targets,
+                                useRSLoRA: try c.bool("use_rslora") ?? false)
         do { try config.validate() } catch { throw FileError(file: url.path, "\(error)") }
+        return config
+    }
+
+    /// Loads the adapter in `directory` onto `model` and merges it into the base weights
+    /// (PEFT's `merge_and_unload`): the model then runs as base + adapter at the base's speed.
+    /// Returns the adapter's config.
+    @discardableResult
+    public static func merge(_ directory: String, into model: PretrainedModel) throws -> LoRAConfig {
+        guard loraModules(of: model.lm).isEmpty else {
+            throw LoRAError.invalidOption("adapter", "the model already has adapters attached")
+        }
+        let config = try load(into: model.lm, from: directory)
+        mergeLoRA(in: model.lm, unload: true)
+        model.lm.unfreeze()
         return config
     }
 
