@@ -141,4 +141,36 @@ final class GGUFExportTests: XCTestCase {
             try w.add("w", shape: [2, 256], as: .q2_K) { Tensor(zeros: [2, 256]) }
         }
     }
+
+    /// A disk that fills up mid-write (simulated by a file-size limit, which fails writes past it as
+    /// a full disk does; and on a real 128 KiB tmpfs where the test may mount one): a clear error,
+    /// the file that was there before untouched, no temporary file left.
+    func testFullDiskLeavesThePreviousFileAndNoTemporary() throws {
+        let dir = try tempDir()
+        let llama = try PretrainedModel.loadDirectory(try fixtureURL("architectures", "gemma3_gguf").path)
+        llama.tokenizer = try standIn()
+        let out = dir.appendingPathComponent("model.gguf").path
+        try Data("previous".utf8).write(to: URL(fileURLWithPath: out))
+        let old = signal(SIGXFSZ, SIG_IGN)
+        var saved = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+        var limit = saved
+        limit.rlim_cur = 64 << 10
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit)
+        let error = assertFileError([out, "write failed"]) { try llama.exportGGUF(to: out, type: .f32) }
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+        signal(SIGXFSZ, old)
+        XCTAssertNotNil(error)
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "previous")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["model.gguf"])
+
+        // A real full filesystem, where this process may mount one (root, outside containers that forbid it).
+        let mnt = dir.appendingPathComponent("small")
+        try FileManager.default.createDirectory(at: mnt, withIntermediateDirectories: true)
+        guard mount("tmpfs", mnt.path, "tmpfs", 0, "size=128k") == 0 else { return }
+        defer { umount(mnt.path) }
+        let full = mnt.appendingPathComponent("model.gguf").path
+        assertFileError([full, "No space left on device"]) { try llama.exportGGUF(to: full, type: .f32) }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mnt.path), [])
+    }
 }
