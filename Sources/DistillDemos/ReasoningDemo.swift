@@ -171,10 +171,21 @@ public enum ReasoningDemo {
         public var latencyMs: Double
     }
 
+    /// The distilled student as deployed: a GGUF file of one type, loaded back and evaluated.
+    public struct DeployedResult: Codable, Sendable {
+        /// f32, q8_0 or q4_k_m.
+        public var type: String
+        public var path: String
+        public var fileBytes: Int
+        public var result: ModelResult
+    }
+
     public struct Report: Codable, Sendable {
         public var teacher: ModelResult
         public var baselineStudent: ModelResult
         public var distilledStudent: ModelResult
+        /// The distilled student exported for llama.cpp as F32, Q8_0 and Q4_K_M.
+        public var distilledDeployed: [DeployedResult]
         public var traceAcceptanceRate: Double
         public var tracesKept: Int
         public var trainPrompts: Int
@@ -314,8 +325,17 @@ public enum ReasoningDemo {
             let latency = Date().timeIntervalSince(t0) / Double(alone.count) * 1000
             return ModelResult(params: m.lm.parameterCount, accuracy: r.accuracy, tokensPerSecond: r.tokensPerSecond, latencyMs: latency)
         }
+        // 5. The distilled student as users deploy it: llama.cpp GGUF files, loaded back.
+        var deployed: [DeployedResult] = []
+        for type in [GGUFExportType.f32, .q8_0, .q4_k_m] {
+            let path = out.appendingPathComponent("distilled_student-\(type.rawValue).gguf").path
+            try distilled.exportGGUF(to: path, type: type)
+            let bytes = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            let result = try evaluate(try PretrainedModel.loadGGUF(path), "distilled student \(type.rawValue)")
+            deployed.append(DeployedResult(type: type.rawValue, path: path, fileBytes: bytes, result: result))
+        }
         let report = Report(teacher: try evaluate(teacher, "teacher"), baselineStudent: try evaluate(baseline, "baseline student"),
-                            distilledStudent: try evaluate(distilled, "distilled student"),
+                            distilledStudent: try evaluate(distilled, "distilled student"), distilledDeployed: deployed,
                             traceAcceptanceRate: stats.acceptanceRate, tracesKept: kept.count, trainPrompts: trainSet.count,
                             unlabeledPrompts: unlabeled.count, unlabeledTracesKept: unlabeledKept,
                             testPrompts: o.testPrompts, studentSteps: o.studentSteps, seconds: Date().timeIntervalSince(start))

@@ -156,6 +156,12 @@ struct Demo: ParsableCommand {
             print(pad(name, 20) + pad("\(r.params)", 9) + pad(String(format: "%.1f%%", 100 * r.accuracy), 11)
                   + pad(String(format: "%.0f", r.tokensPerSecond), 18) + String(format: "%.0f ms", r.latencyMs))
         }
+        print("\ndistilled student as GGUF (llama.cpp)   file        accuracy   decode tokens/s   latency")
+        for d in report.distilledDeployed {
+            print(pad("  " + d.type.uppercased(), 40) + pad(String(format: "%.2f MB", Double(d.fileBytes) / 1e6), 12)
+                  + pad(String(format: "%.1f%%", 100 * d.result.accuracy), 11)
+                  + pad(String(format: "%.0f", d.result.tokensPerSecond), 18) + String(format: "%.0f ms", d.result.latencyMs))
+        }
         print(String(format: "\ntraces: %.1f%% of candidates accepted, %d kept for %d labeled + %d unlabeled problems (%d from the unlabeled)",
                      100 * report.traceAcceptanceRate, report.tracesKept, report.trainPrompts, report.unlabeledPrompts,
                      report.unlabeledTracesKept))
@@ -164,8 +170,8 @@ struct Demo: ParsableCommand {
         print("report with charts: \(outDir)/report.html")
     }
 
-    /// report.html: the three models through `distill eval` (100 held-out problems, agreement with
-    /// the teacher, speed), the distilled student's training curves, and attention maps of the
+    /// report.html: the three models and the distilled student's Q8_0 and Q4_K_M GGUF exports
+    /// through `distill eval` (100 held-out problems, agreement with the teacher, speed, size), the distilled student's training curves, and attention maps of the
     /// teacher's and the distilled student's last layers on one problem.
     func writeHTMLReport() throws {
         let dir = URL(fileURLWithPath: outDir)
@@ -175,9 +181,12 @@ struct Demo: ParsableCommand {
         o.speedRequests = 4
         o.speedNewTokens = 32
         o.speedProbe = EvalSpeed.probe(task: "word-problems", limit: 100, options: o)
+        let deployed = ["q8_0", "q4_k_m"].map { t in
+            ModelSpec(name: "distilled student \(t.uppercased())", path: dir.appendingPathComponent("distilled_student-\(t).gguf").path)
+        }
         var r = try Evaluator.run(models: [ModelSpec(name: "teacher", path: teacher, isTeacher: true),
                                            ModelSpec(name: "baseline student", path: students[0]),
-                                           ModelSpec(name: "distilled student", path: students[1])],
+                                           ModelSpec(name: "distilled student", path: students[1])] + deployed,
                                   task: try EvalTask.load("word-problems", limit: 100), taskName: "word-problems", options: o)
         r.title = "distill demo: reasoning-trace distillation on word problems"
         r.training = try TrainingCurves.load(metrics: students[1] + "/metrics.jsonl")

@@ -29,9 +29,11 @@ public struct Architecture: Sendable {
     /// metadata or tensors, given the file, its `general.architecture` (the key prefix) and the
     /// shared config.
     public var ggufConfig: @Sendable (GGUFFile, String, GGUFModelConfig) throws -> [String: Any] = { _, _, _ in [:] }
-    /// Writing GGUF: the `general.architecture` llama.cpp runs this model as when it has no GGUF
-    /// name of its own (Mistral: llama).
-    public var ggufExportName: String? = nil
+    /// Writing GGUF: a model llama.cpp runs as Llama instead of under this architecture's own GGUF
+    /// name (Q/K rows permuted, llama's tensor names): every Mistral (llama.cpp has no mistral
+    /// layout), a Qwen2 whose heads × head_dim is not its hidden size (llama.cpp's qwen2 assumes
+    /// it; Llama's layout has q/k/v biases too).
+    public var ggufExportAsLlama: @Sendable (TransformerConfig) -> Bool = { _ in false }
     /// Writing GGUF: metadata beyond the shared keys (soft caps, windows, LongRoPE), given the
     /// decoder config, the GGUF architecture name (the key prefix) and the model path for errors;
     /// settings llama.cpp cannot express are errors.

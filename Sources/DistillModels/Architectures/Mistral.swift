@@ -32,6 +32,5 @@ extension Architecture {
             try validateAttention(cfg, source: c.source)
             return cfg
         },
-        ggufPermutesRotary: true,
-        ggufExportName: "llama")
+        ggufExportAsLlama: { _ in true })
 }

@@ -28,5 +28,6 @@ extension Architecture {
             try validateAttention(cfg, source: c.source)
             return cfg
         },
-        ggufDefaultRopeTheta: 1_000_000)
+        ggufDefaultRopeTheta: 1_000_000,
+        ggufExportAsLlama: { c in c.heads * c.headDim != c.hidden })
 }

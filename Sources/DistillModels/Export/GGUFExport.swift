@@ -29,16 +29,19 @@ public struct GGUFExport {
     /// What the file cannot carry that the model has (e.g. Mistral's sliding window), for the user.
     public private(set) var notices: [String] = []
 
+    /// The architecture whose GGUF layout the file takes (Llama for models `ggufExportAsLlama` names).
     let arch: Architecture
     let c: TransformerConfig
     let ggufName: String
+    let asLlama: Bool
 
     public init(model: PretrainedModel, type: GGUFExportType) throws {
         self.model = model
         self.type = type
-        arch = model.architecture
         c = model.lm.config
-        guard let name = arch.ggufNames.first ?? arch.ggufExportName else {
+        asLlama = model.architecture.ggufExportAsLlama(c)
+        arch = asLlama ? .llama : model.architecture
+        guard let name = arch.ggufNames.first else {
             throw FileError(file: model.path, location: "model_type", "llama.cpp has no GGUF layout for \(arch.modelType)")
         }
         ggufName = name
@@ -80,9 +83,12 @@ public struct GGUFExport {
         if case .linear(let f)? = c.ropeScaling {
             m += [("\(a).rope.scaling.type", .string("linear")), ("\(a).rope.scaling.factor", .float32(f))]
         }
-        m += try arch.ggufExportMetadata(c, a, model.path)
-        if arch.ggufExportName != nil, let w = c.slidingWindow {
-            notices.append("llama.cpp runs \(a) without a sliding window: the model's window of \(w) is not in the file")
+        m += try model.architecture.ggufExportMetadata(c, a, model.path)
+        if asLlama {
+            notices.append("written as llama (the layout llama.cpp runs this \(model.architecture.modelType) model with)")
+            if let w = c.slidingWindow {
+                notices.append("llama.cpp runs it without a sliding window: the model's window of \(w) is not in the file")
+            }
         }
         let tok = try model.requireTokenizer()
         guard tok.vocabSize <= c.vocabSize else {
@@ -99,7 +105,7 @@ public struct GGUFExport {
         let names = GGUFNames(arch)
         var tensors: [String: Tensor] = [:]
         for (name, p) in model.lm.namedParameters() { tensors[name] = p.value }
-        tensors = FusedTensor.fuse(tensors, arch.fusedTensors(c), layers: c.layers)
+        tensors = FusedTensor.fuse(tensors, model.architecture.fusedTensors(c), layers: c.layers)
         if c.tieEmbeddings { tensors.removeValue(forKey: "lm_head.weight") }
         let hasOutput = tensors["lm_head.weight"] != nil
         // Extra tensors llama.cpp keeps for RoPE scaling.

@@ -272,6 +272,14 @@ extension GGUFFile {
                                     "attention_factor": NSNumber(value: 1.0)]
         }
         for (key, value) in try architecture.ggufConfig(self, arch, base) { json[key] = value }
+        // A llama file with biases on q, k and v only is Qwen2's layout (how `distill export`
+        // writes a Qwen2 that llama.cpp's qwen2 cannot hold); transformers' Llama would put a bias
+        // on o_proj too.
+        if architecture.modelType == "llama", base.attentionBias, !contains("blk.0.attn_output.bias") {
+            json["model_type"] = Architecture.qwen2.modelType
+            json["architectures"] = [Architecture.qwen2.className]
+            json.removeValue(forKey: "attention_bias")
+        }
         return json
     }
 

@@ -153,7 +153,9 @@ private func appendValue(_ out: inout [UInt8], _ v: GGUFValue, typed: Bool = tru
     case .bool(let x): out.append(x ? 1 : 0)
     case .string(let s): appendString(&out, s)
     case .array(let items):
-        append(&out, items.first.map(typeCode) ?? 4)
+        // An empty array says nothing of its elements; string is what GGUF readers expect of the
+        // lists that can be empty (llama.cpp checks tokenizer.ggml.merges' type).
+        append(&out, items.first.map(typeCode) ?? 8)
         append(&out, UInt64(items.count))
         for item in items { appendValue(&out, item, typed: false) }
     }

@@ -51,6 +51,32 @@ final class GGUFExportTests: XCTestCase {
         }
     }
 
+    /// A Qwen2 whose heads × head_dim is not its hidden size (a student with pruned heads), which
+    /// llama.cpp's qwen2 layout cannot hold, goes out as llama (Q/K rows and biases permuted) and
+    /// reads back as Qwen2 (a llama file with q/k/v biases only) with the same logits.
+    func testQwen2WithPrunedHeadsExportsAsLlama() throws {
+        let json: [String: Any] = ["model_type": "qwen2", "hidden_size": 32, "intermediate_size": 48, "num_attention_heads": 2,
+                                   "num_key_value_heads": 1, "head_dim": 8, "num_hidden_layers": 2, "vocab_size": 96,
+                                   "tie_word_embeddings": true]
+        let config = ModelConfig(json: json, source: "test")
+        let lm = TransformerLM(try Architecture.qwen2.decoderConfig(config), seed: 4)
+        for (name, p) in lm.namedParameters() where name.hasSuffix(".bias") {
+            var rng = RandomGenerator(seed: 9)
+            p.assign(Tensor((0..<p.shape[0]).map { _ in rng.nextNormal() }, shape: p.shape))
+        }
+        let model = PretrainedModel(architecture: .qwen2, config: config, lm: lm, path: "/models/pruned", tokenizer: try standIn())
+        let out = try tempDir().appendingPathComponent("pruned.gguf").path
+        let notices = try model.exportGGUF(to: out, type: .f32)
+        XCTAssertTrue(notices.contains { $0.contains("written as llama") }, "\(notices)")
+        let back = try PretrainedModel.loadGGUF(out)
+        XCTAssertEqual(try GGUFFile(path: out).architecture, "llama")
+        XCTAssertEqual(back.architecture.modelType, "qwen2")
+        let ids = [3, 17, 42, 8, 91, 5]
+        let x = withoutGradients { lm.forward(ids, batch: 1, length: ids.count).logits.scalars }
+        let y = withoutGradients { back.lm.forward(ids, batch: 1, length: ids.count).logits.scalars }
+        XCTAssertLessThan(zip(x, y).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
     /// Quantized types follow llama.cpp's choices: vectors F32, the output head Q6_K (Q8_0 where
     /// rows are not a multiple of 256), K-quants falling back to Q5_0 / Q5_1 / Q8_0 on such rows,
     /// Q4_K_M's attn_v and ffn_down in Q6_K on the first and last eighth of the layers.
