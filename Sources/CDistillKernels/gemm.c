@@ -51,21 +51,21 @@ static void packB(int transB, const float *B, long ldb, long k0, long kc, long j
     }
 }
 
-// Pack rows [k0, k0+kc) x cols [j0, j0+nc) of Wᵀ, W [N, K] stored as quantized blocks of 32
-// (DK_Q4_0 / DK_Q4_1 / DK_Q8_0; k0 and kc multiples of 32), expanding each block straight into
-// the slivers: W is never held in Float32.
+// Pack rows [k0, k0+kc) x cols [j0, j0+nc) of Wᵀ, W [N, K] stored as quantized blocks (of 32
+// values, or 256 for the K-quants; k0 and kc multiples of the block, which KC = 256 keeps),
+// expanding each block straight into the slivers: W is never held in Float32.
 static void packBq(int type, const uint8_t *W, long K, long k0, long kc, long j0, long nc,
                    int NR, float *dst) {
-    long bb = dk_qblock_bytes(type), rowBytes = K / 32 * bb;
-    float w[32];
+    long bv = dk_qblock_values(type), bb = dk_qblock_bytes(type), rowBytes = K / bv * bb;
+    float w[256];
     for (long s = 0; s < nc; s += NR) {
         long cols = nc - s < NR ? nc - s : NR;
         float *base = dst + s * kc;
         for (long c = 0; c < cols; c++) {
-            const uint8_t *row = W + (j0 + s + c) * rowBytes + k0 / 32 * bb;
-            for (long k = 0; k < kc; k += 32) {
-                dk_qexpand_block(type, row + k / 32 * bb, w);
-                for (int t = 0; t < 32; t++) base[(k + t) * NR + c] = w[t];
+            const uint8_t *row = W + (j0 + s + c) * rowBytes + k0 / bv * bb;
+            for (long k = 0; k < kc; k += bv) {
+                dk_qexpand_block(type, row + k / bv * bb, w);
+                for (long t = 0; t < bv; t++) base[(k + t) * NR + c] = w[t];
             }
         }
         for (long c = cols; c < NR; c++)
@@ -232,7 +232,7 @@ void dk_sgemm_portable(int transA, int transB, long M, long N, long K, float alp
 
 void dk_sgemm_quantized(int type, long M, long K, const float *A, long lda, const void *W,
                         long n0, long n1, float *C, long ldc) {
-    long rowBytes = K / 32 * dk_qblock_bytes(type);
+    long rowBytes = K / dk_qblock_values(type) * dk_qblock_bytes(type);
     b_source src = { 1, NULL, 0, type, (const uint8_t *)W + n0 * rowBytes, K };
     sgemm_with(best_kernel(), 0, &src, M, n1 - n0, K, 1.0f, A, lda, 0.0f, C + n0, ldc);
 }

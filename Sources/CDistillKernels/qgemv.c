@@ -35,8 +35,76 @@ long dk_qblock_bytes(int type) {
     switch (type) {
     case DK_Q4_0: return 18;
     case DK_Q4_1: return 20;
+    case DK_Q5_0: return 22;
+    case DK_Q5_1: return 24;
     case DK_Q8_0: return 34;
+    case DK_Q4_K: return 144;
+    case DK_Q5_K: return 176;
+    case DK_Q6_K: return 210;
     default: return 0;
+    }
+}
+
+long dk_qblock_values(int type) { return type == DK_Q4_K || type == DK_Q5_K || type == DK_Q6_K ? 256 : 32; }
+
+// Scale and min j (0..7) of the 12 packed 6-bit scales of Q4_K / Q5_K (ggml's get_scale_min_k4).
+static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+// The 256 weights of a K-quant block, as the loader computes them (one product or sum per
+// statement, so no contraction into FMA changes a value).
+static void expand_block_k(int type, const uint8_t *b, float *y) {
+    if (type == DK_Q6_K) {
+        float d = half_to_float(b + 208);
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int n = 0; n < 2; n++) {
+            for (int l = 0; l < 32; l++) {
+                int s = l / 16;
+                uint8_t h = qh[l];
+                int q1 = (int)((ql[l] & 0xF) | ((h & 3) << 4)) - 32;
+                int q2 = (int)((ql[l + 32] & 0xF) | (((h >> 2) & 3) << 4)) - 32;
+                int q3 = (int)((ql[l] >> 4) | (((h >> 4) & 3) << 4)) - 32;
+                int q4 = (int)((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32;
+                float a1 = d * (float)sc[s], a2 = d * (float)sc[s + 2], a3 = d * (float)sc[s + 4], a4 = d * (float)sc[s + 6];
+                y[l] = a1 * (float)q1;
+                y[l + 32] = a2 * (float)q2;
+                y[l + 64] = a3 * (float)q3;
+                y[l + 96] = a4 * (float)q4;
+            }
+            y += 128; ql += 64; qh += 32; sc += 8;
+        }
+        return;
+    }
+    float d = half_to_float(b), dmin = half_to_float(b + 2);
+    const uint8_t *scales = b + 4, *qh = b + 16, *q = b + (type == DK_Q4_K ? 16 : 48);
+    uint8_t u1 = 1, u2 = 2;
+    for (int s = 0; s < 8; s += 2) {
+        uint8_t sc1, m1, sc2, m2;
+        scale_min_k4(s, scales, &sc1, &m1);
+        scale_min_k4(s + 1, scales, &sc2, &m2);
+        float d1 = d * (float)sc1, min1 = dmin * (float)m1, d2 = d * (float)sc2, min2 = dmin * (float)m2;
+        for (int l = 0; l < 32; l++) {
+            int v = q[l] & 0xF;
+            if (type == DK_Q5_K && (qh[l] & u1)) v += 16;
+            float p = d1 * (float)v;
+            y[l] = p - min1;
+        }
+        for (int l = 0; l < 32; l++) {
+            int v = q[l] >> 4;
+            if (type == DK_Q5_K && (qh[l] & u2)) v += 16;
+            float p = d2 * (float)v;
+            y[l + 32] = p - min2;
+        }
+        y += 64; q += 32;
+        u1 <<= 2; u2 <<= 2;
     }
 }
 
@@ -65,10 +133,33 @@ static void expand_block(int type, const uint8_t *b, float *w) {
         for (int j = 0; j < 32; j++) w[j] = (float)(int8_t)b[2 + j] * d;
         break;
     }
+    case DK_Q5_0:
+    case DK_Q5_1: {
+        int one = type == DK_Q5_1;
+        float d = half_to_float(b), m = one ? half_to_float(b + 2) : 0;
+        const uint8_t *h = b + (one ? 4 : 2), *qs = b + (one ? 8 : 6);
+        uint32_t qh = (uint32_t)h[0] | ((uint32_t)h[1] << 8) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 24);
+        for (int j = 0; j < 16; j++) {
+            uint32_t h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
+            uint32_t lo = (qs[j] & 0x0F) | h0, hi = (qs[j] >> 4) | h1;
+            if (one) {
+                float a = (float)lo * d, c = (float)hi * d;
+                w[j] = a + m;
+                w[j + 16] = c + m;
+            } else {
+                w[j] = (float)((int)lo - 16) * d;
+                w[j + 16] = (float)((int)hi - 16) * d;
+            }
+        }
+        break;
+    }
     }
 }
 
-void dk_qexpand_block(int type, const void *block, float *w) { expand_block(type, (const uint8_t *)block, w); }
+void dk_qexpand_block(int type, const void *block, float *w) {
+    if (dk_qblock_values(type) == 256) expand_block_k(type, (const uint8_t *)block, w);
+    else expand_block(type, (const uint8_t *)block, w);
+}
 
 static void qgemv_portable(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
                            float *Y, long ldy, long row0, long row1) {
@@ -196,10 +287,10 @@ void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long 
 }
 
 void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1) {
-    long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    long bv = dk_qblock_values(type), blocks = cols / bv, bb = dk_qblock_bytes(type);
     for (long r = row0; r < row1; r++)
         for (long b = 0; b < blocks; b++)
-            expand_block(type, (const uint8_t *)W + (r * blocks + b) * bb, out + r * cols + b * 32);
+            dk_qexpand_block(type, (const uint8_t *)W + (r * blocks + b) * bb, out + r * cols + b * bv);
 }
 
 // ---- Activations quantized to 8 bits (the fast decoding option) ----

@@ -8,8 +8,12 @@ import Foundation
 /// a Float32 matrix, which is what bounds decoding speed.
 public final class QuantizedMatrix: @unchecked Sendable {
     public enum Format: Int32, Sendable, CaseIterable {
-        case q4_0 = 2, q4_1 = 3, q8_0 = 8
+        case q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14
         public var blockBytes: Int { Int(dk_qblock_bytes(rawValue)) }
+        /// Values per block: 32, or 256 for the K-quants.
+        public var blockValues: Int { Int(dk_qblock_values(rawValue)) }
+        /// Whether the matrix-vector kernels take it (the others multiply through the GEMM).
+        public var hasVectorKernels: Bool { self == .q4_0 || self == .q4_1 || self == .q8_0 }
     }
 
     public let format: Format
@@ -21,7 +25,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
     private let base: UnsafeRawPointer
     private let owner: AnyObject?
 
-    /// `blocks` must hold rows × cols/32 blocks of `format`; cols must be a multiple of 32.
+    /// `blocks` must hold rows × cols/B blocks of `format` (B = 32, or 256 for the K-quants); cols
+    /// must be a multiple of B.
     public convenience init(format: Format, rows: Int, cols: Int, blocks: [UInt8]) throws {
         try Self.check(format: format, rows: rows, cols: cols, count: blocks.count)
         self.init(format: format, rows: rows, cols: cols, owned: blocks, base: nil, owner: nil)
@@ -48,12 +53,13 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     private static func check(format: Format, rows: Int, cols: Int, count: Int) throws {
-        guard cols % 32 == 0, rows > 0 else {
-            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols]], reason: "columns must be a positive multiple of 32")
+        let bv = format.blockValues
+        guard cols % bv == 0, cols > 0, rows > 0 else {
+            throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols]], reason: "columns must be a positive multiple of \(bv)")
         }
-        guard count == rows * cols / 32 * format.blockBytes else {
+        guard count == rows * cols / bv * format.blockBytes else {
             throw TensorError.shapeMismatch(op: "QuantizedMatrix", shapes: [[rows, cols], [count]],
-                                            reason: "expected \(rows * cols / 32 * format.blockBytes) bytes of \(format) blocks")
+                                            reason: "expected \(rows * cols / bv * format.blockBytes) bytes of \(format) blocks")
         }
     }
 
@@ -70,7 +76,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     nonisolated(unsafe) public static var fastDecoding = false
 
     /// Bytes per row.
-    public var rowBytes: Int { cols / 32 * format.blockBytes }
+    public var rowBytes: Int { cols / format.blockValues * format.blockBytes }
 
     /// The matrix with its rows reordered: row i of the result is row `order[i]` of this one.
     public func selectingRows(_ order: [Int]) throws -> QuantizedMatrix {
@@ -121,6 +127,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// recorded for gradients (inference). `int8Activations`: the fast option (see `fastDecoding`).
     public func multiply(_ x: Tensor, int8Activations: Bool = false, portable: Bool = false) -> Tensor {
         precondition(x.shape.last == cols, "QuantizedMatrix: input \(x.shape) does not end in \(cols)")
+        guard format.hasVectorKernels else { return matmul(x) }
         let m = x.shape.dropLast().reduce(1, *)
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
         let px = x.storage.pointer, py = y.storage.pointer, type = format.rawValue, cols = self.cols, rows = self.rows

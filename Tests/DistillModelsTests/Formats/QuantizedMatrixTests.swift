@@ -2,6 +2,7 @@ import DistillModels
 import DistillNN
 import DistillTensor
 import XCTest
+@testable import DistillModels
 
 /// Quantized matrices: blocks expand to exactly the loader's dequantized values (Q4_0, Q4_1,
 /// Q8_0, including half-precision scales that are subnormal, negative or zero), and the product
@@ -73,6 +74,31 @@ final class QuantizedMatrixTests: XCTestCase {
             }
             let ids = [44, 0, 7, 7, 30]
             XCTAssertEqual(q.dequantizedRows(ids).scalars, w.indexSelect(ids, axis: 0).scalars, "\(format)")
+        }
+    }
+
+    /// K-quant, Q5_0 and Q5_1 matrices (as a Q4_K_M teacher holds them) stay in their blocks
+    /// too: they expand to the loader's values bit for bit, and every product (a few rows as
+    /// well: there are no vector kernels for them) goes through the GEMM packing from the blocks.
+    func testKQuantMatricesMultiplyFromTheirBlocks() throws {
+        for (format, type) in [(QuantizedMatrix.Format.q4_K, GGMLType.q4_K), (.q5_K, .q5_K), (.q6_K, .q6_K),
+                               (.q5_0, .q5_0), (.q5_1, .q5_1)] {
+            let rows = 21, cols = 512
+            var rng = TestRNG(seed: 3)
+            let values = (0..<(rows * cols)).map { _ in rng.normal() }
+            let bytes = values.withUnsafeBufferPointer { GGUFQuantizer.quantize($0.baseAddress!, count: values.count, type: type) }
+            let q = try QuantizedMatrix(format: format, rows: rows, cols: cols, blocks: bytes)
+            let loader = try GGUFQuantization.dequantize(bytes, type: type, count: rows * cols)
+            let w = q.dequantized()
+            XCTAssertEqual(w.scalars.map(\.bitPattern), loader.map(\.bitPattern), "\(format)")
+            for m in [1, 5, 40] {
+                let x = Tensor((0..<(m * cols)).map { _ in rng.normal() }, shape: [m, cols])
+                let want = Tensor(uninitializedShape: [m, rows])
+                Gemm.sgemm(transA: false, transB: true, m: m, n: rows, k: cols, a: x.storage.pointer, lda: cols,
+                           b: w.storage.pointer, ldb: cols, c: want.storage.pointer, ldc: rows, backend: .builtin, threaded: false)
+                XCTAssertEqual(q.multiply(x).scalars.map(\.bitPattern), want.scalars.map(\.bitPattern), "\(format) m \(m)")
+            }
+            XCTAssertThrowsError(try QuantizedMatrix(format: format, rows: 2, cols: format.blockValues / 2, blocks: []))
         }
     }
 
