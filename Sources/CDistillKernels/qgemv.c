@@ -163,17 +163,22 @@ void dk_qexpand_block(int type, const void *block, float *w) {
 
 static void qgemv_portable(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
                            float *Y, long ldy, long row0, long row1) {
-    long blocks = cols / 32, bb = dk_qblock_bytes(type);
-    float w[32];
+    long bv = dk_qblock_values(type), blocks = cols / bv, bb = dk_qblock_bytes(type);
+    float w[256];
     for (long r = row0; r < row1; r++) {
         const uint8_t *row = W + r * blocks * bb;
         for (long i = 0; i < m; i++) Y[i * ldy + r] = 0;
         for (long b = 0; b < blocks; b++) {
-            expand_block(type, row + b * bb, w);
+            dk_qexpand_block(type, row + b * bb, w);
             for (long i = 0; i < m; i++) {
-                const float *x = X + i * ldx + b * 32;
+                const float *x = X + i * ldx + b * bv;
+                // Eight running sums (vectorizable), added at the end of each 32 values.
                 float acc = 0;
-                for (int j = 0; j < 32; j++) acc += w[j] * x[j];
+                for (long j0 = 0; j0 < bv; j0 += 32) {
+                    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    for (int j = 0; j < 32; j++) part[j & 7] += w[j0 + j] * x[j0 + j];
+                    acc += ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+                }
                 Y[i * ldy + r] += acc;
             }
         }
@@ -276,7 +281,7 @@ static int has_avx2(void) {
 void dk_qgemv(int type, const void *W, long cols, const float *X, long m, long ldx,
               float *Y, long ldy, long row0, long row1) {
 #if defined(__x86_64__)
-    if (has_avx2()) { qgemv_avx2(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1); return; }
+    if (has_avx2() && (type == DK_Q4_0 || type == DK_Q4_1 || type == DK_Q8_0)) { qgemv_avx2(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1); return; }
 #endif
     qgemv_portable(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1);
 }

@@ -12,7 +12,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
         public var blockBytes: Int { Int(dk_qblock_bytes(rawValue)) }
         /// Values per block: 32, or 256 for the K-quants.
         public var blockValues: Int { Int(dk_qblock_values(rawValue)) }
-        /// Whether the matrix-vector kernels take it (the others multiply through the GEMM).
+        /// Whether the AVX2 and 8-bit-activation matrix-vector kernels take it (the others use
+        /// portable code: expand a block, multiply).
         public var hasVectorKernels: Bool { self == .q4_0 || self == .q4_1 || self == .q8_0 }
     }
 
@@ -127,11 +128,10 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// recorded for gradients (inference). `int8Activations`: the fast option (see `fastDecoding`).
     public func multiply(_ x: Tensor, int8Activations: Bool = false, portable: Bool = false) -> Tensor {
         precondition(x.shape.last == cols, "QuantizedMatrix: input \(x.shape) does not end in \(cols)")
-        guard format.hasVectorKernels else { return matmul(x) }
         let m = x.shape.dropLast().reduce(1, *)
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
         let px = x.storage.pointer, py = y.storage.pointer, type = format.rawValue, cols = self.cols, rows = self.rows
-        if int8Activations {
+        if int8Activations && format.hasVectorKernels {
             let nb = cols / 32
             var q = [Int8](repeating: 0, count: m * cols), d = [Float](repeating: 0, count: m * nb), sums = [Int32](repeating: 0, count: m * nb)
             q.withUnsafeMutableBufferPointer { qp in

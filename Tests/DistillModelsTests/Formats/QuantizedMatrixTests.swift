@@ -78,8 +78,8 @@ final class QuantizedMatrixTests: XCTestCase {
     }
 
     /// K-quant, Q5_0 and Q5_1 matrices (as a Q4_K_M teacher holds them) stay in their blocks
-    /// too: they expand to the loader's values bit for bit, and every product (a few rows as
-    /// well: there are no vector kernels for them) goes through the GEMM packing from the blocks.
+    /// too: they expand to the loader's values bit for bit; many rows go through the GEMM packing
+    /// from the blocks, a few through the portable matrix-vector code.
     func testKQuantMatricesMultiplyFromTheirBlocks() throws {
         for (format, type) in [(QuantizedMatrix.Format.q4_K, GGMLType.q4_K), (.q5_K, .q5_K), (.q6_K, .q6_K),
                                (.q5_0, .q5_0), (.q5_1, .q5_1)] {
@@ -96,7 +96,12 @@ final class QuantizedMatrixTests: XCTestCase {
                 let want = Tensor(uninitializedShape: [m, rows])
                 Gemm.sgemm(transA: false, transB: true, m: m, n: rows, k: cols, a: x.storage.pointer, lda: cols,
                            b: w.storage.pointer, ldb: cols, c: want.storage.pointer, ldc: rows, backend: .builtin, threaded: false)
-                XCTAssertEqual(q.multiply(x).scalars.map(\.bitPattern), want.scalars.map(\.bitPattern), "\(format) m \(m)")
+                XCTAssertEqual(q.matmul(x).scalars.map(\.bitPattern), want.scalars.map(\.bitPattern), "\(format) m \(m)")
+                // A few rows (decoding): expand a block, multiply (another order of the additions).
+                let scale = Tensor(x.scalars.map(abs), shape: [m, cols]).matmul(Tensor(loader.map(abs), shape: [rows, cols]), transB: true).scalars
+                for ((a, b), s) in zip(zip(q.multiply(x).scalars, want.scalars), scale) {
+                    XCTAssertEqual(a, b, accuracy: 4e-7 * Float(cols).squareRoot() * max(s, 1e-3), "\(format) m \(m)")
+                }
             }
             XCTAssertThrowsError(try QuantizedMatrix(format: format, rows: 2, cols: format.blockValues / 2, blocks: []))
         }
