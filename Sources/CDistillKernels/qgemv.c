@@ -199,9 +199,19 @@ __attribute__((target("avx2,fma,f16c")))
 static inline __m256i block_bytes_avx2(int type, const uint8_t *w) {
     if (type == DK_Q8_0) return _mm256_loadu_si256((const __m256i *)(w + 2));
     const __m128i mask = _mm_set1_epi8(0x0F);
-    __m128i raw = _mm_loadu_si128((const __m128i *)(w + (type == DK_Q4_1 ? 4 : 2)));
+    long at = type == DK_Q4_0 ? 2 : type == DK_Q4_1 ? 4 : type == DK_Q5_0 ? 6 : 8;
+    __m128i raw = _mm_loadu_si128((const __m128i *)(w + at));
     __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-    return _mm256_set_m128i(hi, lo);            // elements 0..15, then 16..31
+    __m256i q = _mm256_set_m128i(hi, lo);            // elements 0..15, then 16..31
+    if (type == DK_Q5_0 || type == DK_Q5_1) {
+        // The fifth bits: bit j of the little-endian word before the nibbles is element j's 16.
+        const uint8_t *h = w + (type == DK_Q5_0 ? 2 : 4);
+        uint32_t qh = (uint32_t)h[0] | ((uint32_t)h[1] << 8) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 24);
+        uint8_t high[32];
+        for (int j = 0; j < 32; j++) high[j] = (uint8_t)(((qh >> j) & 1) << 4);
+        q = _mm256_or_si256(q, _mm256_loadu_si256((const __m256i *)high));
+    }
+    return q;
 }
 
 // A block's 32 weights as four vectors of 8 Float32 values in element order: exactly the loader's
@@ -211,13 +221,15 @@ static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
     __m256i bytes = block_bytes_avx2(type, b);
     __m128i halves[2] = {_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1)};
     __m256 d = _mm256_set1_ps(half_f16c(b));
-    __m256 m = _mm256_set1_ps(type == DK_Q4_1 ? half_f16c(b + 2) : 0.0f);
+    int offset = type == DK_Q4_1 || type == DK_Q5_1;
+    __m256 m = _mm256_set1_ps(offset ? half_f16c(b + 2) : 0.0f);
+    int zero = type == DK_Q4_0 ? 8 : type == DK_Q5_0 ? 16 : 0;
     for (int k = 0; k < 4; k++) {
         __m128i part = k & 1 ? _mm_srli_si128(halves[k >> 1], 8) : halves[k >> 1];
         __m256i n = type == DK_Q8_0 ? _mm256_cvtepi8_epi32(part) : _mm256_cvtepu8_epi32(part);
-        if (type == DK_Q4_0) n = _mm256_sub_epi32(n, _mm256_set1_epi32(8));
+        if (zero) n = _mm256_sub_epi32(n, _mm256_set1_epi32(zero));
         __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(n), d);
-        w[k] = type == DK_Q4_1 ? _mm256_add_ps(v, m) : v;
+        w[k] = offset ? _mm256_add_ps(v, m) : v;
     }
 }
 
@@ -281,7 +293,7 @@ static int has_avx2(void) {
 void dk_qgemv(int type, const void *W, long cols, const float *X, long m, long ldx,
               float *Y, long ldy, long row0, long row1) {
 #if defined(__x86_64__)
-    if (has_avx2() && (type == DK_Q4_0 || type == DK_Q4_1 || type == DK_Q8_0)) { qgemv_avx2(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1); return; }
+    if (has_avx2() && dk_qblock_values(type) == 32) { qgemv_avx2(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1); return; }
 #endif
     qgemv_portable(type, (const uint8_t *)W, cols, X, m, ldx, Y, ldy, row0, row1);
 }

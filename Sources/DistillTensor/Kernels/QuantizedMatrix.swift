@@ -12,8 +12,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
         public var blockBytes: Int { Int(dk_qblock_bytes(rawValue)) }
         /// Values per block: 32, or 256 for the K-quants.
         public var blockValues: Int { Int(dk_qblock_values(rawValue)) }
-        /// Whether the AVX2 and 8-bit-activation matrix-vector kernels take it (the others use
-        /// portable code: expand a block, multiply).
+        /// Whether the 8-bit-activation kernels (`--fast`) take it; the others multiply in Float32
+        /// (AVX2 for the 32-value types, portable code for the K-quants).
         public var hasVectorKernels: Bool { self == .q4_0 || self == .q4_1 || self == .q8_0 }
     }
 
