@@ -57,8 +57,8 @@ public final class PretrainedModel {
                                tokenizer: tokenizer, chatTemplate: template)
     }
 
-    /// Keeps the file's Q4_0/Q4_1/Q8_0 matrices as the layers' weights, borrowed from the mapped
-    /// file: products without gradients read the blocks, and the Float32 weight is made from the
+    /// Keeps the file's quantized matrices (`QuantizedMatrix.Format`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+    /// Q4_K, Q5_K, Q6_K) as the layers' weights, borrowed from the mapped file: products without gradients read the blocks, and the Float32 weight is made from the
     /// file only when something needs it (training, saving). Returns the names of the parameters
     /// left lazy.
     static func attachQuantizedWeights(_ lm: TransformerLM, _ weights: GGUFWeights) throws -> Set<String> {

@@ -12,10 +12,10 @@ public final class Linear: Module {
     /// alpha / r, and whether B·A has been added into `weight` (then the adapter path is skipped).
     public internal(set) var loraScale: Float = 0
     public internal(set) var loraMerged = false
-    /// The weight as stored in a quantized file (GGUF Q4_0/Q4_1/Q8_0): every product without
-    /// gradients uses it (a few rows: the matrix-vector kernels; more: tiles expanded into the
-    /// GEMM), so a model loaded from such a file need not hold its weights in Float32 (`weight`
-    /// may be lazy). Dropped as soon as a trainable weight runs with gradients or the layer gets a
+    /// The weight as stored in a quantized file (GGUF Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or a K-quant):
+    /// every product without gradients uses it (a few rows: the matrix-vector kernels; more: the
+    /// GEMM packing its panels from the blocks), so a model loaded from such a file need not hold
+    /// its weights in Float32 (`weight` may be lazy). Dropped as soon as a trainable weight runs with gradients or the layer gets a
     /// LoRA adapter (the weight may then change).
     public var quantizedWeight: QuantizedMatrix?
 

@@ -360,7 +360,8 @@ public struct GGUFWeights: @unchecked Sendable {
     public func tensor(named name: String) throws -> Tensor { try file.huggingFaceTensor(named: name) }
 
     /// The matrix `name` (Hugging Face name) in its stored block format, rows in Hugging Face
-    /// order, when it is stored as Q4_0, Q4_1 or Q8_0; nil for other types.
+    /// order, when its type is a `QuantizedMatrix.Format` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+    /// Q6_K); nil for other types.
     public func quantizedMatrix(named name: String) throws -> QuantizedMatrix? {
         guard let g = names.ggufName(for: name), file.contains(g) else { return nil }
         let info = try file.tensorInfo(named: g)

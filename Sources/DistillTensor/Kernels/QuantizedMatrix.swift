@@ -1,11 +1,12 @@
 import CDistillKernels
 import Foundation
 
-/// A weight matrix `[rows, cols]` kept in a GGML block format (Q4_0, Q4_1 or Q8_0: 32 weights per
-/// block, 18, 20 or 34 bytes) for fast inference: `multiply` expands each block to the Float32
-/// values the loader dequantizes to and multiplies in Float32, so the result is the product with
-/// the dequantized matrix up to the order of the additions — while reading 4-7× fewer bytes than
-/// a Float32 matrix, which is what bounds decoding speed.
+/// A weight matrix `[rows, cols]` kept in a GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: 32
+/// weights per block; Q4_K, Q5_K, Q6_K: 256) for inference: `multiply` (a few rows) and `matmul`
+/// (many) expand each block to the Float32 values the loader dequantizes to and multiply in
+/// Float32, so the result is the product with the dequantized matrix up to the order of the
+/// additions — while reading 4-7× fewer bytes than a Float32 matrix (what bounds decoding speed)
+/// and holding only the blocks in memory.
 public final class QuantizedMatrix: @unchecked Sendable {
     public enum Format: Int32, Sendable, CaseIterable {
         case q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14
