@@ -3,17 +3,32 @@ import DistillModels
 import Distillation
 import Foundation
 
+/// Loads a model and merges a LoRA adapter into it, if one is given.
+func loadModel(_ path: String, adapter: String?) throws -> PretrainedModel {
+    let m = try loadModel(path)
+    if let adapter {
+        do { try LoRAAdapterFiles.merge(adapter, into: m) } catch { throw CLIError("\(adapter): \(error)") }
+    }
+    return m
+}
+
 /// `--adapter DIR` for the commands that run a model: a LoRA adapter merged in after loading.
 struct AdapterOption: ParsableArguments {
     @Option(help: "A LoRA adapter directory (adapter_config.json + adapter_model.safetensors, as `distill train` or PEFT writes them), merged into the model after loading.")
     var adapter: String?
 
     /// Loads the model and merges the adapter, if any.
-    func load(_ path: String) throws -> PretrainedModel {
-        let m = try loadModel(path)
-        if let adapter {
-            do { try LoRAAdapterFiles.merge(adapter, into: m) } catch { throw CLIError("\(adapter): \(error)") }
-        }
+    func load(_ path: String) throws -> PretrainedModel { try loadModel(path, adapter: adapter) }
+}
+
+/// `--dequantize` for the commands that run a model without training it.
+struct DequantizeOption: ParsableArguments {
+    @Flag(help: "Hold a GGUF's quantized weights in Float32 (4–8× the memory) instead of multiplying from their blocks (faster decoding for the K-quants, which have no vector kernels yet).")
+    var dequantize = false
+
+    /// `m`, with its weights made Float32 when asked.
+    func apply(to m: PretrainedModel) -> PretrainedModel {
+        if dequantize { m.dequantizeWeights() }
         return m
     }
 }
@@ -35,10 +50,8 @@ struct LoRAMerge: ParsableCommand {
     @Option(help: "Stored type: f32, f16 or bf16.") var dtype = "f32"
 
     func run() throws {
-        guard let stored = SafetensorsWriter.StoredType(rawValue: dtype.uppercased()) else {
-            throw ValidationError("--dtype must be f32, f16 or bf16, got '\(dtype)'")
-        }
-        let m = try AdapterOption.parse(["--adapter", adapter]).load(base)
+        let stored = try storedType(dtype)
+        let m = try loadModel(base, adapter: adapter)
         do { try m.saveDirectory(out, dtype: stored) } catch { throw CLIError("\(error)") }
         print("wrote \(out): \(base) with \(adapter) merged (\(m.architecture.className), \(dtype))")
     }

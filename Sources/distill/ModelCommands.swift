@@ -76,8 +76,8 @@ struct Score: ParsableCommand {
     @Option(help: "A UTF-8 file holding the text to score.") var textFile: String?
     @Option(help: "A JSONL file of {\"text\": …} lines, each scored on its own; prints the totals.") var jsonl: String?
     @Flag(help: "Print a JSON object with ids, token_logprobs, nll, perplexity, bytes and bits_per_byte (with --jsonl: the totals).") var json = false
-    @Flag(help: "Hold a GGUF's quantized weights in Float32 (4–8× the memory) instead of multiplying from their blocks.") var dequantize = false
     @OptionGroup var lora: AdapterOption
+    @OptionGroup var weights: DequantizeOption
 
     func validate() throws {
         guard [text, textFile, jsonl].compactMap({ $0 }).count == 1 else {
@@ -114,8 +114,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         if let jsonl {
-            let m = try lora.load(model)
-            if dequantize { m.dequantizeWeights() }
+            let m = weights.apply(to: try lora.load(model))
             return try scoreLines(jsonl, m)
         }
         let input: String
@@ -124,8 +123,7 @@ struct Score: ParsableCommand {
             guard let s = String(data: data, encoding: .utf8) else { throw CLIError("\(textFile): not valid UTF-8 text") }
             input = s
         } else { input = text! }
-        let m = try lora.load(model)
-        if dequantize { m.dequantizeWeights() }
+        let m = weights.apply(to: try lora.load(model))
         let s: TextScore
         do { s = try m.score(text: input) } catch { throw CLIError("\(error)") }
         if json { try printJSON(s); return }
@@ -156,12 +154,11 @@ struct Generate: ParsableCommand {
     @Option(name: .short, help: "Number of samples.") var n = 1
     @Option(help: "Stop when this text appears (repeatable).") var stop: [String] = []
     @OptionGroup var lora: AdapterOption
-    @Flag(help: "Hold a GGUF's quantized weights in Float32 (4–8× the memory): faster decoding for types without vector kernels (Q5_0, Q5_1, K-quants).") var dequantize = false
+    @OptionGroup var weights: DequantizeOption
 
     func run() throws {
         QuantizedMatrix.fastDecoding = fast
-        let m = try lora.load(model)
-        if dequantize { m.dequantizeWeights() }
+        let m = weights.apply(to: try lora.load(model))
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
                                           repetitionPenalty: repetitionPenalty, seed: seed)
         let request = TextGenerationRequest(prompt: prompt, chat: chat,
@@ -187,6 +184,14 @@ struct Generate: ParsableCommand {
 }
 
 /// A failure to report to the user (printed as "Error: …", exit status 1).
+/// `--dtype` of the commands that write safetensors.
+func storedType(_ dtype: String) throws -> SafetensorsWriter.StoredType {
+    guard let stored = SafetensorsWriter.StoredType(rawValue: dtype.uppercased()) else {
+        throw ValidationError("--dtype must be f32, f16 or bf16, got '\(dtype)'")
+    }
+    return stored
+}
+
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ message: String) { description = message }
@@ -201,9 +206,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Stored type: f32, f16 or bf16.") var dtype = "f32"
 
     func run() throws {
-        guard let stored = SafetensorsWriter.StoredType(rawValue: dtype.uppercased()) else {
-            throw ValidationError("--dtype must be f32, f16 or bf16, got '\(dtype)'")
-        }
+        let stored = try storedType(dtype)
         let m = try loadModel(model)
         do { try m.saveDirectory(out, dtype: stored) } catch { throw CLIError("\(error)") }
         print("wrote \(out) (\(m.architecture.className), \(m.lm.parameterCount) parameters, \(dtype))")

@@ -25,7 +25,7 @@ struct Serve: ParsableCommand {
     @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
     @Option(help: "Milliseconds an idle server waits for more requests to batch with the first.") var batchWindowMs = 5.0
     @OptionGroup var lora: AdapterOption
-    @Flag(help: "Hold a GGUF's quantized weights in Float32 (4–8× the memory): faster decoding for types without vector kernels (Q5_0, Q5_1, K-quants).") var dequantize = false
+    @OptionGroup var weights: DequantizeOption
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535, got \(port)") }
@@ -35,8 +35,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         QuantizedMatrix.fastDecoding = fast
-        let m = try lora.load(model)
-        if dequantize { m.dequantizeWeights() }
+        let m = weights.apply(to: try lora.load(model))
         let server: OpenAIServer
         do {
             server = try OpenAIServer(model: m, modelName: modelName, maxBatch: maxBatch, batchWindow: batchWindowMs / 1000)

@@ -86,4 +86,18 @@ final class OptionCheckTests: XCTestCase {
         assertFails(["convert", "m", "--out", "out", "--dtype", "f8"], mentioning: ["--dtype", "f8"])
         assertFails(["mix", "--out", "x.jsonl"], mentioning: ["--input"])
     }
+
+    /// `export`, `lora merge` and `--adapter`: bad values are refused naming the option, before any model loads.
+    func testExportAndLoRAOptions() throws {
+        let base = ["export", "demo/teacher", "--out", "/tmp/x.gguf"]
+        assertFails(base + ["--type", "q3_k"], mentioning: ["--type must be one of", "q4_k_m", "'q3_k'"])
+        assertFails(base + ["--format", "onnx"], mentioning: ["--format must be gguf", "'onnx'"])
+        assertFails(["export", "demo/teacher", "--out", "/tmp/x.bin"], mentioning: ["--out must name a .gguf file", "/tmp/x.bin"])
+        assertFails(["lora", "merge", "--base", "demo/teacher", "--adapter", "demo", "--out", "/tmp/m", "--dtype", "q8"],
+                    mentioning: ["--dtype must be f32, f16 or bf16", "'q8'"])
+        assertFails(["convert", "demo/teacher", "--out", "/tmp/m", "--dtype", "f8"], mentioning: ["--dtype must be f32, f16 or bf16", "'f8'"])
+        let notAdapter = FileManager.default.temporaryDirectory.appendingPathComponent("no-adapter-\(UUID().uuidString)").path
+        assertFails(["score", "--model", "demo/teacher", "--text", "one plus one", "--adapter", notAdapter],
+                    mentioning: [notAdapter, "adapter_config.json", "cannot read the adapter config"])
+    }
 }
