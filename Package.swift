@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C kernels: GEMM micro-kernels compiled twice (portable vectors and AVX2+FMA, chosen at
@@ -34,7 +35,10 @@ let package = Package(
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .target(name: "DistillNN", dependencies: ["DistillTensor"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
-        .target(name: "DistillModels", dependencies: ["DistillNN", "DistillTensor"],
+        // The ONNX schema as Swift types (generated once by scripts/generate_onnx_proto.sh and
+        // committed), for `distill export --format onnx`.
+        .target(name: "ONNXSchema", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "DistillModels", dependencies: ["DistillNN", "DistillTensor", "ONNXSchema"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         // Prompt sets, trace templates, verifiers, the OpenAI-compatible teacher client, the
         // generation store (SQLite through GRDB) and dataset files.

@@ -171,15 +171,22 @@ public final class PretrainedModel {
                               maxShardBytes: Int = 5_000_000_000) throws {
         let dir = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        var cfg = config
-        cfg.json["architectures"] = [architecture.className]
-        cfg.json["model_type"] = architecture.modelType
-        cfg.json["torch_dtype"] = ["F32": "float32", "F16": "float16", "BF16": "bfloat16"][dtype.rawValue] ?? "float32"
-        try atomicWrite(try cfg.data(), to: dir.appendingPathComponent("config.json"))
         var tensors: [String: Tensor] = [:]
         for (name, p) in lm.namedParameters() { tensors[name] = p.value.detached() }
         tensors = FusedTensor.fuse(tensors, architecture.fusedTensors(lm.config), layers: lm.config.layers)
         _ = try SafetensorsWriter.writeSharded(tensors, to: path, dtype: dtype, maxShardSize: maxShardBytes)
+        try saveSideFiles(to: dir, torchDtype: ["F32": "float32", "F16": "float16", "BF16": "bfloat16"][dtype.rawValue] ?? "float32")
+    }
+
+    /// The files of a Hugging Face directory other than the weights: config.json (with
+    /// `architectures` and `torch_dtype`), generation_config.json and the tokenizer files (see
+    /// `saveTokenizerFiles`). Also written beside an ONNX export, as optimum does.
+    func saveSideFiles(to dir: URL, torchDtype: String) throws {
+        var cfg = config
+        cfg.json["architectures"] = [architecture.className]
+        cfg.json["model_type"] = architecture.modelType
+        cfg.json["torch_dtype"] = torchDtype
+        try atomicWrite(try cfg.data(), to: dir.appendingPathComponent("config.json"))
         var gen = generationConfig
         if gen.isEmpty {
             gen["_from_model_config"] = true

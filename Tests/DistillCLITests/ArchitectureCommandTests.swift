@@ -114,6 +114,12 @@ final class ArchitectureCommandTests: XCTestCase {
                 try run(["score", "--model", gguf, "--text", "three plus four is seven."])
                 XCTAssertEqual(try PretrainedModel.loadGGUF(gguf).lm.config.layers, 1)
             }
+            // Every architecture exports to ONNX (checked against onnxruntime in ONNXExportTests).
+            let onnx = root.appendingPathComponent("\(type)-onnx")
+            try run(["export", out.path, "--format", "onnx", "--dtype", "f16", "--out", onnx.path])
+            for f in ["model.onnx", "config.json", "tokenizer.json"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: onnx.appendingPathComponent(f).path), "\(type): \(f)")
+            }
         }
     }
 

@@ -91,7 +91,13 @@ final class OptionCheckTests: XCTestCase {
     func testExportAndLoRAOptions() throws {
         let base = ["export", "demo/teacher", "--out", "/tmp/x.gguf"]
         assertFails(base + ["--type", "q3_k"], mentioning: ["--type must be one of", "q4_k_m", "'q3_k'"])
-        assertFails(base + ["--format", "onnx"], mentioning: ["--format must be gguf", "'onnx'"])
+        assertFails(base + ["--format", "tflite"], mentioning: ["--format must be gguf or onnx", "'tflite'"])
+        assertFails(base + ["--dtype", "f16"], mentioning: ["--dtype and --external-data are for --format onnx"])
+        let onnx = ["export", "demo/teacher", "--format", "onnx", "--out", "/tmp/onnx-out"]
+        assertFails(onnx + ["--dtype", "int8"], mentioning: ["--dtype must be one of f32, f16", "'int8'"])
+        assertFails(onnx + ["--type", "q8_0"], mentioning: ["--type is for --format gguf"])
+        assertFails(["export", "demo/teacher", "--format", "onnx", "--out", "/tmp/x.onnx"],
+                    mentioning: ["--out names a directory for --format onnx", "/tmp/x.onnx"])
         assertFails(["export", "demo/teacher", "--out", "/tmp/x.bin"], mentioning: ["--out must name a .gguf file", "/tmp/x.bin"])
         assertFails(["lora", "merge", "--base", "demo/teacher", "--adapter", "demo", "--out", "/tmp/m", "--dtype", "q8"],
                     mentioning: ["--dtype must be f32, f16 or bf16", "'q8'"])
