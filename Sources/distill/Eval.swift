@@ -10,13 +10,14 @@ struct Eval: ParsableCommand {
           {"prompt": …, "answer": …}                      reasoning: accuracy, template compliance, reasoning success
           {"prompt": …, "choices": […], "label": …}       classification by log-likelihood: accuracy, macro-F1
           {"prompt": …, "reference": …}  or "references"   generation: BLEU, ROUGE-1/2/L
-        or a .txt text: perplexity. With --teacher, each other model also gets top-1 token agreement
+        or a .txt text: perplexity. A model given as PATH,adapter=DIR is PATH with the LoRA adapter DIR \
+        merged in (as --adapter does elsewhere). With --teacher, each other model also gets top-1 token agreement
         and mean KL(teacher‖student) on held-out sequences, and answer agreement on the task.
         Speed: batch-1 greedy requests over the task's first prompts, the same for every model.
         """)
 
-    @Option(name: .customLong("model"), help: "A model to evaluate (directory or .gguf); repeatable.") var models: [String] = []
-    @Option(help: "The teacher: evaluated too, and the reference for agreement.") var teacher: String?
+    @Option(name: .customLong("model"), help: "A model to evaluate (directory or .gguf, or PATH,adapter=DIR); repeatable.") var models: [String] = []
+    @Option(help: "The teacher (PATH or PATH,adapter=DIR): evaluated too, and the reference for agreement.") var teacher: String?
     @Option(help: "word-problems, or a .jsonl / .txt file.") var task: String
     @Option(help: "Evaluate the first N items (word-problems: N problems) [word-problems 200, files all].") var limit: Int?
     @Option(help: "Longest generated answer, tokens.") var maxTokens = 256
@@ -33,8 +34,8 @@ struct Eval: ParsableCommand {
             throw ValidationError("--limit, --max-tokens, --batch-size, --speed-requests and --speed-tokens must be positive")
         }
         var specs: [ModelSpec] = []
-        if let teacher { specs.append(ModelSpec(name: "teacher", path: teacher, isTeacher: true)) }
-        specs += models.map { ModelSpec(name: URL(fileURLWithPath: $0).lastPathComponent, path: $0) }
+        if let teacher { specs.append(try Self.spec(teacher, name: "teacher", isTeacher: true)) }
+        specs += try models.map { try Self.spec($0) }
         var seen: [String: Int] = [:]
         for i in specs.indices {
             seen[specs[i].name, default: 0] += 1
@@ -78,6 +79,23 @@ struct Eval: ParsableCommand {
     }
 }
 
+extension Eval {
+    /// A model argument: PATH, or PATH,adapter=DIR (named after both).
+    static func spec(_ argument: String, name: String? = nil, isTeacher: Bool = false) throws -> ModelSpec {
+        var path = argument, adapter: String?
+        if let r = argument.range(of: ",adapter=") {
+            path = String(argument[..<r.lowerBound])
+            adapter = String(argument[r.upperBound...])
+            guard !path.isEmpty, !adapter!.isEmpty else {
+                throw ValidationError("'\(argument)': expected PATH,adapter=DIR with both parts")
+            }
+        }
+        let base = URL(fileURLWithPath: path).lastPathComponent
+        let shown = name ?? (adapter.map { base + "+" + URL(fileURLWithPath: $0).lastPathComponent } ?? base)
+        return ModelSpec(name: shown, path: path, adapter: adapter, isTeacher: isTeacher)
+    }
+}
+
 /// `distill eval-speed` (hidden): one model's speed and peak memory in a process of its own, as
 /// JSON; `distill eval` and the demo run it once per model.
 struct EvalSpeed: ParsableCommand {
@@ -85,6 +103,7 @@ struct EvalSpeed: ParsableCommand {
                                                     shouldDisplay: false)
 
     @Option var model: String
+    @Option var adapter: String?
     @Option var task: String
     @Option var limit: Int?
     @Option var speedRequests = 8
@@ -95,7 +114,7 @@ struct EvalSpeed: ParsableCommand {
         o.speedRequests = speedRequests
         o.speedNewTokens = speedTokens
         let s: SpeedMeasurement
-        do { s = try SpeedProbe.measure(modelPath: model, task: try EvalTask.load(task, limit: limit), options: o) } catch {
+        do { s = try SpeedProbe.measure(ModelSpec(name: model, path: model, adapter: adapter), task: try EvalTask.load(task, limit: limit), options: o) } catch {
             throw CLIError("\(error)")
         }
         let enc = JSONEncoder()

@@ -87,6 +87,16 @@ final class OptionCheckTests: XCTestCase {
         assertFails(["mix", "--out", "x.jsonl"], mentioning: ["--input"])
     }
 
+    /// `eval --model PATH,adapter=DIR`: split into the model and its adapter, named after both.
+    func testEvalModelWithAdapter() throws {
+        let s = try Eval.spec("runs/base,adapter=runs/lora-1")
+        XCTAssertEqual([s.path, s.adapter, s.name], ["runs/base", "runs/lora-1", "base+lora-1"])
+        XCTAssertNil(try Eval.spec("runs/base").adapter)
+        XCTAssertEqual(try Eval.spec("t,adapter=a", name: "teacher", isTeacher: true).name, "teacher")
+        XCTAssertThrowsError(try Eval.spec("runs/base,adapter="))
+        assertFails(["eval", "--model", ",adapter=x", "--task", "word-problems"], mentioning: ["PATH,adapter=DIR"])
+    }
+
     /// `export`, `lora merge` and `--adapter`: bad values are refused naming the option, before any model loads.
     func testExportAndLoRAOptions() throws {
         let base = ["export", "demo/teacher", "--out", "/tmp/x.gguf"]

@@ -35,6 +35,27 @@ final class EvaluatorTests: XCTestCase {
         return o
     }
 
+    /// `PATH,adapter=DIR` models (ModelSpec.adapter): the PEFT adapter merged in after loading,
+    /// as `distill lora merge` and `--adapter` do; a bad adapter directory is named.
+    func testModelSpecMergesItsAdapter() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("DistillationTests/Fixtures/peft_adapter")
+        let base = fixture.appendingPathComponent("base").path, adapter = fixture.appendingPathComponent("adapter").path
+        let plain = try ModelSpec(name: "base", path: base).load()
+        let adapted = try ModelSpec(name: "adapted", path: base, adapter: adapter).load()
+        let merged = try PretrainedModel.load(base)
+        try LoRAAdapterFiles.merge(adapter, into: merged)
+        var changed = 0
+        for (((name, a), (_, m)), (_, p)) in zip(zip(adapted.lm.namedParameters(), merged.lm.namedParameters()), plain.lm.namedParameters()) {
+            XCTAssertEqual(a.value.scalars, m.value.scalars, name)
+            if a.value.scalars != p.value.scalars { changed += 1 }
+        }
+        XCTAssertGreaterThan(changed, 0)
+        XCTAssertThrowsError(try ModelSpec(name: "x", path: base, adapter: "/nonexistent-adapter").load()) { e in
+            XCTAssertTrue("\(e)".contains("/nonexistent-adapter"), "\(e)")
+        }
+    }
+
     func testTaskFileErrorsNameFileAndLine() throws {
         XCTAssertTrue(message { _ = try EvalTask.load(self.tmp.appendingPathComponent("missing.jsonl").path) }.contains("no such task file"))
         let empty = try write("empty.jsonl", "\n\n")
@@ -197,10 +218,10 @@ final class SpeedProbeTests: XCTestCase {
         var o = EvalOptions()
         o.speedRequests = 2
         o.speedNewTokens = 4
-        let s = try SpeedProbe.measure(modelPath: EvaluatorTests.teacher, task: try EvalTask.load("word-problems", limit: 2), options: o)
+        let s = try SpeedProbe.measure(ModelSpec(name: "teacher", path: EvaluatorTests.teacher), task: try EvalTask.load("word-problems", limit: 2), options: o)
         XCTAssertGreaterThan(s.peakResidentBytes, 1_000_000)
         XCTAssertEqual(s.newTokens, 4)
-        XCTAssertThrowsError(try SpeedProbe.measure(modelPath: "/nonexistent", task: .reasoning([.init(prompt: "a", answer: "1")]), options: o))
+        XCTAssertThrowsError(try SpeedProbe.measure(ModelSpec(name: "x", path: "/nonexistent"), task: .reasoning([.init(prompt: "a", answer: "1")]), options: o))
     }
 }
 

@@ -8,12 +8,29 @@ import Foundation
 public struct ModelSpec: Sendable {
     public var name: String
     public var path: String
+    /// A LoRA adapter directory (PEFT's layout) merged into the model after loading.
+    public var adapter: String?
     public var isTeacher: Bool
 
-    public init(name: String, path: String, isTeacher: Bool = false) {
+    public init(name: String, path: String, adapter: String? = nil, isTeacher: Bool = false) {
         self.name = name
         self.path = path
+        self.adapter = adapter
         self.isTeacher = isTeacher
+    }
+
+    /// Loads the model (and merges the adapter, if any).
+    public func load() throws -> PretrainedModel {
+        let model: PretrainedModel
+        do { model = try PretrainedModel.load(path) } catch {
+            throw EvalError.invalidInput("\(path): cannot load the model: \(error)")
+        }
+        if let adapter {
+            do { try LoRAAdapterFiles.merge(adapter, into: model) } catch {
+                throw EvalError.invalidInput("\(adapter): cannot merge the adapter into \(path): \(error)")
+            }
+        }
+        return model
     }
 }
 
@@ -67,10 +84,7 @@ public enum Evaluator {
             ProcessMemory.resetPeak()
             let before = ProcessMemory.residentBytes()
             progress(.loading(model: spec.name))
-            let model: PretrainedModel
-            do { model = try PretrainedModel.load(spec.path) } catch {
-                throw EvalError.invalidInput("\(spec.path): cannot load the model: \(error)")
-            }
+            let model = try spec.load()
             model.lm.freeze()
             let outputs = try evaluateTask(model, name: spec.name, task: task, options: o, progress: progress)
             var row = ModelEvaluation(name: spec.name, path: spec.path, role: spec.isTeacher ? .teacher : (models.contains(where: \.isTeacher) ? .student : .model),

@@ -7,23 +7,20 @@ import Foundation
 public enum SpeedProbe {
     /// In the measuring process: loads the model, runs the speed requests of `task`, and returns
     /// the measurement with this process's peak resident memory (Linux VmHWM; getrusage elsewhere).
-    public static func measure(modelPath: String, task: EvalTask, options: EvalOptions) throws -> SpeedMeasurement {
-        let model: PretrainedModel
-        do { model = try PretrainedModel.load(modelPath) } catch {
-            throw EvalError.invalidInput("\(modelPath): cannot load the model: \(error)")
-        }
+    public static func measure(_ spec: ModelSpec, task: EvalTask, options: EvalOptions) throws -> SpeedMeasurement {
+        let model = try spec.load()
         model.lm.freeze()
         var s = try Evaluator.speed(model, task: task, options: options)
         s.peakResidentBytes = ProcessMemory.peakResidentBytes()
         return s
     }
 
-    /// A probe that runs `executable ARGUMENTS… --model PATH` and reads a JSON `SpeedMeasurement`
+    /// A probe that runs `executable ARGUMENTS… --model PATH [--adapter DIR]` and reads a JSON `SpeedMeasurement`
     /// (snake_case keys) from the last line of its standard output.
     public static func childProcess(executable: String, arguments: [String]) -> @Sendable (ModelSpec) throws -> SpeedMeasurement {
         { spec in
             let r: ChildProcess.Output
-            do { r = try ChildProcess.run(executable, arguments + ["--model", spec.path]) } catch {
+            do { r = try ChildProcess.run(executable, arguments + ["--model", spec.path] + (spec.adapter.map { ["--adapter", $0] } ?? [])) } catch {
                 throw EvalError.invalidInput("cannot start \(executable) to measure \(spec.name): \(error)")
             }
             let dec = JSONDecoder()

@@ -1,4 +1,3 @@
-import DistillModels
 import DistillNN
 import DistillTensor
 import Foundation
