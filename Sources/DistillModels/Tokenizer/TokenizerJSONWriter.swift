@@ -17,7 +17,8 @@ import Foundation
 // - tokenizer_config.json: tokenizer_class (the source's, else PreTrainedTokenizerFast, whose
 //   post-processor is the file's own), bos/eos/pad/unk, add_bos_token / add_eos_token and
 //   add_prefix_space agreeing with the files, chat template(s), added_tokens_decoder,
-//   clean_up_tokenization_spaces, split_special_tokens, model_max_length when known.
+//   clean_up_tokenization_spaces, split_special_tokens, model_max_length when known, and
+//   model_input_names (input_ids, attention_mask) with PreTrainedTokenizerFast.
 //
 // One known difference: GGUF tokenizers decode added tokens as their raw text (llama.cpp), the
 // Hugging Face files through the ByteLevel decoder (tokenizers); the two differ only for added
@@ -185,6 +186,9 @@ extension Tokenizer {
         }
         items.append(("clean_up_tokenization_spaces", .bool(cleanUpTokenizationSpaces)))
         items.append(("eos_token", eosToken.map(JSONOut.string) ?? .null))
+        // PreTrainedTokenizerFast would also return token_type_ids, which no decoder-only model
+        // takes (transformers' generate refuses them, e.g. optimum's ONNX models).
+        if tokenizerClass == nil { items.append(("model_input_names", .array([.string("input_ids"), .string("attention_mask")]))) }
         if let modelMaxLength { items.append(("model_max_length", .int(modelMaxLength))) }
         items.append(("pad_token", padToken.map(JSONOut.string) ?? .null))
         items.append(("split_special_tokens", .bool(!parsesSpecialTokensByDefault)))
