@@ -12,8 +12,12 @@ typedef void (*cblas_sgemm_fn)(int order, int transA, int transB, int M, int N, 
                                float *C, int ldc);
 typedef void (*set_threads_fn)(int);
 
+typedef char *(*corename_fn)(void);
+
 static cblas_sgemm_fn g_sgemm = NULL;
 static set_threads_fn g_set_threads = NULL;
+static corename_fn g_corename = NULL;
+static corename_fn g_config = NULL;
 static char g_name[512] = "";
 
 static int try_open(const char *path) {
@@ -23,6 +27,8 @@ static int try_open(const char *path) {
     if (!f) { dlclose(h); return 0; }
     g_sgemm = f;
     g_set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+    g_corename = (corename_fn)dlsym(h, "openblas_get_corename");
+    g_config = (corename_fn)dlsym(h, "openblas_get_config");
     strncpy(g_name, path, sizeof(g_name) - 1);
     return 1;
 }
@@ -52,6 +58,8 @@ int dk_blas_load(const char *path) {
 int dk_blas_available(void) { return g_sgemm != NULL; }
 const char *dk_blas_name(void) { return g_name; }
 void dk_blas_set_threads(int n) { if (g_set_threads) g_set_threads(n); }
+const char *dk_blas_core_name(void) { return g_corename ? g_corename() : NULL; }
+const char *dk_blas_config(void) { return g_config ? g_config() : NULL; }
 
 void dk_blas_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                    const float *A, long lda, const float *B, long ldb,

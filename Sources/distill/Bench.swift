@@ -48,7 +48,8 @@ extension Bench {
                          r.gemmPeakGflops, r.threads, Double(r.peakResidentBytes) / 1_048_576))
             if let torch, let tps = torch["tokens_per_second"] as? Double, let secs = torch["step_seconds"] as? Double {
                 let mem = (torch["peak_resident_bytes"] as? Double).map { String(format: ", peak memory %.0f MB", $0 / 1_048_576) } ?? ""
-                print(String(format: "pytorch %@: %.3f s/step, %.0f tokens/s%@", (torch["torch"] as? String) ?? "?", secs, tps, mem))
+                let best = (torch["best"] as? String).map { ", fastest of its variants: \($0)" } ?? ""
+                print(String(format: "pytorch %@: %.3f s/step, %.0f tokens/s%@%@", (torch["torch"] as? String) ?? "?", secs, tps, mem, best))
                 print(String(format: "distill / pytorch tokens/s: %.2f×", r.tokensPerSecond / tps))
             }
         }
@@ -94,10 +95,22 @@ extension Bench {
                 }
                 return n
             }
+            // Measure the backends again (and update the cached choice), then say what runs and why.
+            GemmSelection.remeasure()
+            let choice = Gemm.choice
             let backend = Gemm.backend
-            let header = "backend: \(backend.rawValue)" + (Gemm.blasName.map { " (\($0))" } ?? " (no BLAS library found)")
+            var header = "backend: \(backend.rawValue)" + (Gemm.blasName.map { " (\($0))" } ?? " (no BLAS library found)")
                 + "; built-in kernel: \(Gemm.builtinKernelName); threads: \(Threads.count)"
-            if !json { print(header) }
+            header += "\nchosen: \(choice.reason)"
+            if let b = choice.blasGflops, let k = choice.builtinGflops {
+                header += String(format: " (BLAS %.1f GFLOP/s, built-in %.1f GFLOP/s)", b, k)
+            }
+            let (core, warning) = GemmSelection.blasCoreReport()
+            if let core { header += "\nOpenBLAS core: \(core)" }
+            if !json {
+                print(header)
+                if let warning { print("warning: \(warning)") }
+            }
             var gemms: [OpBenchmarks.GemmResult] = []
             if !json {
                 print("\nGEMM C = A·B, square, GFLOP/s (median)")
@@ -128,13 +141,14 @@ extension Bench {
             } else {
                 struct Report: Encodable {
                     var backend: String, blas: String?, builtinKernel: String, threads: Int
+                    var choice: GemmChoice, openblasCore: String?, warning: String?
                     var gemm: [OpBenchmarks.GemmResult], attention: OpBenchmarks.AttentionResult
                     var trainStep: OpBenchmarks.TrainStepResult
                 }
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 let rep = Report(backend: backend.rawValue, blas: Gemm.blasName, builtinKernel: Gemm.builtinKernelName,
-                                 threads: Threads.count, gemm: gemms, attention: att, trainStep: step)
+                                 threads: Threads.count, choice: choice, openblasCore: core, warning: warning, gemm: gemms, attention: att, trainStep: step)
                 print(String(data: try enc.encode(rep), encoding: .utf8)!)
             }
         }

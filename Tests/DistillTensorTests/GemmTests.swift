@@ -183,3 +183,41 @@ final class GemmTests: XCTestCase {
         }
     }
 }
+
+/// The GEMM backend is chosen by measurement (GemmSelection): the faster side wins, BLAS keeps
+/// near-ties, the choice is cached per machine and settings, and `DISTILL_BLAS` overrides it.
+final class GemmSelectionTests: XCTestCase {
+    func testTheFasterBackendWins() {
+        XCTAssertEqual(GemmSelection.decide(blasGflops: 39, builtinGflops: 120), .builtin)     // a generic OpenBLAS core
+        XCTAssertEqual(GemmSelection.decide(blasGflops: 270, builtinGflops: 150), .blas)
+        XCTAssertEqual(GemmSelection.decide(blasGflops: 98, builtinGflops: 100), .blas)        // within 3%: BLAS
+    }
+
+    func testSettingsAndCache() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gemm-choice-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        XCTAssertEqual(GemmSelection.choose(environment: ["DISTILL_BLAS": "off"]),
+                       GemmChoice(backend: "builtin", reason: "DISTILL_BLAS=off"))
+        XCTAssertEqual(GemmSelection.choose(environment: ["DISTILL_BLAS": "/no/such/libblas.so"]).backend, "builtin")
+        guard Gemm.blasAvailable else { throw XCTSkip("no BLAS library here") }
+        let env = ["DISTILL_CACHE_DIR": dir.path]
+        let first = GemmSelection.choose(environment: env)
+        XCTAssertEqual(first.reason, "measured")
+        XCTAssertGreaterThan(first.blasGflops ?? 0, 0)
+        XCTAssertGreaterThan(first.builtinGflops ?? 0, 0)
+        XCTAssertEqual(first.key, GemmSelection.machineKey())
+        XCTAssertTrue(first.key!.contains("\(Threads.count) threads"))
+        // The second process on this machine reads the choice instead of measuring.
+        let second = GemmSelection.choose(environment: env)
+        XCTAssertEqual(second.reason, "cached")
+        XCTAssertEqual(second.backend, first.backend)
+        XCTAssertEqual(second.blasGflops, first.blasGflops)
+        // An entry made for something else (another CPU, library or thread count) is measured anew.
+        var stale = first
+        stale.key = "another machine"
+        stale.backend = first.backend == "blas" ? "builtin" : "blas"
+        GemmSelection.save(stale, to: dir.appendingPathComponent("gemm-backend.json"))
+        XCTAssertEqual(GemmSelection.choose(environment: env).reason, "measured")
+        XCTAssertEqual(GemmSelection.choose(environment: ["DISTILL_BLAS": "on"]), GemmChoice(backend: "blas", reason: "DISTILL_BLAS=on"))
+    }
+}

@@ -38,6 +38,11 @@ int dk_blas_available(void);
 const char *dk_blas_name(void);
 /// Sets the BLAS library's thread count when it exposes a setter (OpenBLAS); no-op otherwise.
 void dk_blas_set_threads(int n);
+/// OpenBLAS's kernel family for this CPU (openblas_get_corename: "Haswell", "Zen", "SkylakeX",
+/// or "Prescott" when it does not know the CPU); NULL for other libraries.
+const char *dk_blas_core_name(void);
+/// OpenBLAS's build description (openblas_get_config: version, DYNAMIC_ARCH, …); NULL otherwise.
+const char *dk_blas_config(void);
 /// cblas_sgemm in row-major order. Only valid when dk_blas_available() is 1.
 void dk_blas_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                    const float *A, long lda, const float *B, long ldb,

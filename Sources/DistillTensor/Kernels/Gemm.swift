@@ -15,20 +15,16 @@ public enum GemmBackend: String, CaseIterable, Sendable {
 
 /// Matrix multiplication entry point: chooses the backend, splits work across threads.
 public enum Gemm {
-    /// The backend ops use. Defaults to BLAS when one loads (unless `DISTILL_BLAS=off`), else the
-    /// built-in kernel. `DISTILL_BLAS=/path/to/lib.so` picks a library.
-    nonisolated(unsafe) public static var backend: GemmBackend = {
-        let env = ProcessInfo.processInfo.environment["DISTILL_BLAS"]
-        if env == "off" || env == "0" { return .builtin }
-        if dk_blas_load(env) == 1 {
-            dk_blas_set_threads(Int32(Threads.count))
-            return .blas
-        }
-        return .builtin
-    }()
+    /// The backend ops use: a BLAS library found at run time where it measures faster than the
+    /// built-in kernel on this machine, else the built-in kernel (see `GemmSelection`).
+    /// `DISTILL_BLAS=off` forces the built-in kernel; `on` or `/path/to/lib.so` a library.
+    nonisolated(unsafe) public static var backend: GemmBackend = GemmBackend(rawValue: choice.backend) ?? .builtin
+
+    /// How `backend` was chosen (measured, cached, or set).
+    nonisolated(unsafe) public static var choice: GemmChoice = GemmSelection.choose()
 
     /// Whether a BLAS library is loaded (loading it on first use).
-    public static var blasAvailable: Bool { _ = backend; return dk_blas_available() == 1 }
+    public static var blasAvailable: Bool { _ = choice; return dk_blas_available() == 1 }
     /// The loaded BLAS library's path, or nil.
     public static var blasName: String? { blasAvailable ? String(cString: dk_blas_name()) : nil }
     /// The built-in micro-kernel chosen for this CPU.

@@ -1,0 +1,153 @@
+import CDistillKernels
+import Foundation
+
+/// How the GEMM backend was chosen: a CBLAS library is used only where it is measured faster than
+/// the built-in kernel on this machine (a library's generic kernels can be several times slower —
+/// Debian's OpenBLAS 0.3.21 runs its SSE3 "Prescott" code on CPUs newer than it knows). The
+/// measurement takes a few tens of milliseconds on first use and is kept per machine, library and
+/// thread count in `~/.cache/distill/gemm-backend.json` ($XDG_CACHE_HOME or $DISTILL_CACHE_DIR
+/// move it).
+public struct GemmChoice: Codable, Equatable, Sendable {
+    /// The backend matrix products use: "blas" or "builtin".
+    public var backend: String
+    /// measured, cached (an earlier measurement on this machine), or the reason nothing was measured.
+    public var reason: String
+    /// GFLOP/s each side reached in the measurement (nil when not measured).
+    public var blasGflops: Double?
+    public var builtinGflops: Double?
+    /// What the cache entry is valid for: CPU, its vector extensions, library, kernels, threads.
+    public var key: String?
+}
+
+public enum GemmSelection {
+    /// Products timed: a square one and a training-shaped one (rows × hidden → intermediate).
+    static let shapes: [(m: Int, n: Int, k: Int)] = [(384, 384, 384), (1024, 704, 256)]
+
+    /// Chooses the backend as `Gemm.backend` does on first use (see the type's comment).
+    /// `DISTILL_BLAS=off` forces the built-in kernel, `on` (or a library path) a BLAS library.
+    static func choose(environment env: [String: String] = ProcessInfo.processInfo.environment) -> GemmChoice {
+        let setting = env["DISTILL_BLAS"]
+        if setting == "off" || setting == "0" { return GemmChoice(backend: "builtin", reason: "DISTILL_BLAS=\(setting!)") }
+        let path = setting == nil || setting == "on" || setting == "1" ? nil : setting
+        guard dk_blas_load(path) == 1 else {
+            return GemmChoice(backend: "builtin", reason: path.map { "DISTILL_BLAS=\($0) does not load" } ?? "no BLAS library found")
+        }
+        dk_blas_set_threads(Int32(Threads.count))
+        if setting != nil { return GemmChoice(backend: "blas", reason: "DISTILL_BLAS=\(setting!)") }
+        let key = machineKey()
+        let url = cacheURL(env)
+        if let url, let data = try? Data(contentsOf: url), var cached = try? JSONDecoder().decode(GemmChoice.self, from: data),
+           cached.key == key {
+            cached.reason = "cached"
+            return cached
+        }
+        let choice = measure(key: key)
+        if let url { save(choice, to: url) }
+        return choice
+    }
+
+    /// Times both backends on `shapes` (best of three after a warm-up) and picks the faster;
+    /// BLAS keeps ties within 3%.
+    public static func measure(key: String? = nil) -> GemmChoice {
+        let blas = gflops(.blas), builtin = gflops(.builtin)
+        return GemmChoice(backend: decide(blasGflops: blas, builtinGflops: builtin).rawValue, reason: "measured",
+                          blasGflops: blas, builtinGflops: builtin, key: key ?? machineKey())
+    }
+
+    static func decide(blasGflops: Double, builtinGflops: Double) -> GemmBackend {
+        blasGflops >= 0.97 * builtinGflops ? .blas : .builtin
+    }
+
+    /// GFLOP/s of `backend` over `shapes` (each its best of three runs).
+    static func gflops(_ backend: GemmBackend) -> Double {
+        var flops = 0.0, seconds = 0.0
+        for s in shapes {
+            let a = [Float](repeating: 0.5, count: s.m * s.k), b = [Float](repeating: 0.25, count: s.k * s.n)
+            var c = [Float](repeating: 0, count: s.m * s.n)
+            var best = Double.infinity
+            for run in 0..<4 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            Gemm.sgemm(transA: false, transB: false, m: s.m, n: s.n, k: s.k, a: pa.baseAddress!, lda: s.k,
+                                       b: pb.baseAddress!, ldb: s.n, c: pc.baseAddress!, ldc: s.n, backend: backend)
+                        }
+                    }
+                }
+                let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                if run > 0 { best = min(best, dt) }
+            }
+            flops += 2.0 * Double(s.m * s.n * s.k)
+            seconds += best
+        }
+        return flops / seconds / 1e9
+    }
+
+    /// CPU model and vector extensions, the library (path, OpenBLAS build and core), the built-in
+    /// kernel and the thread count: a cached choice holds while these stay the same.
+    public static func machineKey() -> String {
+        var cpu = "unknown CPU"
+        var features: [String] = []
+        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+            for line in info.split(separator: "\n") {
+                let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2 else { continue }
+                if parts[0] == "model name", cpu == "unknown CPU" { cpu = parts[1] }
+                if parts[0] == "flags", features.isEmpty {
+                    let wanted: Set<String> = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"]
+                    features = parts[1].split(separator: " ").map(String.init).filter(wanted.contains).sorted()
+                }
+            }
+        }
+        let lib = dk_blas_available() == 1 ? String(cString: dk_blas_name()) : "none"
+        let config = (dk_blas_config().map { String(cString: $0) } ?? "")
+            + (dk_blas_core_name().map { " core " + String(cString: $0) } ?? "")
+        return [cpu, features.joined(separator: ","), lib, config, Gemm.builtinKernelName, "\(Threads.count) threads"]
+            .joined(separator: " | ")
+    }
+
+    static func cacheURL(_ env: [String: String]) -> URL? {
+        let dir: String
+        if let d = env["DISTILL_CACHE_DIR"], !d.isEmpty { dir = d }
+        else if let x = env["XDG_CACHE_HOME"], !x.isEmpty { dir = x + "/distill" }
+        else if let h = env["HOME"], !h.isEmpty { dir = h + "/.cache/distill" }
+        else { return nil }
+        return URL(fileURLWithPath: dir).appendingPathComponent("gemm-backend.json")
+    }
+
+    /// Writes the choice (best effort: a read-only home only costs a new measurement next time).
+    static func save(_ choice: GemmChoice, to url: URL) {
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if let data = try? enc.encode(choice) { try? data.write(to: url, options: .atomic) }
+    }
+
+    /// Re-measures now and replaces the cached choice (`distill bench ops`); returns the measurement.
+    /// `Gemm.backend` switches to it.
+    @discardableResult
+    public static func remeasure() -> GemmChoice? {
+        guard Gemm.blasAvailable, ProcessInfo.processInfo.environment["DISTILL_BLAS"] == nil else { return nil }
+        let choice = measure()
+        if let url = cacheURL(ProcessInfo.processInfo.environment) { save(choice, to: url) }
+        Gemm.choice = choice
+        Gemm.backend = GemmBackend(rawValue: choice.backend) ?? .builtin
+        return choice
+    }
+
+    /// OpenBLAS's core for this CPU, and a warning when it is a generic one on a CPU with AVX2
+    /// (Debian's 0.3.21 does not know CPUs newer than it and falls back to SSE3 kernels).
+    public static func blasCoreReport() -> (core: String?, warning: String?) {
+        guard Gemm.blasAvailable, let c = dk_blas_core_name() else { return (nil, nil) }
+        let core = String(cString: c)
+        let generic: Set<String> = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Katmai", "Atom", "Northwood",
+                                    "Banias", "Generic", "Barcelona", "Opteron_SSE3", "Opteron"]
+        let key = machineKey()
+        guard generic.contains(core), key.contains("avx2") else { return (core, nil) }
+        let suggested = key.contains("avx512f") ? "SkylakeX" : "Haswell"
+        return (core, "OpenBLAS runs its generic \(core) kernels on this CPU, which has \(key.contains("avx512f") ? "AVX-512" : "AVX2"): "
+                    + "set OPENBLAS_CORETYPE=\(suggested) or install a newer OpenBLAS. Distill measures both and uses its "
+                    + "built-in kernel while it is faster (now: \(Gemm.backend.rawValue)).")
+    }
+}
