@@ -41,6 +41,7 @@ long dk_qblock_bytes(int type) {
     case DK_Q4_K: return 144;
     case DK_Q5_K: return 176;
     case DK_Q6_K: return 210;
+    case DK_BF16: return 64;
     default: return 0;
     }
 }
@@ -111,6 +112,13 @@ static void expand_block_k(int type, const uint8_t *b, float *y) {
 // The 32 weights of one block, as the loader computes them.
 static void expand_block(int type, const uint8_t *b, float *w) {
     switch (type) {
+    case DK_BF16:
+        // bfloat16 is the top half of a Float32: exact.
+        for (int j = 0; j < 32; j++) {
+            uint32_t bits = ((uint32_t)b[2 * j] | ((uint32_t)b[2 * j + 1] << 8)) << 16;
+            memcpy(w + j, &bits, 4);
+        }
+        break;
     case DK_Q4_0: {
         float d = half_to_float(b);
         for (int j = 0; j < 16; j++) {
@@ -218,6 +226,13 @@ static inline __m256i block_bytes_avx2(int type, const uint8_t *w) {
 // values (q·d, (n − 8)·d, or n·d + m, each rounded as the scalar code rounds it).
 __attribute__((target("avx2,fma,f16c")))
 static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
+    if (type == DK_BF16) {
+        for (int k = 0; k < 4; k++) {
+            __m256i n = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + 16 * k)));
+            w[k] = _mm256_castsi256_ps(_mm256_slli_epi32(n, 16));
+        }
+        return;
+    }
     __m256i bytes = block_bytes_avx2(type, b);
     __m128i halves[2] = {_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1)};
     __m256 d = _mm256_set1_ps(half_f16c(b));

@@ -51,8 +51,9 @@ public enum TrainBenchmark {
         return matmuls + attention
     }
 
+    /// `teacherBFloat16`: the KD teacher's matrices held in bfloat16 (`storeMatricesInBFloat16`).
     public static func run(_ preset: Preset, steps: Int = 5, seed: UInt64 = 0, gemmPeak: Double? = nil,
-                           onStep: (Int, Double) -> Void = { _, _ in }) throws -> Result {
+                           teacherBFloat16: Bool = false, onStep: (Int, Double) -> Void = { _, _ in }) throws -> Result {
         var rng = RandomGenerator(seed: seed)
         let data = (0..<(batch * (steps + 1))).map { _ in
             TokenSequence((0..<length).map { _ in Int(rng.next() % UInt64(studentConfig.vocabSize)) })
@@ -62,6 +63,7 @@ public enum TrainBenchmark {
         if preset == .kdReference {
             teacher = TransformerLM(teacherConfig, seed: seed &+ 2)
             teacher!.freeze()
+            if teacherBFloat16 { try teacher!.storeMatricesInBFloat16() }
         }
         let c = TrainerConfiguration(totalSteps: steps + 1, batchSize: batch, layout: .padToLongest(padId: 0), order: .sequential,
                                      learningRate: .constant(1e-4), weightDecay: 0.01, maxGradNorm: nil, seed: seed)

@@ -169,3 +169,32 @@ public final class MLP: Module {
         }
     }
 }
+
+extension Module {
+    /// Keeps every matrix (projections, embedding) in bfloat16 instead of Float32: half the
+    /// memory, for a model that only runs without gradients (a frozen teacher). Products multiply
+    /// the bfloat16 values in Float32 (the GEMM expands them into its panels); embedding lookups
+    /// expand rows. Matrices already held quantized, or whose rows are not a multiple of 32
+    /// values, stay as they are. Returns the bytes saved.
+    @discardableResult
+    public func storeMatricesInBFloat16() throws -> Int {
+        var saved = 0
+        for (_, module) in namedModules() {
+            if let linear = module as? Linear, linear.quantizedWeight == nil, linear.loraA == nil || linear.loraMerged,
+               linear.weight.shape[1] % 32 == 0 {
+                let q = try QuantizedMatrix(bfloat16: linear.weight.value)
+                linear.weight.freeze()
+                linear.quantizedWeight = q
+                linear.weight.assignLazily { q.dequantized() }
+                saved += 2 * q.rows * q.cols
+            } else if let embedding = module as? Embedding, embedding.quantizedWeight == nil, embedding.weight.shape[1] % 32 == 0 {
+                let q = try QuantizedMatrix(bfloat16: embedding.weight.value)
+                embedding.weight.freeze()
+                embedding.quantizedWeight = q
+                embedding.weight.assignLazily { q.dequantized() }
+                saved += 2 * q.rows * q.cols
+            }
+        }
+        return saved
+    }
+}

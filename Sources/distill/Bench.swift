@@ -24,13 +24,15 @@ extension Bench {
         @Option(help: "kd-reference | sft-reference.") var preset: PresetArgument
         @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
         @Flag(help: "Also run the PyTorch script (python3 scripts/bench_pytorch.py) and print the ratio.") var compare = false
+        @Option(help: "kd-reference: the teacher's matrices in f32 or bf16 (half the memory, multiplied in Float32).") var teacherDtype = "f32"
         @Option(help: "The Python interpreter for --compare.") var python = "python3"
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+            guard teacherDtype == "f32" || teacherDtype == "bf16" else { throw ValidationError("--teacher-dtype must be f32 or bf16, got '\(teacherDtype)'") }
             let p: TrainBenchmark.Preset = preset == .kdReference ? .kdReference : .sftReference
-            let r = try TrainBenchmark.run(p, steps: steps) { i, s in
+            let r = try TrainBenchmark.run(p, steps: steps, teacherBFloat16: teacherDtype == "bf16") { i, s in
                 if !json { FileHandle.standardError.write(String(format: "step %d: %.3f s\n", i, s).data(using: .utf8)!) }
             }
             var torch: [String: Any]?

@@ -51,7 +51,8 @@ void dk_blas_sgemm(int transA, int transB, long M, long N, long K, float alpha,
 
 // ---- Quantized matrix-vector products (GGML block formats, 32 weights per block) ----
 
-enum { DK_Q4_0 = 2, DK_Q4_1 = 3, DK_Q5_0 = 6, DK_Q5_1 = 7, DK_Q8_0 = 8, DK_Q4_K = 12, DK_Q5_K = 13, DK_Q6_K = 14 };   // GGML type ids
+enum { DK_Q4_0 = 2, DK_Q4_1 = 3, DK_Q5_0 = 6, DK_Q5_1 = 7, DK_Q8_0 = 8, DK_Q4_K = 12, DK_Q5_K = 13, DK_Q6_K = 14,
+       DK_BF16 = 30 };   // GGML type ids (BF16 kept here in rows of 32-value blocks, 64 bytes each)
 /// Values per block: 32, or 256 for the K-quants. dk_qgemv has AVX2 kernels for the 32-value
 /// types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and portable code (expand a block, multiply) for every
 /// type; dk_qgemv_q8 takes Q4_0, Q4_1 and Q8_0 only.

@@ -10,6 +10,9 @@ import Foundation
 public final class QuantizedMatrix: @unchecked Sendable {
     public enum Format: Int32, Sendable, CaseIterable {
         case q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14
+        /// bfloat16 values (a frozen teacher's weights at half the memory; GGUF BF16 tensors),
+        /// held in blocks of 32 (64 bytes), i.e. a plain bfloat16 row.
+        case bf16 = 30
         public var blockBytes: Int { Int(dk_qblock_bytes(rawValue)) }
         /// Values per block: 32, or 256 for the K-quants.
         public var blockValues: Int { Int(dk_qblock_values(rawValue)) }
@@ -32,6 +35,18 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public convenience init(format: Format, rows: Int, cols: Int, blocks: [UInt8]) throws {
         try Self.check(format: format, rows: rows, cols: cols, count: blocks.count)
         self.init(format: format, rows: rows, cols: cols, owned: blocks, base: nil, owner: nil)
+    }
+
+    /// `m` [rows, cols] rounded to bfloat16 (to nearest, ties to even); cols must be a multiple of 32.
+    public convenience init(bfloat16 m: Tensor) throws {
+        precondition(m.rank == 2, "QuantizedMatrix(bfloat16:): a matrix, got \(m.shape)")
+        let n = m.count, p = m.storage.pointer
+        var bytes = [UInt8](repeating: 0, count: 2 * n)
+        bytes.withUnsafeMutableBytes { raw in
+            let h = raw.bindMemory(to: UInt16.self)
+            for i in 0..<n { h[i] = HalfPrecision.bfloat16(from: p[i]).littleEndian }
+        }
+        try self.init(format: .bf16, rows: m.shape[0], cols: m.shape[1], blocks: bytes)
     }
 
     /// Borrows `bytes`, which `owner` keeps alive (and unchanged) as long as this matrix lives.
@@ -117,10 +132,15 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
         let px = x.storage.pointer, py = y.storage.pointer, cols = self.cols, rows = self.rows
         let type = format.rawValue, base = self.base
-        // Slices of 16 rows (a multiple of the micro-kernel's 16 columns) per task.
-        let slices = (rows + 15) / 16
-        parallelFor(slices, grain: Swift.max(1, slices / (4 * Threads.count))) { r in
-            dk_sgemm_quantized(type, m, cols, px, cols, base, r.lowerBound * 16, Swift.min(rows, r.upperBound * 16), py, rows)
+        // A few wide slices of W's rows (multiples of the micro-kernel's 16 columns), four per
+        // thread for balance: each call packs x's panels once per 2048 rows of W, so narrow slices
+        // would pack x over and over (16-row slices spent more time packing x than multiplying).
+        let tasks = Swift.max(1, Swift.min((rows + 15) / 16, 4 * Threads.count))
+        let width = ((rows + tasks - 1) / tasks + 15) / 16 * 16
+        parallelFor(tasks, grain: 1) { r in
+            for t in r where t * width < rows {
+                dk_sgemm_quantized(type, m, cols, px, cols, base, t * width, Swift.min(rows, (t + 1) * width), py, rows)
+            }
         }
         return y
     }

@@ -24,6 +24,9 @@ public struct Recipe: Codable, Equatable {
         public var cache: String?
         public var k: Int?
         public var serverTokens: String? = nil
+        /// "bf16": the teacher model's matrices held in bfloat16 (half the memory; multiplied in
+        /// Float32); nil or "f32": Float32.
+        public var dtype: String? = nil
     }
 
     /// Sizes of a student derived from the teacher (`StudentDerivation`).
@@ -145,7 +148,7 @@ public struct Recipe: Codable, Equatable {
     // MARK: Known keys
 
     public static let topKeys = ["teacher", "student", "data", "loss", "schedule", "lora", "output", "seed"]
-    public static let teacherKeys = ["path", "cache", "k", "server_tokens"]
+    public static let teacherKeys = ["path", "cache", "k", "server_tokens", "dtype"]
     public static let studentKeys = ["path", "derive"]
     public static let deriveKeys = ["layers", "hidden", "heads", "kv_heads", "intermediate"]
     public static let dataKeys = ["train", "eval", "eval_fraction", "max_length", "layout", "chat_template", "loss_on"]
@@ -237,6 +240,11 @@ public struct Recipe: Codable, Equatable {
             }
             if teacher!.k != nil && teacher!.cache == nil {
                 throw t.fail("k", t.node("k"), "k applies to a logit cache: give teacher.cache")
+            }
+            if let d = try t.string("dtype") {
+                guard d == "f32" || d == "bf16" else { throw t.fail("dtype", t.node("dtype"), "expected f32 or bf16, got \"\(d)\"") }
+                guard teacher!.path != nil else { throw t.fail("dtype", t.node("dtype"), "dtype applies to a teacher model: give teacher.path") }
+                teacher!.dtype = d
             }
         }
 

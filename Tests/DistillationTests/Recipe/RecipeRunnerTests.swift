@@ -114,6 +114,21 @@ final class RecipeRunnerTests: XCTestCase {
         XCTAssertEqual(try MetricsLog(url: out.appendingPathComponent("metrics.jsonl")).read().map(\.step), [1, 2, 3, 4, 5, 6])
     }
 
+    /// `teacher.dtype: bf16`: the teacher's matrices held in bfloat16 after the student is derived
+    /// from its Float32 weights; training runs and the note says what was saved.
+    func testBFloat16TeacherTrains() throws {
+        let teacher = try makeModel("teacher"), data = try makeData(), out = tmp.appendingPathComponent("bf16")
+        let yaml = recipe(teacher: teacher, data: data, out: out)
+            .replacingOccurrences(of: "  path: \(teacher.path)\n", with: "  path: \(teacher.path)\n  dtype: bf16\n")
+        let r = try Recipe.parse(yaml: yaml)
+        XCTAssertEqual(r.teacher?.dtype, "bf16")
+        var notes: [String] = []
+        let result = try RecipeRunner.run(recipe: r) { e in if case .note(let n) = e { notes.append(n) } }
+        XCTAssertEqual(result.steps, 4)
+        XCTAssertTrue(result.lastMetrics?.soft?.isFinite ?? false)
+        XCTAssertTrue(notes.contains { $0.hasPrefix("teacher matrices in bfloat16") }, "\(notes)")
+    }
+
     func testLoRARunSavesOnlyAdapters() throws {
         let teacher = try makeModel("teacher"), student = try makeModel("student", seed: 5), data = try makeData()
         let out = tmp.appendingPathComponent("lora")

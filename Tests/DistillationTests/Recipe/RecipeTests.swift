@@ -117,6 +117,9 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(error(with("  curriculum: maybe")), "r.yaml:7: schedule.curriculum: expected true or false, found \"maybe\"")
         XCTAssertEqual(error(with("  eval_every: [1]")), "r.yaml:7: schedule.eval_every: expected an integer ≥ 1, found a list")
         XCTAssertEqual(error(with("  warmup: 10")), "r.yaml:7: schedule.warmup: expected fewer warm-up steps than schedule.steps (10), found 10")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t, dtype: f8}\n"), "r.yaml:9: teacher.dtype: expected f32 or bf16, got \"f8\"")
+        XCTAssertEqual(error(Self.minimal + "\nteacher: {cache: c, dtype: bf16}\n"),
+                       "r.yaml:9: teacher.dtype: dtype applies to a teacher model: give teacher.path")
         let t = Self.minimal + "\nteacher: {path: t}\nloss:\n  alpha: 1.5\n"
         XCTAssertEqual(error(t), "r.yaml:11: loss.alpha: expected a number in [0, 1], found 1.5")
         XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nloss:\n  divergence: kl\n"),
