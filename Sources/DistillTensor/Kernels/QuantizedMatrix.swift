@@ -132,15 +132,12 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
         let px = x.storage.pointer, py = y.storage.pointer, cols = self.cols, rows = self.rows
         let type = format.rawValue, base = self.base
-        // A few wide slices of W's rows (multiples of the micro-kernel's 16 columns), four per
-        // thread for balance: each call packs x's panels once per 2048 rows of W, so narrow slices
-        // would pack x over and over (16-row slices spent more time packing x than multiplying).
-        let tasks = Swift.max(1, Swift.min((rows + 15) / 16, 4 * Threads.count))
-        let width = ((rows + tasks - 1) / tasks + 15) / 16 * 16
-        parallelFor(tasks, grain: 1) { r in
-            for t in r where t * width < rows {
-                dk_sgemm_quantized(type, m, cols, px, cols, base, t * width, Swift.min(rows, (t + 1) * width), py, rows)
-            }
+        // Slices of 16 rows of W (the micro-kernel's 16 columns) per task: each task's panel of W
+        // stays in L1 while x streams past it. (Wider slices, which pack x fewer times, measured
+        // 15% slower scoring SmolLM2 Q4_1: 128 rows 1.15×, a few wide slices 1.18× the time.)
+        let slices = (rows + 15) / 16
+        parallelFor(slices, grain: Swift.max(1, slices / (4 * Threads.count))) { r in
+            dk_sgemm_quantized(type, m, cols, px, cols, base, r.lowerBound * 16, Swift.min(rows, r.upperBound * 16), py, rows)
         }
         return y
     }
