@@ -23,7 +23,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
-        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
@@ -41,10 +41,11 @@ let package = Package(
         .target(name: "DistillModels", dependencies: ["DistillNN", "DistillTensor", "ONNXSchema"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         // Prompt sets, trace templates, verifiers, the OpenAI-compatible teacher client, the
-        // generation store (SQLite through GRDB) and dataset files.
+        // generation store (SQLite, compiled from its amalgamation by sqlite-nio: no system
+        // library needed) and dataset files.
         .target(name: "DistillData", dependencies: ["DistillModels", "DistillNN", "DistillTensor",
                                                    .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                                                   .product(name: "GRDB", package: "GRDB.swift")],
+                                                   .product(name: "SQLiteNIO", package: "sqlite-nio")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         // OpenAI-compatible HTTP API over a local model.
         .target(name: "DistillServer", dependencies: ["DistillModels", "DistillNN", "DistillTensor",

@@ -195,6 +195,31 @@ final class StoreGenerationStoreTests: XCTestCase {
         }
     }
 
+    /// A store written by the GRDB-based versions (`distill traces --task word-problems --count 2
+    /// --n 2` with SmolLM2 as local teacher, max 8 tokens) opens as it is: settings, prompts,
+    /// candidates and migrations read back, and new prompts go in.
+    func testStoreWrittenByEarlierVersionsOpens() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/store/grdb-store.sqlite")
+        try FileManager.default.copyItem(at: fixture, to: URL(fileURLWithPath: path))
+        let store = try GenerationStore(path: path, settings: settings, ignoreSettingsMismatch: true)
+        XCTAssertEqual(store.settings.samplesPerPrompt, 2)
+        XCTAssertEqual(store.settings.template, "<think>…</think>")
+        let c = try store.counts()
+        XCTAssertEqual([c.prompts, c.done, c.pending, c.candidates], [2, 2, 0, 4])
+        let first = try XCTUnwrap(try store.prompts().first)
+        XCTAssertEqual(try store.candidates(promptID: first.id).map(\.index), [0, 1])
+        XCTAssertEqual(try store.journalMode(), "wal")
+        XCTAssertEqual(try store.insertPrompts(Self.prompts), 3)
+        XCTAssertEqual(try store.pendingPrompts().map(\.id), Self.prompts.map(\.id))
+        XCTAssertThrowsError(try GenerationStore(path: path, settings: settings)) { e in
+            guard case .settingsMismatch? = e as? GenerationStoreError else { return XCTFail("\(e)") }
+        }
+        // SQLite is compiled in: no system libsqlite3 is loaded (nor needed to build).
+        if let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) {
+            XCTAssertFalse(maps.contains("libsqlite3"), "the system's libsqlite3 is mapped")
+        }
+    }
+
     func testNotADatabase() throws {
         try Data("this is not sqlite, it is a text file that is long enough to have a header".utf8).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try GenerationStore(path: path, settings: settings)) { error in

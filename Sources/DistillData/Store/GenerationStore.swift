@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -191,19 +190,17 @@ public enum GenerationStoreError: Error, Equatable, CustomStringConvertible {
 /// counts, optional log-probabilities, verdict, reason) and `meta` (generation settings). A prompt's
 /// candidates and its done flag are written in one transaction, so a process killed at any
 /// moment leaves each prompt either fully recorded or still pending: resuming redoes only the
-/// pending ones. The schema is versioned by GRDB migrations.
+/// pending ones. The schema is versioned by migrations (`SQLiteDatabase.migrate`).
 public final class GenerationStore: Sendable {
     public let path: String
     /// The settings the store was created with (which differ from the requested ones only when
     /// the difference was ignored).
     public let settings: GenerationSettings
-    private let db: DatabasePool
+    private let db: SQLiteDatabase
 
-    /// The schema's migrations, oldest first.
-    static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
-            try db.execute(sql: """
+    /// The schema's migrations (identifier, SQL), oldest first.
+    static let migrations: [(String, String)] = [
+        ("v1", """
                 CREATE TABLE meta (
                     key TEXT PRIMARY KEY NOT NULL,
                     value TEXT NOT NULL);
@@ -229,48 +226,34 @@ public final class GenerationStore: Sendable {
                     verdict TEXT NOT NULL CHECK (verdict IN ('kept', 'rejected')),
                     reason TEXT,
                     PRIMARY KEY (prompt_id, idx));
-                """)
-        }
+                """),
         // v2: the candidate's text as the teacher gave it and its separate reasoning field (the
         // `text` column holds the full template form), and the seed of the request it came from.
-        m.registerMigration("v2") { db in
-            try db.execute(sql: """
+        ("v2", """
                 ALTER TABLE candidates ADD COLUMN raw_text TEXT;
                 ALTER TABLE candidates ADD COLUMN reasoning TEXT;
                 ALTER TABLE candidates ADD COLUMN seed INTEGER;
-                """)
-        }
-        return m
-    }
+                """),
+    ]
 
     /// Opens the store at `path`, creating it (and recording `settings`) when absent. An existing
     /// store made with other settings is an error naming each differing field, unless
     /// `ignoreSettingsMismatch` (then the stored settings stay).
     public init(path: String, settings: GenerationSettings, ignoreSettingsMismatch: Bool = false) throws {
         self.path = path
-        var config = Configuration()
-        config.busyMode = .timeout(30)
-        config.foreignKeysEnabled = true
-        config.prepareDatabase { db in
-            // Every commit reaches the disk: a power cut loses no recorded prompt.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             let dir = (path as NSString).deletingLastPathComponent
             if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-            db = try DatabasePool(path: path, configuration: config)
-            let migrator = Self.migrator
-            let unknown = try db.read { db -> [String] in
-                try migrator.appliedIdentifiers(db).subtracting(migrator.migrations).sorted()
-            }
+            // WAL, and every commit reaches the disk: a power cut loses no recorded prompt.
+            db = try SQLiteDatabase(path: path)
+            let unknown = try db.migrate(Self.migrations)
             if !unknown.isEmpty { throw GenerationStoreError.newerSchema(path: path, unknownMigrations: unknown) }
-            try migrator.migrate(db)
             let requested = settings.fields
             self.settings = try db.write { db -> GenerationSettings in
                 var stored: [String: String] = [:]
-                for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta WHERE key LIKE 'setting.%'") {
-                    let key: String = row["key"]
-                    stored[String(key.dropFirst(8))] = row["value"]
+                for row in try db.rows(sql: "SELECT key, value FROM meta WHERE key LIKE 'setting.%'") {
+                    let key = row.string("key") ?? ""
+                    stored[String(key.dropFirst(8))] = row.string("value")
                 }
                 if stored.isEmpty {
                     for (k, v) in requested {
@@ -313,9 +296,7 @@ public final class GenerationStore: Sendable {
 
     static func wrap(_ error: Error, path: String) -> GenerationStoreError {
         if let e = error as? GenerationStoreError { return e }
-        if let e = error as? DatabaseError {
-            return .database(path: path, message: "SQLite error \(e.resultCode.rawValue): \(e.message ?? "\(e)")")
-        }
+        if let e = error as? SQLiteError { return .database(path: path, message: e.description) }
         return .database(path: path, message: "\(error)")
     }
 
@@ -335,11 +316,11 @@ public final class GenerationStore: Sendable {
                 var added = 0
                 let now = Date().timeIntervalSince1970
                 for p in prompts {
-                    if let row = try Row.fetchOne(db, sql: "SELECT source, text, reference_answer FROM prompts WHERE id = ?",
-                                                  arguments: [p.id]) {
-                        let source: String? = row["source"]
-                        let text: String = row["text"]
-                        let answer: String? = row["reference_answer"]
+                    if let row = try db.rows(sql: "SELECT source, text, reference_answer FROM prompts WHERE id = ?",
+                                             arguments: [p.id]).first {
+                        let source = row.string("source")
+                        let text = row.string("text")
+                        let answer = row.string("reference_answer")
                         if text != p.text { throw GenerationStoreError.promptConflict(path: path, id: p.id, field: "text") }
                         if source != p.source { throw GenerationStoreError.promptConflict(path: path, id: p.id, field: "source") }
                         if answer != p.answer {
@@ -348,9 +329,9 @@ public final class GenerationStore: Sendable {
                         continue
                     }
                     try db.execute(sql: "INSERT INTO prompts (id, source, text, reference_answer) VALUES (?, ?, ?, ?)",
-                                   arguments: [p.id, p.source, p.text, p.answer])
-                    try db.execute(sql: "INSERT INTO prompt_status (prompt_id, status, updated_at) VALUES (?, 'pending', ?)",
-                                   arguments: [p.id, now])
+                                   arguments: [p.id, p.source, p.text, p.answer] as [any SQLBindable])
+                        try db.execute(sql: "INSERT INTO prompt_status (prompt_id, status, updated_at) VALUES (?, 'pending', ?)",
+                                   arguments: [p.id, now] as [any SQLBindable])
                     added += 1
                 }
                 return added
@@ -362,7 +343,7 @@ public final class GenerationStore: Sendable {
     public func pendingPrompts(limit: Int? = nil) throws -> [TracePrompt] {
         try run {
             try db.read { db in
-                try Row.fetchAll(db, sql: """
+                try db.rows(sql: """
                     SELECT p.id, p.source, p.text, p.reference_answer FROM prompts p
                     JOIN prompt_status s ON s.prompt_id = p.id
                     WHERE s.status = 'pending' ORDER BY p.seq LIMIT ?
@@ -373,17 +354,17 @@ public final class GenerationStore: Sendable {
 
     /// Every prompt, in insertion order.
     public func prompts() throws -> [TracePrompt] {
-        try run { try db.read { db in try Row.fetchAll(db, sql: "SELECT id, source, text, reference_answer FROM prompts ORDER BY seq").map(Self.prompt) } }
+        try run { try db.read { db in try db.rows(sql: "SELECT id, source, text, reference_answer FROM prompts ORDER BY seq").map(Self.prompt) } }
     }
 
-    static func prompt(_ row: Row) -> TracePrompt {
-        TracePrompt(id: row["id"], text: row["text"], answer: row["reference_answer"], source: row["source"])
+    static func prompt(_ row: SQLRow) -> TracePrompt {
+        TracePrompt(id: row.string("id") ?? "", text: row.string("text") ?? "", answer: row.string("reference_answer"), source: row.string("source"))
     }
 
     public func isDone(_ promptID: String) throws -> Bool {
         try run {
             try db.read { db in
-                guard let status = try String.fetchOne(db, sql: "SELECT status FROM prompt_status WHERE prompt_id = ?",
+                guard let status = try db.string(sql: "SELECT status FROM prompt_status WHERE prompt_id = ?",
                                                        arguments: [promptID]) else {
                     throw GenerationStoreError.unknownPrompt(path: path, id: promptID)
                 }
@@ -412,27 +393,27 @@ public final class GenerationStore: Sendable {
         }
         try run {
             try db.write { db in
-                guard let status = try String.fetchOne(db, sql: "SELECT status FROM prompt_status WHERE prompt_id = ?",
+                guard let status = try db.string(sql: "SELECT status FROM prompt_status WHERE prompt_id = ?",
                                                        arguments: [promptID]) else {
                     throw GenerationStoreError.unknownPrompt(path: path, id: promptID)
                 }
                 if status == "done" { throw GenerationStoreError.alreadyDone(path: path, id: promptID) }
                 // Nothing of this prompt can be here (writes are all-or-nothing); clear anyway.
                 try db.execute(sql: "DELETE FROM candidates WHERE prompt_id = ?", arguments: [promptID])
-                let insert = try db.cachedStatement(sql: """
+                let insert = """
                     INSERT INTO candidates (prompt_id, idx, text, finish_reason, prompt_tokens, completion_tokens, logprobs, verdict, reason,
                                             raw_text, reasoning, seed)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
+                    """
                 for (k, c) in candidates.enumerated() {
                     let rawText = c.rawText == c.text ? nil : c.rawText
-                    try insert.execute(arguments: [promptID, c.index, c.text, c.finishReason, c.promptTokens, c.completionTokens,
-                                                   c.logprobs, c.verdict.rawValue, c.reason, rawText, c.reasoning,
-                                                   c.seed.map { Int64(bitPattern: $0) }])
+                    try db.execute(sql: insert, arguments: [promptID, c.index, c.text, c.finishReason, c.promptTokens, c.completionTokens,
+                                                            c.logprobs, c.verdict.rawValue, c.reason, rawText, c.reasoning,
+                                                            c.seed.map { Int64(bitPattern: $0) }] as [any SQLBindable])
                     try afterEachCandidate?(k)
                 }
                 try db.execute(sql: "UPDATE prompt_status SET status = 'done', updated_at = ? WHERE prompt_id = ?",
-                               arguments: [Date().timeIntervalSince1970, promptID])
+                               arguments: [Date().timeIntervalSince1970, promptID] as [any SQLBindable])
             }
         }
     }
@@ -441,7 +422,7 @@ public final class GenerationStore: Sendable {
     public func candidates(promptID: String) throws -> [StoredCandidate] {
         try run {
             try db.read { db in
-                try Row.fetchAll(db, sql: """
+                try db.rows(sql: """
                     SELECT \(Self.candidateColumns) FROM candidates c WHERE prompt_id = ? ORDER BY idx
                     """, arguments: [promptID]).map(Self.candidate)
             }
@@ -452,13 +433,14 @@ public final class GenerationStore: Sendable {
     static let candidateColumns = "c.idx, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.logprobs, c.verdict, c.reason, "
         + "c.raw_text, c.reasoning, c.seed"
 
-    static func candidate(_ row: Row) -> StoredCandidate {
-        var c = StoredCandidate(index: row["idx"], text: row["text"], finishReason: row["finish_reason"], promptTokens: row["prompt_tokens"],
-                        completionTokens: row["completion_tokens"], logprobs: row["logprobs"],
-                        verdict: CandidateVerdict(rawValue: row["verdict"]) ?? .rejected, reason: row["reason"])
-        c.rawText = row["raw_text"]
-        c.reasoning = row["reasoning"]
-        c.seed = (row["seed"] as Int64?).map { UInt64(bitPattern: $0) }
+    static func candidate(_ row: SQLRow) -> StoredCandidate {
+        var c = StoredCandidate(index: row.int("idx") ?? 0, text: row.string("text") ?? "", finishReason: row.string("finish_reason"),
+                                promptTokens: row.int("prompt_tokens"), completionTokens: row.int("completion_tokens"),
+                                logprobs: row.data("logprobs"),
+                                verdict: CandidateVerdict(rawValue: row.string("verdict") ?? "") ?? .rejected, reason: row.string("reason"))
+        c.rawText = row.string("raw_text")
+        c.reasoning = row.string("reasoning")
+        c.seed = row.int64("seed").map { UInt64(bitPattern: $0) }
         return c
     }
 
@@ -467,24 +449,24 @@ public final class GenerationStore: Sendable {
     public func doneResults(_ body: (TracePrompt, [StoredCandidate]) throws -> Void) throws {
         try run {
             try db.read { db in
-                let rows = try Row.fetchCursor(db, sql: """
+                var current: TracePrompt?
+                var candidates: [StoredCandidate] = []
+                try db.forEachRow(sql: """
                     SELECT p.id, p.source, p.text AS prompt, p.reference_answer, \(Self.candidateColumns)
                     FROM prompts p
                     JOIN prompt_status s ON s.prompt_id = p.id
                     LEFT JOIN candidates c ON c.prompt_id = p.id
                     WHERE s.status = 'done'
                     ORDER BY p.seq, c.idx
-                    """)
-                var current: TracePrompt?
-                var candidates: [StoredCandidate] = []
-                while let row = try rows.next() {
-                    let id: String = row["id"]
+                    """, arguments: []) { row in
+                    let id = row.string("id") ?? ""
                     if current?.id != id {
                         if let current { try body(current, candidates) }
-                        current = TracePrompt(id: id, text: row["prompt"], answer: row["reference_answer"], source: row["source"])
+                        current = TracePrompt(id: id, text: row.string("prompt") ?? "", answer: row.string("reference_answer"),
+                                              source: row.string("source"))
                         candidates = []
                     }
-                    if (row["idx"] as Int?) != nil { candidates.append(Self.candidate(row)) }
+                    if row.int("idx") != nil { candidates.append(Self.candidate(row)) }
                 }
                 if let current { try body(current, candidates) }
             }
@@ -496,7 +478,7 @@ public final class GenerationStore: Sendable {
     public func keptCandidates() throws -> [StoredCandidate] {
         try run {
             try db.read { db in
-                try Row.fetchAll(db, sql: """
+                try db.rows(sql: """
                     SELECT \(Self.candidateColumns)
                     FROM candidates c
                     JOIN prompts p ON p.id = c.prompt_id
@@ -510,7 +492,7 @@ public final class GenerationStore: Sendable {
 
     /// A note the pipeline keeps beside the settings (not compared when reopening), nil when unset.
     public func note(_ key: String) throws -> String? {
-        try run { try db.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: ["note." + key]) } }
+        try run { try db.read { db in try db.string(sql: "SELECT value FROM meta WHERE key = ?", arguments: ["note." + key]) } }
     }
 
     public func setNote(_ key: String, _ value: String) throws {
@@ -525,13 +507,13 @@ public final class GenerationStore: Sendable {
         try run {
             try db.read { db in
                 var c = GenerationStoreCounts()
-                c.prompts = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM prompts") ?? 0
-                c.done = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM prompt_status WHERE status = 'done'") ?? 0
-                c.pending = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM prompt_status WHERE status = 'pending'") ?? 0
-                c.candidates = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM candidates") ?? 0
-                c.kept = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM candidates WHERE verdict = 'kept'") ?? 0
+                c.prompts = try db.int(sql: "SELECT COUNT(*) FROM prompts") ?? 0
+                c.done = try db.int(sql: "SELECT COUNT(*) FROM prompt_status WHERE status = 'done'") ?? 0
+                c.pending = try db.int(sql: "SELECT COUNT(*) FROM prompt_status WHERE status = 'pending'") ?? 0
+                c.candidates = try db.int(sql: "SELECT COUNT(*) FROM candidates") ?? 0
+                c.kept = try db.int(sql: "SELECT COUNT(*) FROM candidates WHERE verdict = 'kept'") ?? 0
                 c.rejected = c.candidates - c.kept
-                c.promptsWithKept = try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT prompt_id) FROM candidates WHERE verdict = 'kept'") ?? 0
+                c.promptsWithKept = try db.int(sql: "SELECT COUNT(DISTINCT prompt_id) FROM candidates WHERE verdict = 'kept'") ?? 0
                 return c
             }
         }
@@ -541,7 +523,7 @@ public final class GenerationStore: Sendable {
 
     /// SQLite's journal mode ("wal").
     func journalMode() throws -> String {
-        try run { try db.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" } }
+        try run { try db.read { db in try db.string(sql: "PRAGMA journal_mode") ?? "" } }
     }
 
     /// Runs raw SQL in a write transaction.
@@ -575,23 +557,22 @@ public final class GenerationStore: Sendable {
             defer { try? handle.close() }
             try run {
                 try db.read { db in
-                    let rows = try Row.fetchCursor(db, sql: """
+                    var buffer = ""
+                    var lastID: String?
+                    var perPrompt = 0
+                    try db.forEachRow(sql: """
                         SELECT p.id, p.source, p.text AS prompt, c.text AS completion FROM candidates c
                         JOIN prompts p ON p.id = c.prompt_id
                         JOIN prompt_status s ON s.prompt_id = p.id
                         WHERE c.verdict = 'kept' AND s.status = 'done'
                         ORDER BY p.seq, c.idx
-                        """)
-                    var buffer = ""
-                    var lastID: String?
-                    var perPrompt = 0
-                    while let row = try rows.next() {
-                        let id: String = row["id"]
+                        """, arguments: []) { row in
+                        let id = row.string("id") ?? ""
                         if id != lastID { lastID = id; perPrompt = 0 }
                         perPrompt += 1
-                        if let maxPerPrompt, perPrompt > maxPerPrompt { continue }
-                        let record = ChatRecord(system: systemPrompt, user: row["prompt"], assistant: row["completion"],
-                                                id: includeIDs ? id : nil, source: includeIDs ? row["source"] : nil)
+                        if let maxPerPrompt, perPrompt > maxPerPrompt { return }
+                        let record = ChatRecord(system: systemPrompt, user: row.string("prompt") ?? "", assistant: row.string("completion") ?? "",
+                                                id: includeIDs ? id : nil, source: includeIDs ? row.string("source") : nil)
                         buffer += record.jsonLine
                         buffer += "\n"
                         written += 1
