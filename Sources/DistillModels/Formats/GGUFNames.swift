@@ -361,12 +361,12 @@ public struct GGUFWeights: @unchecked Sendable {
 
     /// The matrix `name` (Hugging Face name) in its stored block format, rows in Hugging Face
     /// order, when its type is a `QuantizedMatrix.Format` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
-    /// Q6_K); nil for other types.
+    /// Q6_K, and BF16 with rows of whole 32-value blocks); nil for other types.
     public func quantizedMatrix(named name: String) throws -> QuantizedMatrix? {
         guard let g = names.ggufName(for: name), file.contains(g) else { return nil }
         let info = try file.tensorInfo(named: g)
         guard let format = QuantizedMatrix.Format(rawValue: Int32(info.type.rawValue)), info.shape.count == 2,
-              let n = info.byteCount else { return nil }
+              info.shape[1] % format.blockValues == 0, let n = info.byteCount else { return nil }
         let start = file.dataStart + info.offset
         let q = try QuantizedMatrix(format: format, rows: info.shape[0], cols: info.shape[1],
                                     borrowing: file.file.bytes(start..<(start + n)), owner: file)

@@ -51,6 +51,38 @@ final class GGUFExportTests: XCTestCase {
         }
     }
 
+    /// A BF16 GGUF keeps its matrices in bfloat16 in memory (rows of whole 32-value blocks; the
+    /// others — the fixture's down_proj rows of 48 — load as Float32), and runs as the model with
+    /// its weights rounded to bfloat16.
+    func testBF16ExportLoadsAsBFloat16() throws {
+        let dir = try tempDir()
+        let model = try PretrainedModel.loadDirectory(try fixtureURL("architectures", "llama").path)
+        model.tokenizer = try standIn()
+        let out = dir.appendingPathComponent("llama-bf16.gguf").path
+        try model.exportGGUF(to: out, type: .bf16)
+        let back = try PretrainedModel.loadGGUF(out)
+        var kept = 0, expanded = 0
+        for (name, module) in back.lm.namedModules() {
+            guard let l = module as? Linear else { continue }
+            if l.weight.shape[1] % 32 == 0 {
+                XCTAssertEqual(l.quantizedWeight?.format, .bf16, name)
+                kept += 1
+            } else {
+                XCTAssertNil(l.quantizedWeight, name)
+                expanded += 1
+            }
+        }
+        XCTAssertGreaterThan(kept, 0)
+        XCTAssertGreaterThan(expanded, 0)
+        for (_, p) in model.lm.namedParameters() where p.value.rank == 2 {
+            p.assign(Tensor(p.value.scalars.map { HalfPrecision.float(fromBFloat16: HalfPrecision.bfloat16(from: $0)) }, shape: p.shape))
+        }
+        let ids = [3, 17, 42, 8, 91, 5, 60, 2, 33, 70, 11, 4]
+        let x = withoutGradients { model.lm.forward(ids, batch: 1, length: ids.count).logits.scalars }
+        let y = withoutGradients { back.lm.forward(ids, batch: 1, length: ids.count).logits.scalars }
+        XCTAssertLessThan(zip(x, y).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
     /// A Qwen2 whose heads × head_dim is not its hidden size (a student with pruned heads), which
     /// llama.cpp's qwen2 layout cannot hold, goes out as llama (Q/K rows and biases permuted) and
     /// reads back as Qwen2 (a llama file with q/k/v biases only) with the same logits.
