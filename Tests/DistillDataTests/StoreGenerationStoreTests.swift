@@ -119,6 +119,45 @@ final class StoreGenerationStoreTests: XCTestCase {
         XCTAssertEqual(try store.candidates(promptID: "gsm-1").count, 4)
     }
 
+    /// A full disk while recording (simulated by a file-size limit, which fails writes past it as a
+    /// full disk does): a clear error naming the store, the prompt left pending with nothing of it
+    /// written, the store still readable, and the same prompt recorded once space is back.
+    func testFullDiskLeavesThePromptPendingAndTheStoreUsable() throws {
+        do {
+            let store = try GenerationStore(path: path, settings: settings)
+            try store.insertPrompts(Self.prompts)
+            try store.recordResults(promptID: "gsm-1", candidates: candidates([.kept]))
+        }
+        let store = try GenerationStore(path: path, settings: settings)
+        let big = candidates([.kept, .rejected], prefix: String(repeating: "long reasoning ", count: 40_000))
+        let old = signal(SIGXFSZ, SIG_IGN)
+        var saved = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+        var limit = saved
+        let used = (try FileManager.default.contentsOfDirectory(atPath: tmp.path)).reduce(0) { total, name in
+            total + ((try? FileManager.default.attributesOfItem(atPath: tmp.appendingPathComponent(name).path)[.size] as? Int) ?? 0)
+        }
+        limit.rlim_cur = rlim_t(used + (64 << 10))
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit)
+        var failure: Error?
+        do { try store.recordResults(promptID: "gsm-2", candidates: big) } catch { failure = error }
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+        signal(SIGXFSZ, old)
+        guard case let .database(p, message)? = failure as? GenerationStoreError else {
+            return XCTFail("expected a database error, got \(String(describing: failure))")
+        }
+        XCTAssertEqual(p, path)
+        XCTAssertTrue(message.contains("SQLite error"), message)
+        XCTAssertFalse(try store.isDone("gsm-2"))
+        XCTAssertEqual(try store.candidates(promptID: "gsm-2"), [])
+        XCTAssertEqual(try store.counts().done, 1)
+        // With space back, the same store (and a reopened one) records the prompt.
+        try store.recordResults(promptID: "gsm-2", candidates: big)
+        let reopened = try GenerationStore(path: path, settings: settings)
+        XCTAssertEqual(try reopened.candidates(promptID: "gsm-2").count, 2)
+        XCTAssertEqual(try reopened.counts().done, 2)
+    }
+
     func testRecordingErrors() throws {
         let store = try GenerationStore(path: path, settings: settings)
         try store.insertPrompts(Self.prompts)
