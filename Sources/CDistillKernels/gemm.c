@@ -61,6 +61,8 @@ static void packBq(int type, const uint8_t *W, long K, long k0, long kc, long j0
     for (long s = 0; s < nc; s += NR) {
         long cols = nc - s < NR ? nc - s : NR;
         float *base = dst + s * kc;
+        // 16-wide slivers of 32-value blocks: expanded with AVX2 and transposed 8 x 8 at a time.
+        if (NR == 16 && dk_qpack_sliver16(type, W + (j0 + s) * rowBytes, rowBytes, (int)cols, k0, kc, base)) continue;
         for (long c = 0; c < cols; c++) {
             const uint8_t *row = W + (j0 + s + c) * rowBytes + k0 / bv * bb;
             for (long k = 0; k < kc; k += bv) {
@@ -230,9 +232,47 @@ void dk_sgemm_portable(int transA, int transB, long M, long N, long K, float alp
     sgemm_with(&portable_kernel, transA, &src, M, N, K, alpha, A, lda, beta, C, ldc);
 }
 
-void dk_sgemm_quantized(int type, long M, long K, const float *A, long lda, const void *W,
+long dk_packed_a_floats(long M, long K) {
+    int MR = best_kernel()->MR;
+    return ((M + MR - 1) / MR) * MR * K + 16;
+}
+
+void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap) {
+    int MR = best_kernel()->MR;
+    long Mpad = ((M + MR - 1) / MR) * MR;
+    for (long pc = 0; pc < K; pc += KC) {
+        long kc = K - pc < KC ? K - pc : KC;
+        packA(0, A, lda, 0, M, pc, kc, MR, Ap + pc * Mpad);
+    }
+}
+
+void dk_sgemm_quantized(int type, long M, long K, const float *Ap, const void *W,
                         long n0, long n1, float *C, long ldc) {
+    const gemm_kernel *kern = best_kernel();
+    const int MR = kern->MR, NR = kern->NR;
+    long N = n1 - n0;
+    if (M <= 0 || N <= 0) return;
+    long Mpad = ((M + MR - 1) / MR) * MR;
     long rowBytes = K / dk_qblock_values(type) * dk_qblock_bytes(type);
     b_source src = { 1, NULL, 0, type, (const uint8_t *)W + n0 * rowBytes, K };
-    sgemm_with(best_kernel(), 0, &src, M, n1 - n0, K, 1.0f, A, lda, 0.0f, C + n0, ldc);
+    long ncMax = N < NC ? N : NC, kcMax = K < KC ? K : KC;
+    float *Bp = (float *)aligned_alloc(64, sizeof(float) * (size_t)(kcMax * (((ncMax + NR - 1) / NR) * NR) + 16));
+    for (long jc = 0; jc < N; jc += NC) {
+        long nc = N - jc < NC ? N - jc : NC;
+        for (long pc = 0; pc < K; pc += KC) {
+            long kc = K - pc < KC ? K - pc : KC;
+            float b = pc == 0 ? 0.0f : 1.0f;
+            pack_b(&src, pc, kc, jc, nc, NR, Bp);
+            const float *Apc = Ap + pc * Mpad;
+            // Each sliver of W (kc x NR) stays in L1 while every row panel of x streams past it.
+            for (long jr = 0; jr < nc; jr += NR) {
+                long cols = nc - jr < NR ? nc - jr : NR;
+                for (long ir = 0; ir < M; ir += MR) {
+                    long rows = M - ir < MR ? M - ir : MR;
+                    kern->kernel(kc, Apc + ir * kc, Bp + jr * kc, rows, cols, 1.0f, b, C + ir * ldc + n0 + jc + jr, ldc);
+                }
+            }
+        }
+    }
+    free(Bp);
 }

@@ -295,6 +295,44 @@ static void qgemv_avx2(int type, const uint8_t *W, long cols, const float *X, lo
     }
 }
 
+// dst[t * 16 + c] = src[c * 32 + t] for t in [t0, t0+8), c in [c0, c0+8): an 8 x 8 transpose.
+__attribute__((target("avx2,fma,f16c")))
+static inline void transpose8_to_sliver(const float *src, int c0, int t0, float *dst) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (c0 + i) * 32 + t0);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    u[0] = _mm256_shuffle_ps(t[0], t[2], 0x44); u[1] = _mm256_shuffle_ps(t[0], t[2], 0xEE);
+    u[2] = _mm256_shuffle_ps(t[1], t[3], 0x44); u[3] = _mm256_shuffle_ps(t[1], t[3], 0xEE);
+    u[4] = _mm256_shuffle_ps(t[4], t[6], 0x44); u[5] = _mm256_shuffle_ps(t[4], t[6], 0xEE);
+    u[6] = _mm256_shuffle_ps(t[5], t[7], 0x44); u[7] = _mm256_shuffle_ps(t[5], t[7], 0xEE);
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_ps(dst + (t0 + j) * 16 + c0, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
+        _mm256_storeu_ps(dst + (t0 + j + 4) * 16 + c0, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void qpack_sliver16_avx2(int type, const uint8_t *W, long rowBytes, int cols, long k0, long kc, float *dst) {
+    long bb = dk_qblock_bytes(type);
+    float tile[16 * 32] __attribute__((aligned(32)));
+    for (long k = 0; k < kc; k += 32) {
+        for (int c = 0; c < 16; c++) {
+            if (c < cols) {
+                __m256 w[4];
+                expand_block_avx2(type, W + c * rowBytes + (k0 + k) / 32 * bb, w);
+                for (int q = 0; q < 4; q++) _mm256_store_ps(tile + c * 32 + q * 8, w[q]);
+            } else {
+                for (int q = 0; q < 4; q++) _mm256_store_ps(tile + c * 32 + q * 8, _mm256_setzero_ps());
+            }
+        }
+        for (int t0 = 0; t0 < 32; t0 += 8)
+            for (int c0 = 0; c0 < 16; c0 += 8) transpose8_to_sliver(tile, c0, t0, dst + k * 16);
+    }
+}
+
 static int has_avx2(void) {
     static int has = -1;
     if (has < 0) {
@@ -304,6 +342,17 @@ static int has_avx2(void) {
     return has;
 }
 #endif
+
+int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0, long kc, float *dst) {
+#if defined(__x86_64__)
+    if (has_avx2() && dk_qblock_values(type) == 32 && k0 % 32 == 0 && kc % 32 == 0) {
+        qpack_sliver16_avx2(type, (const uint8_t *)W, rowBytes, cols, k0, kc, dst);
+        return 1;
+    }
+#endif
+    (void)type; (void)W; (void)rowBytes; (void)cols; (void)k0; (void)kc; (void)dst;
+    return 0;
+}
 
 void dk_qgemv(int type, const void *W, long cols, const float *X, long m, long ldx,
               float *Y, long ldy, long row0, long row1) {

@@ -73,11 +73,20 @@ void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long 
 void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1);
 /// One block of 32 weights expanded to Float32, as dk_qdequantize_rows does.
 void dk_qexpand_block(int type, const void *block, float *w);
+/// Floats dk_pack_a_all needs for A [M, K].
+long dk_packed_a_floats(long M, long K);
+/// A [M, K] (row stride lda) packed once into the built-in micro-kernel's row panels, for
+/// dk_sgemm_quantized.
+void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap);
 /// Columns [n0, n1) of C [M, N] = A [M, K] · Wᵀ, W [N, K] in quantized blocks (K a multiple of
-/// 32): the built-in GEMM packing its B panels straight from the blocks. Single-threaded;
-/// callers split [0, N) across threads.
-void dk_sgemm_quantized(int type, long M, long K, const float *A, long lda, const void *W,
+/// 32), A packed by dk_pack_a_all: the built-in GEMM packing its B panels straight from the
+/// blocks. Single-threaded; callers split [0, N) across threads and share Ap.
+void dk_sgemm_quantized(int type, long M, long K, const float *Ap, const void *W,
                         long n0, long n1, float *C, long ldc);
+/// Expands blocks [k0, k0 + kc) of `cols` (≤ 16) rows of W (row stride rowBytes) into a 16-wide
+/// GEMM sliver dst[k * 16 + c] (zero past cols), with AVX2; returns 0 (nothing done) where that
+/// does not apply (no AVX2, 256-value blocks).
+int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0, long kc, float *dst);
 
 /// Quantizes each block of 32 activations to int8 (d = max|x|/127, q = round(x/d)) with the sum
 /// of its q; cols a multiple of 32.
