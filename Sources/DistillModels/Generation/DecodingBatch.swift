@@ -39,10 +39,12 @@ final class DecodingBatch {
         let positions = pads.map { pad in (0..<longest).map { Swift.max(0, $0 - pad) } }
         let cache = model.makeCache()
         self.cache = cache
+        // Only the last position's logits are needed: the output head runs on those rows alone
+        // (for SmolLM2 the head is a fifth of a prompt's arithmetic).
         logits = withoutGradients {
-            model.forward(ids, batch: items.count, length: longest, positions: positions,
-                          mask: leftPaddingMask(pads, keys: longest), cache: cache).logits
-                .slice(axis: 1, start: longest - 1, length: 1).reshaped([items.count, v])
+            let h = model.forward(ids, batch: items.count, length: longest, positions: positions,
+                                  mask: leftPaddingMask(pads, keys: longest), cache: cache, computeLogits: false).finalHidden
+            return model.logits(finalHidden: h.slice(axis: 1, start: longest - 1, length: 1)).reshaped([items.count, v])
         }
         var rows: [GenerationRow] = []
         for (i, item) in items.enumerated() {
