@@ -203,7 +203,7 @@ static inline float half_f16c(const uint8_t *p) {
 }
 
 // A block's 32 weights as bytes in element order: Q8_0's int8 values, or Q4's nibbles (0..15).
-__attribute__((target("avx2,fma,f16c")))
+__attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256i block_bytes_avx2(int type, const uint8_t *w) {
     if (type == DK_Q8_0) return _mm256_loadu_si256((const __m256i *)(w + 2));
     const __m128i mask = _mm_set1_epi8(0x0F);
@@ -224,7 +224,7 @@ static inline __m256i block_bytes_avx2(int type, const uint8_t *w) {
 
 // A block's 32 weights as four vectors of 8 Float32 values in element order: exactly the loader's
 // values (q·d, (n − 8)·d, or n·d + m, each rounded as the scalar code rounds it).
-__attribute__((target("avx2,fma,f16c")))
+__attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
     if (type == DK_BF16) {
         for (int k = 0; k < 4; k++) {
@@ -248,8 +248,8 @@ static inline void expand_block_avx2(int type, const uint8_t *b, __m256 w[4]) {
     }
 }
 
-__attribute__((target("avx2,fma,f16c")))
-static void qgemv_avx2(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void qgemv_avx2_body(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
                        float *Y, long ldy, long row0, long row1) {
     long blocks = cols / 32, bb = dk_qblock_bytes(type);
     if (m == 1) {
@@ -330,6 +330,29 @@ static void qpack_sliver16_avx2(int type, const uint8_t *W, long rowBytes, int c
         }
         for (int t0 = 0; t0 < 32; t0 += 8)
             for (int c0 = 0; c0 < 16; c0 += 8) transpose8_to_sliver(tile, c0, t0, dst + k * 16);
+    }
+}
+
+// Batch-1 decoding gets one copy of the loops per block type (the type a constant in each), so
+// that the block expansion's per-type branches fold away in the inner loop: 82 -> 96 tokens/s
+// decoding SmolLM2 Q4_1 here. Several rows keep the shared loop (specialized, it measured slower).
+__attribute__((target("avx2,fma,f16c"), noinline))
+static void qgemv_avx2_rows(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
+                            float *Y, long ldy, long row0, long row1) {
+    qgemv_avx2_body(type, W, cols, X, m, ldx, Y, ldy, row0, row1);
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void qgemv_avx2(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
+                       float *Y, long ldy, long row0, long row1) {
+    if (m > 1) { qgemv_avx2_rows(type, W, cols, X, m, ldx, Y, ldy, row0, row1); return; }
+    switch (type) {
+    case DK_Q4_0: qgemv_avx2_body(DK_Q4_0, W, cols, X, m, ldx, Y, ldy, row0, row1); break;
+    case DK_Q4_1: qgemv_avx2_body(DK_Q4_1, W, cols, X, m, ldx, Y, ldy, row0, row1); break;
+    case DK_Q5_0: qgemv_avx2_body(DK_Q5_0, W, cols, X, m, ldx, Y, ldy, row0, row1); break;
+    case DK_Q5_1: qgemv_avx2_body(DK_Q5_1, W, cols, X, m, ldx, Y, ldy, row0, row1); break;
+    case DK_Q8_0: qgemv_avx2_body(DK_Q8_0, W, cols, X, m, ldx, Y, ldy, row0, row1); break;
+    default: qgemv_avx2_body(type, W, cols, X, m, ldx, Y, ldy, row0, row1); break;
     }
 }
 
