@@ -451,7 +451,7 @@ static void qgemv_q8_portable(int type, const uint8_t *W, long cols, const int8_
 #if defined(__x86_64__)
 // A weight block's scale d and the factor of the activations' sum in its dot product
 // (Q4_1: its minimum m; Q4_0: −8·d for the nibbles' offset; Q8_0: none).
-__attribute__((target("avx2,fma,f16c")))
+__attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void block_scales_avx2(int type, const uint8_t *w, float *dw, float *mw) {
     *dw = half_f16c(w);
     *mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * *dw : 0.0f);
@@ -460,11 +460,34 @@ static inline void block_scales_avx2(int type, const uint8_t *w, float *dw, floa
 // Σ_j w_j·q_j of a weight block's bytes `qw` (Q8_0: signed; Q4: nibbles 0..15) and 32 int8
 // activations `qx`, as 8 Float lanes (maddubs needs an unsigned left operand: Q8_0 moves the
 // weights' signs onto the activations).
-__attribute__((target("avx2,fma,f16c")))
+__attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 block_dot_q8_avx2(int type, __m256i qw, __m256i qx) {
     __m256i p16 = type == DK_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
                                   : _mm256_maddubs_epi16(qw, qx);
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+// One input row (batch-1 decoding), written once per block type like qgemv_avx2's.
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void qgemv_q8_avx2_row(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                                     float *Y, long row0, long row1) {
+    long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    for (long r = row0; r < row1; r++) {
+        const uint8_t *row = W + r * blocks * bb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        float e0 = 0, e1 = 0;
+        for (long b = 0; b < blocks; b++) {
+            const uint8_t *w = row + b * bb;
+            float dw, mw;
+            block_scales_avx2(type, w, &dw, &mw);
+            __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32));
+            __m256 dot = block_dot_q8_avx2(type, block_bytes_avx2(type, w), qx);
+            float e = mw * D[b] * (float)S[b];
+            if (b & 1) { a1 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a1); e1 += e; }
+            else { a0 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a0); e0 += e; }
+        }
+        Y[r] = hsum256(_mm256_add_ps(a0, a1)) + e0 + e1;
+    }
 }
 
 __attribute__((target("avx2,fma,f16c")))
@@ -472,21 +495,11 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
                           long m, float *Y, long ldy, long row0, long row1) {
     long blocks = cols / 32, bb = dk_qblock_bytes(type);
     if (m == 1) {
-        for (long r = row0; r < row1; r++) {
-            const uint8_t *row = W + r * blocks * bb;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            float e0 = 0, e1 = 0;
-            for (long b = 0; b < blocks; b++) {
-                const uint8_t *w = row + b * bb;
-                float dw, mw;
-                block_scales_avx2(type, w, &dw, &mw);
-                __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32));
-                __m256 dot = block_dot_q8_avx2(type, block_bytes_avx2(type, w), qx);
-                float e = mw * D[b] * (float)S[b];
-                if (b & 1) { a1 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a1); e1 += e; }
-                else { a0 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a0); e0 += e; }
-            }
-            Y[r] = hsum256(_mm256_add_ps(a0, a1)) + e0 + e1;
+        switch (type) {
+        case DK_Q4_0: qgemv_q8_avx2_row(DK_Q4_0, W, cols, Q, D, S, Y, row0, row1); break;
+        case DK_Q4_1: qgemv_q8_avx2_row(DK_Q4_1, W, cols, Q, D, S, Y, row0, row1); break;
+        case DK_Q8_0: qgemv_q8_avx2_row(DK_Q8_0, W, cols, Q, D, S, Y, row0, row1); break;
+        default: qgemv_q8_avx2_row(type, W, cols, Q, D, S, Y, row0, row1); break;
         }
         return;
     }
