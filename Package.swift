@@ -76,7 +76,7 @@ let package = Package(
                 path: "Tests/DistillTestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "DistillModelsTests", dependencies: ["DistillModels", "DistillNN", "DistillTensor"],
+        .testTarget(name: "DistillModelsTests", dependencies: ["DistillModels", "DistillNN", "DistillTensor", "DistillTestSupport"],
                     resources: [.copy("Fixtures")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTensor"],

@@ -13,6 +13,7 @@ import argparse
 import gguf
 import numpy as np
 from gguf import quants
+from gpt2_bytes import byte_to_unicode
 
 ap = argparse.ArgumentParser()
 ap.add_argument("out")
@@ -21,15 +22,8 @@ args = ap.parse_args()
 hidden, ffn, heads, kv, vocab, head_dim = 1536, 8960, 12, 2, 151936, 128
 
 def byte_tokens():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for _, c in sorted(zip(bs, cs))]
+    table = byte_to_unicode()
+    return [table[b] for b in range(256)]
 
 rng = np.random.default_rng(0)
 w = gguf.GGUFWriter(args.out, arch="qwen2")

@@ -1,4 +1,5 @@
 import Foundation
+import DistillTestSupport
 import XCTest
 @testable import DistillData
 #if canImport(Glibc)
@@ -130,19 +131,13 @@ final class StoreGenerationStoreTests: XCTestCase {
         }
         let store = try GenerationStore(path: path, settings: settings)
         let big = candidates([.kept, .rejected], prefix: String(repeating: "long reasoning ", count: 40_000))
-        let old = signal(SIGXFSZ, SIG_IGN)
-        var saved = rlimit()
-        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
-        var limit = saved
         let used = (try FileManager.default.contentsOfDirectory(atPath: tmp.path)).reduce(0) { total, name in
             total + ((try? FileManager.default.attributesOfItem(atPath: tmp.appendingPathComponent(name).path)[.size] as? Int) ?? 0)
         }
-        limit.rlim_cur = rlim_t(used + (64 << 10))
-        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit)
         var failure: Error?
-        do { try store.recordResults(promptID: "gsm-2", candidates: big) } catch { failure = error }
-        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
-        signal(SIGXFSZ, old)
+        withFileSizeLimit(used + (64 << 10)) {
+            do { try store.recordResults(promptID: "gsm-2", candidates: big) } catch { failure = error }
+        }
         guard case let .database(p, message)? = failure as? GenerationStoreError else {
             return XCTFail("expected a database error, got \(String(describing: failure))")
         }

@@ -169,8 +169,7 @@ public struct ONNXExport {
         if let cap = c.finalSoftcap { logits = b.softcap(logits, cap) }
         b.g.output(logits, as: "logits", .float, [Self.batch, Self.sequence, .fixed(c.vocabSize)])
         for i in 0..<c.layers {
-            b.g.outputs(declare: "present.\(i).key", [Self.batch, kv, Self.total, hd])
-            b.g.outputs(declare: "present.\(i).value", [Self.batch, kv, Self.total, hd])
+            for name in ["present.\(i).key", "present.\(i).value"] { b.g.output(name, as: name, .float, [Self.batch, kv, Self.total, hd]) }
         }
         return b.g
     }
@@ -320,13 +319,6 @@ private struct DecoderGraph {
         case .geluTanh: act = gelu(up, tanh: true)
         }
         return try linear(act, m.downProj, "\(p).down_proj")
-    }
-}
-
-extension ONNXGraphBuilder {
-    /// Declares an existing value (a node's named output) as a float graph output.
-    mutating func outputs(declare name: String, _ dims: [Dim]) {
-        output(name, as: name, .float, dims)
     }
 }
 

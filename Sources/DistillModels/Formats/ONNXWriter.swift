@@ -140,31 +140,27 @@ struct ONNXGraphBuilder {
 
     /// An int64 constant (an initializer, shared by equal values); `shape` [] is a scalar.
     mutating func ints(_ values: [Int], shape: [Int]? = nil) -> String {
-        let dims = shape ?? [values.count]
-        let key = "i\(dims):\(values)"
-        if let name = constantNames[key] { return name }
-        var t = Onnx_TensorProto()
-        t.name = fresh("const")
-        t.dataType = ONNXElementType.int64.rawValue
-        t.dims = dims.map(Int64.init)
-        t.int64Data = values.map(Int64.init)
-        constants.append(t)
-        constantNames[key] = t.name
-        return t.name
+        constant(.int64, dims: shape ?? [values.count], key: "\(values)") { $0.int64Data = values.map(Int64.init) }
     }
 
     mutating func int(_ v: Int) -> String { ints([v], shape: []) }
 
     /// A float32 constant (shared by equal values); `shape` [] is a scalar.
     mutating func floats(_ values: [Float], shape: [Int]? = nil) -> String {
-        let dims = shape ?? [values.count]
-        let key = "f\(dims):\(values.map(\.bitPattern))"
+        constant(.float, dims: shape ?? [values.count], key: "\(values.map(\.bitPattern))") { $0.floatData = values }
+    }
+
+    /// The initializer for a constant of `type` and `dims` whose values `key` identifies: made by
+    /// `fill` the first time, its name reused after.
+    private mutating func constant(_ type: ONNXElementType, dims: [Int], key values: String,
+                                   fill: (inout Onnx_TensorProto) -> Void) -> String {
+        let key = "\(type.rawValue)\(dims):\(values)"
         if let name = constantNames[key] { return name }
         var t = Onnx_TensorProto()
         t.name = fresh("const")
-        t.dataType = ONNXElementType.float.rawValue
+        t.dataType = type.rawValue
         t.dims = dims.map(Int64.init)
-        t.floatData = values
+        fill(&t)
         constants.append(t)
         constantNames[key] = t.name
         return t.name

@@ -1,6 +1,7 @@
 import DistillNN
 import DistillTensor
 import Foundation
+import DistillTestSupport
 import XCTest
 @testable import DistillModels
 
@@ -209,15 +210,9 @@ final class GGUFExportTests: XCTestCase {
         llama.tokenizer = try standIn()
         let out = dir.appendingPathComponent("model.gguf").path
         try Data("previous".utf8).write(to: URL(fileURLWithPath: out))
-        let old = signal(SIGXFSZ, SIG_IGN)
-        var saved = rlimit()
-        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
-        var limit = saved
-        limit.rlim_cur = 64 << 10
-        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit)
-        let error = assertFileError([out, "write failed"]) { try llama.exportGGUF(to: out, type: .f32) }
-        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
-        signal(SIGXFSZ, old)
+        let error = withFileSizeLimit(64 << 10) {
+            assertFileError([out, "write failed"]) { try llama.exportGGUF(to: out, type: .f32) }
+        }
         XCTAssertNotNil(error)
         XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "previous")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["model.gguf"])

@@ -2,6 +2,7 @@ import DistillNN
 import DistillTensor
 import Foundation
 import ONNXSchema
+import DistillTestSupport
 import XCTest
 @testable import DistillModels
 
@@ -125,15 +126,9 @@ final class ONNXExportTests: XCTestCase {
         assertFileError([file.path, "not a directory"]) { try m.exportONNX(to: file.path, dtype: .f32) }
         // A disk that fills up: no model.onnx (nor a temporary) is left.
         let out = dir.appendingPathComponent("full")
-        let old = signal(SIGXFSZ, SIG_IGN)
-        var saved = rlimit()
-        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
-        var limit = saved
-        limit.rlim_cur = 16 << 10
-        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit)
-        let error = assertFileError(["write failed"]) { try m.exportONNX(to: out.path, dtype: .f32, externalDataThreshold: 0) }
-        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
-        signal(SIGXFSZ, old)
+        let error = withFileSizeLimit(16 << 10) {
+            assertFileError(["write failed"]) { try m.exportONNX(to: out.path, dtype: .f32, externalDataThreshold: 0) }
+        }
         XCTAssertNotNil(error)
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? [], [])
     }
