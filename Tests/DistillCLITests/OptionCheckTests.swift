@@ -71,6 +71,8 @@ final class OptionCheckTests: XCTestCase {
     func testBenchOptions() {
         assertFails(["bench", "train", "--preset", "sft-reference", "--steps", "0"], mentioning: ["--steps must be at least 1"])
         assertFails(["bench", "train", "--preset", "nonsense"], mentioning: ["nonsense"])
+        assertFails(["bench", "train", "--preset", "kd-reference", "--teacher-dtype", "f8"],
+                    mentioning: ["--teacher-dtype must be f32 or bf16", "'f8'"])
         assertFails(["bench", "generate", "--model", "m", "--batch", "1,x"], mentioning: ["--batch", "'x'"])
         assertFails(["bench", "generate", "--model", "m", "--new-tokens", "1"], mentioning: ["--new-tokens > 1"])
         assertFails(["bench", "generate", "--model", "some/hf-directory", "--compare-llamacpp"], mentioning: ["--compare-llamacpp needs a .gguf"])
@@ -103,6 +105,7 @@ final class OptionCheckTests: XCTestCase {
         assertFails(base + ["--type", "q3_k"], mentioning: ["--type must be one of", "q4_k_m", "'q3_k'"])
         assertFails(base + ["--format", "tflite"], mentioning: ["--format must be gguf or onnx", "'tflite'"])
         assertFails(base + ["--dtype", "f16"], mentioning: ["--dtype and --external-data are for --format onnx"])
+        assertFails(base + ["--external-data"], mentioning: ["--dtype and --external-data are for --format onnx"])
         let onnx = ["export", "demo/teacher", "--format", "onnx", "--out", "/tmp/onnx-out"]
         assertFails(onnx + ["--dtype", "int8"], mentioning: ["--dtype must be one of f32, f16", "'int8'"])
         assertFails(onnx + ["--type", "q8_0"], mentioning: ["--type is for --format gguf"])
