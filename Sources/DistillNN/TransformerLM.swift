@@ -193,9 +193,11 @@ public final class TransformerLM: Module {
     /// - `mask`: additive attention mask broadcastable to [B, heads, length, keys] (e.g. a
     ///   padding mask [B, 1, 1, keys]); causal masking is always applied.
     /// - `cache`: keys and values of earlier positions; this call's are appended to it.
+    /// - `embeddingOffset`: [B, length, hidden] added to the embedding output (after Gemma's
+    ///   √hidden scale): the perturbation of adversarial training.
     public func forward(_ ids: [Int], batch: Int, length: Int, positions: [[Int]]? = nil, mask: Tensor? = nil,
                         cache: KVCache? = nil, outputHiddenStates: Bool = false, outputAttentions: Bool = false,
-                        computeLogits: Bool = true) -> LMOutput {
+                        computeLogits: Bool = true, embeddingOffset: Tensor? = nil) -> LMOutput {
         precondition(ids.count == batch * length, "TransformerLM: \(ids.count) ids for batch \(batch) × length \(length)")
         // The sequence length the positions reach (LongRoPE picks its factors by it, as transformers does).
         let reach = (positions.map { $0.lazy.compactMap { $0.max() }.max() ?? 0 } ?? ((cache?.length ?? 0) + length - 1)) + 1
@@ -208,6 +210,11 @@ public final class TransformerLM: Module {
         }
         var h = model.embedTokens(ids, shape: [batch, length])      // (B, T, H)
         if config.scaleEmbeddings == true { h = h * Float(config.hidden).squareRoot() }
+        if let embeddingOffset {
+            precondition(embeddingOffset.shape == [batch, length, config.hidden],
+                         "TransformerLM: embeddingOffset \(embeddingOffset.shape) for [\(batch), \(length), \(config.hidden)]")
+            h = h + embeddingOffset
+        }
         var hidden: [Tensor] = outputHiddenStates ? [h] : []
         var attentions: [Tensor] = []
         for (i, layer) in model.layers.enumerated() {

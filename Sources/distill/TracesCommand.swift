@@ -56,6 +56,8 @@ struct Traces: ParsableCommand {
     @Option(help: "Process at most this many pending prompts in this run.") var limit: Int?
     @Option(help: "Print a progress line every K prompts.") var progressEvery = 1
     @Flag(help: "Continue a store made with other settings (keeps the stored ones).") var ignoreSettingsMismatch = false
+    @Option(help: "Skip prompts sharing an n-gram with this evaluation JSONL file (repeat for several; see distill decontaminate).") var decontaminate: [String] = []
+    @Option(help: "Words per n-gram for --decontaminate.") var ngram = 8
 
     func validate() throws {
         guard (prompts == nil) != (task == nil) else { throw ValidationError("give either --prompts FILE or --task NAME") }
@@ -72,6 +74,7 @@ struct Traces: ParsableCommand {
             guard (1...20).contains(k) else { throw ValidationError("--logprobs must be in 1...20 (the OpenAI API's limit), got \(k)") }
         }
         guard targetsMaxLength >= 2 else { throw ValidationError("--targets-max-length must be at least 2") }
+        guard ngram >= 1 else { throw ValidationError("--ngram must be at least 1, got \(ngram)") }
         _ = try traceTemplate(promptOpens: false)
         _ = try verifierKind()
     }
@@ -139,7 +142,15 @@ struct Traces: ParsableCommand {
             if let minLength { filterSettings["min_length"] = String(minLength) }
             if let maxLength { filterSettings["max_length"] = String(maxLength) }
         }
-        let source: TracePromptSource = prompts.map { .file($0) } ?? .task(name: task!, count: count, seed: seed)
+        var source: TracePromptSource = prompts.map { .file($0) } ?? .task(name: task!, count: count, seed: seed)
+        if !decontaminate.isEmpty {
+            let d = try Decontaminator(against: decontaminate, n: ngram)
+            let all = try TracePipeline.loadPrompts(source)
+            let clean = all.filter { d.overlap(["prompt": $0.text]) == nil }
+            print("decontamination: \(all.count - clean.count) of \(all.count) prompts share a \(ngram)-gram with \(decontaminate.joined(separator: ", ")) and are skipped")
+            guard !clean.isEmpty else { throw CLIError("every prompt overlaps the evaluation set") }
+            source = .prompts(clean)
+        }
         let pipeline = TracePipeline(TracePipelineConfiguration(
             prompts: source, teacher: teacher, samplesPerPrompt: n,
             sampling: TraceSamplingSettings(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),

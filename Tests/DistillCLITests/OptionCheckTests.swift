@@ -87,6 +87,35 @@ final class OptionCheckTests: XCTestCase {
         assertFails(["serve", "--model", "m", "--max-batch", "0"], mentioning: ["--max-batch"])
         assertFails(["convert", "m", "--out", "out", "--dtype", "f8"], mentioning: ["--dtype", "f8"])
         assertFails(["mix", "--out", "x.jsonl"], mentioning: ["--input"])
+        assertFails(["mix", "--input", "a.jsonl:1", "--out", "x.jsonl", "--ngram", "0"], mentioning: ["--ngram", "0"])
+    }
+
+    /// `decontaminate`: option checks, bad files named, and a run that writes the kept lines and the report.
+    func testDecontaminate() throws {
+        assertFails(["decontaminate", "d.jsonl", "--out", "x.jsonl"], mentioning: ["--against"])
+        assertFails(["decontaminate", "d.jsonl", "--against", "e.jsonl", "--out", "x.jsonl", "--ngram", "0"], mentioning: ["--ngram", "0"])
+        assertFails(["traces", "--task", "word-problems", "--teacher-local", "m", "--ngram", "0"], mentioning: ["--ngram", "0"])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("decon-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let eval = dir.appendingPathComponent("eval.jsonl"), train = dir.appendingPathComponent("train.jsonl")
+        let out = dir.appendingPathComponent("clean.jsonl"), report = dir.appendingPathComponent("report.json")
+        try #"{"question": "Ann has five red pens and buys two more pens today", "answer": "7"}"#.appending("\n")
+            .write(to: eval, atomically: true, encoding: .utf8)
+        try [#"{"text": "ann has five red pens, and buys two more pens today."}"#, #"{"text": "Bob has a dog."}"#, "{oops"]
+            .joined(separator: "\n").appending("\n").write(to: train, atomically: true, encoding: .utf8)
+        assertFails(["decontaminate", train.path, "--against", eval.path, "--out", out.path], mentioning: [train.path, ":3:", "not valid JSON"])
+        try [#"{"text": "ann has five red pens, and buys two more pens today."}"#, #"{"text": "Bob has a dog."}"#]
+            .joined(separator: "\n").appending("\n").write(to: train, atomically: true, encoding: .utf8)
+        var command = try Distill.parseAsRoot(["decontaminate", train.path, "--against", eval.path, "--out", out.path, "--report", report.path])
+        try command.run()
+        XCTAssertEqual(try String(contentsOf: out, encoding: .utf8), #"{"text": "Bob has a dog."}"# + "\n")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as! [String: Any]
+        XCTAssertEqual(json["removed"] as? Int, 1)
+        XCTAssertEqual(json["kept"] as? Int, 1)
+        let overlaps = json["overlaps"] as! [[String: Any]]
+        XCTAssertEqual(overlaps.first?["eval_line"] as? Int, 1)
+        XCTAssertEqual(overlaps.first?["ngram"] as? String, "ann has five red pens and buys two")
     }
 
     /// `eval --model PATH,adapter=DIR`: split into the model and its adapter, named after both.

@@ -36,6 +36,8 @@ public struct MixReport: Equatable, Sendable {
         public var available: Int
         /// Examples drawn into the mix.
         public var taken: Int
+        /// Examples removed before drawing because they overlap an evaluation set.
+        public var removed: Int = 0
         /// More drawn than available: examples repeat.
         public var withReplacement: Bool { taken > available }
     }
@@ -130,13 +132,24 @@ public enum DatasetMixer {
         return lines.map { $0.text.trimmingCharacters(in: .whitespaces) }
     }
 
-    /// The mixed lines (shuffled) and what was taken from each source.
-    public static func mix(_ sources: [MixSource], total: Int?, seed: UInt64) throws -> (lines: [String], report: MixReport) {
+    /// The mixed lines (shuffled) and what was taken from each source; with a `decontaminator`,
+    /// lines overlapping its evaluation sets are removed from each source first.
+    public static func mix(_ sources: [MixSource], total: Int?, seed: UInt64,
+                           decontaminator: Decontaminator? = nil) throws -> (lines: [String], report: MixReport) {
         guard !sources.isEmpty else { throw TraceDataError.invalidArgument("no inputs to mix") }
         for s in sources where !(s.weight.isFinite && s.weight > 0) {
             throw TraceDataError.invalidArgument("input \(s.path): the weight \(s.weight) is not a positive number")
         }
-        let data = try sources.map { try readLines($0.path) }
+        var removed = [Int](repeating: 0, count: sources.count)
+        let data = try sources.enumerated().map { i, s -> [String] in
+            guard let decontaminator else { return try readLines(s.path) }
+            let (kept, report) = try decontaminator.filter(path: s.path)
+            guard !kept.isEmpty else {
+                throw TraceDataError.file(file: s.path, reason: "every example overlaps the evaluation set; nothing to mix")
+            }
+            removed[i] = report.removed.count
+            return kept
+        }
         let weights = sources.map(\.weight)
         let counts = try plan(available: data.map(\.count), weights: weights, total: total)
         var g = RandomGenerator(seed: seed)
@@ -149,15 +162,17 @@ public enum DatasetMixer {
         shuffle(&out, &g)
         let sum = weights.reduce(0, +)
         let entries = sources.indices.map {
-            MixReport.Entry(path: sources[$0].path, share: weights[$0] / sum, available: data[$0].count, taken: counts[$0])
+            MixReport.Entry(path: sources[$0].path, share: weights[$0] / sum, available: data[$0].count, taken: counts[$0],
+                            removed: removed[$0])
         }
         return (out, MixReport(entries: entries, total: out.count, seed: seed))
     }
 
     /// Mixes and writes the result to `out` atomically.
     @discardableResult
-    public static func mix(_ sources: [MixSource], total: Int?, seed: UInt64, out: String) throws -> MixReport {
-        let (lines, report) = try mix(sources, total: total, seed: seed)
+    public static func mix(_ sources: [MixSource], total: Int?, seed: UInt64, out: String,
+                           decontaminator: Decontaminator? = nil) throws -> MixReport {
+        let (lines, report) = try mix(sources, total: total, seed: seed, decontaminator: decontaminator)
         guard !lines.isEmpty else { throw TraceDataError.invalidArgument("the mix is empty (a source is too small for its weight)") }
         try TraceJSONL.write(lines: lines, to: out)
         return report

@@ -105,6 +105,46 @@ public struct Recipe: Codable, Equatable {
         public var crossTokenizer: CrossTokenizerLoss? = nil
         /// ULD: the teacher's largest probabilities kept per row (the rest compared as one bucket).
         public var crossTokenizerK: Int? = nil
+        /// α moving linearly over the run instead of the constant `alpha` (`alpha: {from, to, steps}`).
+        public var alphaRamp: AlphaRamp? = nil
+        /// Attention transfer on the K teacher heads of lowest attention entropy per layer (nil: all).
+        public var attentionTopK: Int? = nil
+    }
+
+    /// `alpha: {from: 0.2, to: 0.8, steps: 500}`: α from `from` at step 0 to `to` at step
+    /// `steps − 1` (schedule.steps when absent), constant after.
+    public struct AlphaRamp: Codable, Equatable {
+        public var from: Float
+        public var to: Float
+        public var steps: Int?
+    }
+
+    /// On-policy distillation (GKD): on `fraction` of the micro-batches the student samples its own
+    /// answers to the prompts (at `temperature`, up to `max_tokens`) and learns the teacher's
+    /// distribution on them through `loss.divergence`.
+    public struct OnPolicy: Codable, Equatable {
+        public var fraction: Double
+        public var temperature: Float
+        public var maxTokens: Int
+    }
+
+    /// Knowledge replay: `ratio` of every micro-batch's rows come from `data` (earlier training data or
+    /// an earlier teacher's traces), the rest from data.train.
+    public struct Replay: Codable, Equatable {
+        public var data: String
+        public var ratio: Double
+    }
+
+    public enum AdversarialMethod: String, Codable, Equatable { case fgm, pgd }
+
+    /// Adversarial training on the input embeddings: FGM (one step of size ε along the normalised
+    /// gradient) or PGD (`steps` ascent steps of `step_size`, projected into the ε-ball); the
+    /// perturbed loss's gradients are added to the clean ones.
+    public struct Adversarial: Codable, Equatable {
+        public var method: AdversarialMethod
+        public var epsilon: Float
+        public var steps: Int
+        public var stepSize: Float?
     }
 
     public enum Decay: String, Codable, Equatable { case cosine, linear, constant }
@@ -144,10 +184,14 @@ public struct Recipe: Codable, Equatable {
     public var lora: LoRA?
     public var output: Output
     public var seed: UInt64
+    public var onPolicy: OnPolicy? = nil
+    public var replay: Replay? = nil
+    public var adversarial: Adversarial? = nil
 
     // MARK: Known keys
 
-    public static let topKeys = ["teacher", "student", "data", "loss", "schedule", "lora", "output", "seed"]
+    public static let topKeys = ["teacher", "student", "data", "loss", "schedule", "lora", "output", "seed", "on_policy",
+                                 "replay", "adversarial"]
     public static let teacherKeys = ["path", "cache", "k", "server_tokens", "dtype"]
     public static let studentKeys = ["path", "derive"]
     public static let deriveKeys = ["layers", "hidden", "heads", "kv_heads", "intermediate"]
@@ -155,7 +199,11 @@ public struct Recipe: Codable, Equatable {
     public static let lossKeys = ["kind", "alpha", "temperature", "divergence", "label_smoothing", "feature_weight",
                                   "attention_weight", "feature_layers", "attention_layers", "feature_distance",
                                   "attention_distance", "warmup_fraction", "alignment_fraction", "chunk_size",
-                                  "cross_tokenizer", "cross_tokenizer_k"]
+                                  "cross_tokenizer", "cross_tokenizer_k", "attention_top_k"]
+    public static let alphaRampKeys = ["from", "to", "steps"]
+    public static let onPolicyKeys = ["fraction", "temperature", "max_tokens"]
+    public static let replayKeys = ["data", "ratio"]
+    public static let adversarialKeys = ["method", "epsilon", "steps", "step_size"]
     public static let scheduleKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "decay", "min_lr", "weight_decay",
                                       "max_grad_norm", "eval_every", "checkpoint_every", "curriculum"]
     public static let loraKeys = ["rank", "alpha", "dropout", "target_modules"]
@@ -291,8 +339,18 @@ public struct Recipe: Codable, Equatable {
         if let l, let n = l.node("divergence") {
             divergence = try Self.divergence(n, section: l)
         }
+        var alphaRamp: AlphaRamp?
+        if let l, let n = l.node("alpha"), case .mapping = n {
+            let r = try RecipeSection(n, file: file, path: l.keyPath("alpha"), known: Self.alphaRampKeys,
+                                      keyLine: l.entries.first(where: { $0.key == "alpha" })?.line)
+            alphaRamp = AlphaRamp(from: try r.required("from") { try r.float($0, lower: 0, upper: 1) },
+                                  to: try r.required("to") { try r.float($0, lower: 0, upper: 1) },
+                                  steps: try r.int("steps", min: 1))
+            if kind != .kd { throw l.fail("alpha", n, "a ramp ({from, to, steps}) applies to loss.kind kd; give a number") }
+        }
+        let alpha = try alphaRamp.map { $0.from } ?? l?.float("alpha", lower: 0, upper: 1) ?? 0.5
         loss = Loss(kind: kind,
-                    alpha: try l?.float("alpha", lower: 0, upper: 1) ?? 0.5,
+                    alpha: alpha,
                     temperature: try l?.float("temperature", lower: 0, openLower: true) ?? 2,
                     divergence: divergence,
                     labelSmoothing: try l?.float("label_smoothing", lower: 0, upper: 1, openUpper: true) ?? 0,
@@ -326,7 +384,12 @@ public struct Recipe: Codable, Equatable {
             throw RecipeError(file: file, line: l?.line, key: "loss.cross_tokenizer",
                               "teacher.server_tokens needs loss.cross_tokenizer (uld or align); a student with the teacher's tokenizer trains from traces --logprobs's logit cache (teacher.cache)")
         }
+        loss.alphaRamp = alphaRamp
         loss.crossTokenizerK = try l?.int("cross_tokenizer_k", min: 1)
+        loss.attentionTopK = try l?.int("attention_top_k", min: 1)
+        if loss.attentionTopK != nil && loss.attentionWeight == 0 {
+            throw l!.fail("attention_top_k", l!.node("attention_top_k"), "applies to the attention term: set loss.attention_weight above 0")
+        }
         if loss.crossTokenizerK != nil && loss.crossTokenizer != .uld {
             throw l!.fail("cross_tokenizer_k", l!.node("cross_tokenizer_k"), "applies to cross_tokenizer: uld")
         }
@@ -389,6 +452,44 @@ public struct Recipe: Codable, Equatable {
             if kind == .progressive {
                 throw RecipeError(file: file, line: lo.line, key: "lora",
                                   "cannot be combined with loss.kind progressive (its phases choose the trainable parameters)")
+            }
+        }
+
+        // on_policy, replay, adversarial
+        if let op = try top.section("on_policy", known: Self.onPolicyKeys) {
+            onPolicy = OnPolicy(fraction: try op.required("fraction") { try op.double($0, lower: 0, openLower: true, upper: 1) },
+                                temperature: try op.float("temperature", lower: 0) ?? 1,
+                                maxTokens: try op.int("max_tokens", min: 1) ?? 64)
+            if teacher?.path == nil || teacher?.cache != nil || teacher?.serverTokens != nil || loss.crossTokenizer != nil {
+                throw RecipeError(file: file, line: op.line, key: "on_policy",
+                                  "needs a teacher model in memory (teacher.path, no cache, server_tokens or cross_tokenizer): it scores the student's own samples")
+            }
+            if kind == .hard { throw RecipeError(file: file, line: op.line, key: "on_policy", "needs loss.kind kd or progressive (kind is hard)") }
+        }
+        if let r = try top.section("replay", known: Self.replayKeys) {
+            replay = Replay(data: try r.required("data", r.string),
+                            ratio: try r.required("ratio") { try r.double($0, lower: 0, openLower: true, upper: 1, openUpper: true) })
+            if teacher?.cache != nil || teacher?.serverTokens != nil {
+                throw RecipeError(file: file, line: r.line, key: "replay",
+                                  "replayed examples need a teacher model (teacher.path) or none: a logit cache or a server's tokens cover only data.train")
+            }
+            let rows = Int((Double(schedule.batchSize) * replay!.ratio).rounded())
+            guard rows >= 1, rows < schedule.batchSize else {
+                throw r.fail("ratio", r.node("ratio"),
+                             "ratio \(replay!.ratio) of schedule.batch_size \(schedule.batchSize) gives \(rows) replayed rows per micro-batch; expected at least 1 and fewer than \(schedule.batchSize)")
+            }
+        }
+        if let a = try top.section("adversarial", known: Self.adversarialKeys) {
+            let method = AdversarialMethod(rawValue: try a.required("method") { try a.choice($0, ["fgm", "pgd"]) })!
+            let steps = try a.int("steps", min: 1) ?? (method == .fgm ? 1 : 3)
+            if method == .fgm && steps != 1 { throw a.fail("steps", a.node("steps"), "fgm takes one step; use method: pgd for \(steps)") }
+            adversarial = Adversarial(method: method, epsilon: try a.required("epsilon") { try a.float($0, lower: 0) },
+                                      steps: steps, stepSize: try a.float("step_size", lower: 0, openLower: true))
+            if method == .fgm && adversarial!.stepSize != nil {
+                throw a.fail("step_size", a.node("step_size"), "applies to method: pgd (fgm steps by epsilon)")
+            }
+            if loss.crossTokenizer != nil {
+                throw RecipeError(file: file, line: a.line, key: "adversarial", "does not apply with loss.cross_tokenizer")
             }
         }
 

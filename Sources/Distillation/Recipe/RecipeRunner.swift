@@ -82,7 +82,7 @@ public enum RecipeRunner {
         if !resume { try? FileManager.default.removeItem(at: paths.metrics) }
         let config = trainerConfiguration(recipe, models, data, objective, paths)
         let trainer = Trainer(student: models.student.lm, teacher: teacher, projector: objective.projector,
-                              train: data.train, eval: data.eval, plan: objective.plan, configuration: config)
+                              train: data.train, eval: data.eval, replay: data.replay, plan: objective.plan, configuration: config)
         var last: StepMetrics?
         trainer.onEvent = { event in
             if case .step(let m) = event { last = m }
@@ -183,6 +183,8 @@ public enum RecipeRunner {
         var allTrain: [TokenSequence]
         var train: [TokenSequence]
         var eval: [TokenSequence]
+        /// replay.data tokenized (empty without replay).
+        var replay: [TokenSequence] = []
     }
 
     /// data.train (and data.eval) tokenized with the student's tokenizer and chat template, and
@@ -213,11 +215,18 @@ public enum RecipeRunner {
             eval = order.suffix(n).map { all[$0] }
             train = order.dropLast(n).map { all[$0] }
         }
+        var replay: [TokenSequence] = []
+        if let r = recipe.replay {
+            do { replay = try tokenize(try TextDataFile(path: r.data)) } catch { throw RecipeRunError.invalid("replay.data: \(error)") }
+        }
+        if let r = recipe.replay, replay.allSatisfy({ $0.ids.count < 2 }) {
+            throw RecipeRunError.invalid("replay.data \(r.data): no example has two tokens or more to learn from")
+        }
         let vocab = m.student.lm.config.vocabSize
-        if let bad = (train + eval).lazy.flatMap({ $0.ids }).first(where: { $0 >= vocab }) {
+        if let bad = (train + eval + replay).lazy.flatMap({ $0.ids }).first(where: { $0 >= vocab }) {
             throw RecipeRunError.invalid("the tokenizer gives token \(bad), outside the student's vocabulary 0..<\(vocab)")
         }
-        return TrainingData(trainFile: trainFile, allTrain: all, train: train, eval: eval)
+        return TrainingData(trainFile: trainFile, allTrain: all, train: train, eval: eval, replay: replay)
     }
 
     /// The teacher the trainer asks: a server's tokens or a model across tokenizers, a logit cache
@@ -289,7 +298,13 @@ public enum RecipeRunner {
         }
         switch l.kind {
         case .hard: o.plan = .hardOnly
-        case .kd: o.plan = .kd(alpha: l.alpha, temperature: l.temperature, feature: l.featureWeight, attention: l.attentionWeight)
+        case .kd:
+            if let r = l.alphaRamp {
+                o.plan = .kd(alpha: LinearRamp(from: r.from, to: r.to, over: r.steps ?? s.steps), temperature: l.temperature,
+                             feature: l.featureWeight, attention: l.attentionWeight)
+            } else {
+                o.plan = .kd(alpha: l.alpha, temperature: l.temperature, feature: l.featureWeight, attention: l.attentionWeight)
+            }
         case .progressive:
             o.plan = .progressive(ProgressiveSchedule(totalSteps: s.steps, warmupFraction: l.warmupFraction,
                                                       alignmentFraction: l.alignmentFraction, alpha: l.alpha,
@@ -340,6 +355,16 @@ public enum RecipeRunner {
                                           metricsLog: paths.metrics, seed: recipe.seed)
         config.labelSmoothing = l.labelSmoothing
         config.lossChunkSize = l.chunkSize
+        config.attentionTopK = l.attentionTopK
+        if let op = recipe.onPolicy {
+            config.onPolicy = OnPolicyDistillation(fraction: op.fraction, temperature: op.temperature, maxTokens: op.maxTokens,
+                                                   stopTokenIds: Set(m.tokenizer.eosTokenIds))
+        }
+        if let r = recipe.replay { config.replayRows = Int((Double(s.batchSize) * r.ratio).rounded()) }
+        if let a = recipe.adversarial {
+            config.adversarial = AdversarialTraining(method: a.method == .fgm ? .fgm : .pgd, epsilon: a.epsilon, steps: a.steps,
+                                                     stepSize: a.stepSize)
+        }
         return config
     }
 

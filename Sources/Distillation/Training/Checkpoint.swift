@@ -15,6 +15,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// The trainer's random generator (curriculum sampling).
     public var rng: RandomGenerator
     public var learningRate: Float
+    /// Where the trainer is in its replay set, when it replays data.
+    public var replayData: DataPosition? = nil
 
     public init(step: Int, optimizerStep: Int, data: DataPosition, rng: RandomGenerator, learningRate: Float) {
         self.version = TrainerState.currentVersion

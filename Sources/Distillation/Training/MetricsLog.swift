@@ -22,9 +22,11 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var tokensPerSecond: Double
     /// Held-out loss, on steps where the trainer evaluated.
     public var evalLoss: Float?
+    /// The loss with the input embeddings perturbed, when the run trains adversarially.
+    public var adversarial: Float? = nil
 
     enum CodingKeys: String, CodingKey {
-        case step, loss, soft, hard, feature, attention, temperature
+        case step, loss, soft, hard, feature, attention, temperature, adversarial
         case learningRate = "lr", gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", evalLoss = "eval_loss"
     }
 }

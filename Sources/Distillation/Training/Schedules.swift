@@ -47,11 +47,12 @@ public struct TrainingPlan {
         }
     }
 
-    /// KD with α following a ramp (e.g. 0.3 → 0.7): α·soft(τ) + (1 − α)·hard.
-    public static func kd(alpha: LinearRamp, temperature: Float) -> TrainingPlan {
+    /// KD with α following a ramp (e.g. 0.3 → 0.7): α·soft(τ) + (1 − α)·hard, with optional
+    /// constant feature and attention terms added.
+    public static func kd(alpha: LinearRamp, temperature: Float, feature: Float = 0, attention: Float = 0) -> TrainingPlan {
         TrainingPlan { step in
             let a = alpha.value(at: step)
-            return StepPlan(soft: a, hard: 1 - a, temperature: temperature)
+            return StepPlan(soft: a, hard: 1 - a, feature: feature, attention: attention, temperature: temperature)
         }
     }
 

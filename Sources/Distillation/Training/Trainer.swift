@@ -45,6 +45,14 @@ public struct TrainerConfiguration {
     public var lossChunkSize: Int? = nil
     /// On-policy distillation on a share of the steps (needs a teacher model in memory); nil: off.
     public var onPolicy: OnPolicyDistillation? = nil
+    /// Rows of every micro-batch taken from the trainer's replay set (knowledge replay); the rest
+    /// come from the training set. 0: no replay.
+    public var replayRows: Int = 0
+    /// Adversarial training on the input embeddings (FGM or PGD); nil: off.
+    public var adversarial: AdversarialTraining? = nil
+    /// The attention term compares only the K teacher heads of lowest attention entropy per
+    /// layer (`DistillationLoss.attentionTransfer(topKTeacherHeads:)`); nil: every head.
+    public var attentionTopK: Int? = nil
 
     public init(totalSteps: Int, batchSize: Int, accumulationSteps: Int = 1, layout: BatchLayout = .padToLongest(padId: 0),
                 order: DataOrder = .shuffled(seed: 0), learningRate: LearningRateSchedule = .constant(1e-3),
@@ -95,6 +103,8 @@ public struct LossParts {
     public var hard: Float?
     public var feature: Float?
     public var attention: Float?
+    /// The loss with the input embeddings perturbed (adversarial training), when on.
+    public var adversarial: Float? = nil
 }
 
 /// Trains a student `TransformerLM` on token sequences: hard-label fine-tuning, or knowledge
@@ -125,6 +135,10 @@ public final class Trainer {
     public let projector: FeatureProjector?
     public let trainSet: [TokenSequence]
     public let evalSet: [TokenSequence]
+    /// Earlier data mixed into every micro-batch (`configuration.replayRows` rows), visited in its
+    /// own shuffled order.
+    public let replaySet: [TokenSequence]
+    public private(set) var replayData: DataPosition?
     public let plan: TrainingPlan
     public let configuration: TrainerConfiguration
     public let optimizer: AdamW
@@ -138,13 +152,15 @@ public final class Trainer {
     public var onEvent: (TrainingEvent) -> Void = { _ in }
 
     public init(student: TransformerLM, teacher: (any Teacher)? = nil, projector: FeatureProjector? = nil,
-                train: [TokenSequence], eval: [TokenSequence] = [], plan: TrainingPlan,
+                train: [TokenSequence], eval: [TokenSequence] = [], replay: [TokenSequence] = [], plan: TrainingPlan,
                 configuration c: TrainerConfiguration) {
         self.student = student
         self.teacher = teacher
         self.projector = projector
         self.trainSet = train
         self.evalSet = eval
+        self.replaySet = replay
+        replayData = c.replayRows > 0 && !replay.isEmpty ? DataPosition.start(count: replay.count, order: Self.replayOrder(c)) : nil
         self.plan = plan
         self.configuration = c
         optimizer = AdamW(learningRate: c.learningRate.learningRate(at: 0), beta1: c.beta1, beta2: c.beta2, eps: c.eps,
@@ -165,8 +181,13 @@ public final class Trainer {
 
     /// The current state, as a checkpoint stores it.
     public var state: TrainerState {
-        TrainerState(step: step, optimizerStep: optimizer.step, data: data, rng: rng, learningRate: optimizer.learningRate)
+        var s = TrainerState(step: step, optimizerStep: optimizer.step, data: data, rng: rng, learningRate: optimizer.learningRate)
+        s.replayData = replayData
+        return s
     }
+
+    /// The replay set's order: shuffled with a seed of its own.
+    static func replayOrder(_ c: TrainerConfiguration) -> DataOrder { .shuffled(seed: c.seed &+ 0x5245_504c_4159) }
 
     /// Saves a checkpoint into `configuration.checkpointDirectory`.
     @discardableResult
@@ -186,6 +207,12 @@ public final class Trainer {
         step = s.step
         data = s.data
         rng = s.rng
+        if replayData != nil {
+            guard let r = s.replayData else {
+                throw TrainerError.badCheckpoint(path: url.path, reason: "it was written without replay, and this run replays data")
+            }
+            replayData = r
+        }
         resumedFrom = url
         if let log = configuration.metricsLog { try MetricsLog(url: log).truncate(afterStep: step) }
     }
@@ -232,6 +259,19 @@ public final class Trainer {
             try fail("teacher vocabulary \(teacher.vocabularySize) differs from the student's \(v) (align it with Teacher.aligned, or use a CrossTokenizerTeacher)")
         }
         if let k = c.lossChunkSize, k < 1 { try fail("lossChunkSize \(k) must be at least 1") }
+        if c.replayRows < 0 || c.replayRows >= c.batchSize {
+            try fail("replayRows \(c.replayRows) must be in 0..<batchSize (\(c.batchSize))")
+        }
+        if c.replayRows > 0 {
+            if replaySet.isEmpty || replaySet.allSatisfy({ $0.ids.isEmpty }) { try fail("replayRows \(c.replayRows) but no replay sequence") }
+            if let bad = replaySet.enumerated().first(where: { $0.element.ids.contains { $0 < 0 || $0 >= v } }) {
+                try fail("replay sequence \(bad.offset) holds a token outside the vocabulary 0..<\(v)")
+            }
+            if teacher != nil && !(teacher!.scoresAnySequence) {
+                try fail("replay needs a teacher model in memory or none (a logit cache holds only the training sequences)")
+            }
+        }
+        if let a = c.adversarial { try a.validate() }
         if let op = c.onPolicy {
             try op.validate()
             if op.fraction > 0 && !(teacher?.scoresAnySequence ?? false) {
@@ -293,27 +333,27 @@ public final class Trainer {
         guard !params.isEmpty else { throw TrainerError.invalidConfiguration("step \(step + 1): no trainable parameter") }
         let start = Date()
         var acc = GradientAccumulator()
-        var sums = [Float](repeating: 0, count: 5)      // total, soft, hard, feature, attention
+        var sums = [Float](repeating: 0, count: 6)      // total, soft, hard, feature, attention, adversarial
         var tokens = 0
         for _ in 0..<Swift.max(1, c.accumulationSteps) {
-            let indices: [Int]
-            if case .curriculum(let cur) = c.order {
-                indices = cur.sample(c.batchSize, step: step, using: &rng)
-            } else {
-                indices = data.next(c.batchSize, count: trainSet.count, kind: c.order)
-            }
-            var rows = indices.map { trainSet[$0] }, rowPlan = p
+            var rows = nextMicroBatchRows(), rowPlan = p
             if let own = try onPolicyBatch(rows, plan: p) { (rows, rowPlan) = own }
             let batch = Batch.make(rows, layout: c.layout)
             tokens += batch.ids.count
-            let parts = try loss(batch, plan: rowPlan)
-            let g = gradients(of: parts.total, wrt: params.map { $0.parameter.value })
+            let parts: LossParts, g: [Tensor]
+            if let adv = c.adversarial {
+                (parts, g, _) = try adversarialGradients(batch, plan: rowPlan, parameters: params.map { $0.parameter.value }, adv)
+            } else {
+                parts = try loss(batch, plan: rowPlan)
+                g = gradients(of: parts.total, wrt: params.map { $0.parameter.value })
+            }
             acc.add(Gradients(names: params.map(\.name), tensors: g))
             sums[0] += parts.total.item
             sums[1] += parts.soft ?? 0
             sums[2] += parts.hard ?? 0
             sums[3] += parts.feature ?? 0
             sums[4] += parts.attention ?? 0
+            sums[5] += parts.adversarial ?? 0
         }
         let n = Float(Swift.max(1, c.accumulationSteps))
         var grads = acc.average()!
@@ -332,6 +372,7 @@ public final class Trainer {
                             feature: p.feature != 0 ? sums[3] / n : nil, attention: p.attention != 0 ? sums[4] / n : nil,
                             learningRate: lr, gradNorm: norm, temperature: p.temperature,
                             tokensPerSecond: secs > 0 ? Double(tokens) / secs : 0, evalLoss: nil)
+        if c.adversarial != nil { m.adversarial = sums[5] / n }
         if let every = c.evalEvery, every > 0, step % every == 0, !evalSet.isEmpty {
             let e = try evaluate()
             m.evalLoss = e
@@ -343,6 +384,25 @@ public final class Trainer {
             try saveCheckpoint()
         }
         return m
+    }
+
+    /// The rows of the next micro-batch (advancing the data position): `batchSize − replayRows`
+    /// training sequences (in the data order, or drawn by the curriculum), then `replayRows`
+    /// replayed ones.
+    func nextMicroBatchRows() -> [TokenSequence] {
+        let c = configuration
+        let fresh = c.batchSize - (replayData != nil ? c.replayRows : 0)
+        let indices: [Int]
+        if case .curriculum(let cur) = c.order {
+            indices = cur.sample(fresh, step: step, using: &rng)
+        } else {
+            indices = data.next(fresh, count: trainSet.count, kind: c.order)
+        }
+        var rows = indices.map { trainSet[$0] }
+        if replayData != nil {
+            rows += replayData!.next(c.replayRows, count: replaySet.count, kind: Self.replayOrder(c)).map { replaySet[$0] }
+        }
+        return rows
     }
 
     /// The plan's loss at the current step on the held-out set, averaged over batches weighted by
@@ -367,20 +427,20 @@ public final class Trainer {
     /// the projector). Throws when the teacher source cannot serve the batch (e.g. a sequence
     /// missing from a logit cache); traps when `p` needs a teacher or a layer map that is missing
     /// (`trainStep` checks first and throws).
-    public func loss(_ batch: Batch, plan p: StepPlan) throws -> LossParts {
+    ///
+    /// `embeddingOffset` [B, T, hidden] is added to the student's embedding output (adversarial
+    /// training); `teacherOutputs` are used instead of asking the teacher (from
+    /// `teacherOutputs(for:plan:)` on the same batch and plan).
+    public func loss(_ batch: Batch, plan p: StepPlan, embeddingOffset: Tensor? = nil,
+                     teacherOutputs given: TeacherBatchOutput? = nil) throws -> LossParts {
         let needFeature = p.feature != 0, needAttention = p.attention != 0
         let v = student.config.vocabSize, n = batch.batch * batch.length
-        let cross = p.soft != 0 ? teacher?.crossTokenizerLoss : nil
-        // Fused with the output projection when asked (and the projection is a plain matrix); a
-        // cross-tokenizer soft term needs the student's logits.
-        let fusedWeight = configuration.lossChunkSize != nil && cross == nil ? student.outputProjectionWeight : nil
+        let fusedWeight = fusedProjectionWeight(p)
         let out = student.forward(batch.ids, batch: batch.batch, length: batch.length, positions: batch.positions,
                                   mask: batch.attentionMask, outputHiddenStates: needFeature, outputAttentions: needAttention,
-                                  computeLogits: fusedWeight == nil)
+                                  computeLogits: fusedWeight == nil, embeddingOffset: embeddingOffset)
         let mask = batch.lossMask
-        let t: TeacherBatchOutput? = p.needsTeacher ? try teacher?.outputs(for: batch, request: TeacherBatchRequest(
-            mask: mask, soft: p.soft != 0, hiddenStates: needFeature, attentions: needAttention, temperature: p.temperature,
-            fusedProjection: fusedWeight != nil)) : nil
+        let t: TeacherBatchOutput? = try given ?? teacherOutputs(for: batch, plan: p)
         var total: Tensor? = nil
         func add(_ term: Tensor, _ w: Float) { total = total.map { $0 + term * w } ?? term * w }
         var parts = LossParts(total: Tensor(scalar: 0))
@@ -454,12 +514,53 @@ public final class Trainer {
         if needAttention, let t {
             let map = configuration.attentionMap!         // checked by `check(_:)`
             let a = DistillationLoss.attentionTransfer(student: out.attentions, teacher: t.attentions, map: map,
-                                                       distance: configuration.attentionDistance, mask: mask)
+                                                       distance: configuration.attentionDistance,
+                                                       topKTeacherHeads: configuration.attentionTopK, mask: mask)
             parts.attention = a.item
             add(a, p.attention)
         }
         parts.total = total ?? Tensor(scalar: 0)
         return parts
+    }
+
+    /// The student's output projection when the loss is fused with it (a chunk size is set and
+    /// the projection is a plain matrix; a cross-tokenizer soft term needs the student's logits).
+    func fusedProjectionWeight(_ p: StepPlan) -> Tensor? {
+        let cross = p.soft != 0 ? teacher?.crossTokenizerLoss : nil
+        return configuration.lossChunkSize != nil && cross == nil ? student.outputProjectionWeight : nil
+    }
+
+    /// What `loss(_:plan:)` asks the teacher about `batch` under `p` (nil when `p` needs no teacher).
+    public func teacherOutputs(for batch: Batch, plan p: StepPlan) throws -> TeacherBatchOutput? {
+        guard p.needsTeacher, let teacher else { return nil }
+        return try teacher.outputs(for: batch, request: TeacherBatchRequest(
+            mask: batch.lossMask, soft: p.soft != 0, hiddenStates: p.feature != 0, attentions: p.attention != 0,
+            temperature: p.temperature, fusedProjection: fusedProjectionWeight(p) != nil))
+    }
+
+    /// The clean loss's parts (with `adversarial` set to the perturbed loss), the gradients of
+    /// clean + perturbed loss with respect to `parameters` and the final perturbation [B·T·hidden]
+    /// (see `AdversarialTraining`).
+    func adversarialGradients(_ batch: Batch, plan p: StepPlan, parameters: [Tensor],
+                              _ adv: AdversarialTraining) throws -> (LossParts, [Tensor], perturbation: [Float]) {
+        let t = try teacherOutputs(for: batch, plan: p)
+        let shape = [batch.batch, batch.length, student.config.hidden]
+        let zero = Tensor(zeros: shape).requiringGrad()
+        var parts = try loss(batch, plan: p, embeddingOffset: zero, teacherOutputs: t)
+        var g = gradients(of: parts.total, wrt: parameters + [zero])
+        var ge = g.removeLast()
+        var r: [Float]? = nil
+        for k in 0..<adv.steps {
+            r = adv.step(from: r, gradient: ge.scalars)
+            if k + 1 < adv.steps {
+                let rk = Tensor(r!, shape: shape).requiringGrad()
+                ge = gradients(of: try loss(batch, plan: p, embeddingOffset: rk, teacherOutputs: t).total, wrt: [rk])[0]
+            }
+        }
+        let perturbed = try loss(batch, plan: p, embeddingOffset: Tensor(r!, shape: shape), teacherOutputs: t)
+        let ga = gradients(of: perturbed.total, wrt: parameters)
+        parts.adversarial = perturbed.total.item
+        return (parts, zip(g, ga).map { $0 + $1 }, r!)
     }
 }
 

@@ -1,0 +1,145 @@
+import DistillModels
+import DistillNN
+import DistillTensor
+@testable import Distillation
+import Foundation
+import XCTest
+
+/// The recipe keys of on-policy distillation, the α ramp, attention head choice, replay and
+/// adversarial training: parsed, checked, run at tiny size, resumed bit-exactly.
+extension RecipeRunnerTests {
+    static let recipesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("recipes")
+
+    func makeReplayData() throws -> URL {
+        let lines = (0..<5).map { i in #"{"text": "Earlier data: the dog ran \#(i) laps around the yard."}"# }
+        let url = tmp.appendingPathComponent("replay.jsonl")
+        try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    /// Every new option at once.
+    func allTechniques(replay: URL) -> String {
+        """
+        on_policy: {fraction: 0.5, temperature: 1, max_tokens: 4}
+        replay: {data: \(replay.path), ratio: 0.5}
+        adversarial: {method: pgd, epsilon: 0.1, steps: 2}
+        """
+    }
+
+    func allTechniquesOverrides() -> [String] {
+        ["loss.alpha={from: 0.2, to: 0.8}", "loss.attention_weight=0.1", "loss.attention_top_k=2", "loss.divergence=jsd(0.3)"]
+    }
+
+    func testNewKeysParse() throws {
+        let teacher = tmp.appendingPathComponent("t"), data = tmp.appendingPathComponent("d.jsonl"), out = tmp.appendingPathComponent("o")
+        let r = try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: allTechniques(replay: data)),
+                                 overrides: allTechniquesOverrides())
+        XCTAssertEqual(r.loss.alphaRamp, Recipe.AlphaRamp(from: 0.2, to: 0.8, steps: nil))
+        XCTAssertEqual(r.loss.attentionTopK, 2)
+        XCTAssertEqual(r.onPolicy, Recipe.OnPolicy(fraction: 0.5, temperature: 1, maxTokens: 4))
+        XCTAssertEqual(r.replay, Recipe.Replay(data: data.path, ratio: 0.5))
+        XCTAssertEqual(r.adversarial, Recipe.Adversarial(method: .pgd, epsilon: 0.1, steps: 2, stepSize: nil))
+        let fgm = try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: "adversarial: {method: fgm, epsilon: 0.5}"))
+        XCTAssertEqual(fgm.adversarial, Recipe.Adversarial(method: .fgm, epsilon: 0.5, steps: 1, stepSize: nil))
+    }
+
+    func testNewKeysBadValuesNameFileLineAndKey() throws {
+        let teacher = tmp.appendingPathComponent("t"), data = tmp.appendingPathComponent("d.jsonl"), out = tmp.appendingPathComponent("o")
+        func error(_ extra: String, _ overrides: [String] = []) -> String {
+            do { _ = try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: extra), file: "r.yaml", overrides: overrides) } catch { return "\(error)" }
+            return "no error"
+        }
+        // The `extra` text starts at line 25 of the base recipe; its loss section at line 9, alpha at 11.
+        XCTAssertEqual(error("adversarial: {method: fgm, epsilon: -0.1}"), "r.yaml:25: adversarial.epsilon: expected a number ≥ 0, found -0.1")
+        XCTAssertEqual(error("adversarial: {method: mim, epsilon: 1}"), "r.yaml:25: adversarial.method: expected one of fgm, pgd, found \"mim\"")
+        XCTAssertEqual(error("adversarial: {method: fgm, epsilon: 1, steps: 3}"), "r.yaml:25: adversarial.steps: fgm takes one step; use method: pgd for 3")
+        XCTAssertEqual(error("adversarial: {epsilon: 1}"), "r.yaml:25: adversarial.method: missing required key")
+        XCTAssertEqual(error("replay: {data: x.jsonl, ratio: 0}"), "r.yaml:25: replay.ratio: expected a number in (0, 1), found 0")
+        XCTAssertEqual(error("replay: {data: x.jsonl, ratio: 0.1}"),
+                       "r.yaml:25: replay.ratio: ratio 0.1 of schedule.batch_size 2 gives 0 replayed rows per micro-batch; expected at least 1 and fewer than 2")
+        XCTAssertEqual(error("replay: {ratio: 0.5}"), "r.yaml:25: replay.data: missing required key")
+        XCTAssertEqual(error("replay: {data: x.jsonl, ratio: 0.5, mix: 2}"), "r.yaml:25: replay.mix: unknown key; known keys: data, ratio")
+        XCTAssertEqual(error("on_policy: {temperature: 1}"), "r.yaml:25: on_policy.fraction: missing required key")
+        XCTAssertEqual(error("on_policy: {fraction: 1.5}"), "r.yaml:25: on_policy.fraction: expected a number in (0, 1], found 1.5")
+        XCTAssertEqual(error("", ["loss.attention_top_k=2"]),
+                       "r.yaml:9: loss.attention_top_k: applies to the attention term: set loss.attention_weight above 0")
+        XCTAssertEqual(error("", ["loss.alpha={from: 0.2}"]), "r.yaml:11: loss.alpha.to: missing required key")
+        XCTAssertEqual(error("", ["loss.alpha={from: 0.2, to: 1.5}"]), "r.yaml:11: loss.alpha.to: expected a number in [0, 1], found 1.5")
+        XCTAssertEqual(error("", ["loss.kind=progressive", "loss.alpha={from: 0.2, to: 0.5}"]),
+                       "r.yaml:11: loss.alpha: a ramp ({from, to, steps}) applies to loss.kind kd; give a number")
+        // Without a teacher model: on-policy and replay name what they need.
+        let cached = recipe(teacher: teacher, data: data, out: out, extra: "on_policy: {fraction: 0.5}")
+            .replacingOccurrences(of: "  path: \(teacher.path)\n", with: "  cache: c.logits\n")
+            .replacingOccurrences(of: "  feature_weight: 0.1\n", with: "")
+            .replacingOccurrences(of: "derive: {layers: 1, hidden: 16, heads: 2, kv_heads: 1, intermediate: 32}", with: "path: s")
+        XCTAssertThrowsError(try Recipe.parse(yaml: cached, file: "r.yaml")) { e in
+            XCTAssertTrue("\(e)".contains("on_policy: needs a teacher model in memory"), "\(e)")
+        }
+    }
+
+    /// A replay file that is empty or bad stops the run naming the key, the file and the line.
+    func testBadReplayFiles() throws {
+        let teacher = try makeModel("teacher"), data = try makeData(), out = tmp.appendingPathComponent("run")
+        let empty = tmp.appendingPathComponent("empty.jsonl"), bad = tmp.appendingPathComponent("bad.jsonl")
+        try Data().write(to: empty)
+        try "{\"text\": \"fine\"}\n{\"txt\": 3}\n".write(to: bad, atomically: true, encoding: .utf8)
+        for (file, expected) in [(empty, "replay.data: \(empty.path): the file holds no examples (empty)"),
+                                 (bad, "replay.data: \(bad.path): line 2: missing \"text\"")] {
+            let r = try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: "replay: {data: \(file.path), ratio: 0.5}"))
+            XCTAssertThrowsError(try RecipeRunner.run(recipe: r)) { e in XCTAssertTrue("\(e)".hasPrefix(expected), "\(e)") }
+        }
+    }
+
+    /// A run with every new option, killed after its step-2 checkpoint (simulated by copying that
+    /// checkpoint into a fresh directory) and resumed, ends bit for bit equal to the uninterrupted run.
+    func testEveryNewOptionResumesBitExactly() throws {
+        let teacher = try makeModel("teacher"), data = try makeData(), replay = try makeReplayData()
+        let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
+        func parse(_ out: URL) throws -> Recipe {
+            try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: allTechniques(replay: replay)),
+                             overrides: allTechniquesOverrides())
+        }
+        let full = try RecipeRunner.run(recipe: try parse(a))
+        XCTAssertEqual(full.steps, 4)
+        XCTAssertNotNil(full.lastMetrics?.adversarial)
+        XCTAssertNotNil(full.lastMetrics?.attention)
+        let fm = FileManager.default
+        try fm.createDirectory(at: b.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+        try fm.copyItem(at: a.appendingPathComponent("checkpoints/step-00000002"), to: b.appendingPathComponent("checkpoints/step-00000002"))
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000002/state.json")))
+        XCTAssertNotNil(state.replayData)
+        let resumed = try RecipeRunner.run(recipe: try parse(b), resume: true)
+        XCTAssertEqual(resumed.steps, 4)
+        for file in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+            XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent("checkpoints/step-00000004/\(file)")),
+                           try Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000004/\(file)")), file)
+        }
+        XCTAssertEqual(resumed.lastMetrics?.loss, full.lastMetrics?.loss)
+    }
+
+    /// The example recipes of the new keys run at tiny size (their models, data and sizes
+    /// overridden) and train.
+    func testNewExampleRecipesRunAtTinySize() throws {
+        let teacher = try makeModel("teacher"), data = try makeData(), replay = try makeReplayData()
+        let student = try makeModel("student", seed: 9)
+        for name in ["on-policy.yaml", "replay.yaml", "adversarial.yaml", "progressive.yaml"] {
+            let out = tmp.appendingPathComponent(name)
+            var overrides = ["teacher.path=\(teacher.path)", "data.train=\(data.path)", "data.max_length=24", "schedule.steps=3",
+                             "data.eval_fraction=0.25", "schedule.batch_size=4", "schedule.warmup=0", "schedule.checkpoint_every=null", "schedule.eval_every=null",
+                             "output.dir=\(out.path)"]
+            if name == "replay.yaml" {
+                overrides += ["student.path=\(student.path)", "replay.data=\(replay.path)"]
+            } else {
+                overrides += ["student.derive={layers: 1, hidden: 16, heads: 2, kv_heads: 1, intermediate: 32}"]
+            }
+            if name == "progressive.yaml" { overrides += ["loss.attention_layers=uniform", "loss.attention_top_k=2"] }
+            if name == "on-policy.yaml" { overrides += ["on_policy.max_tokens=4"] }
+            let r = try Recipe.load(Self.recipesDirectory.appendingPathComponent(name).path, overrides: overrides)
+            let result = try RecipeRunner.run(recipe: r)
+            XCTAssertEqual(result.steps, 3, name)
+            XCTAssertTrue(result.lastMetrics?.loss.isFinite ?? false, name)
+            if name == "adversarial.yaml" { XCTAssertNotNil(result.lastMetrics?.adversarial) }
+        }
+    }
+}
