@@ -29,6 +29,22 @@ public struct Recipe: Codable, Equatable {
         public var dtype: String? = nil
     }
 
+    /// Several teacher models (`MultiTeacher`): their soft targets combined with `weights` by
+    /// `combine`, or one member's alone for examples whose `source` `routing` names. The first
+    /// member also serves as `teacher.path` (a derived student copies its weights).
+    public struct Teachers: Codable, Equatable {
+        public struct Member: Codable, Equatable {
+            public var name: String
+            public var path: String
+            public var weight: Float
+        }
+
+        public var members: [Member]
+        public var combine: TeacherCombination
+        /// Example `source` → member name.
+        public var routing: [String: String]
+    }
+
     /// Sizes of a student derived from the teacher (`StudentDerivation`).
     public struct Derive: Codable, Equatable {
         public var layers: Int
@@ -177,6 +193,7 @@ public struct Recipe: Codable, Equatable {
     }
 
     public var teacher: Teacher?
+    public var teachers: Teachers? = nil
     public var student: Student
     public var data: DataSection
     public var loss: Loss
@@ -190,7 +207,7 @@ public struct Recipe: Codable, Equatable {
 
     // MARK: Known keys
 
-    public static let topKeys = ["teacher", "student", "data", "loss", "schedule", "lora", "output", "seed", "on_policy",
+    public static let topKeys = ["teacher", "teachers", "student", "data", "loss", "schedule", "lora", "output", "seed", "on_policy",
                                  "replay", "adversarial"]
     public static let teacherKeys = ["path", "cache", "k", "server_tokens", "dtype"]
     public static let studentKeys = ["path", "derive"]
@@ -200,6 +217,8 @@ public struct Recipe: Codable, Equatable {
                                   "attention_weight", "feature_layers", "attention_layers", "feature_distance",
                                   "attention_distance", "warmup_fraction", "alignment_fraction", "chunk_size",
                                   "cross_tokenizer", "cross_tokenizer_k", "attention_top_k"]
+    public static let teachersKeys = ["members", "combine", "routing"]
+    public static let teacherMemberKeys = ["name", "path", "weight"]
     public static let alphaRampKeys = ["from", "to", "steps"]
     public static let onPolicyKeys = ["fraction", "temperature", "max_tokens"]
     public static let replayKeys = ["data", "ratio"]
@@ -294,6 +313,15 @@ public struct Recipe: Codable, Equatable {
                 guard teacher!.path != nil else { throw t.fail("dtype", t.node("dtype"), "dtype applies to a teacher model: give teacher.path") }
                 teacher!.dtype = d
             }
+        }
+
+        // teachers
+        if let tn = top.node("teachers") {
+            if top.has("teacher") {
+                throw top.fail("teachers", tn, "give either teacher (one) or teachers (several), not both")
+            }
+            teachers = try Self.teachers(tn, top: top)
+            teacher = Teacher(path: teachers!.members[0].path)
         }
 
         // student
@@ -408,6 +436,20 @@ public struct Recipe: Codable, Equatable {
         if let cache = teacher?.cache, data.eval != nil {
             throw d.fail("eval", d.node("eval"), "with teacher.cache (\(cache)) the held-out set must come from data.train: use eval_fraction")
         }
+        if let tn = top.node("teachers") {
+            func fail(_ key: String, _ message: String) -> RecipeError {
+                RecipeError(file: file, line: l?.node(key)?.line ?? tn.line, key: "loss.\(key)", message)
+            }
+            if kind == .hard { throw RecipeError(file: file, line: tn.line, key: "teachers", "needs loss.kind kd or progressive (kind is hard)") }
+            if loss.featureWeight != 0 || loss.attentionWeight != 0 {
+                throw fail(loss.featureWeight != 0 ? "feature_weight" : "attention_weight",
+                           "several teachers give soft targets only: set feature_weight and attention_weight to 0")
+            }
+            if loss.divergence == .mse {
+                throw fail("divergence", "mse compares raw logits, which a combination of teachers does not have: use a divergence between distributions")
+            }
+            if loss.crossTokenizer != nil { throw fail("cross_tokenizer", "does not apply with several teachers") }
+        }
         if loss.warmupFraction + loss.alignmentFraction > 1 {
             throw RecipeError(file: file, line: l?.node("alignment_fraction")?.line ?? l?.line, key: "loss.alignment_fraction",
                               "warmup_fraction + alignment_fraction must be at most 1, found \(loss.warmupFraction + loss.alignmentFraction)")
@@ -504,6 +546,43 @@ public struct Recipe: Codable, Equatable {
         } else {
             seed = 0
         }
+    }
+
+    /// The `teachers` section: members (name, path, weight ≥ 0 [1]; names unique; weights summing
+    /// to a positive number), combine, routing (source → a member's name).
+    static func teachers(_ node: RecipeNode, top: RecipeSection) throws -> Teachers {
+        let file = top.file
+        let ts = try RecipeSection(node, file: file, path: "teachers", known: teachersKeys,
+                                   keyLine: top.entries.first(where: { $0.key == "teachers" })?.line)
+        guard let mn = ts.node("members") else { throw ts.missing("members") }
+        guard case let .sequence(items, _) = mn, !items.isEmpty else {
+            throw ts.fail("members", mn, "expected a list of {name, path, weight}, found \(mn.found)")
+        }
+        var members: [Teachers.Member] = []
+        for (i, item) in items.enumerated() {
+            let m = try RecipeSection(item, file: file, path: "teachers.members[\(i)]", known: teacherMemberKeys)
+            let name = try m.required("name", m.string)
+            if members.contains(where: { $0.name == name }) { throw m.fail("name", m.node("name"), "two teachers are named \"\(name)\"") }
+            members.append(Teachers.Member(name: name, path: try m.required("path", m.string), weight: try m.float("weight", lower: 0) ?? 1))
+        }
+        let sum = members.reduce(Float(0)) { $0 + $1.weight }
+        guard sum > 0 else { throw ts.fail("members", mn, "the teachers' weights sum to \(sum); at least one must be positive") }
+        let combine = TeacherCombination(rawValue: try ts.choice("combine", TeacherCombination.allCases.map(\.rawValue)) ?? "probabilities")!
+        var routing: [String: String] = [:]
+        if let rn = ts.node("routing") {
+            guard case let .mapping(entries, _) = rn else {
+                throw ts.fail("routing", rn, "expected a mapping of example source to teacher name, found \(rn.found)")
+            }
+            let names = members.map(\.name)
+            for e in entries {
+                guard case let .scalar(name, _, _) = e.value, names.contains(name) else {
+                    throw RecipeError(file: file, line: e.line ?? e.value.line, key: "teachers.routing.\(e.key)",
+                                      "unknown teacher \(e.value.found); teachers: \(names.joined(separator: ", "))")
+                }
+                routing[e.key] = name
+            }
+        }
+        return Teachers(members: members, combine: combine, routing: routing)
     }
 
     /// `forward_kl`, `reverse_kl`, `jsd` (β = 0.5), `jsd(0.1)`, `tv`, `mse`.

@@ -185,6 +185,7 @@ public enum RecipeRunner {
         var eval: [TokenSequence]
         /// replay.data tokenized (empty without replay).
         var replay: [TokenSequence] = []
+        var replayFile: TextDataFile? = nil
     }
 
     /// data.train (and data.eval) tokenized with the student's tokenizer and chat template, and
@@ -215,9 +216,12 @@ public enum RecipeRunner {
             eval = order.suffix(n).map { all[$0] }
             train = order.dropLast(n).map { all[$0] }
         }
-        var replay: [TokenSequence] = []
+        var replay: [TokenSequence] = [], replayFile: TextDataFile?
         if let r = recipe.replay {
-            do { replay = try tokenize(try TextDataFile(path: r.data)) } catch { throw RecipeRunError.invalid("replay.data: \(error)") }
+            do {
+                replayFile = try TextDataFile(path: r.data)
+                replay = try tokenize(replayFile!)
+            } catch { throw RecipeRunError.invalid("replay.data: \(error)") }
         }
         if let r = recipe.replay, replay.allSatisfy({ $0.ids.count < 2 }) {
             throw RecipeRunError.invalid("replay.data \(r.data): no example has two tokens or more to learn from")
@@ -226,7 +230,7 @@ public enum RecipeRunner {
         if let bad = (train + eval + replay).lazy.flatMap({ $0.ids }).first(where: { $0 >= vocab }) {
             throw RecipeRunError.invalid("the tokenizer gives token \(bad), outside the student's vocabulary 0..<\(vocab)")
         }
-        return TrainingData(trainFile: trainFile, allTrain: all, train: train, eval: eval, replay: replay)
+        return TrainingData(trainFile: trainFile, allTrain: all, train: train, eval: eval, replay: replay, replayFile: replayFile)
     }
 
     /// The teacher the trainer asks: a server's tokens or a model across tokenizers, a logit cache
@@ -243,6 +247,7 @@ public enum RecipeRunner {
                                              studentVocabularySize: vocab, loss: cross, topK: recipe.loss.crossTokenizerK)
         }
         if let cross = m.crossTeacher { return cross }
+        if let ts = recipe.teachers, let first = m.teacher { return try multiTeacher(ts, first: first, m, d) }
         // A logit cache: written from data.train with this tokenizer, at the loss temperature, and
         // holding every training sequence exactly as tokenized here.
         if let path = recipe.teacher?.cache {
@@ -259,6 +264,34 @@ public enum RecipeRunner {
                          studentTokenizerVocabularySize: m.tokenizer.vocabSize)
         }
         return m.teacher.map { LocalTeacher(lm: $0.lm) }
+    }
+
+    /// The `teachers` members (the first already loaded as the teacher), each checked against the
+    /// student's tokenizer, with the examples of routed sources (data.train and replay.data) mapped
+    /// to their member.
+    static func multiTeacher(_ ts: Recipe.Teachers, first: PretrainedModel, _ m: Models, _ d: TrainingData) throws -> MultiTeacher {
+        var members = [(name: ts.members[0].name, lm: first.lm, weight: ts.members[0].weight)]
+        for member in ts.members.dropFirst() {
+            let model = try PretrainedModel.load(member.path)
+            model.lm.freeze()
+            if let tt = model.tokenizer, tt.fingerprint != m.tokenizer.fingerprint {
+                throw RecipeRunError.vocabularyMismatch(teacher: member.path, student: m.student.path,
+                                                        detail: "tokenizer fingerprints \(tt.fingerprint) and \(m.tokenizer.fingerprint)")
+            }
+            if model.lm.config.vocabSize != m.student.lm.config.vocabSize {
+                throw RecipeRunError.vocabularyMismatch(teacher: member.path, student: m.student.path,
+                                                        detail: "vocab_size \(model.lm.config.vocabSize) and \(m.student.lm.config.vocabSize)")
+            }
+            members.append((member.name, model.lm, member.weight))
+        }
+        let index = Dictionary(uniqueKeysWithValues: ts.members.enumerated().map { ($1.name, $0) })
+        var routes: [[Int]: Int] = [:]
+        for (file, sequences) in [(d.trainFile, d.allTrain)] + (d.replayFile.map { [($0, d.replay)] } ?? []) {
+            for (source, seq) in zip(file.sources, sequences) {
+                if let source, let name = ts.routing[source], routes[seq.ids] == nil { routes[seq.ids] = index[name]! }
+            }
+        }
+        return try MultiTeacher(members: members, combination: ts.combine, routes: routes)
     }
 
     struct Objective {

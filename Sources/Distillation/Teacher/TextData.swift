@@ -50,6 +50,8 @@ public struct TextDataFile {
     public let hash: UInt64
     /// The examples, with their 1-based line numbers.
     public let examples: [(line: Int, example: TextExample)]
+    /// Each example's `"source"` string, when its line has one (routing among several teachers).
+    public let sources: [String?]
 
     public init(path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -66,10 +68,11 @@ public struct TextDataFile {
             (line, try Self.parse(Data(bytes), file: path, line: line))
         }
         guard !out.isEmpty else { throw TeacherError.data(file: path, line: 0, reason: "the file holds no examples (empty)") }
-        examples = out
+        examples = out.map { ($0.0, $0.1.example) }
+        sources = out.map { $0.1.source }
     }
 
-    static func parse(_ data: Data, file: String, line: Int) throws -> TextExample {
+    static func parse(_ data: Data, file: String, line: Int) throws -> (example: TextExample, source: String?) {
         let obj: Any
         do { obj = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
             throw TeacherError.data(file: file, line: line, reason: "not valid JSON")
@@ -77,6 +80,15 @@ public struct TextDataFile {
         guard let dict = obj as? [String: Any] else {
             throw TeacherError.data(file: file, line: line, reason: "expected a JSON object with \"text\" or \"messages\"")
         }
+        var source: String?
+        if let v = dict["source"], !(v is NSNull) {
+            guard let s = v as? String else { throw TeacherError.data(file: file, line: line, reason: "\"source\" is not a string") }
+            source = s
+        }
+        return (try example(dict, file: file, line: line), source)
+    }
+
+    static func example(_ dict: [String: Any], file: String, line: Int) throws -> TextExample {
         if let text = dict["text"] {
             guard let s = text as? String else { throw TeacherError.data(file: file, line: line, reason: "\"text\" is not a string") }
             return .text(s)

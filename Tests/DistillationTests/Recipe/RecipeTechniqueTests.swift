@@ -123,7 +123,8 @@ extension RecipeRunnerTests {
     func testNewExampleRecipesRunAtTinySize() throws {
         let teacher = try makeModel("teacher"), data = try makeData(), replay = try makeReplayData()
         let student = try makeModel("student", seed: 9)
-        for name in ["on-policy.yaml", "replay.yaml", "adversarial.yaml", "progressive.yaml"] {
+        let second = try makeModel("second", seed: 11)
+        for name in ["on-policy.yaml", "replay.yaml", "adversarial.yaml", "progressive.yaml", "multi-teacher.yaml"] {
             let out = tmp.appendingPathComponent(name)
             var overrides = ["teacher.path=\(teacher.path)", "data.train=\(data.path)", "data.max_length=24", "schedule.steps=3",
                              "data.eval_fraction=0.25", "schedule.batch_size=4", "schedule.warmup=0", "schedule.checkpoint_every=null", "schedule.eval_every=null",
@@ -135,11 +136,117 @@ extension RecipeRunnerTests {
             }
             if name == "progressive.yaml" { overrides += ["loss.attention_layers=uniform", "loss.attention_top_k=2"] }
             if name == "on-policy.yaml" { overrides += ["on_policy.max_tokens=4"] }
+            if name == "multi-teacher.yaml" {
+                overrides.removeFirst()
+                overrides += ["teachers.members=[{name: math, path: \(teacher.path), weight: 2}, {name: chat, path: \(second.path)}]"]
+            }
             let r = try Recipe.load(Self.recipesDirectory.appendingPathComponent(name).path, overrides: overrides)
             let result = try RecipeRunner.run(recipe: r)
             XCTAssertEqual(result.steps, 3, name)
             XCTAssertTrue(result.lastMetrics?.loss.isFinite ?? false, name)
             if name == "adversarial.yaml" { XCTAssertNotNil(result.lastMetrics?.adversarial) }
         }
+    }
+
+    func testTeachersParseAndBadValues() throws {
+        let data = tmp.appendingPathComponent("d.jsonl"), out = tmp.appendingPathComponent("o")
+        func yaml(_ teachers: String) -> String {
+            """
+            teachers:
+            \(teachers)
+            student:
+              derive: {layers: 1, hidden: 16, heads: 2, kv_heads: 1, intermediate: 32}
+            data:
+              train: \(data.path)
+            schedule:
+              steps: 2
+            output:
+              dir: \(out.path)
+            """
+        }
+        let good = yaml("""
+              members:
+                - {name: a, path: ta, weight: 2}
+                - {name: b, path: tb}
+              combine: log_probabilities
+              routing: {gsm8k: a, chat: b}
+            """)
+        let r = try Recipe.parse(yaml: good)
+        XCTAssertEqual(r.teachers?.members.map(\.name), ["a", "b"])
+        XCTAssertEqual(r.teachers?.members.map(\.weight), [2, 1])
+        XCTAssertEqual(r.teachers?.combine, .logProbabilities)
+        XCTAssertEqual(r.teachers?.routing, ["gsm8k": "a", "chat": "b"])
+        XCTAssertEqual(r.teacher?.path, "ta")
+        XCTAssertEqual(r.loss.kind, .kd)
+        func error(_ text: String, _ overrides: [String] = []) -> String {
+            do { _ = try Recipe.parse(yaml: text, file: "r.yaml", overrides: overrides) } catch { return "\(error)" }
+            return "no error"
+        }
+        XCTAssertEqual(error(yaml("""
+              members:
+                - {name: a, path: ta}
+              routing: {gsm8k: c}
+            """)), "r.yaml:4: teachers.routing.gsm8k: unknown teacher \"c\"; teachers: a")
+        XCTAssertEqual(error(yaml("""
+              members:
+                - {name: a, path: ta, weight: 0}
+                - {name: b, path: tb, weight: 0}
+            """)), "r.yaml:3: teachers.members: the teachers' weights sum to 0.0; at least one must be positive")
+        XCTAssertEqual(error(yaml("""
+              members:
+                - {name: a, path: ta, weight: -1}
+            """)), "r.yaml:3: teachers.members[0].weight: expected a number ≥ 0, found -1")
+        XCTAssertEqual(error(yaml("""
+              members:
+                - {name: a, path: ta}
+                - {name: a, path: tb}
+            """)), "r.yaml:4: teachers.members[1].name: two teachers are named \"a\"")
+        XCTAssertEqual(error(yaml("""
+              members: []
+            """)), "r.yaml:2: teachers.members: expected a list of {name, path, weight}, found a list")
+        XCTAssertEqual(error(yaml("""
+              members:
+                - {name: a, path: ta}
+              combine: average
+            """)), "r.yaml:4: teachers.combine: expected one of probabilities, log_probabilities, found \"average\"")
+        XCTAssertEqual(error(good, ["loss.feature_weight=0.5"]),
+                       "r.yaml:2: loss.feature_weight: several teachers give soft targets only: set feature_weight and attention_weight to 0")
+        XCTAssertEqual(error(good, ["loss.divergence=mse"]),
+                       "r.yaml:2: loss.divergence: mse compares raw logits, which a combination of teachers does not have: use a divergence between distributions")
+        XCTAssertEqual(error(good, ["teacher.path=x"]), "r.yaml:2: teachers: give either teacher (one) or teachers (several), not both")
+    }
+
+    /// Two teachers with routing by source train a derived student; routed examples use one
+    /// member (checked through the teacher the runner builds).
+    func testTeachersRunWithRouting() throws {
+        let t1 = try makeModel("t1"), t2 = try makeModel("t2", seed: 77)
+        let lines = (0..<8).map { i in #"{"text": "Item \#(i): counting \#(i) \#(i + 1) \#(i + 2).", "source": "\#(i % 2 == 0 ? "even" : "odd")"}"# }
+        let data = tmp.appendingPathComponent("routed.jsonl"), out = tmp.appendingPathComponent("multi")
+        try (lines.joined(separator: "\n") + "\n").write(to: data, atomically: true, encoding: .utf8)
+        let r = try Recipe.parse(yaml: """
+            teachers:
+              members:
+                - {name: first, path: \(t1.path)}
+                - {name: second, path: \(t2.path), weight: 3}
+              routing: {even: second}
+            student:
+              derive: {layers: 1, hidden: 16, heads: 2, kv_heads: 1, intermediate: 32}
+            data: {train: \(data.path), max_length: 24}
+            loss: {kind: kd, alpha: 0.8, divergence: jsd(0.5)}
+            schedule: {steps: 3, batch_size: 4}
+            output: {dir: \(out.path)}
+            """)
+        let result = try RecipeRunner.run(recipe: r)
+        XCTAssertEqual(result.steps, 3)
+        XCTAssertTrue(result.lastMetrics?.soft?.isFinite ?? false)
+        let models = try RecipeRunner.loadModels(r) { _ in }
+        let d = try RecipeRunner.tokenizeData(r, models) { _ in }
+        let teacher = try XCTUnwrap(try RecipeRunner.trainingTeacher(r, models, d) as? MultiTeacher)
+        XCTAssertEqual(teacher.names, ["first", "second"])
+        XCTAssertEqual(teacher.weights, [0.25, 0.75])
+        XCTAssertEqual(teacher.routes.count, 4)
+        XCTAssertEqual(Set(teacher.routes.values), [1])
+        XCTAssertEqual(teacher.routes[d.allTrain[0].ids], 1)
+        XCTAssertNil(teacher.routes[d.allTrain[1].ids])
     }
 }
