@@ -23,6 +23,9 @@ public final class Attention: Module {
     /// the cached and current ones and visible to every query; nil when not attached.
     public internal(set) var prefixKeys: Parameter?
     public internal(set) var prefixValues: Parameter?
+    /// Dropout on the attention probabilities while training (`DecoderDropout`); the probabilities
+    /// returned for attention transfer are the undropped ones.
+    public internal(set) var attentionDropout: Dropout?
 
     /// `qkvBias` puts biases on the q/k/v projections (Qwen2); the output projection has none.
     public init(hidden: Int, heads: Int, kvHeads: Int, headDim: Int? = nil, qkvBias: Bool = false,
@@ -84,9 +87,12 @@ public final class Attention: Module {
             }
         }
         let out: Tensor, probs: Tensor?
-        if returnProbabilities || softcap != nil {
-            // (Soft-capped scores go through the composed ops, which the fused kernel lacks.)
-            let (o, p) = attentionWithProbabilities(query: q, key: k, value: v, mask: mask, causal: causal, scale: scale, softcap: softcap)
+        let drop = attentionDropout.flatMap { $0.isActive ? $0 : nil }
+        if returnProbabilities || softcap != nil || drop != nil {
+            // (Soft-capped scores and dropped probabilities go through the composed ops, which the
+            // fused kernel lacks.)
+            let (o, p) = attentionWithProbabilities(query: q, key: k, value: v, mask: mask, causal: causal, scale: scale, softcap: softcap,
+                                                    dropProbabilities: drop.map { d in { d($0) } })
             (out, probs) = (o, returnProbabilities ? p : nil)
         } else {
             out = scaledDotProductAttention(query: q, key: k, value: v, mask: mask, causal: causal, scale: scale)
@@ -131,6 +137,8 @@ public final class DecoderBlock: Module {
     public let preFeedforwardLayernorm: RMSNorm?
     public let postFeedforwardLayernorm: RMSNorm?
     public let mlp: MLP
+    /// Dropout on the attention and MLP outputs while training (`DecoderDropout`).
+    public internal(set) var residualDropout: Dropout?
 
     public init(hidden: Int, heads: Int, kvHeads: Int, intermediate: Int, eps: Float, qkvBias: Bool,
                 headDim: Int? = nil, qkNorm: Bool = false, slidingWindow: Int? = nil, mlpKind: MLP.Kind = .swiglu,
@@ -150,12 +158,13 @@ public final class DecoderBlock: Module {
                                cache: LayerKVCache? = nil, returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
         let (a, probs) = selfAttn(inputLayernorm(x), rope: rope, mask: mask, causal: true, cache: cache,
                                   returnProbabilities: returnProbabilities)
+        let drop = { (t: Tensor) in self.residualDropout.map { $0(t) } ?? t }
         if let pre = preFeedforwardLayernorm, let post = postFeedforwardLayernorm {
-            let h = x + postAttentionLayernorm(a)
-            return (h + post(mlp(pre(h))), probs)
+            let h = x + drop(postAttentionLayernorm(a))
+            return (h + drop(post(mlp(pre(h)))), probs)
         }
-        let h = x + a
-        return (h + mlp(postAttentionLayernorm(h)), probs)
+        let h = x + drop(a)
+        return (h + drop(mlp(postAttentionLayernorm(h))), probs)
     }
 }
 

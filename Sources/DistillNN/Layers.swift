@@ -135,9 +135,47 @@ public final class Dropout: Module {
         rng = RandomGenerator(seed: seed)
     }
 
+    /// Drops (and rescales) only while training with gradients recorded: evaluation, generation
+    /// and teacher passes run without gradients and see every unit.
+    public var isActive: Bool { isTraining && p > 0 && GradientMode.isEnabled }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        guard isTraining, p > 0 else { return x }
+        guard isActive else { return x }
         return x.dropout(p: p, using: &rng)
+    }
+}
+
+/// Dropout in the decoder blocks (a student's regularisation during training; off without
+/// gradients): `residual` on the attention and MLP outputs before they join the residual stream
+/// (transformers' hidden / residual dropout), `attention` on the attention probabilities.
+public enum DecoderDropout {
+    /// Attaches the dropouts to every block of `model` (p = 0 removes them). Each module draws from
+    /// its own generator, seeded from `seed` and its place, so masks are reproducible.
+    public static func apply(to model: TransformerLM, residual: Float, attention: Float, seed: UInt64) throws {
+        for (name, p) in [("residual", residual), ("attention", attention)] where !(p >= 0 && p < 1) {
+            throw LoRAError.invalidOption("\(name) dropout", "must be in [0, 1), found \(p)")
+        }
+        for (i, block) in model.model.layers.enumerated() {
+            block.residualDropout = residual > 0 ? Dropout(residual, seed: seed &+ 0x5245_5349 &+ UInt64(2 * i)) : nil
+            block.selfAttn.attentionDropout = attention > 0 ? Dropout(attention, seed: seed &+ 0x5245_5349 &+ UInt64(2 * i + 1)) : nil
+        }
+    }
+
+    /// Every dropout module's generator by dotted module name (LoRA's too): what a checkpoint
+    /// keeps so that a resumed run draws the same masks.
+    public static func generators(of model: Module) -> [String: RandomGenerator] {
+        var out: [String: RandomGenerator] = [:]
+        for (name, m) in model.namedModules() { if let d = m as? Dropout { out[name] = d.rng } }
+        return out
+    }
+
+    /// Restores generators saved by `generators(of:)`; a dropout module missing from `states` is an error.
+    public static func restore(_ states: [String: RandomGenerator], in model: Module) throws {
+        for (name, m) in model.namedModules() {
+            guard let d = m as? Dropout else { continue }
+            guard let s = states[name] else { throw LoRAError.invalidOption("dropout", "no saved random state for \(name)") }
+            d.rng = s
+        }
     }
 }
 

@@ -65,8 +65,12 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
 /// Attention that also returns the probabilities [B, Hq, T, S], both differentiable (for attention
 /// distillation). Built from separate ops, so it costs more memory than the fused op. `softcap`
 /// bounds the scores before the mask, as Gemma 2 does: s ← cap · tanh(s / cap).
+///
+/// `dropProbabilities` (attention dropout) transforms the probabilities before they weigh the
+/// values; the probabilities returned are the untransformed ones.
 public func attentionWithProbabilities(query q: Tensor, key k: Tensor, value v: Tensor, mask: Tensor? = nil,
-                                       causal: Bool, scale: Float? = nil, softcap: Float? = nil) -> (output: Tensor, probabilities: Tensor) {
+                                       causal: Bool, scale: Float? = nil, softcap: Float? = nil,
+                                       dropProbabilities: ((Tensor) -> Tensor)? = nil) -> (output: Tensor, probabilities: Tensor) {
     let s = validated { try AttentionShape(query: q.shape, key: k.shape, value: v.shape, mask: mask?.shape) }
     let sc = scale ?? 1 / Float(s.headDim).squareRoot()
     let group = s.queryHeads / s.kvHeads
@@ -82,7 +86,7 @@ public func attentionWithProbabilities(query q: Tensor, key k: Tensor, value v: 
     if let mask { scores = scores + mask.detached() }
     if causal { scores = scores + Tensor.causalMask(queries: s.queries, keys: s.keys) }
     let p = scores.softmax(axis: -1)
-    return (p.matmul(expand(v)), p)
+    return ((dropProbabilities?(p) ?? p).matmul(expand(v)), p)
 }
 
 /// Attention over keys and values kept in capacity buffers `[B, Hkv, C, D]` (a KV cache that

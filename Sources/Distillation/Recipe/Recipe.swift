@@ -151,6 +151,13 @@ public struct Recipe: Codable, Equatable {
         public var ratio: Double
     }
 
+    /// Dropout in the student's blocks while training: on the attention and MLP outputs
+    /// (`residual`) and on the attention probabilities (`attention`).
+    public struct DropoutRates: Codable, Equatable {
+        public var residual: Float
+        public var attention: Float
+    }
+
     public enum AdversarialMethod: String, Codable, Equatable { case fgm, pgd }
 
     /// Adversarial training on the input embeddings: FGM (one step of size ε along the normalised
@@ -204,11 +211,12 @@ public struct Recipe: Codable, Equatable {
     public var onPolicy: OnPolicy? = nil
     public var replay: Replay? = nil
     public var adversarial: Adversarial? = nil
+    public var dropout: DropoutRates? = nil
 
     // MARK: Known keys
 
     public static let topKeys = ["teacher", "teachers", "student", "data", "loss", "schedule", "lora", "output", "seed", "on_policy",
-                                 "replay", "adversarial"]
+                                 "replay", "adversarial", "dropout"]
     public static let teacherKeys = ["path", "cache", "k", "server_tokens", "dtype"]
     public static let studentKeys = ["path", "derive"]
     public static let deriveKeys = ["layers", "hidden", "heads", "kv_heads", "intermediate"]
@@ -223,6 +231,7 @@ public struct Recipe: Codable, Equatable {
     public static let onPolicyKeys = ["fraction", "temperature", "max_tokens"]
     public static let replayKeys = ["data", "ratio"]
     public static let adversarialKeys = ["method", "epsilon", "steps", "step_size"]
+    public static let dropoutKeys = ["residual", "attention"]
     public static let scheduleKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "decay", "min_lr", "weight_decay",
                                       "max_grad_norm", "eval_every", "checkpoint_every", "curriculum"]
     public static let loraKeys = ["rank", "alpha", "dropout", "target_modules"]
@@ -533,6 +542,11 @@ public struct Recipe: Codable, Equatable {
             if loss.crossTokenizer != nil {
                 throw RecipeError(file: file, line: a.line, key: "adversarial", "does not apply with loss.cross_tokenizer")
             }
+        }
+
+        if let dr = try top.section("dropout", known: Self.dropoutKeys) {
+            dropout = DropoutRates(residual: try dr.float("residual", lower: 0, upper: 1, openUpper: true) ?? 0,
+                                   attention: try dr.float("attention", lower: 0, upper: 1, openUpper: true) ?? 0)
         }
 
         // output, seed

@@ -78,6 +78,9 @@ public enum RecipeRunner {
         let teacher = try trainingTeacher(recipe, models, data)
         let objective = try self.objective(recipe, models)
         let loraConfig = try applyLoRA(recipe, to: models.student)
+        if let d = recipe.dropout {
+            try DecoderDropout.apply(to: models.student.lm, residual: d.residual, attention: d.attention, seed: recipe.seed)
+        }
         try FileManager.default.createDirectory(at: paths.out, withIntermediateDirectories: true)
         if !resume { try? FileManager.default.removeItem(at: paths.metrics) }
         let config = trainerConfiguration(recipe, models, data, objective, paths)

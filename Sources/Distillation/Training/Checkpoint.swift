@@ -17,6 +17,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var learningRate: Float
     /// Where the trainer is in its replay set, when it replays data.
     public var replayData: DataPosition? = nil
+    /// The student's dropout generators by module name (residual, attention, LoRA), when it has any.
+    public var dropout: [String: RandomGenerator]? = nil
 
     public init(step: Int, optimizerStep: Int, data: DataPosition, rng: RandomGenerator, learningRate: Float) {
         self.version = TrainerState.currentVersion

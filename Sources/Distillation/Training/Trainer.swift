@@ -183,6 +183,8 @@ public final class Trainer {
     public var state: TrainerState {
         var s = TrainerState(step: step, optimizerStep: optimizer.step, data: data, rng: rng, learningRate: optimizer.learningRate)
         s.replayData = replayData
+        let generators = DecoderDropout.generators(of: student)
+        s.dropout = generators.isEmpty ? nil : generators
         return s
     }
 
@@ -212,6 +214,9 @@ public final class Trainer {
                 throw TrainerError.badCheckpoint(path: url.path, reason: "it was written without replay, and this run replays data")
             }
             replayData = r
+        }
+        if let saved = s.dropout {
+            do { try DecoderDropout.restore(saved, in: student) } catch { throw TrainerError.badCheckpoint(path: url.path, reason: "\(error)") }
         }
         resumedFrom = url
         if let log = configuration.metricsLog { try MetricsLog(url: log).truncate(afterStep: step) }

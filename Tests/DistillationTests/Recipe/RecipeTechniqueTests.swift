@@ -24,6 +24,7 @@ extension RecipeRunnerTests {
         on_policy: {fraction: 0.5, temperature: 1, max_tokens: 4}
         replay: {data: \(replay.path), ratio: 0.5}
         adversarial: {method: pgd, epsilon: 0.1, steps: 2}
+        dropout: {residual: 0.1, attention: 0.1}
         """
     }
 
@@ -42,6 +43,7 @@ extension RecipeRunnerTests {
         XCTAssertEqual(r.adversarial, Recipe.Adversarial(method: .pgd, epsilon: 0.1, steps: 2, stepSize: nil))
         let fgm = try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: "adversarial: {method: fgm, epsilon: 0.5}"))
         XCTAssertEqual(fgm.adversarial, Recipe.Adversarial(method: .fgm, epsilon: 0.5, steps: 1, stepSize: nil))
+        XCTAssertEqual(r.dropout, Recipe.DropoutRates(residual: 0.1, attention: 0.1))
     }
 
     func testNewKeysBadValuesNameFileLineAndKey() throws {
@@ -60,6 +62,8 @@ extension RecipeRunnerTests {
                        "r.yaml:25: replay.ratio: ratio 0.1 of schedule.batch_size 2 gives 0 replayed rows per micro-batch; expected at least 1 and fewer than 2")
         XCTAssertEqual(error("replay: {ratio: 0.5}"), "r.yaml:25: replay.data: missing required key")
         XCTAssertEqual(error("replay: {data: x.jsonl, ratio: 0.5, mix: 2}"), "r.yaml:25: replay.mix: unknown key; known keys: data, ratio")
+        XCTAssertEqual(error("dropout: {residual: 1}"), "r.yaml:25: dropout.residual: expected a number in [0, 1), found 1")
+        XCTAssertEqual(error("dropout: {hidden: 0.1}"), "r.yaml:25: dropout.hidden: unknown key; known keys: residual, attention")
         XCTAssertEqual(error("on_policy: {temperature: 1}"), "r.yaml:25: on_policy.fraction: missing required key")
         XCTAssertEqual(error("on_policy: {fraction: 1.5}"), "r.yaml:25: on_policy.fraction: expected a number in (0, 1], found 1.5")
         XCTAssertEqual(error("", ["loss.attention_top_k=2"]),
@@ -109,6 +113,7 @@ extension RecipeRunnerTests {
         try fm.copyItem(at: a.appendingPathComponent("checkpoints/step-00000002"), to: b.appendingPathComponent("checkpoints/step-00000002"))
         let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000002/state.json")))
         XCTAssertNotNil(state.replayData)
+        XCTAssertEqual(state.dropout?.count, 2)
         let resumed = try RecipeRunner.run(recipe: try parse(b), resume: true)
         XCTAssertEqual(resumed.steps, 4)
         for file in ["model.safetensors", "optimizer.safetensors", "state.json"] {
@@ -116,6 +121,30 @@ extension RecipeRunnerTests {
                            try Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000004/\(file)")), file)
         }
         XCTAssertEqual(resumed.lastMetrics?.loss, full.lastMetrics?.loss)
+    }
+
+    /// LoRA with dropout (and residual dropout in the base): a resumed run equals the uninterrupted
+    /// one, since the dropout generators are checkpointed.
+    func testLoRADropoutResumesBitExactly() throws {
+        let teacher = try makeModel("teacher"), student = try makeModel("student", seed: 5), data = try makeData()
+        let a = tmp.appendingPathComponent("la"), b = tmp.appendingPathComponent("lb")
+        func parse(_ out: URL) throws -> Recipe {
+            let yaml = recipe(teacher: teacher, data: data, out: out)
+                .replacingOccurrences(of: "derive: {layers: 1, hidden: 16, heads: 2, kv_heads: 1, intermediate: 32}", with: "path: \(student.path)")
+                .replacingOccurrences(of: "  feature_weight: 0.1\n", with: "")
+            return try Recipe.parse(yaml: yaml + "\nlora: {rank: 2, alpha: 4, dropout: 0.3, target_modules: [q_proj, v_proj]}\ndropout: {residual: 0.2}\n")
+        }
+        try RecipeRunner.run(recipe: try parse(a))
+        let fm = FileManager.default
+        try fm.createDirectory(at: b.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+        try fm.copyItem(at: a.appendingPathComponent("checkpoints/step-00000002"), to: b.appendingPathComponent("checkpoints/step-00000002"))
+        try RecipeRunner.run(recipe: try parse(b), resume: true)
+        for file in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+            XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent("checkpoints/step-00000004/\(file)")),
+                           try Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000004/\(file)")), file)
+        }
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: a.appendingPathComponent("checkpoints/step-00000004/state.json")))
+        XCTAssertEqual(state.dropout?.keys.filter { $0.hasSuffix("lora_dropout") }.count, 4)      // q_proj and v_proj of 2 layers
     }
 
     /// The example recipes of the new keys run at tiny size (their models, data and sizes
