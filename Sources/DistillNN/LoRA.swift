@@ -203,10 +203,12 @@ public func removeLoRA(from model: Module) {
 /// Prefix tuning (Li & Liang 2021; PEFT's prefix tuning without the projection): every attention
 /// layer gets P trainable key and value vectors per key/value head, [kvHeads, P, headDim], placed
 /// before the real keys and seen by every query (no RoPE is applied to them: they are learned as
-/// they are used). Initialised N(0, std²) — PEFT's `nn.Embedding` default is std 1.
+/// they are used). As in PEFT, where the prefix is a key/value cache of P positions, the tokens
+/// then sit at positions P, P+1, … (`TransformerLM.prefixLength`). Initialised N(0, std²) — PEFT's
+/// `nn.Embedding` default is std 1. `PrefixAdapterFiles` reads and writes PEFT's format.
 public enum PrefixTuning {
     /// The most prefix tokens per layer.
-    public static let maxLength = 20
+    public static let maxLength = 256
 
     /// Attaches prefixes of `length` tokens to every attention layer of `model`, freezes all other
     /// parameters, and returns the new parameters' names. Length 0 removes prefixes (the model
@@ -235,6 +237,27 @@ public enum PrefixTuning {
     public static func remove(from model: Module) {
         for (_, m) in model.namedModules() {
             if let a = m as? Attention { a.prefixKeys = nil; a.prefixValues = nil }
+        }
+    }
+
+    /// Sets every layer's prefix keys and values [kvHeads, P, headDim] (attaching prefixes of
+    /// that length first when the model has none); `keys.count` and `values.count` must equal the
+    /// number of attention layers.
+    public static func assign(keys: [Tensor], values: [Tensor], to model: Module) throws {
+        let attentions = model.namedModules().compactMap { $0.module as? Attention }
+        guard keys.count == attentions.count, values.count == attentions.count else {
+            throw LoRAError.invalidOption("prefix", "\(keys.count) layers of prefixes for a model of \(attentions.count) attention layers")
+        }
+        guard keys.allSatisfy({ $0.rank == 3 && $0.shape[1] == keys[0].shape[1] }), (keys.first?.shape[1] ?? 0) <= maxLength else {
+            throw LoRAError.invalidOption("prefix", "every layer needs a prefix of the same length, at most \(maxLength) tokens")
+        }
+        for (i, a) in attentions.enumerated() {
+            let shape = [a.kvHeads, keys[i].shape.count == 3 ? keys[i].shape[1] : -1, a.headDim]
+            guard keys[i].shape == shape, values[i].shape == shape else {
+                throw LoRAError.invalidOption("prefix", "layer \(i): keys \(keys[i].shape) and values \(values[i].shape), expected [\(a.kvHeads), P, \(a.headDim)]")
+            }
+            a.prefixKeys = Parameter(keys[i])
+            a.prefixValues = Parameter(values[i])
         }
     }
 

@@ -199,13 +199,18 @@ public final class TransformerLM: Module {
                         cache: KVCache? = nil, outputHiddenStates: Bool = false, outputAttentions: Bool = false,
                         computeLogits: Bool = true, embeddingOffset: Tensor? = nil) -> LMOutput {
         precondition(ids.count == batch * length, "TransformerLM: \(ids.count) ids for batch \(batch) × length \(length)")
+        // A tuned prefix stands before every row as P cached positions (PEFT's prefix tuning), so
+        // the tokens' positions start at P.
+        let prefix = prefixLength
+        let positions = prefix == 0 ? positions : positions?.map { $0.map { $0 + prefix } }
+        let offset = (cache?.length ?? 0) + prefix
         // The sequence length the positions reach (LongRoPE picks its factors by it, as transformers does).
-        let reach = (positions.map { $0.lazy.compactMap { $0.max() }.max() ?? 0 } ?? ((cache?.length ?? 0) + length - 1)) + 1
-        var rope = ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
+        let reach = (positions.map { $0.lazy.compactMap { $0.max() }.max() ?? 0 } ?? (offset + length - 1)) + 1
+        var rope = ropeTables(batch: batch, length: length, positions: positions, offset: offset,
                               invFreq: config.ropeInverseFrequencies(length: reach))
         if let a = config.ropeScaling?.attentionFactor, a != 1 { rope = (rope.cos * a, rope.sin * a) }
         let localRope = config.localRopeTheta.map { base in
-            ropeTables(batch: batch, length: length, positions: positions, offset: cache?.length ?? 0,
+            ropeTables(batch: batch, length: length, positions: positions, offset: offset,
                        invFreq: Tensor.rotaryInverseFrequencies(headDim: config.rotaryDimensions, base: base))
         }
         var h = model.embedTokens(ids, shape: [batch, length])      // (B, T, H)
@@ -230,6 +235,9 @@ public final class TransformerLM: Module {
         let logits = computeLogits ? self.logits(finalHidden: h) : Tensor(zeros: [0])
         return LMOutput(logits: logits, finalHidden: h, hiddenStates: hidden, attentions: attentions)
     }
+
+    /// Tokens of the tuned prefix (`PrefixTuning`), 0 without one.
+    public var prefixLength: Int { model.layers.first?.selfAttn.prefixKeys?.shape[1] ?? 0 }
 
     /// The logits of final normed hidden states [..., hidden]: the output head (or the tied
     /// embedding), soft-capped where the config says (Gemma 2). Lets a caller run the head on a

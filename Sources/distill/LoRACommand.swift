@@ -3,18 +3,18 @@ import DistillModels
 import Distillation
 import Foundation
 
-/// Loads a model and merges a LoRA adapter into it, if one is given.
+/// Loads a model and applies an adapter to it, if one is given (LoRA merged in, a prefix attached).
 func loadModel(_ path: String, adapter: String?) throws -> PretrainedModel {
     let m = try loadModel(path)
     if let adapter {
-        do { try LoRAAdapterFiles.merge(adapter, into: m) } catch { throw CLIError("\(adapter): \(error)") }
+        do { try AdapterFiles.apply(adapter, to: m) } catch { throw CLIError("\(adapter): \(error)") }
     }
     return m
 }
 
 /// `--adapter DIR` for the commands that run a model: a LoRA adapter merged in after loading.
 struct AdapterOption: ParsableArguments {
-    @Option(help: "A LoRA adapter directory (adapter_config.json + adapter_model.safetensors, as `distill train` or PEFT writes them), merged into the model after loading.")
+    @Option(help: "An adapter directory (adapter_config.json + adapter_model.safetensors, as `distill train` or PEFT writes them): LoRA is merged into the model after loading, a tuned prefix (PREFIX_TUNING) attached.")
     var adapter: String?
 
     /// Loads the model and merges the adapter, if any.

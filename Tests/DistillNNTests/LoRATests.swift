@@ -250,8 +250,8 @@ final class LoRATests: XCTestCase {
         try PrefixTuning.apply(to: m, length: 4)
         PrefixTuning.remove(from: m)
         XCTAssertEqual(logits(m), base)
-        XCTAssertThrowsError(try PrefixTuning.apply(to: m, length: 21)) { e in
-            XCTAssertEqual(e as? LoRAError, .invalidOption("prefix length", "must be in 0...20, found 21"))
+        XCTAssertThrowsError(try PrefixTuning.apply(to: m, length: 257)) { e in
+            XCTAssertEqual(e as? LoRAError, .invalidOption("prefix length", "must be in 0...256, found 257"))
         }
     }
 }

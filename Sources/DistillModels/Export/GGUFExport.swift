@@ -229,6 +229,9 @@ extension PretrainedModel {
     /// about what the file cannot carry.
     @discardableResult
     public func exportGGUF(to path: String, type: GGUFExportType, progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> [String] {
+        guard lm.prefixLength == 0 else {
+            throw FileError(file: path, "the model has a tuned prefix (prefix tuning), which a GGUF file cannot carry")
+        }
         var export = try GGUFExport(model: self, type: type)
         try export.write(to: path, progress: progress)
         return export.notices

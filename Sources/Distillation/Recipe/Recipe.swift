@@ -1,3 +1,4 @@
+import DistillNN
 import Foundation
 
 /// A training run described in a YAML file (see recipes/README.md for every field):
@@ -151,6 +152,13 @@ public struct Recipe: Codable, Equatable {
         public var ratio: Double
     }
 
+    /// Prefix tuning: `tokens` trainable key/value positions per layer (everything else frozen),
+    /// initialised N(0, std²); saved as a PEFT prefix-tuning adapter.
+    public struct Prefix: Codable, Equatable {
+        public var tokens: Int
+        public var std: Float
+    }
+
     /// Dropout in the student's blocks while training: on the attention and MLP outputs
     /// (`residual`) and on the attention probabilities (`attention`).
     public struct DropoutRates: Codable, Equatable {
@@ -212,11 +220,12 @@ public struct Recipe: Codable, Equatable {
     public var replay: Replay? = nil
     public var adversarial: Adversarial? = nil
     public var dropout: DropoutRates? = nil
+    public var prefix: Prefix? = nil
 
     // MARK: Known keys
 
     public static let topKeys = ["teacher", "teachers", "student", "data", "loss", "schedule", "lora", "output", "seed", "on_policy",
-                                 "replay", "adversarial", "dropout"]
+                                 "replay", "adversarial", "dropout", "prefix"]
     public static let teacherKeys = ["path", "cache", "k", "server_tokens", "dtype"]
     public static let studentKeys = ["path", "derive"]
     public static let deriveKeys = ["layers", "hidden", "heads", "kv_heads", "intermediate"]
@@ -232,6 +241,7 @@ public struct Recipe: Codable, Equatable {
     public static let replayKeys = ["data", "ratio"]
     public static let adversarialKeys = ["method", "epsilon", "steps", "step_size"]
     public static let dropoutKeys = ["residual", "attention"]
+    public static let prefixKeys = ["tokens", "std"]
     public static let scheduleKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "decay", "min_lr", "weight_decay",
                                       "max_grad_norm", "eval_every", "checkpoint_every", "curriculum"]
     public static let loraKeys = ["rank", "alpha", "dropout", "target_modules"]
@@ -544,6 +554,19 @@ public struct Recipe: Codable, Equatable {
             }
         }
 
+        if let pr = try top.section("prefix", known: Self.prefixKeys) {
+            prefix = Prefix(tokens: try pr.required("tokens") { try pr.int($0, min: 1) }, std: try pr.float("std", lower: 0) ?? 1)
+            if prefix!.tokens > PrefixTuning.maxLength {
+                throw pr.fail("tokens", pr.node("tokens"), "expected at most \(PrefixTuning.maxLength) tokens, found \(prefix!.tokens)")
+            }
+            if student.path == nil {
+                throw RecipeError(file: file, line: pr.line, key: "prefix", "needs student.path (a prefix is saved for a base model that exists on disk)")
+            }
+            if lora != nil { throw RecipeError(file: file, line: pr.line, key: "prefix", "cannot be combined with lora (give one adapter kind)") }
+            if kind == .progressive {
+                throw RecipeError(file: file, line: pr.line, key: "prefix", "cannot be combined with loss.kind progressive (its phases choose the trainable parameters)")
+            }
+        }
         if let dr = try top.section("dropout", known: Self.dropoutKeys) {
             dropout = DropoutRates(residual: try dr.float("residual", lower: 0, upper: 1, openUpper: true) ?? 0,
                                    attention: try dr.float("attention", lower: 0, upper: 1, openUpper: true) ?? 0)

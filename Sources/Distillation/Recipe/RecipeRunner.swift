@@ -78,6 +78,11 @@ public enum RecipeRunner {
         let teacher = try trainingTeacher(recipe, models, data)
         let objective = try self.objective(recipe, models)
         let loraConfig = try applyLoRA(recipe, to: models.student)
+        if let p = recipe.prefix {
+            do { try PrefixTuning.apply(to: models.student.lm, length: p.tokens, std: p.std, seed: recipe.seed) } catch {
+                throw RecipeRunError.invalid("prefix: \(error)")
+            }
+        }
         if let d = recipe.dropout {
             try DecoderDropout.apply(to: models.student.lm, residual: d.residual, attention: d.attention, seed: recipe.seed)
         }
@@ -99,8 +104,12 @@ public enum RecipeRunner {
                                         trainableParameters: trainable, trainSequences: data.train.count, evalSequences: data.eval.count,
                                         trainTokens: data.train.reduce(0) { $0 + $1.ids.count }, totalSteps: recipe.schedule.steps)))
         try trainer.run()
-        try saveStudent(models.student, lora: loraConfig, to: paths.out)
-        onEvent(.saved(directory: paths.out, adaptersOnly: loraConfig != nil))
+        if recipe.prefix != nil {
+            try PrefixAdapterFiles.save(models.student.lm, to: paths.out.path, baseModel: models.student.path)
+        } else {
+            try saveStudent(models.student, lora: loraConfig, to: paths.out)
+        }
+        onEvent(.saved(directory: paths.out, adaptersOnly: loraConfig != nil || recipe.prefix != nil))
         return RecipeResult(outputDirectory: paths.out, metricsLog: paths.metrics, steps: trainer.step, resumedFrom: trainer.resumedFrom,
                             lastMetrics: last)
     }

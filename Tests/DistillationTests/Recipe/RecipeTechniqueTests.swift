@@ -147,6 +147,39 @@ extension RecipeRunnerTests {
         XCTAssertEqual(state.dropout?.keys.filter { $0.hasSuffix("lora_dropout") }.count, 4)      // q_proj and v_proj of 2 layers
     }
 
+    /// `prefix`: only the prefix trains, and the run saves a PEFT prefix adapter that loads onto
+    /// the base and gives the trained student's logits.
+    func testPrefixRunSavesAPEFTAdapter() throws {
+        let teacher = try makeModel("teacher"), student = try makeModel("student", seed: 5), data = try makeData()
+        let out = tmp.appendingPathComponent("prefix")
+        let r = try Recipe.load(Self.recipesDirectory.appendingPathComponent("prefix.yaml").path, overrides: [
+            "teacher.path=\(teacher.path)", "student.path=\(student.path)", "data.train=\(data.path)", "data.eval_fraction=0.25",
+            "data.max_length=24", "schedule.steps=3", "schedule.batch_size=2", "schedule.warmup=0", "schedule.checkpoint_every=null",
+            "schedule.eval_every=null", "output.dir=\(out.path)"])
+        XCTAssertEqual(r.prefix, Recipe.Prefix(tokens: 8, std: 1))
+        try RecipeRunner.run(recipe: r)
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: out.path))
+        XCTAssertTrue(files.isSuperset(of: ["adapter_config.json", "adapter_model.safetensors"]), "\(files)")
+        XCTAssertFalse(files.contains("model.safetensors"))
+        XCTAssertEqual(try AdapterFiles.peftType(out.path), "PREFIX_TUNING")
+        let base = try PretrainedModel.load(student.path), adapted = try PretrainedModel.load(student.path)
+        try AdapterFiles.apply(out.path, to: adapted)
+        XCTAssertEqual(adapted.lm.prefixLength, 8)
+        // The base weights did not train; the prefix changes the outputs.
+        let ids = [5, 9, 14, 3]
+        let a = withoutGradients { base.lm.forward(ids, batch: 1, length: 4).logits.scalars }
+        let b = withoutGradients { adapted.lm.forward(ids, batch: 1, length: 4).logits.scalars }
+        XCTAssertGreaterThan(zip(a, b).map { abs($0 - $1) }.max()!, 1e-4)
+        let before = try PretrainedModel.load(student.path).lm.namedParameters().map(\.parameter.value.scalars)
+        XCTAssertEqual(base.lm.namedParameters().map(\.parameter.value.scalars), before)
+        func error(_ extra: String) -> String {
+            do { _ = try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: extra), file: "r.yaml") } catch { return "\(error)" }
+            return "no error"
+        }
+        XCTAssertEqual(error("prefix: {tokens: 4}"), "r.yaml:25: prefix: needs student.path (a prefix is saved for a base model that exists on disk)")
+        XCTAssertEqual(error("prefix: {tokens: 0}"), "r.yaml:25: prefix.tokens: expected an integer ≥ 1, found 0")
+    }
+
     /// The example recipes of the new keys run at tiny size (their models, data and sizes
     /// overridden) and train.
     func testNewExampleRecipesRunAtTinySize() throws {

@@ -32,7 +32,7 @@ final class RecipeTests: XCTestCase {
 
     func testEveryExampleRecipeParses() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: Self.recipesDirectory.path).filter { $0.hasSuffix(".yaml") }.sorted()
-        XCTAssertEqual(names, ["adversarial.yaml", "kd-cache.yaml", "kd-smollm2.yaml", "lora.yaml", "multi-teacher.yaml", "on-policy.yaml", "progressive.yaml", "replay.yaml", "sft.yaml"])
+        XCTAssertEqual(names, ["adversarial.yaml", "kd-cache.yaml", "kd-smollm2.yaml", "lora.yaml", "multi-teacher.yaml", "on-policy.yaml", "prefix.yaml", "progressive.yaml", "replay.yaml", "sft.yaml"])
         for name in names { XCTAssertNoThrow(try Recipe.load(Self.recipesDirectory.appendingPathComponent(name).path), name) }
     }
 
@@ -100,7 +100,7 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(error(yaml), "r.yaml:7: schedule.lr_warmup: unknown key; known keys: steps, batch_size, grad_accum, lr, "
                        + "warmup, decay, min_lr, weight_decay, max_grad_norm, eval_every, checkpoint_every, curriculum")
         XCTAssertEqual(error(Self.minimal + "\nepochs: 3"),
-                       "r.yaml:9: epochs: unknown key; known keys: teacher, teachers, student, data, loss, schedule, lora, output, seed, on_policy, replay, adversarial")
+                       "r.yaml:9: epochs: unknown key; known keys: teacher, teachers, student, data, loss, schedule, lora, output, seed, on_policy, replay, adversarial, dropout, prefix")
         XCTAssertEqual(error(Self.minimal + "\nteacher: {path: t}\nstudent2: {derive: {layers: 1}}").hasPrefix("r.yaml:10: student2: unknown key"), true)
         let derive = Self.minimal.replacingOccurrences(of: "  path: s", with: "  derive: {layers: 1, hidden: 8, heads: 2, kv_heads: 1, intermediate: 8, width: 3}")
         XCTAssertEqual(error(derive + "\nteacher: {path: t}"),
