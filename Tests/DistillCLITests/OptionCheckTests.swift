@@ -90,6 +90,15 @@ final class OptionCheckTests: XCTestCase {
         assertFails(["mix", "--input", "a.jsonl:1", "--out", "x.jsonl", "--ngram", "0"], mentioning: ["--ngram", "0"])
     }
 
+    func testAugmentOptions() {
+        assertFails(["augment", "d.jsonl", "--method", "shuffle", "--out", "x.jsonl"], mentioning: ["--method", "shuffle"])
+        assertFails(["augment", "d.jsonl", "--copies", "0", "--out", "x.jsonl"], mentioning: ["--copies"])
+        assertFails(["augment", "d.jsonl", "--p", "1.5", "--out", "x.jsonl"], mentioning: ["--p", "1.5"])
+        assertFails(["augment", "d.jsonl", "--method", "paraphrase", "--out", "x.jsonl"], mentioning: ["--server-url", "--server-model"])
+        assertFails(["augment", "d.jsonl", "--method", "swap", "--word-list", "w.txt", "--out", "x.jsonl"], mentioning: ["--word-list"])
+        assertFails(["augment", "missing.jsonl", "--out", "x.jsonl"], mentioning: ["missing.jsonl", "cannot read the file"])
+    }
+
     /// `decontaminate`: option checks, bad files named, and a run that writes the kept lines and the report.
     func testDecontaminate() throws {
         assertFails(["decontaminate", "d.jsonl", "--out", "x.jsonl"], mentioning: ["--against"])

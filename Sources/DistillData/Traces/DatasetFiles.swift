@@ -86,7 +86,7 @@ public enum TraceJSONL {
     }
 
     /// Writes lines (each followed by "\n") to `path` atomically (temporary file + rename).
-    static func write(lines: [String], to path: String) throws {
+    public static func write(lines: [String], to path: String) throws {
         var text = ""
         for l in lines { text += l; text += "\n" }
         do { try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
