@@ -95,55 +95,79 @@ extension RecipeRunnerTests {
         }
     }
 
+    /// Runs the recipe of `parse(a)` for 4 steps, copies its step-2 checkpoint into a fresh
+    /// directory (as a kill after that checkpoint leaves it) and resumes there: the step-4
+    /// checkpoints must be byte for byte equal. Returns both results.
+    @discardableResult
+    func assertResumesBitExactly(_ parse: (URL) throws -> Recipe, file: StaticString = #filePath, line: UInt = #line) throws
+        -> (full: RecipeResult, resumed: RecipeResult) {
+        let a = tmp.appendingPathComponent("full-\(UUID().uuidString)"), b = tmp.appendingPathComponent("resumed-\(UUID().uuidString)")
+        let full = try RecipeRunner.run(recipe: try parse(a))
+        XCTAssertEqual(full.steps, 4, file: file, line: line)
+        let fm = FileManager.default
+        try fm.createDirectory(at: b.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+        try fm.copyItem(at: a.appendingPathComponent("checkpoints/step-00000002"), to: b.appendingPathComponent("checkpoints/step-00000002"))
+        let resumed = try RecipeRunner.run(recipe: try parse(b), resume: true)
+        XCTAssertEqual(resumed.steps, 4, file: file, line: line)
+        for name in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+            XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent("checkpoints/step-00000004/\(name)")),
+                           try Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000004/\(name)")), name, file: file, line: line)
+        }
+        XCTAssertEqual(resumed.lastMetrics?.loss, full.lastMetrics?.loss, file: file, line: line)
+        return (full, resumed)
+    }
+
+    /// Several teachers with routing and a prefix: resumed, the run equals the uninterrupted one.
+    func testTeachersAndPrefixResumeBitExactly() throws {
+        let t1 = try makeModel("t1"), t2 = try makeModel("t2", seed: 77), student = try makeModel("student", seed: 5)
+        let lines = (0..<8).map { i in #"{"text": "Item \#(i): counting \#(i) \#(i + 1) \#(i + 2).", "source": "\#(i % 2 == 0 ? "even" : "odd")"}"# }
+        let data = tmp.appendingPathComponent("routed.jsonl")
+        try (lines.joined(separator: "\n") + "\n").write(to: data, atomically: true, encoding: .utf8)
+        try assertResumesBitExactly { out in
+            try Recipe.parse(yaml: """
+                teachers:
+                  members:
+                    - {name: first, path: \(t1.path)}
+                    - {name: second, path: \(t2.path), weight: 3}
+                  combine: log_probabilities
+                  routing: {even: second}
+                student: {path: \(student.path)}
+                data: {train: \(data.path), max_length: 24}
+                loss: {kind: kd, alpha: {from: 0.9, to: 0.5}, divergence: reverse_kl}
+                prefix: {tokens: 2, std: 0.5}
+                adversarial: {method: fgm, epsilon: 0.05}
+                schedule: {steps: 4, batch_size: 2, lr: 1.0e-2, checkpoint_every: 2}
+                output: {dir: \(out.path)}
+                """)
+        }
+    }
+
     /// A run with every new option, killed after its step-2 checkpoint (simulated by copying that
     /// checkpoint into a fresh directory) and resumed, ends bit for bit equal to the uninterrupted run.
     func testEveryNewOptionResumesBitExactly() throws {
         let teacher = try makeModel("teacher"), data = try makeData(), replay = try makeReplayData()
-        let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
-        func parse(_ out: URL) throws -> Recipe {
+        let (full, _) = try assertResumesBitExactly { out in
             try Recipe.parse(yaml: recipe(teacher: teacher, data: data, out: out, extra: allTechniques(replay: replay)),
                              overrides: allTechniquesOverrides())
         }
-        let full = try RecipeRunner.run(recipe: try parse(a))
-        XCTAssertEqual(full.steps, 4)
         XCTAssertNotNil(full.lastMetrics?.adversarial)
         XCTAssertNotNil(full.lastMetrics?.attention)
-        let fm = FileManager.default
-        try fm.createDirectory(at: b.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-        try fm.copyItem(at: a.appendingPathComponent("checkpoints/step-00000002"), to: b.appendingPathComponent("checkpoints/step-00000002"))
-        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000002/state.json")))
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: full.outputDirectory.appendingPathComponent("checkpoints/step-00000002/state.json")))
         XCTAssertNotNil(state.replayData)
         XCTAssertEqual(state.dropout?.count, 2)
-        let resumed = try RecipeRunner.run(recipe: try parse(b), resume: true)
-        XCTAssertEqual(resumed.steps, 4)
-        for file in ["model.safetensors", "optimizer.safetensors", "state.json"] {
-            XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent("checkpoints/step-00000004/\(file)")),
-                           try Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000004/\(file)")), file)
-        }
-        XCTAssertEqual(resumed.lastMetrics?.loss, full.lastMetrics?.loss)
     }
 
     /// LoRA with dropout (and residual dropout in the base): a resumed run equals the uninterrupted
     /// one, since the dropout generators are checkpointed.
     func testLoRADropoutResumesBitExactly() throws {
         let teacher = try makeModel("teacher"), student = try makeModel("student", seed: 5), data = try makeData()
-        let a = tmp.appendingPathComponent("la"), b = tmp.appendingPathComponent("lb")
-        func parse(_ out: URL) throws -> Recipe {
+        let (full, _) = try assertResumesBitExactly { out in
             let yaml = recipe(teacher: teacher, data: data, out: out)
                 .replacingOccurrences(of: "derive: {layers: 1, hidden: 16, heads: 2, kv_heads: 1, intermediate: 32}", with: "path: \(student.path)")
                 .replacingOccurrences(of: "  feature_weight: 0.1\n", with: "")
             return try Recipe.parse(yaml: yaml + "\nlora: {rank: 2, alpha: 4, dropout: 0.3, target_modules: [q_proj, v_proj]}\ndropout: {residual: 0.2}\n")
         }
-        try RecipeRunner.run(recipe: try parse(a))
-        let fm = FileManager.default
-        try fm.createDirectory(at: b.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-        try fm.copyItem(at: a.appendingPathComponent("checkpoints/step-00000002"), to: b.appendingPathComponent("checkpoints/step-00000002"))
-        try RecipeRunner.run(recipe: try parse(b), resume: true)
-        for file in ["model.safetensors", "optimizer.safetensors", "state.json"] {
-            XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent("checkpoints/step-00000004/\(file)")),
-                           try Data(contentsOf: b.appendingPathComponent("checkpoints/step-00000004/\(file)")), file)
-        }
-        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: a.appendingPathComponent("checkpoints/step-00000004/state.json")))
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: full.outputDirectory.appendingPathComponent("checkpoints/step-00000004/state.json")))
         XCTAssertEqual(state.dropout?.keys.filter { $0.hasSuffix("lora_dropout") }.count, 4)      // q_proj and v_proj of 2 layers
     }
 
