@@ -1,6 +1,8 @@
-// Matrix-vector products with weights kept in GGML block formats (Q4_0, Q4_1, Q8_0): each block
-// of 32 weights is expanded to Float32 exactly as the loader dequantizes it, then multiplied
-// with the activations in Float32. Reading 18-34 bytes per 32 weights instead of 128 is what
+// Matrix-vector products with weights kept in GGML block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+// BF16): several input rows expand each block of 32 weights to Float32 exactly as the loader
+// dequantizes it, then multiply with the activations in Float32; one input row (batch-1
+// decoding) multiplies the block's integers and applies its scale and offset once per block
+// (see qgemv_avx2_body). Reading 18-34 bytes per 32 weights instead of 128 is what
 // makes decoding fast: one token's matrix-vector products are bound by memory traffic.
 #include "CDistillKernels.h"
 #include "simd.h"
@@ -252,9 +254,54 @@ __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void qgemv_avx2_body(int type, const uint8_t *W, long cols, const float *X, long m, long ldx,
                        float *Y, long ldy, long row0, long row1) {
     long blocks = cols / 32, bb = dk_qblock_bytes(type);
+    if (m == 1 && type != DK_BF16) {
+        // One input row (batch-1 decoding), blocks w = n·d + c (c = m for Q4_1/Q5_1, −8d for
+        // Q4_0, −16d for Q5_0, 0 for Q8_0): Σ w·x = Σ_blocks d·(Σ n·x) + c·(Σ x), with each
+        // block's Σ x computed once per input. The nibbles are multiplied as integers-in-float
+        // and scaled once per block instead of expanding every weight (a mul and an add per
+        // weight saved): SmolLM2 Q4_1 decoding 86 -> 104 tokens/s side by side. The rounding is
+        // that of the factored sum: within a few float roundings of Σ_j (|n_j·d| + |c|)·|x_j|.
+        float sx[blocks > 0 ? blocks : 1];
+        for (long b = 0; b < blocks; b++) {
+            const float *x = X + b * 32;
+            __m256 t = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)),
+                                     _mm256_add_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(x + 24)));
+            sx[b] = hsum256(t);
+        }
+        for (long r = row0; r < row1; r++) {
+            const uint8_t *row = W + r * blocks * bb;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            float off = 0;
+            for (long b = 0; b < blocks; b++) {
+                const uint8_t *blk = row + b * bb;
+                __m256i bytes = block_bytes_avx2(type, blk);
+                __m128i h0 = _mm256_castsi256_si128(bytes), h1 = _mm256_extracti128_si256(bytes, 1);
+                const float *x = X + b * 32;
+                __m256 n0, n1, n2, n3;
+                if (type == DK_Q8_0) {
+                    n0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h0)); n1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h0, 8)));
+                    n2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h1)); n3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h1, 8)));
+                } else {
+                    n0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(h0)); n1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(h0, 8)));
+                    n2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(h1)); n3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(h1, 8)));
+                }
+                __m256 s0 = _mm256_fmadd_ps(n1, _mm256_loadu_ps(x + 8), _mm256_mul_ps(n0, _mm256_loadu_ps(x)));
+                __m256 s1 = _mm256_fmadd_ps(n3, _mm256_loadu_ps(x + 24), _mm256_mul_ps(n2, _mm256_loadu_ps(x + 16)));
+                float d = half_f16c(blk);
+                __m256 dv = _mm256_set1_ps(d);
+                a0 = _mm256_fmadd_ps(dv, s0, a0);
+                a1 = _mm256_fmadd_ps(dv, s1, a1);
+                if (type == DK_Q4_1 || type == DK_Q5_1) off += half_f16c(blk + 2) * sx[b];
+                else if (type == DK_Q4_0) off -= 8 * d * sx[b];
+                else if (type == DK_Q5_0) off -= 16 * d * sx[b];
+            }
+            Y[r] = hsum256(_mm256_add_ps(a0, a1)) + off;
+        }
+        return;
+    }
     if (m == 1) {
-        // One input row (batch-1 decoding): four independent accumulators keep the FMAs from
-        // waiting on each other.
+        // bfloat16 rows: the values themselves; four independent accumulators keep the FMAs
+        // from waiting on each other.
         for (long r = row0; r < row1; r++) {
             const uint8_t *row = W + r * blocks * bb;
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();

@@ -6,7 +6,9 @@ import Foundation
 /// (many) expand each block to the Float32 values the loader dequantizes to and multiply in
 /// Float32, so the result is the product with the dequantized matrix up to the order of the
 /// additions — while reading 4-7× fewer bytes than a Float32 matrix (what bounds decoding speed)
-/// and holding only the blocks in memory.
+/// and holding only the blocks in memory. One input row of a 32-value type (batch-1 decoding,
+/// AVX2) is summed factored per block, d·Σ n·x + c·Σ x (w = n·d + c), so its rounding is within
+/// a few float roundings of Σ (|n·d| + |c|)·|x| rather than of Σ |w·x|.
 public final class QuantizedMatrix: @unchecked Sendable {
     public enum Format: Int32, Sendable, CaseIterable {
         case q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14

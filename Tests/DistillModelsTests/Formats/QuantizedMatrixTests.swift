@@ -26,6 +26,24 @@ final class QuantizedMatrixTests: XCTestCase {
         return out
     }
 
+    /// |n·d| + |c| of every weight w = n·d + c: c the block's offset (Q4_1, Q5_1: m; Q4_0: −8d;
+    /// Q5_0: −16d; others 0, giving |w|).
+    static func factoredMagnitudes(_ format: QuantizedMatrix.Format, bytes: [UInt8], weights: [Float]) -> [Float] {
+        let bb = format.blockBytes, bv = format.blockValues
+        return weights.indices.map { i in
+            let b = i / bv * bb
+            func half(_ at: Int) -> Float { Float(Float16(bitPattern: UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8)) }
+            let c: Float
+            switch format {
+            case .q4_1, .q5_1: c = half(b + 2)
+            case .q4_0: c = -8 * half(b)
+            case .q5_0: c = -16 * half(b)
+            default: c = 0
+            }
+            return abs(weights[i] - c) + abs(c)
+        }
+    }
+
     func testBlocksExpandToTheLoadersValuesAndMultiply() throws {
         for (format, type) in [(QuantizedMatrix.Format.q4_0, GGMLType.q4_0), (.q4_1, .q4_1), (.q8_0, .q8_0)] {
             let rows = 37, cols = 96
@@ -38,9 +56,11 @@ final class QuantizedMatrixTests: XCTestCase {
                 var rng = TestRNG(seed: 77)
                 let x = Tensor((0..<(m * cols)).map { _ in rng.normal() }, shape: [m, cols])
                 let want = x.matmul(Tensor(loader, shape: [rows, cols]), transB: true).scalars
-                // Another order of the additions: within a few float roundings of Σ|w·x|.
+                // Another order of the additions: within a few float roundings of Σ|w·x| — and
+                // for one input row, summed factored per block (d·Σn·x + c·Σx, w = n·d + c), of
+                // Σ (|n·d| + |c|)·|x| ≥ Σ|w·x|.
                 let scale = Tensor(x.scalars.map(abs), shape: [m, cols])
-                    .matmul(Tensor(loader.map(abs), shape: [rows, cols]), transB: true).scalars
+                    .matmul(Tensor(Self.factoredMagnitudes(format, bytes: bytes, weights: loader), shape: [rows, cols]), transB: true).scalars
                 for portable in [false, true] {
                     let got = q.multiply(x, portable: portable)
                     XCTAssertEqual(got.shape, [m, rows])
@@ -227,7 +247,8 @@ final class QuantizedMatrixTests: XCTestCase {
                            b: w.storage.pointer, ldb: cols, c: want.storage.pointer, ldc: rows, backend: .builtin, threaded: false)
                 XCTAssertEqual(q.matmul(x).scalars.map(\.bitPattern), want.scalars.map(\.bitPattern), "\(format) m \(m)")
                 // A few rows (decoding): expand a block, multiply (another order of the additions).
-                let scale = Tensor(x.scalars.map(abs), shape: [m, cols]).matmul(Tensor(loader.map(abs), shape: [rows, cols]), transB: true).scalars
+                let scale = Tensor(x.scalars.map(abs), shape: [m, cols])
+                    .matmul(Tensor(Self.factoredMagnitudes(format, bytes: bytes, weights: loader), shape: [rows, cols]), transB: true).scalars
                 for ((a, b), s) in zip(zip(q.multiply(x).scalars, want.scalars), scale) {
                     XCTAssertEqual(a, b, accuracy: 4e-7 * Float(cols).squareRoot() * max(s, 1e-3), "\(format) m \(m)")
                 }
