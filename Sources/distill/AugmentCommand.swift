@@ -12,7 +12,9 @@ struct Augment: ParsableCommand {
             punctuation and spacing stay): synonym replaces a word of the word list with probability --p \
             (a small English list is built in; --word-list FILE gives one group of comma-separated synonyms \
             per line), swap exchanges round(p·words) pairs, delete drops each word with probability --p. \
-            paraphrase and back-translate ask an OpenAI-compatible server (--server-url, --server-model). \
+            paraphrase and back-translate ask an OpenAI-compatible server (--server-url, --server-model); \
+            a rewording whose numbers differ from the original's is asked again (3 tries), else that \
+            variant is dropped and counted. \
             Seeded: the same input and --seed give the same file.
 
             Examples:
@@ -59,9 +61,12 @@ struct Augment: ParsableCommand {
             let augmenter = try Augmenter(method: m, probability: probability, seed: seed,
                                           synonyms: try wordList.map { try SynonymList(path: $0) } ?? .english, server: server)
             let copies = self.copies, data = self.data, keep = !onlyAugmented
-            let lines = try runBlocking { try await augmenter.augment(path: data, copies: copies, keepOriginals: keep) }
-            try TraceJSONL.write(lines: lines, to: out)
-            print("wrote \(lines.count) lines to \(out) (\(method), \(copies) variant\(copies == 1 ? "" : "s") per line, seed \(seed))")
+            let result = try runBlocking { try await augmenter.augment(path: data, copies: copies, keepOriginals: keep) }
+            try TraceJSONL.write(lines: result.lines, to: out)
+            print("wrote \(result.lines.count) lines to \(out) (\(method), \(copies) variant\(copies == 1 ? "" : "s") per line, seed \(seed))")
+            if result.dropped > 0 {
+                print("\(result.dropped) variants dropped: the server changed the numbers of their text in \(Augmenter.serverTries) tries")
+            }
         } catch { throw CLIError("\(error)") }
     }
 }

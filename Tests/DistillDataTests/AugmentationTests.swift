@@ -16,6 +16,14 @@ struct RuleTeacher: TeacherClient {
     }
 }
 
+/// A teacher that always answers with other numbers.
+struct NumberBreakingTeacher: TeacherClient {
+    var modelName: String { "breaking" }
+    func complete(_ prompt: TeacherPrompt, sampling: TeacherSampling) async throws -> TeacherResponse {
+        TeacherResponse(model: "breaking", completions: [TeacherCompletion(index: 0, text: "What is 2 + 3?", finishReason: .stop)])
+    }
+}
+
 final class AugmentationTests: XCTestCase {
     func testPiecesJoinBackAndNumbersStay() {
         let text = "Tom buys 3 big boxes, then gives 2 away!\nHow many?"
@@ -62,7 +70,7 @@ final class AugmentationTests: XCTestCase {
             #"{"messages": [{"role": "user", "content": "Each kid has a small bag."}, {"role": "assistant", "content": "Each kid has a small bag."}]}"#,
         ].joined(separator: "\n") + "\n")
         let a = try Augmenter(method: .synonym, probability: 1, seed: 9)
-        let lines = try await a.augment(path: input, copies: 2)
+        let lines = try await a.augment(path: input, copies: 2).lines
         XCTAssertEqual(lines.count, 6)
         XCTAssertEqual(lines[0], #"{"prompt": "Sara buys 4 big apples and gives 1 to her friend.", "answer": "3", "id": "p1"}"#)
         let first = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
@@ -78,11 +86,11 @@ final class AugmentationTests: XCTestCase {
         XCTAssertNotEqual(messages[0]["content"], "Each kid has a small bag.")
         XCTAssertEqual(messages[1]["content"], "Each kid has a small bag.")     // the assistant's turn stays
         // Seeded: the same run again gives the same lines; another seed other lines.
-        let again = try await a.augment(path: input, copies: 2)
+        let again = try await a.augment(path: input, copies: 2).lines
         XCTAssertEqual(again, lines)
-        let other = try await Augmenter(method: .synonym, probability: 1, seed: 10).augment(path: input, copies: 2)
+        let other = try await Augmenter(method: .synonym, probability: 1, seed: 10).augment(path: input, copies: 2).lines
         XCTAssertNotEqual(other, lines)
-        let only = try await a.augment(path: input, copies: 1, keepOriginals: false)
+        let only = try await a.augment(path: input, copies: 1, keepOriginals: false).lines
         XCTAssertEqual(only.count, 2)
     }
 
@@ -90,10 +98,16 @@ final class AugmentationTests: XCTestCase {
         let dir = try traceTestDirectory(self)
         let input = try traceTestFile(dir, "in.jsonl", #"{"question": "What is 2 + 2?"}"# + "\n")
         let server = AugmentationServer(client: RuleTeacher(), pivot: "French")
-        let p = try await Augmenter(method: .paraphrase, server: server).augment(path: input, copies: 1, keepOriginals: false)
+        let p = try await Augmenter(method: .paraphrase, server: server).augment(path: input, copies: 1, keepOriginals: false).lines
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(p[0].utf8)) as! [String: Any])["question"] as? String, "P(What is 2 + 2?)")
-        let b = try await Augmenter(method: .backTranslate, server: server).augment(path: input, copies: 1, keepOriginals: false)
+        let b = try await Augmenter(method: .backTranslate, server: server).augment(path: input, copies: 1, keepOriginals: false).lines
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(b[0].utf8)) as! [String: Any])["question"] as? String, "[en]([fr](What is 2 + 2?))")
+        // A server that changes the numbers: asked again, then the variant is dropped and counted.
+        let breaking = AugmentationServer(client: NumberBreakingTeacher())
+        let out = try await Augmenter(method: .paraphrase, server: breaking).augment(path: input, copies: 2)
+        XCTAssertEqual(out.lines.count, 1)
+        XCTAssertEqual(out.dropped, 2)
+        XCTAssertEqual(Augmenter.numbers("Pay 3.50 for 12 items, 3 left."), ["12", "3", "3.50"])
     }
 
     func testErrors() async throws {
@@ -101,7 +115,7 @@ final class AugmentationTests: XCTestCase {
         XCTAssertEqual(traceErrorText { _ = try Augmenter(method: .paraphrase) }, "paraphrase needs an OpenAI-compatible server (--server-url and --server-model)")
         XCTAssertEqual(traceErrorText { _ = try Augmenter(method: .swap, probability: 0) }, "the augmentation probability must be in (0, 1], got 0.0")
         let bad = try traceTestFile(dir, "bad.jsonl", #"{"answer": "3"}"# + "\n")
-        do { _ = try await Augmenter(method: .swap).augment(path: bad, copies: 1); XCTFail() } catch {
+        do { _ = try await Augmenter(method: .swap).augment(path: bad, copies: 1).lines; XCTFail() } catch {
             XCTAssertEqual("\(error)", "\(bad):1: nothing to augment: no \"text\", \"prompt\" or \"question\" string and no user message")
         }
         let list = try traceTestFile(dir, "words.txt", "# groups\nbig, large\n\nsmall\n")

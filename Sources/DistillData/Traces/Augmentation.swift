@@ -147,13 +147,24 @@ public struct Augmenter: Sendable {
     /// Keys whose strings are the asking side.
     static let promptKeys: Set<String> = ["text", "prompt", "question"]
 
+    /// What `augment` wrote.
+    public struct Output: Sendable {
+        public var lines: [String]
+        /// Variants not written because the server changed the numbers of a string in every try.
+        public var dropped: Int
+    }
+
+    /// Tries per string for the server methods: a rewording whose numbers differ from the
+    /// original's (a broken word problem) is asked again with another seed.
+    public static let serverTries = 3
+
     /// The input's lines, and after each `copies` augmented variants (with provenance). Errors name
     /// file and line.
-    public func augment(path: String, copies: Int, keepOriginals: Bool = true) async throws -> [String] {
+    public func augment(path: String, copies: Int, keepOriginals: Bool = true) async throws -> Output {
         guard copies >= 1 else { throw TraceDataError.invalidArgument("copies must be at least 1, got \(copies)") }
         let lines = try TraceJSONL.lines(path: path)
         guard !lines.isEmpty else { throw TraceDataError.file(file: path, reason: "the file holds no examples (empty)") }
-        var out: [String] = []
+        var out: [String] = [], dropped = 0
         for (line, text) in lines {
             let obj = try TraceJSONL.object(text, file: path, line: line, expected: "one example per line")
             guard Self.hasPromptText(obj) else {
@@ -163,13 +174,13 @@ public struct Augmenter: Sendable {
             for copy in 0..<copies {
                 let s = Self.mix(seed, UInt64(line), UInt64(copy))
                 var g = RandomGenerator(seed: s)
-                var changed = try await transform(obj, rng: &g, seed: s)
+                guard var changed = try await transform(obj, rng: &g, seed: s) else { dropped += 1; continue }
                 changed["augmentation"] = ["method": method.rawValue, "seed": NSNumber(value: s), "source_line": line] as [String: Any]
                 let data = try JSONSerialization.data(withJSONObject: changed, options: [.sortedKeys, .withoutEscapingSlashes])
                 out.append(String(decoding: data, as: UTF8.self))
             }
         }
-        return out
+        return Output(lines: out, dropped: dropped)
     }
 
     static func hasPromptText(_ obj: [String: Any]) -> Bool {
@@ -177,20 +188,23 @@ public struct Augmenter: Sendable {
         return (obj["messages"] as? [[String: Any]])?.contains { $0["role"] as? String == "user" && $0["content"] is String } ?? false
     }
 
-    func transform(_ obj: [String: Any], rng: inout RandomGenerator, seed: UInt64) async throws -> [String: Any] {
+    /// The object with its asking side augmented; nil when a server rewording kept changing numbers.
+    func transform(_ obj: [String: Any], rng: inout RandomGenerator, seed: UInt64) async throws -> [String: Any]? {
         var out = obj
         var k: UInt64 = 0
         for key in Self.promptKeys.sorted() {
             if let s = obj[key] as? String {
-                out[key] = try await augmentText(s, rng: &rng, seed: seed &+ k)
-                k += 2
+                guard let a = try await augmentText(s, rng: &rng, seed: seed &+ k) else { return nil }
+                out[key] = a
+                k += UInt64(2 * Self.serverTries)
             }
         }
         if var messages = obj["messages"] as? [[String: Any]] {
             for i in messages.indices where messages[i]["role"] as? String == "user" {
                 if let s = messages[i]["content"] as? String {
-                    messages[i]["content"] = try await augmentText(s, rng: &rng, seed: seed &+ k)
-                    k += 2
+                    guard let a = try await augmentText(s, rng: &rng, seed: seed &+ k) else { return nil }
+                    messages[i]["content"] = a
+                    k += UInt64(2 * Self.serverTries)
                 }
             }
             out["messages"] = messages
@@ -198,13 +212,35 @@ public struct Augmenter: Sendable {
         return out
     }
 
-    /// One string, augmented.
-    public func augmentText(_ text: String, rng: inout RandomGenerator, seed: UInt64) async throws -> String {
-        switch method {
-        case .paraphrase: return try await server!.paraphrase(text, seed: seed)
-        case .backTranslate: return try await server!.backTranslate(text, seed: seed)
-        case .synonym, .swap, .delete: return localAugment(text, rng: &rng)
+    /// One string, augmented; nil when every server try changed its numbers.
+    public func augmentText(_ text: String, rng: inout RandomGenerator, seed: UInt64) async throws -> String? {
+        guard method.needsServer, let server else { return localAugment(text, rng: &rng) }
+        let numbers = Self.numbers(text)
+        for t in 0..<Self.serverTries {
+            let s = seed &+ UInt64(2 * t)
+            let out = method == .paraphrase ? try await server.paraphrase(text, seed: s) : try await server.backTranslate(text, seed: s)
+            if Self.numbers(out) == numbers { return out }
         }
+        return nil
+    }
+
+    /// The numbers of a text (runs of digits, with a decimal part), sorted: what a rewording of a
+    /// word problem must keep.
+    static func numbers(_ text: String) -> [String] {
+        var out: [String] = [], current = ""
+        let chars = Array(text)
+        for (i, ch) in chars.enumerated() {
+            if ch.isASCII && ch.isNumber {
+                current.append(ch)
+            } else if ch == ".", !current.isEmpty, i + 1 < chars.count, chars[i + 1].isASCII, chars[i + 1].isNumber {
+                current.append(ch)
+            } else if !current.isEmpty {
+                out.append(current)
+                current = ""
+            }
+        }
+        if !current.isEmpty { out.append(current) }
+        return out.sorted()
     }
 
     /// The local methods on one string.
