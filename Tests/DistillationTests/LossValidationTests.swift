@@ -37,20 +37,4 @@ final class LossValidationTests: XCTestCase {
         assertThrowsMessage(try LossMask(rows: [6], total: 6), contains: ["LossMask", "row 6 out of range 0..<6"])
         assertThrowsMessage(try LossMask(rows: [2, 2], total: 6), contains: ["LossMask", "row 2 listed twice"])
     }
-
-    // 0.5·2 + 0.3·10 + 0.2·100 = 24; soft and feature alone: 0.625 / 0.375.
-    func testLossWeights() {
-        let w = LossWeights()
-        XCTAssertEqual(w, LossWeights(soft: 0.5, feature: 0.3, attention: 0.2))
-        XCTAssertEqual(LossWeights.defaults(), w)
-        XCTAssertEqual(w.total(soft: Tensor(scalar: 2), feature: Tensor(scalar: 10), attention: Tensor(scalar: 100)).item, 24, accuracy: 1e-5)
-        let two = LossWeights.defaults(attention: false)
-        XCTAssertEqual(two.soft, 0.625, accuracy: 1e-7)
-        XCTAssertEqual(two.feature, 0.375, accuracy: 1e-7)
-        XCTAssertEqual(two.attention, 0)
-        XCTAssertEqual(LossWeights.defaults(feature: false, attention: false).soft, 1)
-        // Gradients flow through the weighted sum: d/dx (0.5·x² + 0.2·3x) = x + 0.6 at x = 2: 2.6
-        let g = gradient(at: Tensor(scalar: 2)) { x in w.total(soft: x * x, attention: x * 3) }
-        XCTAssertEqual(g.item, 2.6, accuracy: 1e-6)
-    }
 }
