@@ -57,7 +57,7 @@ struct Train: ParsableCommand {
                 case .note(let text):
                     log("note: " + text)
                 case let .saved(dir, adaptersOnly):
-                    log("wrote \(adaptersOnly ? "LoRA adapters" : "the student") to \(dir.path)")
+                    log("wrote \(adaptersOnly ? "the adapter (adapter_config.json, adapter_model.safetensors)" : "the student") to \(dir.path)")
                 }
             }
         } catch { throw CLIError("\(error)") }
