@@ -593,7 +593,7 @@ public struct Recipe: Codable, Equatable {
                                    keyLine: top.entries.first(where: { $0.key == "teachers" })?.line)
         guard let mn = ts.node("members") else { throw ts.missing("members") }
         guard case let .sequence(items, _) = mn, !items.isEmpty else {
-            throw ts.fail("members", mn, "expected a list of {name, path, weight}, found \(mn.found)")
+            throw ts.fail("members", mn, "expected a list of {name, path, weight}, found \(mn.isEmptySequence ? "an empty list" : mn.found)")
         }
         var members: [Teachers.Member] = []
         for (i, item) in items.enumerated() {

@@ -44,6 +44,12 @@ indirect enum RecipeNode {
     }
 
     /// How an unexpected value is shown in errors: `"abc"`, `3`, `a mapping`, `a list`.
+    /// Whether this is a list with no items.
+    var isEmptySequence: Bool {
+        if case let .sequence(items, _) = self { return items.isEmpty }
+        return false
+    }
+
     var found: String {
         switch self {
         case let .scalar(s, plain, _):

@@ -289,7 +289,7 @@ extension RecipeRunnerTests {
             """)), "r.yaml:4: teachers.members[1].name: two teachers are named \"a\"")
         XCTAssertEqual(error(yaml("""
               members: []
-            """)), "r.yaml:2: teachers.members: expected a list of {name, path, weight}, found a list")
+            """)), "r.yaml:2: teachers.members: expected a list of {name, path, weight}, found an empty list")
         XCTAssertEqual(error(yaml("""
               members:
                 - {name: a, path: ta}
