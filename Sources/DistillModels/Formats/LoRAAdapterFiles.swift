@@ -14,32 +14,18 @@ public enum LoRAAdapterFiles {
     public static func save(_ model: Module, config: LoRAConfig, to directory: String, baseModel: String? = nil) throws {
         let state = loraStateDict(of: model)
         guard !state.isEmpty else { throw LoRAError.invalidOption("adapters", "the model has no LoRA adapters to save") }
-        let dir = URL(fileURLWithPath: directory)
-        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw FileError(file: directory, "cannot create the adapter directory: \(error.localizedDescription)")
-        }
         var tensors: [String: Tensor] = [:]
         for (k, v) in state { tensors[keyPrefix + k] = v }
-        try SafetensorsWriter.write(tensors, to: dir.appendingPathComponent(weightsFile).path)
-        var json: [String: Any] = [
+        try AdapterFiles.write(tensors, config: [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": config.rank, "lora_alpha": Double(config.alpha),
             "lora_dropout": Double(config.dropout), "target_modules": config.targetModules, "bias": "none",
             "fan_in_fan_out": false, "inference_mode": true, "use_rslora": config.useRSLoRA == true, "use_dora": false,
-        ]
-        if let baseModel { json["base_model_name_or_path"] = baseModel }
-        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-        do { try data.write(to: dir.appendingPathComponent(configFile), options: .atomic) } catch {
-            throw FileError(file: dir.appendingPathComponent(configFile).path, "cannot write: \(error.localizedDescription)")
-        }
+        ], baseModel: baseModel, to: directory)
     }
 
     /// Reads `adapter_config.json`.
     public static func readConfig(_ directory: String) throws -> LoRAConfig {
-        let url = URL(fileURLWithPath: directory).appendingPathComponent(configFile)
-        guard let data = try? Data(contentsOf: url) else { throw FileError(file: url.path, "cannot read the adapter config") }
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw FileError(file: url.path, "not a JSON object")
-        }
+        let (url, obj) = try AdapterFiles.configObject(directory)
         let c = ModelConfig(json: obj, source: url.path)
         if let t = try c.string("peft_type"), t != "LORA" {
             throw FileError(file: url.path, location: "peft_type", "expected LORA, found \(t)")

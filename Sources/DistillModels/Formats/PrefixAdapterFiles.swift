@@ -28,29 +28,17 @@ public enum PrefixAdapterFiles {
                 }
             }
         }
-        let dir = URL(fileURLWithPath: directory)
-        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw FileError(file: directory, "cannot create the adapter directory: \(error.localizedDescription)")
-        }
-        try SafetensorsWriter.write([weightName: Tensor(rows, shape: [p, l * 2 * tokenDim])],
-                                    to: dir.appendingPathComponent(LoRAAdapterFiles.weightsFile).path)
-        var json: [String: Any] = [
+        try AdapterFiles.write([weightName: Tensor(rows, shape: [p, l * 2 * tokenDim])], config: [
             "peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": p, "num_layers": l, "token_dim": tokenDim,
             "num_attention_heads": h, "encoder_hidden_size": tokenDim, "num_transformer_submodules": 1, "prefix_projection": false,
             "inference_mode": true,
-        ]
-        if let baseModel { json["base_model_name_or_path"] = baseModel }
-        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-        let url = dir.appendingPathComponent(LoRAAdapterFiles.configFile)
-        do { try data.write(to: url, options: .atomic) } catch { throw FileError(file: url.path, "cannot write: \(error.localizedDescription)") }
+        ], baseModel: baseModel, to: directory)
     }
 
     /// Attaches the prefixes in `directory` to `model`. Returns their length P.
     @discardableResult
     public static func load(into model: TransformerLM, from directory: String) throws -> Int {
-        let url = URL(fileURLWithPath: directory).appendingPathComponent(LoRAAdapterFiles.configFile)
-        guard let data = try? Data(contentsOf: url) else { throw FileError(file: url.path, "cannot read the adapter config") }
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw FileError(file: url.path, "not a JSON object") }
+        let (url, obj) = try AdapterFiles.configObject(directory)
         let c = ModelConfig(json: obj, source: url.path)
         if let t = try c.string("peft_type"), t != "PREFIX_TUNING" {
             throw FileError(file: url.path, location: "peft_type", "expected PREFIX_TUNING, found \(t)")
@@ -88,28 +76,5 @@ public enum PrefixAdapterFiles {
         }
         do { try PrefixTuning.assign(keys: keys, values: values, to: model) } catch { throw FileError(file: path, "\(error)") }
         return p
-    }
-}
-
-/// PEFT adapter directories of either kind.
-public enum AdapterFiles {
-    /// The `peft_type` of the adapter in `directory` (LORA, PREFIX_TUNING, …).
-    public static func peftType(_ directory: String) throws -> String {
-        let url = URL(fileURLWithPath: directory).appendingPathComponent(LoRAAdapterFiles.configFile)
-        guard let data = try? Data(contentsOf: url) else { throw FileError(file: url.path, "cannot read the adapter config") }
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw FileError(file: url.path, "not a JSON object") }
-        return obj["peft_type"] as? String ?? "LORA"
-    }
-
-    /// Applies the adapter in `directory` to `model`: a LoRA adapter is merged into the weights, a
-    /// prefix is attached. Other kinds are refused by name.
-    public static func apply(_ directory: String, to model: PretrainedModel) throws {
-        switch try peftType(directory) {
-        case "LORA": try LoRAAdapterFiles.merge(directory, into: model)
-        case "PREFIX_TUNING": try PrefixAdapterFiles.load(into: model.lm, from: directory)
-        case let other:
-            throw FileError(file: URL(fileURLWithPath: directory).appendingPathComponent(LoRAAdapterFiles.configFile).path,
-                            location: "peft_type", "\(other) adapters are not supported (LORA and PREFIX_TUNING are)")
-        }
     }
 }
