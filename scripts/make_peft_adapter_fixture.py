@@ -17,15 +17,11 @@ import sys
 
 import torch
 import transformers
+from peft_base import save_tiny_qwen2
 from peft import LoraConfig, get_peft_model
 
 out = sys.argv[1]
-torch.manual_seed(12)
-config = transformers.Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                  tie_word_embeddings=False, initializer_range=0.2, attn_implementation="eager")
-model = transformers.Qwen2ForCausalLM(config).float().eval()
-model.save_pretrained(os.path.join(out, "base"), safe_serialization=True)
+model = save_tiny_qwen2(out, seed=12)
 lora = LoraConfig(r=4, lora_alpha=16, lora_dropout=0.0, use_rslora=True,
                   target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                   bias="none", task_type="CAUSAL_LM")

@@ -18,15 +18,11 @@ import sys
 
 import torch
 import transformers
+from peft_base import save_tiny_qwen2
 from peft import PrefixTuningConfig, get_peft_model
 
 out = sys.argv[1]
-torch.manual_seed(21)
-config = transformers.Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                  tie_word_embeddings=False, initializer_range=0.2, attn_implementation="eager")
-model = transformers.Qwen2ForCausalLM(config).float().eval()
-model.save_pretrained(os.path.join(out, "base"), safe_serialization=True)
+model = save_tiny_qwen2(out, seed=21)
 peft_model = get_peft_model(model, PrefixTuningConfig(num_virtual_tokens=3, task_type="CAUSAL_LM"))
 gen = torch.Generator().manual_seed(8)
 with torch.no_grad():
