@@ -298,6 +298,11 @@ final class TeacherTests: XCTestCase {
         XCTAssertTrue("\(error("{\"text\": \"a\"}\n{bad json}")!)".hasPrefix("d.jsonl: line 2: "))
         XCTAssertTrue("\(error("{\"a\": 1}")!)".contains("missing \"text\""))
         XCTAssertTrue("\(error("")!)".contains("empty"))
+        // "source" (multi-teacher routing) must be a string; null means none.
+        XCTAssertEqual(line("{\"text\": \"a\"}\n{\"text\": \"b\", \"source\": 3}"), 2)
+        XCTAssertTrue("\(error("{\"text\": \"b\", \"source\": [\"x\"]}")!)".contains("\"source\" is not a string"))
+        let sourced = try TextDataFile(data: Data("{\"text\": \"a\", \"source\": \"gsm8k\"}\n{\"text\": \"b\", \"source\": null}\n{\"text\": \"c\"}".utf8), path: "s.jsonl")
+        XCTAssertEqual(sourced.sources, ["gsm8k", nil, nil])
         // Missing file.
         XCTAssertThrowsError(try TextDataFile(path: dir.appendingPathComponent("none.jsonl").path))
         // Good lines: text and messages (chat template), blank lines skipped.
