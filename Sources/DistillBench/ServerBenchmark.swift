@@ -8,7 +8,9 @@ import NIOCore
 
 /// Serving throughput (`distill bench serve`): the server runs in this process on loopback and
 /// `clients` streaming requests go to it twice — all at once (they share generation batches), then
-/// one at a time — through AsyncHTTPClient, reading the server-sent events as a client would.
+/// one at a time — through AsyncHTTPClient, reading the server-sent events as a client would. With
+/// `Options.stagger`, the requests also arrive spread out in time, once at a server with
+/// continuous batching and once at one with static batching.
 ///
 /// Each request is a chat request (a completions request for a model without a chat template)
 /// with its own prompt, `max_tokens`, `ignore_eos` (so every request generates exactly
@@ -29,6 +31,9 @@ public enum ServerBenchmark {
         public var stopAtEOS = false
         /// A short request first, not counted (loads weights into caches, opens a connection).
         public var warmup = true
+        /// When set, two more phases: request i starts i × `stagger` seconds after the first, sent
+        /// once to a server with continuous batching and once to one with static batching.
+        public var stagger: Double?
 
         public init(clients: Int = 32, maxTokens: Int = 32) {
             self.clients = clients
@@ -69,7 +74,7 @@ public enum ServerBenchmark {
     }
 
     public struct Phase: Codable, Sendable {
-        /// "concurrent" or "sequential".
+        /// "concurrent", "sequential", "staggered continuous" or "staggered static".
         public var mode: String
         public var requests: Int
         public var errors: Int
@@ -84,8 +89,10 @@ public enum ServerBenchmark {
         /// Generated tokens per request: fewest, most.
         public var tokensPerClientMin: Int
         public var tokensPerClientMax: Int
-        /// Generation batches the server ran in this phase.
+        /// Groups of requests whose prompts the server ran together in this phase.
         public var serverBatches: Int
+        /// Requests that joined a running batch (continuous batching).
+        public var joinedRunning: Int = 0
         public var results: [RequestResult]
     }
 
@@ -97,9 +104,12 @@ public enum ServerBenchmark {
         public var maxBatch: Int
         public var concurrent: Phase
         public var sequential: Phase
+        /// Staggered arrivals (`Options.stagger`): continuous batching, then static.
+        public var staggered: [Phase]?
+        public var staggerSeconds: Double?
         /// Concurrent tokens/s over sequential tokens/s.
         public var speedup: Double
-        public var errors: Int { concurrent.errors + sequential.errors }
+        public var errors: Int { ([concurrent, sequential] + (staggered ?? [])).reduce(0) { $0 + $1.errors } }
     }
 
     /// The prompt of request `i` (varied lengths and content).
@@ -114,63 +124,82 @@ public enum ServerBenchmark {
     /// Options that cannot run.
     public struct OptionError: Error, CustomStringConvertible { public let description: String }
 
-    /// Starts the server over `model` on 127.0.0.1, runs both phases, stops it. `progress` gets
-    /// a line per phase.
+    /// Starts the server over `model` on 127.0.0.1, runs the phases, stops it. `progress` gets a
+    /// line per phase.
     public static func run(model: PretrainedModel, modelName: String? = nil, options o: Options,
                            progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Result {
         guard o.clients >= 1, o.maxTokens >= 1 else { throw OptionError(description: "clients and max tokens must be at least 1") }
+        if let s = o.stagger, !(s >= 0) { throw OptionError(description: "the stagger interval must be at least 0") }
         let maxBatch = o.maxBatch ?? o.clients
-        let server = try OpenAIServer(model: model, modelName: modelName, maxBatch: maxBatch, batchWindow: o.batchWindow)
-        defer { server.stopGeneration() }
-        let running = try await server.start()
         var config = HTTPClient.Configuration()
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(o.clients, 8))
         config.timeout = .init(connect: .seconds(10))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-        let chat = model.chatTemplate != nil
-        let url = running.baseURL + (chat ? "/v1/chat/completions" : "/v1/completions")
         do {
-            if o.warmup { _ = await request(http, url: url, chat: chat, model: server.modelName, index: -1, maxTokens: 2, options: o) }
             var phases: [Phase] = []
-            for concurrent in [true, false] {
-                let before = server.batchCount
-                let start = DispatchTime.now().uptimeNanoseconds
-                let results: [RequestResult]
-                if concurrent {
-                    results = await withTaskGroup(of: (Int, RequestResult).self) { group in
-                        for i in 0..<o.clients {
-                            group.addTask {
-                                (i, await request(http, url: url, chat: chat, model: server.modelName, index: i, maxTokens: o.maxTokens, options: o))
-                            }
-                        }
-                        var out = [RequestResult?](repeating: nil, count: o.clients)
-                        for await (i, r) in group { out[i] = r }
-                        return out.map { $0! }
-                    }
-                } else {
-                    var out: [RequestResult] = []
-                    for i in 0..<o.clients {
-                        out.append(await request(http, url: url, chat: chat, model: server.modelName, index: i, maxTokens: o.maxTokens, options: o))
-                    }
-                    results = out
+            var name = ""
+            for batching in o.stagger == nil ? [BatchingMode.continuous] : [.continuous, .static] {
+                let server = try OpenAIServer(model: model, modelName: modelName, maxBatch: maxBatch, batchWindow: o.batchWindow,
+                                              batching: batching)
+                defer { server.stopGeneration() }
+                name = server.modelName
+                let running = try await server.start()
+                let chat = model.chatTemplate != nil
+                let url = running.baseURL + (chat ? "/v1/chat/completions" : "/v1/completions")
+                if o.warmup { _ = await request(http, url: url, chat: chat, model: server.modelName, index: -1, maxTokens: 2, options: o) }
+                let modes: [String] = batching == .continuous ? ["concurrent", "sequential"] : []
+                for mode in modes + (o.stagger == nil ? [] : ["staggered \(batching.rawValue)"]) {
+                    let phase = await runPhase(mode, http: http, url: url, chat: chat, server: server, options: o)
+                    progress(String(format: "%@: %d requests, %d errors, %d tokens in %.2f s: %.1f tokens/s",
+                                    phase.mode, phase.requests, phase.errors, phase.generatedTokens, phase.seconds, phase.tokensPerSecond))
+                    phases.append(phase)
                 }
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                let phase = summarize(concurrent ? "concurrent" : "sequential", results, seconds: seconds,
-                                      batches: server.batchCount - before)
-                progress(String(format: "%@: %d requests, %d errors, %d tokens in %.2f s: %.1f tokens/s",
-                                phase.mode, phase.requests, phase.errors, phase.generatedTokens, phase.seconds, phase.tokensPerSecond))
-                phases.append(phase)
+                await running.shutdown()
             }
             try await http.shutdown()
-            await running.shutdown()
-            return Result(model: server.modelName, endpoint: chat ? "/v1/chat/completions" : "/v1/completions", clients: o.clients,
-                          maxTokens: o.maxTokens, maxBatch: maxBatch, concurrent: phases[0], sequential: phases[1],
+            return Result(model: name, endpoint: model.chatTemplate != nil ? "/v1/chat/completions" : "/v1/completions",
+                          clients: o.clients, maxTokens: o.maxTokens, maxBatch: maxBatch, concurrent: phases[0], sequential: phases[1],
+                          staggered: o.stagger == nil ? nil : Array(phases[2...]), staggerSeconds: o.stagger,
                           speedup: phases[0].tokensPerSecond / phases[1].tokensPerSecond)
         } catch {
             try? await http.shutdown()
-            await running.shutdown()
             throw error
         }
+    }
+
+    /// The clients' requests in one arrival pattern: all at once ("concurrent"), one after another
+    /// ("sequential"), or request i sent i × `stagger` seconds after the first ("staggered …").
+    static func runPhase(_ mode: String, http: HTTPClient, url: String, chat: Bool, server: OpenAIServer,
+                         options o: Options) async -> Phase {
+        let before = server.batchCount, joinedBefore = server.joinedRunningCount
+        let start = DispatchTime.now().uptimeNanoseconds
+        let results: [RequestResult]
+        if mode == "sequential" {
+            var out: [RequestResult] = []
+            for i in 0..<o.clients {
+                out.append(await request(http, url: url, chat: chat, model: server.modelName, index: i, maxTokens: o.maxTokens, options: o))
+            }
+            results = out
+        } else {
+            let gap = mode == "concurrent" ? 0 : o.stagger ?? 0
+            results = await withTaskGroup(of: (Int, RequestResult).self) { group in
+                for i in 0..<o.clients {
+                    group.addTask {
+                        let due = start + UInt64(Double(i) * gap * 1e9)
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        if due > now { try? await Task.sleep(nanoseconds: due - now) }
+                        return (i, await request(http, url: url, chat: chat, model: server.modelName, index: i, maxTokens: o.maxTokens, options: o))
+                    }
+                }
+                var out = [RequestResult?](repeating: nil, count: o.clients)
+                for await (i, r) in group { out[i] = r }
+                return out.map { $0! }
+            }
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        var phase = summarize(mode, results, seconds: seconds, batches: server.batchCount - before)
+        phase.joinedRunning = server.joinedRunningCount - joinedBefore
+        return phase
     }
 
     static func summarize(_ mode: String, _ results: [RequestResult], seconds: Double, batches: Int) -> Phase {

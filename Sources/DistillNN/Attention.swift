@@ -252,6 +252,56 @@ public final class LayerKVCache {
         keyBuffer = keyBuffer.map { b in withoutGradients { b.indexSelect(rows, axis: 0) } }
         valueBuffer = valueBuffer.map { b in withoutGradients { b.indexSelect(rows, axis: 0) } }
     }
+
+    /// Drops the first `n` positions of every row (positions no row attends to any more).
+    public func dropLeading(_ n: Int) {
+        guard n > 0, let kb = keyBuffer, let vb = valueBuffer else { return }
+        precondition(n <= length, "LayerKVCache: dropping \(n) of \(length) positions")
+        func shifted(_ t: Tensor) -> Tensor {
+            let b = t.shape[0], h = t.shape[1], c = t.shape[2], w = t.shape[3]
+            let p = t.storage.pointer
+            for blk in 0..<(b * h) {
+                // Overlapping move within one block, towards lower addresses.
+                (p + blk * c * w).update(from: p + (blk * c + n) * w, count: (length - n) * w)
+            }
+            return t
+        }
+        keyBuffer = shifted(kb)
+        valueBuffer = shifted(vb)
+        length -= n
+    }
+
+    /// Appends the batch rows of `other` after this cache's rows. The shorter of the two is
+    /// left-padded with `shift` zero positions (this cache's rows by `max(0, other.length −
+    /// length)`, the other's by `max(0, length − other.length)`): the caller masks those
+    /// positions. Both must hold entries of the same heads and width.
+    public func appendRows(of other: LayerKVCache) {
+        guard let ok = other.keyBuffer, let ov = other.valueBuffer, other.length > 0 else { return }
+        guard let sk = keyBuffer, let sv = valueBuffer, length > 0 else {
+            keyBuffer = other.filled(ok)
+            valueBuffer = other.filled(ov)
+            length = other.length
+            return
+        }
+        precondition(sk.shape[1] == ok.shape[1] && sk.shape[3] == ok.shape[3] && sv.shape[3] == ov.shape[3],
+                     "LayerKVCache: joining caches of shapes \(sk.shape) and \(ok.shape)")
+        let n = Swift.max(length, other.length), b1 = sk.shape[0], b2 = ok.shape[0], h = sk.shape[1]
+        let capacity = Swift.max(n, 16)
+        func join(_ a: Tensor, _ aLength: Int, _ c: Tensor, _ cLength: Int) -> Tensor {
+            let out = Tensor(zeros: [b1 + b2, h, capacity, a.shape[3]])
+            let width = a.shape[3], pd = out.storage.pointer
+            for (src, rows, first, count) in [(a, aLength, 0, b1), (c, cLength, b1, b2)] {
+                let ps = src.storage.pointer, srcRows = src.shape[2], shift = n - rows
+                for blk in 0..<(count * h) {
+                    (pd + ((first * h + blk) * capacity + shift) * width).update(from: ps + blk * srcRows * width, count: rows * width)
+                }
+            }
+            return out
+        }
+        keyBuffer = join(sk, length, ok, other.length)
+        valueBuffer = join(sv, length, ov, other.length)
+        length = n
+    }
 }
 
 /// A KV cache for every layer of a model, and the number of positions it holds.
@@ -263,4 +313,19 @@ public final class KVCache {
 
     public func repeatBatch(_ n: Int) { layers.forEach { $0.repeatBatch(n) } }
     public func select(rows: [Int]) { layers.forEach { $0.select(rows: rows) } }
+
+    /// Drops the first `n` positions of every row (`LayerKVCache.dropLeading`).
+    public func dropLeading(_ n: Int) {
+        precondition(n <= length, "KVCache: dropping \(n) of \(length) positions")
+        layers.forEach { $0.dropLeading(n) }
+        length -= n
+    }
+
+    /// Appends the rows of `other` (`LayerKVCache.appendRows`): the shorter cache's rows are
+    /// left-padded to the longer length, which the cache then holds.
+    public func appendRows(of other: KVCache) {
+        precondition(layers.count == other.layers.count, "KVCache: joining caches of \(layers.count) and \(other.layers.count) layers")
+        for (a, b) in zip(layers, other.layers) { a.appendRows(of: b) }
+        length = Swift.max(length, other.length)
+    }
 }

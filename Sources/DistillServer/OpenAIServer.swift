@@ -52,15 +52,18 @@ public final class OpenAIServer: @unchecked Sendable {
     ///   - modelName: the served name; default: the file or directory name of `model.path`.
     ///   - maxBatch: most sequences (prompts × n) generated in one batch; a larger request runs alone.
     ///   - batchWindow: seconds the scheduler waits for more requests after the first one arrives
-    ///     at an idle server (requests arriving while a batch runs always wait for the next one).
-    public init(model: PretrainedModel, modelName: String? = nil, maxBatch: Int = 16, batchWindow: Double = 0.005) throws {
+    ///     at an idle server.
+    ///   - batching: whether requests arriving while a batch runs join it at its next step
+    ///     (continuous, the default) or wait for all of it to finish (static).
+    public init(model: PretrainedModel, modelName: String? = nil, maxBatch: Int = 16, batchWindow: Double = 0.005,
+                batching: BatchingMode = .continuous) throws {
         tokenizer = try model.requireTokenizer()
         self.model = model
         self.modelName = modelName ?? OpenAIServer.defaultName(model.path)
         contextLength = try? model.config.int("max_position_embeddings")
         let tok = tokenizer
         scheduler = GenerationScheduler(lm: model.lm, tokenizer: tok,
-                                   maxBatch: maxBatch, window: batchWindow)
+                                        maxBatch: maxBatch, window: batchWindow, mode: batching)
     }
 
     deinit { scheduler.stop() }
@@ -72,8 +75,11 @@ public final class OpenAIServer: @unchecked Sendable {
         return name.isEmpty ? "model" : name
     }
 
-    /// Generator batches run so far (concurrent requests share batches: fewer than requests).
+    /// Groups of requests whose prompts ran together so far (concurrent requests share batches:
+    /// fewer than requests).
     public var batchCount: Int { scheduler.batches }
+    /// Requests that joined a batch while it was generating for others (continuous batching).
+    public var joinedRunningCount: Int { scheduler.joinedRunning }
     /// Sequences generated so far.
     public var sequenceCount: Int { scheduler.sequences }
 

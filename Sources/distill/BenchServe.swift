@@ -14,7 +14,10 @@ extension Bench {
             Starts the server in this process on 127.0.0.1 (a free port), sends --clients streaming \
             requests at once (they share generation batches), then the same requests one at a time, and \
             prints generated tokens/s for both, their ratio, errors, and latency and time-to-first-token \
-            percentiles. Requests run to --max-tokens (ignore_eos) unless --stop-at-eos.
+            percentiles. Requests run to --max-tokens (ignore_eos) unless --stop-at-eos. With \
+            --stagger-ms, the requests are then sent once more spread out in time (request i that many \
+            milliseconds × i after the first), to a server with continuous batching and to one with static \
+            batching, side by side.
             """)
 
         @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
@@ -24,6 +27,7 @@ extension Bench {
         @Option(help: "Milliseconds an idle server waits for more requests to batch with the first.") var batchWindowMs = 5.0
         @Option(help: "Sampling temperature (0: greedy).") var temperature = 0.0
         @Flag(help: "Let requests end at the end-of-sequence token.") var stopAtEos = false
+        @Option(help: "Also send the requests this many milliseconds apart, to continuous and to static batching.") var staggerMs: Double?
         @Flag(help: "Print JSON (with every request's figures).") var json = false
 
         func validate() throws {
@@ -32,6 +36,7 @@ extension Bench {
             if let b = maxBatch, b < 1 { throw ValidationError("--max-batch must be at least 1") }
             guard batchWindowMs >= 0 else { throw ValidationError("--batch-window-ms must be at least 0") }
             guard temperature >= 0 else { throw ValidationError("--temperature must be at least 0") }
+            if let s = staggerMs, !(s >= 0) { throw ValidationError("--stagger-ms must be at least 0") }
         }
 
         func run() throws {
@@ -41,6 +46,7 @@ extension Bench {
             o.batchWindow = batchWindowMs / 1000
             o.temperature = temperature
             o.stopAtEOS = stopAtEos
+            o.stagger = staggerMs.map { $0 / 1000 }
             let quiet = json
             if !quiet {
                 print("model: \(model); threads: \(Threads.count); GEMM: \(Gemm.backend.rawValue); \(clients) clients × \(maxTokens) tokens")
@@ -61,10 +67,10 @@ extension Bench {
         static func report(_ r: ServerBenchmark.Result) {
             let ms = { (x: Double) in String(format: "%.0f ms", x * 1000) }
             print("served \(r.model) at \(r.endpoint), max batch \(r.maxBatch)")
-            print(pad("", 12) + pad("tokens", 8) + pad("seconds", 9) + pad("tokens/s", 10) + pad("errors", 8) + pad("batches", 9)
+            print(pad("", 22) + pad("tokens", 8) + pad("seconds", 9) + pad("tokens/s", 10) + pad("errors", 8) + pad("batches", 9)
                   + pad("latency p50", 13) + pad("p95", 10) + pad("TTFT p50", 10) + pad("p95", 10) + "tokens/client")
-            for p in [r.concurrent, r.sequential] {
-                print(pad(p.mode, 12) + pad("\(p.generatedTokens)", 8) + pad(String(format: "%.2f", p.seconds), 9)
+            for p in [r.concurrent, r.sequential] + (r.staggered ?? []) {
+                print(pad(p.mode, 22) + pad("\(p.generatedTokens)", 8) + pad(String(format: "%.2f", p.seconds), 9)
                       + pad(f1(p.tokensPerSecond), 10) + pad("\(p.errors)", 8) + pad("\(p.serverBatches)", 9)
                       + pad(ms(p.latency.p50), 13) + pad(ms(p.latency.p95), 10)
                       + pad(ms(p.timeToFirstToken.p50), 10) + pad(ms(p.timeToFirstToken.p95), 10)
@@ -72,6 +78,12 @@ extension Bench {
                 for e in p.errorMessages { print("  error: \(e)") }
             }
             print(String(format: "concurrent / sequential: %.2f× tokens/s", r.speedup))
+            if let st = r.staggered, st.count == 2, let gap = r.staggerSeconds {
+                let (c, s) = (st[0], st[1])
+                print(String(format: "staggered every %.0f ms: continuous / static %.2f× tokens/s, TTFT p95 %@ vs %@; %d requests joined a running batch",
+                             gap * 1000, c.tokensPerSecond / s.tokensPerSecond, ms(c.timeToFirstToken.p95), ms(s.timeToFirstToken.p95),
+                             c.joinedRunning))
+            }
         }
     }
 }

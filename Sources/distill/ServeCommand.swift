@@ -8,7 +8,8 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serves a model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).",
         discussion: """
-        Concurrent requests are generated together in batches of up to --max-batch sequences. \
+        Concurrent requests are generated together in batches of up to --max-batch sequences; a \
+        request arriving while a batch runs joins it at its next decoding step (--batching continuous). \
         Stop with Ctrl-C (SIGINT) or SIGTERM: requests in flight finish first.
 
         Example:
@@ -24,6 +25,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Most sequences (prompts × n) generated in one batch.") var maxBatch = 16
     @Flag(help: "Fast decoding: a GGUF's quantized matrices multiply with 8-bit activations (integer dot products, as llama.cpp); logits change slightly.") var fast = false
     @Option(help: "Milliseconds an idle server waits for more requests to batch with the first.") var batchWindowMs = 5.0
+    @Option(help: "continuous: a request joins the running batch at its next step; static: it waits until the whole batch has finished.")
+    var batching: BatchingMode = .continuous
     @OptionGroup var lora: AdapterOption
     @OptionGroup var weights: DequantizeOption
 
@@ -38,7 +41,8 @@ struct Serve: ParsableCommand {
         let m = weights.apply(to: try lora.load(model))
         let server: OpenAIServer
         do {
-            server = try OpenAIServer(model: m, modelName: modelName, maxBatch: maxBatch, batchWindow: batchWindowMs / 1000)
+            server = try OpenAIServer(model: m, modelName: modelName, maxBatch: maxBatch, batchWindow: batchWindowMs / 1000,
+                                  batching: batching)
         } catch { throw CLIError("\(error)") }
         let host = self.host
         let chat = m.chatTemplate == nil ? " (no chat template: /v1/completions only)" : ""
@@ -53,3 +57,5 @@ struct Serve: ParsableCommand {
         } catch { throw CLIError("cannot serve on \(host):\(port): \(error)") }
     }
 }
+
+extension BatchingMode: ExpressibleByArgument {}

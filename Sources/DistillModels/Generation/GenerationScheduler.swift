@@ -52,31 +52,45 @@ public struct GenerationJob: Sendable {
     var rows: Int { items.reduce(0) { $0 + $1.options.n } }
 }
 
+/// How a scheduler lets requests join.
+public enum BatchingMode: String, Sendable, CaseIterable {
+    /// Waiting requests join the running batch at its next decode step (continuous batching).
+    case continuous
+    /// Requests that arrive while a batch runs wait until all of it has finished (kept to measure
+    /// what continuous batching gains).
+    case `static`
+}
+
 /// Continuous batching of generation requests for a server or an in-process teacher.
 ///
-/// Runs generation on a dedicated thread, off event loops and off Swift's cooperative pool.
-/// Requests that arrive while a batch runs (or within `window` of the first one waiting) are run
-/// together as one `Generator` batch, up to `maxBatch` sequences; each keeps its own sampling
-/// options, stop conditions and seeds (`Generator.generate(items:)`), so its output does not
-/// depend on its neighbours.
+/// Runs generation on a dedicated thread, off event loops and off Swift's cooperative pool, as one
+/// `DecodingBatch` of up to `maxBatch` sequences. A request that arrives while the batch runs joins
+/// it at the next decode step when its rows fit (in arrival order: a request that does not fit
+/// waits, and so do the ones behind it); an idle scheduler waits `window` after the first request
+/// for others to arrive with it. Each request keeps its own sampling options, stop conditions and
+/// seeds, so its output does not depend on its neighbours; it is answered as soon as its own rows
+/// finish.
 public final class GenerationScheduler: @unchecked Sendable {
     private let lm: TransformerLM
     /// Decodes the text that stop strings are matched on.
     private let tokenizer: Tokenizer?
     public let maxBatch: Int
     public let window: TimeInterval
+    public let mode: BatchingMode
     private let condition = NSCondition()
     private var pending: [GenerationJob] = []
     private var stopping = false
     private var thread: Thread?
     private var _batches = 0
     private var _sequences = 0
+    private var _joined = 0
 
-    public init(lm: TransformerLM, tokenizer: Tokenizer?, maxBatch: Int, window: TimeInterval) {
+    public init(lm: TransformerLM, tokenizer: Tokenizer?, maxBatch: Int, window: TimeInterval, mode: BatchingMode = .continuous) {
         self.lm = lm
         self.tokenizer = tokenizer
         self.maxBatch = max(1, maxBatch)
         self.window = window
+        self.mode = mode
         // The thread holds the scheduler until `stop()`.
         let t = Thread { self.loop() }
         t.name = "distill.serve.generation"
@@ -85,10 +99,13 @@ public final class GenerationScheduler: @unchecked Sendable {
         t.start()
     }
 
-    /// Generator batches run so far.
+    /// Groups of requests whose prompts ran through the model together (a new batch, or
+    /// newcomers joining a running one).
     public var batches: Int { condition.withLock { _batches } }
     /// Sequences (prompt × sample rows) generated so far.
     public var sequences: Int { condition.withLock { _sequences } }
+    /// Requests that joined a batch while it was generating for others.
+    public var joinedRunning: Int { condition.withLock { _joined } }
 
     public func submit(_ job: GenerationJob) {
         condition.lock()
@@ -102,7 +119,8 @@ public final class GenerationScheduler: @unchecked Sendable {
         condition.signal()
     }
 
-    /// Stops the thread after the running batch; waiting jobs fail.
+    /// Stops admitting requests; the thread ends once the running batch has finished, and waiting
+    /// jobs fail.
     public func stop() {
         condition.lock()
         stopping = true
@@ -116,71 +134,94 @@ public final class GenerationScheduler: @unchecked Sendable {
         }
     }
 
-    private func loop() {
-        while true {
-            condition.lock()
-            while pending.isEmpty && !stopping { condition.wait() }
-            if stopping { condition.unlock(); return }
-            // Give requests arriving together a moment to join the batch.
-            if window > 0 {
-                let deadline = Date(timeIntervalSinceNow: window)
-                while !stopping && pending.reduce(0, { $0 + $1.rows }) < maxBatch && condition.wait(until: deadline) {}
-                if stopping { condition.unlock(); return }
-            }
-            var batch: [GenerationJob] = []
-            var rows = 0
-            while let job = pending.first, batch.isEmpty || rows + job.rows <= maxBatch {
-                batch.append(pending.removeFirst())
-                rows += job.rows
-            }
-            condition.unlock()
-            let live = batch.filter { job in
-                if job.cancelled.isSet { job.events.finish(); return false }
-                return true
-            }
-            if !live.isEmpty { run(live) }
-        }
+    /// A job in the batch: its row ids (the job's row order) and the index its first prompt has
+    /// among the prompts admitted with it.
+    private struct Admitted {
+        var job: GenerationJob
+        var ids: [Int]
+        var firstPrompt: Int
     }
 
-    /// Runs jobs as one batch; if the batch fails, runs each alone so that one bad job does not
-    /// fail the others.
-    private func run(_ jobs: [GenerationJob]) {
-        // Row r of the batch belongs to job owner[r] as its row local[r].
-        var owner: [Int] = [], local: [Int] = []
-        for (j, job) in jobs.enumerated() {
-            for k in 0..<job.rows { owner.append(j); local.append(k) }
-        }
-        let items = jobs.flatMap(\.items)
-        do {
-            let seqs = try Generator(model: lm).generate(
-                items: items, tokenizer: tokenizer,
-                onToken: { row, token in jobs[owner[row]].events.yield(.token(row: local[row], token)) },
-                isCancelled: { row in jobs[owner[row]].cancelled.isSet })
-            condition.withLock {
-                _batches += 1
-                _sequences += seqs.count
+    private func loop() {
+        let generator = Generator(model: lm)
+        let batch = DecodingBatch(model: lm, tokenizer: tokenizer)
+        var admitted: [Admitted] = []
+        // Row id -> (index into `admitted`, the job's own row number).
+        var owner: [Int: (job: Int, row: Int)] = [:]
+        while true {
+            condition.lock()
+            if batch.isDone {
+                while pending.isEmpty && !stopping { condition.wait() }
+                if stopping { condition.unlock(); return }
+                // Give requests arriving together a moment to join the batch.
+                if window > 0 {
+                    let deadline = Date(timeIntervalSinceNow: window)
+                    while !stopping && pending.reduce(0, { $0 + $1.rows }) < maxBatch && condition.wait(until: deadline) {}
+                    if stopping { condition.unlock(); return }
+                }
             }
-            var start = 0
-            for job in jobs {
-                // Prompt indices local to the job.
-                let first = seqs[start].prompt
-                let mine = seqs[start..<(start + job.rows)].map { s -> GeneratedSequence in
-                    var s = s
-                    s.prompt -= first
+            var joining: [GenerationJob] = []
+            if !stopping && (batch.isDone || mode == .continuous) {
+                var rows = batch.live.count
+                while let job = pending.first, (rows == 0 && joining.isEmpty) || rows + job.rows <= maxBatch {
+                    joining.append(pending.removeFirst())
+                    rows += job.rows
+                }
+            }
+            condition.unlock()
+
+            joining = joining.filter { job in
+                if job.cancelled.isSet { job.events.finish(); return false }
+                do {
+                    try generator.validate(job.items, tokenizer: tokenizer)
+                    return true
+                } catch {
+                    job.events.yield(.failed(.generation((error as? GenerationError)?.description ?? "\(error)")))
+                    job.events.finish()
+                    return false
+                }
+            }
+            if !joining.isEmpty {
+                let running = !batch.isDone
+                let ids = batch.admit(joining.flatMap(\.items))
+                var next = 0, prompt = 0
+                for job in joining {
+                    let mine = Array(ids[next..<(next + job.rows)])
+                    for (k, id) in mine.enumerated() { owner[id] = (admitted.count, k) }
+                    admitted.append(Admitted(job: job, ids: mine, firstPrompt: prompt))
+                    next += job.rows
+                    prompt += job.items.count
+                }
+                condition.withLock {
+                    _batches += 1
+                    if running { _joined += joining.count }
+                }
+            }
+            if !batch.isDone {
+                let jobs = admitted
+                batch.step(onToken: { id, token in
+                    let o = owner[id]!
+                    jobs[o.job].job.events.yield(.token(row: o.row, token))
+                }, isCancelled: { id in jobs[owner[id]!.job].job.cancelled.isSet })
+            }
+            // Answer the jobs whose rows have all finished.
+            var unfinished: [Admitted] = []
+            for a in admitted {
+                if a.ids.contains(where: batch.isLive) { unfinished.append(a); continue }
+                let seqs = a.ids.map { id -> GeneratedSequence in
+                    owner[id] = nil
+                    var s = batch.take(id)
+                    s.prompt -= a.firstPrompt
                     return s
                 }
-                start += job.rows
-                job.events.yield(.finished(mine))
-                job.events.finish()
+                condition.withLock { _sequences += seqs.count }
+                a.job.events.yield(.finished(seqs))
+                a.job.events.finish()
             }
-        } catch {
-            if jobs.count > 1 {
-                for job in jobs { run([job]) }
-                return
+            if unfinished.count < admitted.count {
+                admitted = unfinished
+                for (j, a) in admitted.enumerated() { for (k, id) in a.ids.enumerated() { owner[id] = (j, k) } }
             }
-            let message = (error as? GenerationError)?.description ?? "\(error)"
-            jobs[0].events.yield(.failed(.generation(message)))
-            jobs[0].events.finish()
         }
     }
 }

@@ -104,6 +104,17 @@ public struct Generator {
     public func generate(items: [GenerationItem], tokenizer: Tokenizer? = nil,
                          onToken: (Int, GeneratedToken) -> Void = { _, _ in },
                          isCancelled: (Int) -> Bool = { _ in false }) throws -> [GeneratedSequence] {
+        try validate(items, tokenizer: tokenizer)
+        if items.isEmpty { return [] }
+        let batch = DecodingBatch(model: model, items: items, tokenizer: tokenizer)
+        // Ids are handed out in admission order: row r of the results is row id r.
+        while !batch.isDone { batch.step(onToken: onToken, isCancelled: isCancelled) }
+        return (0..<items.reduce(0) { $0 + $1.options.n }).map { batch.take($0) }
+    }
+
+    /// Throws the `GenerationError` that `generate(items:…)` would for these items' options or
+    /// prompts (the scheduler checks each job before it joins a running batch).
+    public func validate(_ items: [GenerationItem], tokenizer: Tokenizer?) throws {
         for (i, item) in items.enumerated() {
             let o = item.options, p = item.prompt
             try o.sampling.validate()
@@ -118,10 +129,6 @@ public struct Generator {
                 throw GenerationError.invalidParameter("prompt \(i) holds token id \(bad), outside the vocabulary of \(model.config.vocabSize)")
             }
         }
-        if items.isEmpty { return [] }
-        let batch = DecodingBatch(model: model, items: items, tokenizer: tokenizer)
-        while !batch.isDone { batch.step(onToken: onToken, isCancelled: isCancelled) }
-        return batch.rows.map(\.result)
     }
 }
 
