@@ -127,6 +127,28 @@ final class OptionCheckTests: XCTestCase {
         XCTAssertEqual(overlaps.first?["ngram"] as? String, "ann has five red pens and buys two")
     }
 
+    /// `check`: a recipe that loads passes (exit 0); a missing data file and --strict with a warning fail.
+    func testCheck() throws {
+        assertFails(["check", "recipes/sft.yaml", "--steps", "-1"], mentioning: ["--steps"])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("check-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("train.jsonl")
+        try (0..<6).map { #"{"messages": [{"role": "user", "content": "\#($0)+1?"}, {"role": "assistant", "content": "\#($0 + 1)"}]}"# }
+            .joined(separator: "\n").write(to: data, atomically: true, encoding: .utf8)
+        let base = ["check", "recipes/sft.yaml", "--set", "student.path=demo/teacher", "--set", "data.train=\(data.path)",
+                    "--set", "output.dir=\(dir.appendingPathComponent("out").path)", "--set", "schedule.batch_size=2", "--examples", "1"]
+        var command = try Distill.parseAsRoot(base + ["--set", "data.eval=\(data.path)"])
+        try command.run()
+        // No held-out data is a warning: a failure only with --strict.
+        var lenient = try Distill.parseAsRoot(base + ["--set", "data.eval=null", "--steps", "0"])
+        try lenient.run()
+        assertFails(base + ["--set", "data.eval=null", "--steps", "0", "--strict"], mentioning: ["1 warning", "--strict"])
+        assertFails(base + ["--set", "data.eval=\(dir.appendingPathComponent("none.jsonl").path)", "--steps", "0"],
+                    mentioning: ["check: 1 error found"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out").path))
+    }
+
     /// `eval --model PATH,adapter=DIR`: split into the model and its adapter, named after both.
     func testEvalModelWithAdapter() throws {
         let s = try Eval.spec("runs/base,adapter=runs/lora-1")

@@ -73,6 +73,47 @@ public enum RecipeRunner {
     public static func run(recipe: Recipe, resume: Bool = false,
                            onEvent: @escaping (RecipeEvent) -> Void = { _ in }) throws -> RecipeResult {
         let paths = try outputPaths(recipe, resume: resume)
+        let prepared = try prepare(recipe, paths: paths, onEvent: onEvent)
+        let (models, trainer, loraConfig) = (prepared.models, prepared.trainer, prepared.lora)
+        try FileManager.default.createDirectory(at: paths.out, withIntermediateDirectories: true)
+        if !resume { try? FileManager.default.removeItem(at: paths.metrics) }
+        var last: StepMetrics?
+        trainer.onEvent = { event in
+            if case .step(let m) = event { last = m }
+            onEvent(.training(event))
+        }
+        try JSONEncoder.sorted.encode(recipe).write(to: paths.out.appendingPathComponent("recipe.json"), options: .atomic)
+        if resume { try trainer.resumeFromLatestCheckpoint() }
+        let lm = models.student.lm
+        let trainable = lm.namedParameters().filter { !$0.parameter.isFrozen }.reduce(0) { $0 + $1.parameter.value.count }
+        onEvent(.prepared(RecipeSummary(teacherParameters: models.teacher?.lm.parameterCount, studentParameters: lm.parameterCount,
+                                        trainableParameters: trainable, trainSequences: prepared.data.train.count,
+                                        evalSequences: prepared.data.eval.count,
+                                        trainTokens: prepared.data.train.reduce(0) { $0 + $1.ids.count }, totalSteps: recipe.schedule.steps)))
+        try trainer.run()
+        if recipe.prefix != nil {
+            try PrefixAdapterFiles.save(models.student.lm, to: paths.out.path, baseModel: models.student.path)
+        } else {
+            try saveStudent(models.student, lora: loraConfig, to: paths.out)
+        }
+        onEvent(.saved(directory: paths.out, adaptersOnly: loraConfig != nil || recipe.prefix != nil))
+        return RecipeResult(outputDirectory: paths.out, metricsLog: paths.metrics, steps: trainer.step, resumedFrom: trainer.resumedFrom,
+                            lastMetrics: last)
+    }
+
+    // MARK: Stages
+
+    /// A run ready to train: models, data, and the trainer (not started; it writes into `paths`).
+    struct Prepared {
+        var models: Models
+        var data: TrainingData
+        var trainer: Trainer
+        var lora: LoRAConfig?
+    }
+
+    /// Every stage before training: models, data, teacher, objective, LoRA, prefix, dropout, and
+    /// the trainer over them.
+    static func prepare(_ recipe: Recipe, paths: OutputPaths, onEvent: (RecipeEvent) -> Void) throws -> Prepared {
         let models = try loadModels(recipe, onEvent: onEvent)
         let data = try tokenizeData(recipe, models, onEvent: onEvent)
         let teacher = try trainingTeacher(recipe, models, data)
@@ -86,35 +127,11 @@ public enum RecipeRunner {
         if let d = recipe.dropout {
             try DecoderDropout.apply(to: models.student.lm, residual: d.residual, attention: d.attention, seed: recipe.seed)
         }
-        try FileManager.default.createDirectory(at: paths.out, withIntermediateDirectories: true)
-        if !resume { try? FileManager.default.removeItem(at: paths.metrics) }
         let config = trainerConfiguration(recipe, models, data, objective, paths)
         let trainer = Trainer(student: models.student.lm, teacher: teacher, projector: objective.projector,
                               train: data.train, eval: data.eval, replay: data.replay, plan: objective.plan, configuration: config)
-        var last: StepMetrics?
-        trainer.onEvent = { event in
-            if case .step(let m) = event { last = m }
-            onEvent(.training(event))
-        }
-        try JSONEncoder.sorted.encode(recipe).write(to: paths.out.appendingPathComponent("recipe.json"), options: .atomic)
-        if resume { try trainer.resumeFromLatestCheckpoint() }
-        let lm = models.student.lm
-        let trainable = lm.namedParameters().filter { !$0.parameter.isFrozen }.reduce(0) { $0 + $1.parameter.value.count }
-        onEvent(.prepared(RecipeSummary(teacherParameters: models.teacher?.lm.parameterCount, studentParameters: lm.parameterCount,
-                                        trainableParameters: trainable, trainSequences: data.train.count, evalSequences: data.eval.count,
-                                        trainTokens: data.train.reduce(0) { $0 + $1.ids.count }, totalSteps: recipe.schedule.steps)))
-        try trainer.run()
-        if recipe.prefix != nil {
-            try PrefixAdapterFiles.save(models.student.lm, to: paths.out.path, baseModel: models.student.path)
-        } else {
-            try saveStudent(models.student, lora: loraConfig, to: paths.out)
-        }
-        onEvent(.saved(directory: paths.out, adaptersOnly: loraConfig != nil || recipe.prefix != nil))
-        return RecipeResult(outputDirectory: paths.out, metricsLog: paths.metrics, steps: trainer.step, resumedFrom: trainer.resumedFrom,
-                            lastMetrics: last)
+        return Prepared(models: models, data: data, trainer: trainer, lora: loraConfig)
     }
-
-    // MARK: Stages
 
     struct OutputPaths {
         var out: URL
@@ -200,10 +217,16 @@ public enum RecipeRunner {
         var replayFile: TextDataFile? = nil
     }
 
+    /// The template that renders "messages" data: the student's, else the teacher's (nil with
+    /// data.chat_template false).
+    static func chatTemplate(_ recipe: Recipe, _ m: Models) -> ChatTemplate? {
+        recipe.data.chatTemplate ? m.student.chatTemplate ?? m.teacher?.chatTemplate : nil
+    }
+
     /// data.train (and data.eval) tokenized with the student's tokenizer and chat template, and
     /// the held-out split.
     static func tokenizeData(_ recipe: Recipe, _ m: Models, onEvent: (RecipeEvent) -> Void) throws -> TrainingData {
-        let template = recipe.data.chatTemplate ? m.student.chatTemplate ?? m.teacher?.chatTemplate : nil
+        let template = chatTemplate(recipe, m)
         func tokenize(_ file: TextDataFile) throws -> [TokenSequence] {
             let r = try file.encoded(with: m.tokenizer, chatTemplate: template, maxLength: recipe.data.maxLength,
                                      assistantOnly: recipe.data.lossOn == .assistant)

@@ -199,11 +199,7 @@ public struct TextDataFile {
         }
         let through = try render(Array(ms[...last]), false)
         if through.contains(reasoning) { return nil }
-        // The end-of-turn text: what the template writes after an assistant message.
-        let probe = "\u{1F}probe\u{1F}"
-        let probed = try render(Array(ms[..<last]) + [ChatMessage(role: "assistant", content: probe)], false)
-        guard let p = probed.range(of: probe, options: .backwards) else { return nil }
-        let endOfTurn = String(probed[p.upperBound...])
+        guard let endOfTurn = try assistantTurnEnd(after: Array(ms[..<last]), render: { try render($0, false) }) else { return nil }
         let prompt = try render(Array(ms[..<last]), true)
         var content = Substring(ms[last].content)
         if prompt.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(open) {
@@ -224,6 +220,16 @@ public struct TextDataFile {
         }
         if !mask.isEmpty { mask[0] = false }
         return (ids, assistantOnly ? mask : nil)
+    }
+
+    /// The text a chat template writes after an assistant message that follows `history` (its
+    /// end of turn), found by rendering a probe message; nil when the template does not write the
+    /// message's content as it is. `render` renders messages without a generation prompt.
+    public static func assistantTurnEnd(after history: [ChatMessage], render: ([ChatMessage]) throws -> String) throws -> String? {
+        let probe = "\u{1F}probe\u{1F}"
+        let probed = try render(history + [ChatMessage(role: "assistant", content: probe)])
+        guard let p = probed.range(of: probe, options: .backwards) else { return nil }
+        return String(probed[p.upperBound...])
     }
 
     /// Ids and loss mask of one conversation (see `sequences`).
