@@ -71,6 +71,12 @@ let package = Package(
                                          "DistillModels", "DistillNN", "DistillTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
+        // Fuzz harnesses of the parsers (files and requests users hand in), a libFuzzer driver that
+        // replays inputs when built normally (scripts/fuzz.sh builds it for fuzzing).
+        .target(name: "DistillFuzz", dependencies: ["Distillation", "DistillServer", "DistillModels"], path: "Fuzz/Targets",
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "distill-fuzz", dependencies: ["DistillFuzz"], path: "Fuzz/Driver",
+                          swiftSettings: [.swiftLanguageMode(.v5)]),
         // Helpers shared by test targets (not a product).
         .target(name: "DistillTestSupport", dependencies: ["DistillModels", "DistillNN", "DistillTensor"],
                 path: "Tests/DistillTestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -92,6 +98,8 @@ let package = Package(
         .testTarget(name: "DistillEvalTests", dependencies: ["DistillEval", "DistillModels", "DistillNN", "DistillTensor"],
                     exclude: ["Fixtures"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
+        // The fuzz corpora replayed through their harnesses.
+        .testTarget(name: "DistillFuzzTests", dependencies: ["DistillFuzz"], swiftSettings: [.swiftLanguageMode(.v5)]),
         // The command line's own checks (options that no library function sees).
         .testTarget(name: "DistillCLITests", dependencies: ["distill", "Distillation", "DistillModels", "DistillNN"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),

@@ -188,3 +188,12 @@ struct CompletionRequest {
         }
     }
 }
+
+/// The request checks of `/v1/chat/completions` and `/v1/completions` without a model or a
+/// server: what a body must be before generation starts (the fuzz harness drives it).
+public enum OpenAIRequestParser {
+    /// Throws the error (an OpenAI 4xx) the chat endpoint answers a malformed body with.
+    public static func checkChat(_ body: [UInt8]) throws { _ = try ChatRequest(try JSONValue.parse(body)) }
+    /// Throws the error (an OpenAI 4xx) the completions endpoint answers a malformed body with.
+    public static func checkCompletion(_ body: [UInt8]) throws { _ = try CompletionRequest(try JSONValue.parse(body)) }
+}
