@@ -225,7 +225,7 @@ extension PretrainedModel {
                     try? fm.removeItem(at: to)
                     try fm.copyItem(at: from, to: to)
                 } catch {
-                    throw FileError(file: to.path, "cannot copy \(name) from \(path): \(error.localizedDescription)")
+                    throw FileError(file: to.path, "cannot copy \(name) from \(path): \(ioFailureReason(error))")
                 }
             }
             return
@@ -247,6 +247,6 @@ extension PretrainedModel {
 /// Writes `data` to a temporary file beside `url`, then renames it into place.
 func atomicWrite(_ data: Data, to url: URL) throws {
     do { try data.write(to: url, options: .atomic) } catch {
-        throw FileError(file: url.path, "cannot write: \(error.localizedDescription)")
+        throw FileError(file: url.path, "cannot write: \(ioFailureReason(error))")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import DistillModels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -548,7 +549,7 @@ public final class GenerationStore: Sendable {
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         } catch {
-            throw fail("cannot create the directory \(dir.path): \(error.localizedDescription)")
+            throw fail("cannot create the directory \(dir.path): \(ioFailureReason(error))")
         }
         guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else { throw fail("cannot create \(tmp.path)") }
         var written = 0
@@ -588,7 +589,7 @@ public final class GenerationStore: Sendable {
         } catch {
             try? FileManager.default.removeItem(at: tmp)
             if let e = error as? GenerationStoreError { throw e }
-            throw fail("\(error.localizedDescription)")
+            throw fail(ioFailureReason(error))
         }
         guard rename(tmp.path, outputPath) == 0 else {
             let reason = String(cString: strerror(errno))

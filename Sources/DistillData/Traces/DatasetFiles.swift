@@ -90,7 +90,7 @@ public enum TraceJSONL {
         var text = ""
         for l in lines { text += l; text += "\n" }
         do { try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw TraceDataError.file(file: path, reason: "cannot write the file (\(error.localizedDescription))")
+            throw TraceDataError.file(file: path, reason: "cannot write the file (\(ioFailureReason(error)))")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import DistillModels
 
 /// Counts in fixed buckets: bucket k holds lengths in [from, to); the last is open-ended
 /// (`to` is null in JSON). Lengths below the first edge count in the first bucket.
@@ -141,7 +142,7 @@ public struct SamplingStatistics: Codable, Equatable, Sendable {
     /// Writes `jsonData()` to `path` atomically.
     public func write(to path: String) throws {
         do { try jsonData().write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw TraceDataError.file(file: path, reason: "cannot write the statistics (\(error.localizedDescription))")
+            throw TraceDataError.file(file: path, reason: "cannot write the statistics (\(ioFailureReason(error)))")
         }
     }
 

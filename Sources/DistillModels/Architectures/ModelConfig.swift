@@ -17,7 +17,7 @@ public struct ModelConfig: @unchecked Sendable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw FileError(file: url.path, "cannot read the model config: \(error.localizedDescription)")
+            throw FileError(file: url.path, "cannot read the model config: \(ioFailureReason(error))")
         }
         guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw FileError(file: url.path, "not a JSON object (a Hugging Face config.json was expected)")

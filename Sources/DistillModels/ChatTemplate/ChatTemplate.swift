@@ -51,7 +51,7 @@ public struct ChatTemplate {
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw FileError(file: url.path, "cannot read the chat template: \(error.localizedDescription)")
+            throw FileError(file: url.path, "cannot read the chat template: \(ioFailureReason(error))")
         }
         try self.init(source: text, file: url.path)
     }

@@ -23,14 +23,14 @@ public enum AdapterFiles {
     static func write(_ tensors: [String: Tensor], config: [String: Any], baseModel: String?, to directory: String) throws {
         let dir = URL(fileURLWithPath: directory)
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
-            throw FileError(file: directory, "cannot create the adapter directory: \(error.localizedDescription)")
+            throw FileError(file: directory, "cannot create the adapter directory: \(ioFailureReason(error))")
         }
         try SafetensorsWriter.write(tensors, to: dir.appendingPathComponent(LoRAAdapterFiles.weightsFile).path)
         var json = config
         if let baseModel { json["base_model_name_or_path"] = baseModel }
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         let url = dir.appendingPathComponent(LoRAAdapterFiles.configFile)
-        do { try data.write(to: url, options: .atomic) } catch { throw FileError(file: url.path, "cannot write: \(error.localizedDescription)") }
+        do { try data.write(to: url, options: .atomic) } catch { throw FileError(file: url.path, "cannot write: \(ioFailureReason(error))") }
     }
 
     /// Applies the adapter in `directory` to `model`: a LoRA adapter is merged into the weights, a

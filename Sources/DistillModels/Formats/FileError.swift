@@ -1,3 +1,5 @@
+import Foundation
+
 /// An error in a file a user handed to Distill: which file, where in it (a tensor name, a key, a
 /// line), and what was expected. Every loader (safetensors, GGUF, tokenizer, config, template)
 /// reports through this type so that messages read the same everywhere.
@@ -16,4 +18,25 @@ public struct FileError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         location.isEmpty ? "\(file): \(message)" : "\(file): \(location): \(message)"
     }
+}
+
+/// Why a file operation failed, in the operating system's words where it gave them ("No space
+/// left on device", "Permission denied"): Foundation's own descriptions of these ("The operation
+/// could not be completed…") hide the cause.
+public func ioFailureReason(_ error: Error) -> String {
+    let ns = error as NSError
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    if let posix = ns.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(posix.code)))
+    }
+    if let cocoa = error as? CocoaError {
+        switch cocoa.code {
+        case .fileWriteOutOfSpace: return String(cString: strerror(ENOSPC))
+        case .fileWriteNoPermission, .fileReadNoPermission: return String(cString: strerror(EACCES))
+        case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
+        case .fileWriteVolumeReadOnly: return String(cString: strerror(EROFS))
+        default: break
+        }
+    }
+    return error.localizedDescription
 }

@@ -83,7 +83,7 @@ extension SafetensorsWriter {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw FileError(file: directory, "cannot create the checkpoint directory: \(error.localizedDescription)")
+            throw FileError(file: directory, "cannot create the checkpoint directory: \(ioFailureReason(error))")
         }
         let dir = URL(fileURLWithPath: directory)
         if plan.count <= 1 {

@@ -29,7 +29,7 @@ public final class ShardedSafetensors: @unchecked Sendable {
             let path = indexURL.path
             let data: Data
             do { data = try Data(contentsOf: indexURL) } catch {
-                throw FileError(file: path, "cannot read: \(error.localizedDescription)")
+                throw FileError(file: path, "cannot read: \(ioFailureReason(error))")
             }
             let json: Any
             do { json = try JSONSerialization.jsonObject(with: data) } catch {

@@ -74,11 +74,11 @@ public final class Tokenizer: @unchecked Sendable {
     public convenience init(tokenizerJSON url: URL, config configURL: URL? = nil) throws {
         let data: Data, configData: Data?
         do { data = try Data(contentsOf: url) } catch {
-            throw FileError(file: url.path, "cannot read the file (\(error.localizedDescription))")
+            throw FileError(file: url.path, "cannot read the file (\(ioFailureReason(error)))")
         }
         if let c = configURL {
             do { configData = try Data(contentsOf: c) } catch {
-                throw FileError(file: c.path, "cannot read the file (\(error.localizedDescription))")
+                throw FileError(file: c.path, "cannot read the file (\(ioFailureReason(error)))")
             }
         } else {
             configData = nil

@@ -35,7 +35,7 @@ extension Tokenizer {
     /// `max_position_embeddings`).
     public func save(to directory: URL, modelMaxLength: Int? = nil) throws {
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-            throw FileError(file: directory.path, "cannot create the directory: \(error.localizedDescription)")
+            throw FileError(file: directory.path, "cannot create the directory: \(ioFailureReason(error))")
         }
         let files: [(String, Data)] = [
             ("tokenizer.json", tokenizerJSONData()),
@@ -45,7 +45,7 @@ extension Tokenizer {
         for (name, data) in files {
             let url = directory.appendingPathComponent(name)
             do { try data.write(to: url, options: .atomic) } catch {
-                throw FileError(file: url.path, "cannot write: \(error.localizedDescription)")
+                throw FileError(file: url.path, "cannot write: \(ioFailureReason(error))")
             }
         }
     }

@@ -340,7 +340,7 @@ public enum StudentDerivation {
                 try? FileManager.default.removeItem(at: to)
                 try FileManager.default.copyItem(at: from, to: to)
             } catch {
-                throw FileError(file: to.path, "cannot copy the teacher's \(name): \(error.localizedDescription)")
+                throw FileError(file: to.path, "cannot copy the teacher's \(name): \(ioFailureReason(error))")
             }
         }
     }

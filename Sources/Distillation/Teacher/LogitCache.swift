@@ -281,12 +281,12 @@ public struct LogitCacheWriter {
         let url = URL(fileURLWithPath: path)
         if !FileManager.default.fileExists(atPath: path) {
             do { try Data(header.encoded()).write(to: url, options: .atomic) } catch {
-                throw TeacherError.io(file: path, reason: "cannot write: \(error.localizedDescription)")
+                throw TeacherError.io(file: path, reason: "cannot write: \(ioFailureReason(error))")
             }
         }
         // Resume: check the header, find the committed chunks, drop a cut one.
         let existing: Data
-        do { existing = try Data(contentsOf: url, options: .alwaysMapped) } catch { throw TeacherError.io(file: path, reason: "cannot read: \(error.localizedDescription)") }
+        do { existing = try Data(contentsOf: url, options: .alwaysMapped) } catch { throw TeacherError.io(file: path, reason: "cannot read: \(ioFailureReason(error))") }
         let (entries, end): ([CachedSequenceEntry], Int) = try existing.withUnsafeBytes { d in
             let found = try LogitCacheHeader(decoding: d, file: path)
             try found.checkSameContents(as: header, file: path)
@@ -304,10 +304,10 @@ public struct LogitCacheWriter {
             return (entries, end)
         }
         let handle: FileHandle
-        do { handle = try FileHandle(forUpdating: url) } catch { throw TeacherError.io(file: path, reason: "cannot open for writing: \(error.localizedDescription)") }
+        do { handle = try FileHandle(forUpdating: url) } catch { throw TeacherError.io(file: path, reason: "cannot open for writing: \(ioFailureReason(error))") }
         defer { try? handle.close() }
         func io<R>(_ body: () throws -> R) throws -> R {
-            do { return try body() } catch { throw TeacherError.io(file: path, reason: "write failed: \(error.localizedDescription)") }
+            do { return try body() } catch { throw TeacherError.io(file: path, reason: "write failed: \(ioFailureReason(error))") }
         }
         var committed = entries.count
         var h = header
@@ -403,7 +403,7 @@ public final class LogitCache {
     public init(path: String) throws {
         self.path = path
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw TeacherError.io(file: path, reason: "cannot read: \(error.localizedDescription)")
+            throw TeacherError.io(file: path, reason: "cannot read: \(ioFailureReason(error))")
         }
         (header, entries) = try data.withUnsafeBytes { d in
             let h = try LogitCacheHeader(decoding: d, file: path)

@@ -340,7 +340,7 @@ public struct ServerTokenSpans: Codable, Equatable, Sendable {
         var out = Data()
         for s in spans { out += try e.encode(s); out += Data("\n".utf8) }
         do { try out.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw TeacherError.io(file: path, reason: "cannot write: \(error.localizedDescription)")
+            throw TeacherError.io(file: path, reason: "cannot write: \(ioFailureReason(error))")
         }
     }
 

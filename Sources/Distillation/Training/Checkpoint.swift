@@ -57,6 +57,13 @@ public enum TrainerError: Error, Equatable, CustomStringConvertible {
 ///
 /// The directory is written under a temporary name in the same parent and renamed into place,
 /// so a crash never leaves a half-written `step-…` directory.
+/// A checkpoint that could not be written (a full disk, permissions); the previous ones are intact.
+public struct CheckpointWriteError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "cannot write checkpoint \(path): \(reason); the checkpoints before it are intact" }
+}
+
 public enum Checkpoint {
     public static func directoryName(step: Int) -> String { "step-" + String(format: "%08d", step) }
 
@@ -106,7 +113,8 @@ public enum Checkpoint {
             }
         } catch {
             try? fm.removeItem(at: tmp)
-            throw error
+            // Named by the checkpoint it was to become (the temporary directory is gone).
+            throw CheckpointWriteError(path: final.path, reason: "\(error)".replacingOccurrences(of: tmp.path + "/", with: ""))
         }
         return final
     }
