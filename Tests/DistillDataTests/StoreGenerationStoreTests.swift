@@ -153,6 +153,33 @@ final class StoreGenerationStoreTests: XCTestCase {
         XCTAssertEqual(try reopened.counts().done, 2)
     }
 
+    /// The same on a real full file system (a 256 KiB tmpfs, where this process may mount one): the
+    /// write fails naming the store, the prompt stays pending, what was recorded reads back, and
+    /// once the file system has room again the prompt is recorded.
+    func testFullFilesystemLeavesThePromptPendingAndTheStoreUsable() throws {
+        let fs: SmallFilesystem
+        do { fs = try SmallFilesystem(bytes: 256 << 10) } catch let e as SmallFilesystem.Unavailable { throw XCTSkip(e.description) }
+        defer { fs.unmount() }
+        let path = fs.url.appendingPathComponent("traces.sqlite").path
+        let store = try GenerationStore(path: path, settings: settings)
+        try store.insertPrompts(Self.prompts)
+        try store.recordResults(promptID: "gsm-1", candidates: candidates([.kept]))
+        let big = candidates([.kept, .rejected], prefix: String(repeating: "long reasoning ", count: 40_000))
+        XCTAssertThrowsError(try store.recordResults(promptID: "gsm-2", candidates: big)) { e in
+            guard case let .database(p, message)? = e as? GenerationStoreError else { return XCTFail("\(e)") }
+            XCTAssertEqual(p, path)
+            XCTAssertTrue(message.contains("full"), message)
+        }
+        XCTAssertFalse(try store.isDone("gsm-2"))
+        XCTAssertEqual(try store.candidates(promptID: "gsm-2"), [])
+        XCTAssertEqual(try store.candidates(promptID: "gsm-1").count, 1)
+        try fs.resize(bytes: 8 << 20)
+        try store.recordResults(promptID: "gsm-2", candidates: big)
+        let reopened = try GenerationStore(path: path, settings: settings)
+        XCTAssertEqual(try reopened.candidates(promptID: "gsm-2").count, 2)
+        XCTAssertEqual(try reopened.counts().done, 2)
+    }
+
     func testRecordingErrors() throws {
         let store = try GenerationStore(path: path, settings: settings)
         try store.insertPrompts(Self.prompts)

@@ -25,6 +25,12 @@ public final class SmallFilesystem {
         ((try? FileManager.default.attributesOfFileSystem(forPath: url.path))?[.systemFreeSize] as? NSNumber)?.intValue ?? 0
     }
 
+    /// Grows or shrinks it in place (its files stay): space back after a full disk.
+    public func resize(bytes: Int) throws {
+        let (status, output) = Self.run("/bin/mount", ["-o", "remount,size=\(bytes)", url.path])
+        guard status == 0 else { throw Unavailable(description: "cannot resize the tmpfs: \(output)") }
+    }
+
     /// Unmounts it (its files are gone) and removes the directory.
     public func unmount() {
         guard mounted else { return }

@@ -9,61 +9,105 @@ import Glibc
 import Darwin
 #endif
 
-/// A real crash: a child process (this test binary, running `testChildTraining`) trains with a
-/// checkpoint every 7 steps and is killed with SIGKILL at an arbitrary moment (possibly while
-/// writing a checkpoint); the parent resumes from the newest checkpoint and must end with the same
-/// weights as an uninterrupted run.
+/// Real crashes: a child process (this test binary, running one of the `testChild…` methods)
+/// works while the parent kills it with SIGKILL at random instants (possibly while it writes a
+/// checkpoint or a cache chunk), restarts it (it resumes), kills it again, and finally finishes
+/// the work itself; the result must equal an uninterrupted run's.
 final class TrainerKillTests: XCTestCase {
-    static let environmentKey = "DISTILL_TRAINER_CHILD_DIR"
+    static let environmentKey = "DISTILL_KILL_CHILD_DIR"
     static let steps = 120
 
-    /// Runs only as the child of `testKilledProcessResumesBitExactly`.
-    func testChildTraining() throws {
+    func childDirectory() throws -> URL {
         guard let path = ProcessInfo.processInfo.environment[Self.environmentKey] else {
-            throw XCTSkip("runs only as the child process of testKilledProcessResumesBitExactly")
+            throw XCTSkip("runs only as a child process of the kill tests")
         }
-        let t = TrainerTests.makeTrainer(studentSeed: 11, teacher: TinyCorpus.teacher(), order: .shuffled(seed: 3),
-                                         dir: URL(fileURLWithPath: path), checkpointEvery: 7, total: Self.steps)
-        // Slow enough to be killed mid-run: 4 ms a step, 50 ms a step once past the kill point.
-        t.onEvent = { e in if case .step(let m) = e { usleep(m.step > 42 ? 50_000 : 4000) } }
+        return URL(fileURLWithPath: path)
+    }
+
+    static func trainer(_ dir: URL, seed: UInt64 = 11) -> Trainer {
+        TrainerTests.makeTrainer(studentSeed: seed, teacher: TinyCorpus.teacher(), order: .shuffled(seed: 3), dir: dir,
+                                 checkpointEvery: 7, total: steps)
+    }
+
+    /// Trains (resuming when a checkpoint exists), 25 ms a step so that it can be killed mid-run.
+    func testChildTraining() throws {
+        let t = Self.trainer(try childDirectory())
+        if Checkpoint.latest(in: try childDirectory()) != nil { try t.resumeFromLatestCheckpoint() }
+        t.onEvent = { e in if case .step = e { usleep(25_000) } }
         try t.run()
     }
 
-    func testKilledProcessResumesBitExactly() throws {
+    static let cacheSequences = (0..<160).map { i in (0..<24).map { (i * 11 + $0 * 5) % 64 } }
+    static let cacheHeader = LogitCacheHeader(dataHash: 7, vocabularySize: 64, tokenizerVocabularySize: 64, k: 6, temperature: 1,
+                                              maxLength: 24, chunkSequences: 4, fingerprint: "kill")
+    static func cacheRows(_ i: Int, _ seq: [Int]) -> [LogitCacheRow] {
+        seq.indices.map { t in LogitCacheRow(ids: (0..<6).map { (i + t * 3 + $0 * 7) % 64 }, logprobs: (0..<6).map { -Float($0) - Float(i) / 1000 },
+                                             rest: Float(t) / 100) }
+    }
+
+    /// Writes the logit cache (continuing an existing one), 12 ms a sequence.
+    func testChildCacheLogits() throws {
+        let path = try childDirectory().appendingPathComponent("teacher.cache").path
+        try LogitCacheWriter(path: path, header: Self.cacheHeader).run(sequences: Self.cacheSequences) { i, seq in
+            usleep(12_000)
+            return Self.cacheRows(i, seq)
+        }
+    }
+
+    /// Starts `test` as a child over `dir` and kills it `kills` times at random instants (restarting
+    /// it after each); returns the instants (ms after each start) for failure messages.
+    func killRepeatedly(_ test: String, dir: URL, kills: Int, within ms: ClosedRange<Int>) throws -> [Int] {
         let exe = CommandLine.arguments[0]
         guard exe.hasSuffix(".xctest") || exe.hasSuffix("xctest"), FileManager.default.isExecutableFile(atPath: exe) else {
             throw XCTSkip("the test binary cannot be started as a child process here (\(exe))")
         }
-        let dir = try TrainerTests.tempDir(self)
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: exe)
-        child.arguments = ["DistillationTests.TrainerKillTests/testChildTraining"]
-        var env = ProcessInfo.processInfo.environment
-        env[Self.environmentKey] = dir.path
-        child.environment = env
-        child.standardOutput = FileHandle.nullDevice
-        child.standardError = FileHandle.nullDevice
-        try child.run()
-        // Kill it once it has passed step 40 (at least 5 checkpoints).
-        let deadline = Date().addingTimeInterval(120)
-        while child.isRunning && Date() < deadline && (Checkpoint.list(in: dir).last?.step ?? 0) < 40 { usleep(2000) }
-        guard child.isRunning else { return XCTFail("the child finished before it could be killed") }
-        kill(child.processIdentifier, SIGKILL)
-        child.waitUntilExit()
-        XCTAssertEqual(child.terminationReason, .uncaughtSignal)
-        let killedAt = Checkpoint.list(in: dir).last!.step
-        XCTAssertLessThan(killedAt, Self.steps)
+        var instants: [Int] = []
+        for _ in 0..<kills {
+            let child = Process()
+            child.executableURL = URL(fileURLWithPath: exe)
+            child.arguments = ["DistillationTests.TrainerKillTests/\(test)"]
+            var env = ProcessInfo.processInfo.environment
+            env[Self.environmentKey] = dir.path
+            child.environment = env
+            child.standardOutput = FileHandle.nullDevice
+            child.standardError = FileHandle.nullDevice
+            try child.run()
+            let wait = Int.random(in: ms)
+            instants.append(wait)
+            let deadline = Date().addingTimeInterval(Double(wait) / 1000)
+            while child.isRunning && Date() < deadline { usleep(1000) }
+            guard child.isRunning else { break }
+            kill(child.processIdentifier, SIGKILL)
+            child.waitUntilExit()
+            XCTAssertEqual(child.terminationReason, .uncaughtSignal)
+        }
+        return instants
+    }
 
-        let teacher = TinyCorpus.teacher()
-        let resumed = TrainerTests.makeTrainer(studentSeed: 99, teacher: teacher, order: .shuffled(seed: 3), dir: dir,
-                                               checkpointEvery: 7, total: Self.steps)
-        XCTAssertNotNil(try resumed.resumeFromLatestCheckpoint())
-        XCTAssertEqual(resumed.step, killedAt)
+    func testKilledTrainingResumesBitExactly() throws {
+        let dir = try TrainerTests.tempDir(self)
+        let instants = try killRepeatedly("testChildTraining", dir: dir, kills: 3, within: 300...800)
+        let resumed = Self.trainer(dir, seed: 99)
+        if Checkpoint.latest(in: dir) != nil { try resumed.resumeFromLatestCheckpoint() }
+        XCTAssertLessThan(resumed.step, Self.steps, "killed at \(instants) ms: the children finished before the last kill")
         try resumed.run()
-        let full = TrainerTests.makeTrainer(studentSeed: 11, teacher: teacher, order: .shuffled(seed: 3), dir: nil,
+        let full = TrainerTests.makeTrainer(studentSeed: 11, teacher: TinyCorpus.teacher(), order: .shuffled(seed: 3), dir: nil,
                                             total: Self.steps)
         try full.run()
         TrainerTests.assertSameWeights(resumed.student, full.student)
         TrainerTests.assertSameWeights(resumed.projector!, full.projector!)
+    }
+
+    func testKilledCacheLogitsResumesByteForByte() throws {
+        let dir = try TrainerTests.tempDir(self)
+        let instants = try killRepeatedly("testChildCacheLogits", dir: dir, kills: 3, within: 200...500)
+        let path = dir.appendingPathComponent("teacher.cache").path
+        let before = (try? LogitCache(path: path).header.sequenceCount) ?? 0
+        XCTAssertLessThan(before, Self.cacheSequences.count, "killed at \(instants) ms: the children finished before the last kill")
+        try LogitCacheWriter(path: path, header: Self.cacheHeader).run(sequences: Self.cacheSequences, rows: Self.cacheRows)
+        let reference = dir.appendingPathComponent("reference.cache").path
+        try LogitCacheWriter(path: reference, header: Self.cacheHeader).run(sequences: Self.cacheSequences, rows: Self.cacheRows)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), try Data(contentsOf: URL(fileURLWithPath: reference)),
+                       "killed at \(instants) ms")
     }
 }
