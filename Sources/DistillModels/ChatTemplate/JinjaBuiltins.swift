@@ -68,14 +68,14 @@ extension JinjaInterpreter {
             let count = max(0, Int(exact))
             return .array((0..<count).map { .int(start + $0 * step) })
         })
-        g["namespace"] = .function(JinjaFunction(name: "namespace") { args, kwargs in
+        g["namespace"] = .function(JinjaFunction(name: "namespace") { [unowned self] args, kwargs in
             var d = JinjaDict()
             for a in args {
                 guard case .dict(let init0) = a else { throw JinjaSignal.runtime("namespace() takes a mapping") }
                 for (k, v) in init0.pairs { d[value: k] = v }
             }
             for (k, v) in kwargs { d[k] = v }
-            return .namespace(JinjaNamespace(d))
+            return .namespace(self.track(JinjaNamespace(d)))
         })
         g["dict"] = .function(JinjaFunction(name: "dict") { args, kwargs in
             var d = JinjaDict()

@@ -15,7 +15,14 @@ final class JinjaScope {
     init(_ vars: [String: JinjaValue] = [:], parent: JinjaScope?) {
         self.vars = vars
         self.parent = parent
+        Self.counter.withLock { $0 += 1 }
     }
+
+    deinit { Self.counter.withLock { $0 -= 1 } }
+
+    /// Scopes alive in this process (tests check that renders free theirs).
+    static var live: Int { counter.withLock { $0 } }
+    private static let counter = LockedCount()
 
     func lookup(_ name: String) -> JinjaValue? {
         var s: JinjaScope? = self
@@ -25,6 +32,13 @@ final class JinjaScope {
         }
         return nil
     }
+}
+
+/// An integer behind a lock.
+final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func withLock<R>(_ body: (inout Int) -> R) -> R { lock.withLock { body(&value) } }
 }
 
 /// Walks the syntax tree and writes the output. One interpreter renders one template once.
@@ -44,12 +58,44 @@ final class JinjaInterpreter {
     enum Flow { case normal, breakLoop, continueLoop }
 
     func render(_ body: [Stmt], context: [String: JinjaValue]) throws -> String {
-        let globals = JinjaScope(makeGlobals(), parent: nil)
-        let contextScope = JinjaScope(context, parent: globals)
-        let top = JinjaScope(parent: contextScope)
+        defer { releaseObjects() }
+        let globals = newScope(makeGlobals(), parent: nil)
+        let contextScope = newScope(context, parent: globals)
+        let top = newScope(parent: contextScope)
         var out = ""
         _ = try exec(body, top, &out)
         return out
+    }
+
+    // MARK: objects of one render
+
+    /// The reference-type objects made while rendering. A macro's closure holds the scope that
+    /// holds the macro, `set ns.me = ns` puts a namespace inside itself, a recursive loop's closure
+    /// holds its loop: cycles that reference counting never frees. Rendering ends by emptying them
+    /// (nothing made during a render outlives it: the result is a string), so that a server
+    /// rendering a template with macros for every request does not grow.
+    private var madeScopes: [JinjaScope] = []
+    private var madeNamespaces: [JinjaNamespace] = []
+    private var madeLoops: [JinjaLoop] = []
+
+    func newScope(_ vars: [String: JinjaValue] = [:], parent: JinjaScope?) -> JinjaScope {
+        let s = JinjaScope(vars, parent: parent)
+        madeScopes.append(s)
+        return s
+    }
+
+    func track(_ namespace: JinjaNamespace) -> JinjaNamespace {
+        madeNamespaces.append(namespace)
+        return namespace
+    }
+
+    private func releaseObjects() {
+        for s in madeScopes { s.vars = [:] }
+        for n in madeNamespaces { n.attributes = JinjaDict() }
+        for l in madeLoops { l.recurse = nil }
+        madeScopes = []
+        madeNamespaces = []
+        madeLoops = []
     }
 
     // MARK: errors
@@ -102,7 +148,7 @@ final class JinjaInterpreter {
             try assign(target, v, scope, stmt.pos)
         case .setBlock(let target, let filter, let body):
             var buf = ""
-            _ = try exec(body, JinjaScope(parent: scope), &buf)
+            _ = try exec(body, newScope(parent: scope), &buf)
             var v = JinjaValue.string(buf)
             if let f = filter { v = try applyFilterChain(f, input: v, scope) }
             try assign(target, v, scope, stmt.pos)
@@ -118,11 +164,11 @@ final class JinjaInterpreter {
             try at(call.pos) { try appendString(v, &out) }
         case .filterBlock(let chain, let body):
             var buf = ""
-            _ = try exec(body, JinjaScope(parent: scope), &buf)
+            _ = try exec(body, newScope(parent: scope), &buf)
             let v = try applyFilterChain(chain, input: .string(buf), scope)
             try at(stmt.pos) { try appendString(v, &out) }
         case .with(let pairs, let body):
-            let inner = JinjaScope(parent: scope)
+            let inner = newScope(parent: scope)
             for (target, e) in pairs { try assign(target, try eval(e, scope), inner, stmt.pos) }
             return try exec(body, inner, &out)
         case .generation(let body):
@@ -150,7 +196,7 @@ final class JinjaInterpreter {
         var kept = items
         if let f = filter {
             kept = []
-            let probe = JinjaScope(parent: scope)
+            let probe = newScope(parent: scope)
             for item in items {
                 try assign(target, item, probe, pos)
                 if try eval(f, probe).truthy { kept.append(item) }
@@ -160,6 +206,7 @@ final class JinjaInterpreter {
             return try exec(otherwise, scope, &out)
         }
         let loop = JinjaLoop(items: kept, depth0: depth0)
+        madeLoops.append(loop)
         if recursive {
             loop.recurse = { [unowned self] children in
                 guard self.callDepth < JinjaInterpreter.maxCallDepth else {
@@ -178,7 +225,7 @@ final class JinjaInterpreter {
         defer { loopDepth -= 1 }
         for (i, item) in kept.enumerated() {
             loop.index0 = i
-            let iterScope = JinjaScope(["loop": .loop(loop)], parent: scope)
+            let iterScope = newScope(["loop": .loop(loop)], parent: scope)
             try assign(target, item, iterScope, pos)
             let flow = try exec(body, iterScope, &out)
             if flow == .breakLoop { break }
@@ -225,7 +272,7 @@ final class JinjaInterpreter {
             }
             self.callDepth += 1
             defer { self.callDepth -= 1 }
-            let inner = JinjaScope(parent: scope)
+            let inner = newScope(parent: scope)
             var kw = kwargs
             var extra: [JinjaValue] = []
             for (i, v) in args.enumerated() {

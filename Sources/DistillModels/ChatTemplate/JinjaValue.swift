@@ -111,7 +111,16 @@ public struct JinjaDict {
 /// The object made by `namespace(...)`; a reference type because `set ns.attr` mutates it.
 public final class JinjaNamespace {
     public var attributes: JinjaDict
-    public init(_ attributes: JinjaDict = JinjaDict()) { self.attributes = attributes }
+    public init(_ attributes: JinjaDict = JinjaDict()) {
+        self.attributes = attributes
+        Self.counter.withLock { $0 += 1 }
+    }
+
+    deinit { Self.counter.withLock { $0 -= 1 } }
+
+    /// Namespaces alive in this process (tests check that renders free theirs).
+    static var live: Int { counter.withLock { $0 } }
+    private static let counter = LockedCount()
 }
 
 /// A callable: a global function, a bound method of a string, dict or list, or a macro.

@@ -23,6 +23,8 @@ final class BPEModel {
 
     /// Words longer than this (in symbols) use the heap; shorter ones the array scan.
     static let heapThreshold = 48
+    /// Unused ids a vocabulary (with its added tokens) may leave: far more than real files have.
+    static let maxIdGaps = 1 << 20
 
     /// - vocab: model.vocab; merges: model.merges as pairs, by rank.
     init(vocab: [String: Int], merges: [(String, String)], unkToken: String?, fuseUnk: Bool,
@@ -35,6 +37,12 @@ final class BPEModel {
             }
             t2i[token] = Int32(id)
             maxId = max(maxId, id)
+        }
+        // Ids number the tokens: a few gaps are fine, an id far past the count would only make
+        // the id tables huge (a hostile or corrupt file).
+        guard maxId < vocab.count + BPEModel.maxIdGaps else {
+            throw FileError(file: file, location: "model.vocab",
+                            "an id of \(maxId) in a vocabulary of \(vocab.count) tokens: ids must number the tokens 0..<\(vocab.count) (with at most \(BPEModel.maxIdGaps) unused ids)")
         }
         var i2t = [String?](repeating: nil, count: maxId + 1)
         for (token, id) in t2i {

@@ -220,6 +220,11 @@ public final class Tokenizer: @unchecked Sendable {
         })
 
         let size = max(model.vocabCount, (addedTokens.map(\.id).max() ?? -1) + 1)
+        guard size <= model.vocabCount + addedTokens.count + BPEModel.maxIdGaps else {
+            throw FileError(file: file, location: "added_tokens",
+                            "an added token has id \(size - 1) but the vocabulary holds \(model.vocabCount) tokens and \(addedTokens.count) added ones: "
+                            + "ids must number the tokens (with at most \(BPEModel.maxIdGaps) unused ids)")
+        }
         vocabSize = size
         for id in spec.prefix + spec.suffix where id < 0 || id >= size {
             throw FileError(file: file, location: "post_processor", "special token id \(id) is outside the vocabulary of \(size)")

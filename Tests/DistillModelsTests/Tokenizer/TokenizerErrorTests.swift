@@ -73,6 +73,15 @@ final class TokenizerErrorTests: XCTestCase {
         expectError("model.merges[0]", "makes \"ba\", which is not in the vocabulary") { _ = try make(withModel { $0["merges"] = ["b a"] }) }
         expectError("model.unk_token", "not in the vocabulary") { _ = try make(withModel { $0["unk_token"] = "<unk>" }) }
         expectError("model.vocab", "id 0 is given to both") { _ = try make(withModel { $0["vocab"] = ["a": 0, "b": 0] }) }
+        // Ids far past the count would make huge id tables (the fuzzer's out-of-memory input had
+        // one at 200 000 000); ids with a few gaps load.
+        expectError("model.vocab", "an id of 200000000 in a vocabulary of 4 tokens") {
+            _ = try make(withModel { $0["vocab"] = ["a": 0, "b": 1, "ab": 2, "Ġ": 200_000_000] })
+        }
+        XCTAssertEqual(try make(withModel { $0["vocab"] = ["a": 0, "b": 1, "ab": 2, "Ġ": 9] }).vocabSize, 10)
+        var farAdded = minimal()
+        farAdded["added_tokens"] = [["id": 2_000_000_000, "content": "<|end|>", "special": true]]
+        expectError("added_tokens", "an added token has id 2000000000") { _ = try make(farAdded) }
         expectError("model.byte_fallback", "expected true or false, found a string") { _ = try make(withModel { $0["byte_fallback"] = "yes" }) }
         expectError("model.continuing_subword_prefix", "\"##\"") { _ = try make(withModel { $0["continuing_subword_prefix"] = "##" }) }
     }
