@@ -1,4 +1,5 @@
 import DistillModels
+import DistillTensor
 import DistillNN
 import Foundation
 import Hummingbird
@@ -62,11 +63,16 @@ public final class OpenAIServer: @unchecked Sendable {
         self.modelName = modelName ?? OpenAIServer.defaultName(model.path)
         contextLength = try? model.config.int("max_position_embeddings")
         let tok = tokenizer
+        // Serving shapes vary request by request: keep fewer freed buffers than training does.
+        BufferPool.shared.lowerLimit(to: Self.bufferPoolBytes)
         scheduler = GenerationScheduler(lm: model.lm, tokenizer: tok,
                                         maxBatch: maxBatch, window: batchWindow, mode: batching)
     }
 
     deinit { scheduler.stop() }
+
+    /// The buffer pool's limit while serving (DISTILL_POOL_MB overrides it).
+    public static let bufferPoolBytes = 256 << 20
 
     /// The served name for a model path: the file name without `.gguf`, or the directory name.
     public static func defaultName(_ path: String) -> String {

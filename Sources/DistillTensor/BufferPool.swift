@@ -7,7 +7,11 @@ import Foundation
 public final class BufferPool: @unchecked Sendable {
     public static let shared = BufferPool()
 
-    public let limitBytes: Int
+    /// Bytes at most held for reuse.
+    public var limitBytes: Int { lock.lock(); defer { lock.unlock() }; return limit }
+    private var limit: Int
+    /// Whether DISTILL_POOL_MB set the limit (then nothing else changes it).
+    private let limitFromEnvironment: Bool
     static let minimumBytes = 64 << 10
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var cachedBytes = 0
@@ -16,8 +20,27 @@ public final class BufferPool: @unchecked Sendable {
     private let lock = NSLock()
 
     init() {
-        let mb = ProcessInfo.processInfo.environment["DISTILL_POOL_MB"].flatMap { Int($0) } ?? 1024
-        limitBytes = Swift.max(0, mb) << 20
+        let set = ProcessInfo.processInfo.environment["DISTILL_POOL_MB"].flatMap { Int($0) }
+        limitFromEnvironment = set != nil
+        limit = Swift.max(0, set ?? 1024) << 20
+    }
+
+    /// Lowers the limit to `bytes` (unless DISTILL_POOL_MB chose it) and frees what is held above
+    /// it. A server calls this: its shapes (rows × cache length) change with every request, so a
+    /// large pool fills with sizes that never come back, where a training step reuses all of its own.
+    public func lowerLimit(to bytes: Int) {
+        lock.lock()
+        guard !limitFromEnvironment, bytes < limit else { lock.unlock(); return }
+        limit = Swift.max(0, bytes)
+        var released: [UnsafeMutableRawPointer] = []
+        for size in free.keys.sorted(by: >) where cachedBytes > limit {
+            while cachedBytes > limit, let p = free[size]?.popLast() {
+                released.append(p)
+                cachedBytes -= size
+            }
+        }
+        lock.unlock()
+        released.forEach { $0.deallocate() }
     }
 
     /// Bytes currently held for reuse.
@@ -53,7 +76,7 @@ public final class BufferPool: @unchecked Sendable {
         if byteCount >= Self.minimumBytes {
             lock.lock()
             live -= byteCount
-            if cachedBytes + byteCount <= limitBytes {
+            if cachedBytes + byteCount <= limit {
                 free[byteCount, default: []].append(p)
                 cachedBytes += byteCount
                 lock.unlock()

@@ -10,7 +10,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (speed is measured here, never by tests).",
-        subcommands: [Ops.self, TrainBench.self, GenerateBench.self, KD.self, LossMemory.self, ServeBench.self])
+        subcommands: [Ops.self, TrainBench.self, GenerateBench.self, KD.self, LossMemory.self, ServeBench.self, SoakBench.self])
 }
 
 extension Bench {

@@ -87,3 +87,58 @@ extension Bench {
         }
     }
 }
+
+extension Bench {
+    struct SoakBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "soak",
+            abstract: "Soak test of the OpenAI-compatible server: many clients, random hang-ups and malformed requests, memory watched.",
+            discussion: """
+            Starts the server in this process and keeps --clients clients sending requests for --seconds: \
+            streaming chat requests read to the end or hung up on after a few events, non-streaming ones, \
+            and malformed ones (bad JSON, wrong types, values out of range, an unknown model). Prints how \
+            many were answered, hung up on, refused (4xx), failed and got a 5xx, and resident memory at the \
+            start, its peak and at the end. Exits non-zero on any failure or 5xx.
+            """)
+
+        @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
+        @Option(help: "Concurrent clients.") var clients = 64
+        @Option(help: "How long, seconds.") var seconds = 300.0
+        @Option(help: "Tokens each valid request asks for.") var maxTokens = 16
+        @Option(help: "The server's most sequences per batch.") var maxBatch = 64
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
+            guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+            guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
+            guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        }
+
+        func run() throws {
+            let m = try loadModel(model)
+            var o = ServerSoak.Options(clients: clients, seconds: seconds)
+            o.maxTokens = maxTokens
+            o.maxBatch = maxBatch
+            let quiet = json
+            let r: ServerSoak.Result
+            do {
+                r = try runBlocking {
+                    try await ServerSoak.run(model: m, options: o) { line in
+                        if !quiet { FileHandle.standardError.write((line + "\n").data(using: .utf8)!) }
+                    }
+                }
+            } catch { throw CLIError("bench soak: \(error)") }
+            if json {
+                try printJSON(r)
+            } else {
+                print(String(format: "%d clients for %.0f s: %d answered (%d tokens), %d hung up on, %d malformed refused, %d failures, %d server errors",
+                             r.clients, r.seconds, r.completed, r.generatedTokens, r.disconnected, r.refused, r.failures, r.serverErrors))
+                print(String(format: "resident memory: %.0f MB after warm-up, peak %.0f MB, %.0f MB at the end; %d batches, %d requests joined running ones",
+                             r.residentStartMB, r.residentMaxMB, r.residentEndMB, r.serverBatches, r.joinedRunning))
+                for m in r.failureMessages { print("  failure: \(m)") }
+            }
+            if r.failures > 0 || r.serverErrors > 0 { throw CLIError("bench soak: \(r.failures) failures, \(r.serverErrors) server errors") }
+        }
+    }
+}
