@@ -18,7 +18,10 @@ struct Serve: ParsableCommand {
             -d '{"messages": [{"role": "user", "content": "Hi!"}], "max_tokens": 32}'
         """)
 
-    @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String
+    @Option(help: "A Hugging Face model directory or a .gguf file.") var model: String?
+    @Option(help: "Serve DIR/current (a symbolic link to a model version, or a file naming one) and swap to the version it points to whenever it changes, without failing requests in flight.")
+    var watch: String?
+    @Option(help: "Seconds between checks of --watch DIR/current.") var watchInterval = 1.0
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port).") var port = 8000
     @Option(help: "The model name clients use and /v1/models lists (default: the file or directory name).") var modelName: String?
@@ -34,23 +37,46 @@ struct Serve: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535, got \(port)") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1, got \(maxBatch)") }
         guard batchWindowMs >= 0 else { throw ValidationError("--batch-window-ms must be at least 0") }
+        guard (model == nil) != (watch == nil) else { throw ValidationError("give exactly one of --model and --watch") }
+        guard watchInterval > 0 else { throw ValidationError("--watch-interval must be positive") }
     }
 
     func run() throws {
         QuantizedMatrix.fastDecoding = fast
-        let m = weights.apply(to: try lora.load(model))
+        let (lora, weights) = (self.lora, self.weights)
+        let watcher = watch.map { dir in
+            ModelDirectoryWatcher(directory: URL(fileURLWithPath: dir)) { path in weights.apply(to: try lora.load(path)) }
+        }
+        let m: PretrainedModel
+        if let watcher {
+            do { m = try watcher.loadCurrent() } catch { throw CLIError("\(error)") }
+        } else {
+            m = weights.apply(to: try lora.load(model!))
+        }
         let server: OpenAIServer
         do {
-            server = try OpenAIServer(model: m, modelName: modelName, maxBatch: maxBatch, batchWindow: batchWindowMs / 1000,
+            server = try OpenAIServer(model: m, modelName: modelName ?? watch.map { OpenAIServer.defaultName($0) }, maxBatch: maxBatch, batchWindow: batchWindowMs / 1000,
                                   batching: batching)
         } catch { throw CLIError("\(error)") }
         let host = self.host
         let chat = m.chatTemplate == nil ? " (no chat template: /v1/completions only)" : ""
         do {
+            let interval = watchInterval
             try runBlocking {
+                let watching = Task {
+                    guard let watcher else { return }
+                    await watcher.watch(server, interval: interval) { event in
+                        switch event {
+                        case .swapped(let version): print("Now serving \(version)")
+                        case .failed(let version, let reason): print("Not serving \(version): \(reason); still serving the previous version")
+                        }
+                        fflush(stdout)
+                    }
+                }
+                defer { watching.cancel() }
                 try await server.run(host: host, port: port) { bound in
                     let shown = host.contains(":") ? "[\(host)]" : host
-                    print("Serving \(server.modelName)\(chat) at http://\(shown):\(bound)/v1")
+                    print("Serving \(server.modelName)\(chat) at http://\(shown):\(bound)/v1" + (watcher.map { " (watching \($0.directory.path)/current)" } ?? ""))
                     fflush(stdout)
                 }
             }

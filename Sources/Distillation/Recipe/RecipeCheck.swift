@@ -126,7 +126,8 @@ public enum RecipeCheck {
         report.studentParameters = lm.parameterCount
         report.trainableParameters = lm.namedParameters().filter { !$0.parameter.isFrozen }.reduce(0) { $0 + $1.parameter.value.count }
         report.teacherParameters = m.teacher?.lm.parameterCount
-        report.add(.ok, "models", "student \(m.student.path): \(lm.parameterCount) parameters (\(report.trainableParameters!) trainable)"
+        let student = recipe.student.derive != nil ? "student (derived from the teacher)" : "student \(m.student.path)"
+        report.add(.ok, "models", "\(student): \(lm.parameterCount) parameters (\(report.trainableParameters!) trainable)"
                    + (m.teacher.map { ", teacher \($0.path): \($0.lm.parameterCount)" } ?? ""))
         checkTokenizers(recipe, m, into: &report)
         for n in notes where !n.contains("drops the reasoning") { report.add(.ok, "note", n) }
