@@ -218,37 +218,40 @@ public enum RecipeCheck {
                 run.append(id)
             }
             if !run.isEmpty { spans.append(.init(text: tok.decode(run), loss: on)) }
-            let loss = (1..<max(1, seq.ids.count)).filter { seq.counts($0) }.count
+            let loss = lossTokens(seq)
             report.examples.append(.init(file: d.trainFile.path, line: d.trainFile.examples[i].line, tokens: seq.ids.count,
                                          lossTokens: loss, spans: spans))
         }
     }
+
+    /// Tokens of `s` that are targets (the first token never is: nothing predicts it).
+    static func lossTokens(_ s: TokenSequence) -> Int { (1..<max(1, s.ids.count)).filter { s.counts($0) }.count }
 
     static func dataStatistics(_ recipe: Recipe, _ m: RecipeRunner.Models, _ d: RecipeRunner.TrainingData,
                                into report: inout RecipeCheckReport) {
         let maxLength = recipe.data.maxLength
         let template = RecipeRunner.chatTemplate(recipe, m)
         /// Examples longer than max_length, from the file tokenized uncut.
-        func truncated(_ path: String) -> Int? {
-            guard let file = try? TextDataFile(path: path),
+        func truncated(_ path: String, _ loaded: TextDataFile? = nil) -> Int? {
+            guard let file = loaded ?? (try? TextDataFile(path: path)),
                   let whole = try? file.encoded(with: m.tokenizer, chatTemplate: template, assistantOnly: recipe.data.lossOn == .assistant)
             else { return nil }
             return whole.sequences.filter { $0.ids.count > maxLength }.count
         }
         func stats(_ role: String, _ path: String, _ seqs: [TokenSequence], truncated: Int?) -> RecipeCheckReport.DataStats {
             let lengths = seqs.map(\.ids.count).sorted()
-            let loss = seqs.reduce(0) { total, s in total + (1..<max(1, s.ids.count)).filter { s.counts($0) }.count }
+            let loss = seqs.reduce(0) { $0 + lossTokens($1) }
             return .init(role: role, path: path, examples: seqs.count, tokensMin: lengths.first ?? 0,
                          tokensMedian: lengths.isEmpty ? 0 : lengths[lengths.count / 2], tokensMax: lengths.last ?? 0,
                          lossTokens: loss, truncated: truncated)
         }
-        var all = [stats("train", recipe.data.train, d.allTrain, truncated: truncated(recipe.data.train))]
+        var all = [stats("train", recipe.data.train, d.allTrain, truncated: truncated(recipe.data.train, d.trainFile))]
         if let e = recipe.data.eval {
             all.append(stats("eval", e, d.eval, truncated: truncated(e)))
         } else if !d.eval.isEmpty {
             all.append(stats("eval (held out of train)", recipe.data.train, d.eval, truncated: nil))
         }
-        if let r = recipe.replay { all.append(stats("replay", r.data, d.replay, truncated: truncated(r.data))) }
+        if let r = recipe.replay { all.append(stats("replay", r.data, d.replay, truncated: truncated(r.data, d.replayFile))) }
         report.data = all
         for s in all {
             if let t = s.truncated, t > 0 {
@@ -327,9 +330,15 @@ public enum RecipeCheck {
         ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.intValue ?? 0
     }
 
+    /// Bytes of the regular files under `url` (a directory's own size attribute is its file
+    /// system's bookkeeping — 4096 on ext4, entry names on tmpfs — not what the files take).
     static func directoryBytes(_ url: URL) -> Int {
         let names = (try? FileManager.default.subpathsOfDirectory(atPath: url.path)) ?? []
-        return names.reduce(0) { $0 + fileBytes(url.appendingPathComponent($1)) }
+        return names.reduce(0) { total, name in
+            let a = try? FileManager.default.attributesOfItem(atPath: url.appendingPathComponent(name).path)
+            guard a?[.type] as? FileAttributeType == .typeRegular else { return total }
+            return total + ((a?[.size] as? NSNumber)?.intValue ?? 0)
+        }
     }
 
     /// Free bytes on the file system that holds `url` (or its nearest existing ancestor).

@@ -218,10 +218,9 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["model.gguf"])
 
         // A real full filesystem, where this process may mount one (root, outside containers that forbid it).
-        let mnt = dir.appendingPathComponent("small")
-        try FileManager.default.createDirectory(at: mnt, withIntermediateDirectories: true)
-        guard mount("tmpfs", mnt.path, "tmpfs", 0, "size=128k") == 0 else { return }
-        defer { umount(mnt.path) }
+        guard let fs = try? SmallFilesystem(bytes: 128 << 10) else { return }
+        defer { fs.unmount() }
+        let mnt = fs.url
         let full = mnt.appendingPathComponent("model.gguf").path
         assertFileError([full, "No space left on device"]) { try llama.exportGGUF(to: full, type: .f32) }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mnt.path), [])

@@ -18,15 +18,6 @@ final class DiskFullTests: XCTestCase {
         } catch let e as SmallFilesystem.Unavailable { throw XCTSkip(e.description) }
     }
 
-    static func bytes(under url: URL) -> Int {
-        let names = (try? FileManager.default.subpathsOfDirectory(atPath: url.path)) ?? []
-        return names.reduce(0) { total, name in
-            let a = try? FileManager.default.attributesOfItem(atPath: url.appendingPathComponent(name).path)
-            guard a?[.type] as? FileAttributeType == .typeRegular else { return total }
-            return total + ((a?[.size] as? NSNumber)?.intValue ?? 0)
-        }
-    }
-
     func testCheckpointOnAFullDiskFailsClearlyAndTheLastOneResumes() throws {
         let teacher = TinyCorpus.teacher()
         let full = TrainerTests.makeTrainer(studentSeed: 11, teacher: teacher, order: .shuffled(seed: 3), dir: nil, total: 8)
@@ -36,7 +27,7 @@ final class DiskFullTests: XCTestCase {
         let probe = TrainerTests.makeTrainer(studentSeed: 11, teacher: teacher, order: .shuffled(seed: 3), dir: probeDir,
                                              checkpointEvery: 2, total: 8)
         try probe.run(until: 2)
-        let size = Self.bytes(under: probeDir)
+        let size = RecipeCheck.directoryBytes(probeDir)
         XCTAssertGreaterThan(size, 10_000)
 
         // Room for the step-2 checkpoint, not for a second one.
@@ -51,7 +42,7 @@ final class DiskFullTests: XCTestCase {
         XCTAssertEqual(t.step, 4)
         // Only the complete checkpoint is there: no half-written one, no temporary directory.
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: fs.url.path), ["step-00000002"])
-        XCTAssertEqual(Self.bytes(under: fs.url), size)
+        XCTAssertEqual(RecipeCheck.directoryBytes(fs.url), size)
 
         // With room again (copied elsewhere), it resumes and ends as the uninterrupted run.
         let roomy = try TrainerTests.tempDir(self)
