@@ -149,6 +149,21 @@ final class OptionCheckTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out").path))
     }
 
+    /// `serve --watch`, `bench serve --stagger-ms` and `bench soak`: bad values named before any model loads.
+    func testServingOptions() throws {
+        assertFails(["serve"], mentioning: ["exactly one of --model and --watch"])
+        assertFails(["serve", "--model", "m.gguf", "--watch", "versions"], mentioning: ["exactly one of --model and --watch"])
+        assertFails(["serve", "--watch", "versions", "--watch-interval", "0"], mentioning: ["--watch-interval must be positive"])
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        assertFails(["serve", "--watch", empty.path, "--port", "0"], mentioning: [empty.path + "/current", "no version to serve"])
+        assertFails(["bench", "serve", "--model", "m.gguf", "--stagger-ms=-1"], mentioning: ["--stagger-ms must be at least 0"])
+        assertFails(["bench", "soak", "--model", "m.gguf", "--clients", "0"], mentioning: ["--clients must be at least 1"])
+        assertFails(["bench", "soak", "--model", "m.gguf", "--seconds", "0"], mentioning: ["--seconds must be positive"])
+        assertFails(["bench", "soak", "--model", "m.gguf", "--max-batch", "0"], mentioning: ["--max-batch must be at least 1"])
+    }
+
     /// `eval --model PATH,adapter=DIR`: split into the model and its adapter, named after both.
     func testEvalModelWithAdapter() throws {
         let s = try Eval.spec("runs/base,adapter=runs/lora-1")
