@@ -5,6 +5,7 @@ import PackageDescription
 //   distill (CLI) -> Distillation -> DistillData -> DistillModels -> DistillNN -> DistillTensor -> CDistillKernels
 //   distill (CLI) -> DistillServer -> DistillModels
 //   distill (CLI) -> DistillEval -> DistillData
+//   distill (CLI) -> DistillPipeline -> Distillation, DistillEval
 let package = Package(
     name: "Distill",
     platforms: [.macOS(.v14)],
@@ -16,6 +17,7 @@ let package = Package(
         .library(name: "Distillation", targets: ["Distillation"]),
         .library(name: "DistillServer", targets: ["DistillServer"]),
         .library(name: "DistillEval", targets: ["DistillEval"]),
+        .library(name: "DistillPipeline", targets: ["DistillPipeline"]),
         .executable(name: "distill", targets: ["distill"]),
     ],
     dependencies: [
@@ -58,6 +60,10 @@ let package = Package(
         .target(name: "Distillation", dependencies: ["DistillData", "DistillModels", "DistillNN", "DistillTensor",
                                                      .product(name: "Yams", package: "Yams")],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
+        // The continuous pipeline (`distill pipeline`): inbox → traces → decontamination → training
+        // → evaluation gate → promotion into versioned directories.
+        .target(name: "DistillPipeline", dependencies: ["Distillation", "DistillEval", "DistillData", "DistillModels"],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
         // Benchmarks (`distill bench`: ops, generation, serving, losses, training steps, KD) and the
         // demos (`distill demo`): only the command line uses them.
         .target(name: "DistillBench", dependencies: ["Distillation", "DistillServer", "DistillModels", "DistillNN", "DistillTensor",
@@ -67,7 +73,7 @@ let package = Package(
         .target(name: "DistillDemos", dependencies: ["Distillation", "DistillData", "DistillModels", "DistillNN", "DistillTensor"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "distill",
-                          dependencies: ["DistillBench", "DistillDemos", "Distillation", "DistillData", "DistillServer", "DistillEval",
+                          dependencies: ["DistillBench", "DistillDemos", "DistillPipeline", "Distillation", "DistillData", "DistillServer", "DistillEval",
                                          "DistillModels", "DistillNN", "DistillTensor",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
@@ -100,6 +106,10 @@ let package = Package(
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         // The fuzz corpora replayed through their harnesses.
         .testTarget(name: "DistillFuzzTests", dependencies: ["DistillFuzz"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "DistillPipelineTests", dependencies: ["DistillPipeline", "DistillServer", "DistillTestSupport", "Distillation", "DistillData",
+                                                                "DistillModels", "DistillNN", "DistillTensor",
+                                                                .product(name: "HummingbirdTesting", package: "hummingbird")],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
         // The command line's own checks (options that no library function sees).
         .testTarget(name: "DistillCLITests", dependencies: ["distill", "Distillation", "DistillModels", "DistillNN"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),

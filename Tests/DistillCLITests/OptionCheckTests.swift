@@ -149,6 +149,30 @@ final class OptionCheckTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out").path))
     }
 
+    /// `distill pipeline`: a missing or invalid pipeline file is named; --status reads a fresh setup.
+    func testPipeline() throws {
+        assertFails(["pipeline", "nowhere.yaml"], mentioning: ["cannot read the pipeline file nowhere.yaml"])
+        assertFails(["pipeline", "recipes/pipeline/pipeline.yaml", "--once"], mentioning: ["pipeline.yaml:", "gate.task:", "data/gsm8k-test.jsonl: no such task file"])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("inbox"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "some text".write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let config = dir.appendingPathComponent("p.yaml")
+        try """
+            inbox: inbox
+            work: work
+            versions: models
+            teacher: {url: "http://127.0.0.1:9/v1", model: t}
+            train: {recipe: \(FileManager.default.currentDirectoryPath)/recipes/sft.yaml}
+            gate: {task: text.txt}
+            """.write(to: config, atomically: true, encoding: .utf8)
+        var status = try Distill.parseAsRoot(["pipeline", config.path, "--status"])
+        try status.run()
+        assertFails(["pipeline", config.path, "--set", "gate.margin=-2"], mentioning: ["p.yaml", "gate.margin", "≥ 0"])
+        // No version and no initial_student: named before anything runs.
+        assertFails(["pipeline", config.path, "--once"], mentioning: ["holds no version yet: give initial_student"])
+    }
+
     /// `serve --watch`, `bench serve --stagger-ms` and `bench soak`: bad values named before any model loads.
     func testServingOptions() throws {
         assertFails(["serve"], mentioning: ["exactly one of --model and --watch"])

@@ -270,43 +270,23 @@ public struct Recipe: Codable, Equatable {
         if let steps { o.append("schedule.steps=\(steps)") }
         if let lr { o.append("schedule.lr=\(lr)") }
         if let batchSize { o.append("schedule.batch_size=\(batchSize)") }
-        if let out {
-            // A double-quoted YAML scalar, so that any path stays a string.
-            let quoted = out.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            o.append("output.dir=\"\(quoted)\"")
-        }
+        if let out { o.append(pathOverride("output.dir", out)) }
         if let seed { o.append("seed=\(seed)") }
         return o
     }
 
+    /// `key.path=value` with the value a double-quoted YAML scalar, so that any path stays a string.
+    public static func pathOverride(_ key: String, _ path: String) -> String {
+        key + "=\"" + path.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
     /// Parses and validates recipe text; `file` names it in errors.
     public static func parse(yaml: String, file: String = "recipe.yaml", overrides: [String] = []) throws -> Recipe {
-        var root = try RecipeNode.parse(yaml, file: file) ?? .mapping([], line: 1)
-        for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else {
-                throw RecipeError(file: "--set", line: nil, key: o, "expected key.path=value")
-            }
-            let key = String(o[..<eq]).trimmingCharacters(in: .whitespaces)
-            let value = String(o[o.index(after: eq)...])
-            let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-            guard !key.isEmpty, !parts.contains(where: \.isEmpty) else {
-                throw RecipeError(file: "--set", line: nil, key: key, "expected key.path=value")
-            }
-            let node = try RecipeNode.parse(value, file: "--set \(key)").map { stripLines($0) } ?? .scalar("", plain: true, line: nil)
-            try root.set(parts, to: node, file: "--set")
-        }
+        let root = try RecipeNode.parse(yaml, file: file, overrides: overrides)
         return try Recipe(root: root, file: file)
     }
 
     /// Override values carry no line of the recipe file.
-    static func stripLines(_ n: RecipeNode) -> RecipeNode {
-        switch n {
-        case let .scalar(s, p, _): return .scalar(s, plain: p, line: nil)
-        case let .sequence(items, _): return .sequence(items.map(stripLines), line: nil)
-        case let .mapping(entries, _): return .mapping(entries.map { ($0.key, stripLines($0.value), nil) }, line: nil)
-        }
-    }
-
     init(root: RecipeNode, file: String) throws {
         let top = try RecipeSection(root, file: file, path: "", known: Self.topKeys)
         func require(_ key: String, _ known: [String]) throws -> RecipeSection {

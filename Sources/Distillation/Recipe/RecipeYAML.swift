@@ -26,31 +26,31 @@ public struct RecipeError: Error, Equatable, CustomStringConvertible {
 
 /// The YAML document as a tree with line numbers (1-based, from Yams' marks), which overrides
 /// (`--set key.path=value`) can edit before the recipe is read.
-indirect enum RecipeNode {
+package indirect enum RecipeNode {
     case scalar(String, plain: Bool, line: Int?)
     case mapping([(key: String, value: RecipeNode, line: Int?)], line: Int?)
     case sequence([RecipeNode], line: Int?)
 
-    var line: Int? {
+    package var line: Int? {
         switch self {
         case .scalar(_, _, let l), .mapping(_, let l), .sequence(_, let l): return l
         }
     }
 
     /// A plain `~`, `null`, `Null`, `NULL` or empty scalar.
-    var isNull: Bool {
+    package var isNull: Bool {
         if case let .scalar(s, plain, _) = self, plain, ["", "~", "null", "Null", "NULL"].contains(s) { return true }
         return false
     }
 
     /// How an unexpected value is shown in errors: `"abc"`, `3`, `a mapping`, `a list`.
     /// Whether this is a list with no items.
-    var isEmptySequence: Bool {
+    package var isEmptySequence: Bool {
         if case let .sequence(items, _) = self { return items.isEmpty }
         return false
     }
 
-    var found: String {
+    package var found: String {
         switch self {
         case let .scalar(s, plain, _):
             if isNull { return "null" }
@@ -88,7 +88,43 @@ indirect enum RecipeNode {
     }
 
     /// Parses YAML text into a tree; syntax errors name the file and line.
-    static func parse(_ yaml: String, file: String) throws -> RecipeNode? {
+    /// Parses a document and applies `overrides` (`key.path=value`, the value YAML) in order;
+    /// an empty document is an empty mapping.
+    package static func parse(_ yaml: String, file: String, overrides: [String]) throws -> RecipeNode {
+        var root = try parse(yaml, file: file) ?? .mapping([], line: 1)
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                throw RecipeError(file: "--set", line: nil, key: o, "expected key.path=value")
+            }
+            let key = String(o[..<eq]).trimmingCharacters(in: .whitespaces)
+            let value = String(o[o.index(after: eq)...])
+            let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            guard !key.isEmpty, !parts.contains(where: \.isEmpty) else {
+                throw RecipeError(file: "--set", line: nil, key: key, "expected key.path=value")
+            }
+            let node = try parse(value, file: "--set \(key)").map(\.withoutLines) ?? .scalar("", plain: true, line: nil)
+            try root.set(parts, to: node, file: "--set")
+        }
+        return root
+    }
+
+    /// The value at a dotted path of mappings, nil when absent.
+    package func value(at path: [String]) -> RecipeNode? {
+        guard let first = path.first else { return self }
+        guard case let .mapping(entries, _) = self, let child = entries.first(where: { $0.key == first })?.value else { return nil }
+        return child.value(at: Array(path.dropFirst()))
+    }
+
+    /// The node with no line numbers (a value from the command line has none in the file).
+    var withoutLines: RecipeNode {
+        switch self {
+        case let .scalar(s, p, _): return .scalar(s, plain: p, line: nil)
+        case let .sequence(items, _): return .sequence(items.map(\.withoutLines), line: nil)
+        case let .mapping(entries, _): return .mapping(entries.map { ($0.key, $0.value.withoutLines, nil) }, line: nil)
+        }
+    }
+
+    package static func parse(_ yaml: String, file: String) throws -> RecipeNode? {
         let node: Node?
         do { node = try Yams.compose(yaml: yaml) } catch let e as YamlError {
             throw RecipeError(file: file, line: yamlErrorLine(e), key: "", "invalid YAML: \(yamlErrorProblem(e))")
@@ -114,7 +150,7 @@ indirect enum RecipeNode {
 
     /// Sets `path` (dotted) to `value`, creating mappings on the way. Fails when the path goes
     /// through a value that is not a mapping.
-    mutating func set(_ path: [String], to value: RecipeNode, file: String, done: [String] = []) throws {
+    package mutating func set(_ path: [String], to value: RecipeNode, file: String, done: [String] = []) throws {
         guard let first = path.first else { self = value; return }
         guard case .mapping(var entries, let line) = self else {
             throw RecipeError(file: file, line: nil, key: done.joined(separator: "."),
@@ -133,14 +169,14 @@ indirect enum RecipeNode {
 
 /// Reads one mapping of a recipe: checks its keys against the known ones, then hands out typed
 /// values, each error naming the file, line and key path.
-struct RecipeSection {
-    let file: String
-    let path: String
-    let line: Int?
-    let entries: [(key: String, value: RecipeNode, line: Int?)]
+package struct RecipeSection {
+    package let file: String
+    package let path: String
+    package let line: Int?
+    package let entries: [(key: String, value: RecipeNode, line: Int?)]
 
     /// `keyLine`: the line of the key that holds this mapping (errors about missing keys point there).
-    init(_ node: RecipeNode, file: String, path: String, known: [String], keyLine: Int? = nil) throws {
+    package init(_ node: RecipeNode, file: String, path: String, known: [String], keyLine: Int? = nil) throws {
         guard case let .mapping(entries, mappingLine) = node else {
             throw RecipeError(file: file, line: node.line, key: path, "expected a mapping, found \(node.found)")
         }
@@ -154,43 +190,43 @@ struct RecipeSection {
         }
     }
 
-    func keyPath(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+    package func keyPath(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
 
     /// The value of `key`, nil when absent or null.
-    func node(_ key: String) -> RecipeNode? {
+    package func node(_ key: String) -> RecipeNode? {
         guard let n = entries.first(where: { $0.key == key })?.value, !n.isNull else { return nil }
         return n
     }
 
-    func has(_ key: String) -> Bool { node(key) != nil }
+    package func has(_ key: String) -> Bool { node(key) != nil }
 
-    func fail(_ key: String, _ node: RecipeNode?, _ message: String) -> RecipeError {
+    package func fail(_ key: String, _ node: RecipeNode?, _ message: String) -> RecipeError {
         RecipeError(file: file, line: node?.line ?? entries.first(where: { $0.key == key })?.line ?? line,
                     key: keyPath(key), message)
     }
 
-    func missing(_ key: String) -> RecipeError {
+    package func missing(_ key: String) -> RecipeError {
         RecipeError(file: file, line: line, key: keyPath(key), "missing required key")
     }
 
-    func required<T>(_ key: String, _ read: (String) throws -> T?) throws -> T {
+    package func required<T>(_ key: String, _ read: (String) throws -> T?) throws -> T {
         guard let v = try read(key) else { throw missing(key) }
         return v
     }
 
-    func section(_ key: String, known: [String]) throws -> RecipeSection? {
+    package func section(_ key: String, known: [String]) throws -> RecipeSection? {
         guard let n = node(key) else { return nil }
         return try RecipeSection(n, file: file, path: keyPath(key), known: known,
                                  keyLine: entries.first(where: { $0.key == key })?.line)
     }
 
-    func string(_ key: String) throws -> String? {
+    package func string(_ key: String) throws -> String? {
         guard let n = node(key) else { return nil }
         guard case let .scalar(s, _, _) = n, !s.isEmpty else { throw fail(key, n, "expected a string, found \(n.found)") }
         return s
     }
 
-    func int(_ key: String, min: Int? = nil) throws -> Int? {
+    package func int(_ key: String, min: Int? = nil) throws -> Int? {
         guard let n = node(key) else { return nil }
         let expected = min.map { "an integer ≥ \($0)" } ?? "an integer"
         guard case let .scalar(s, _, _) = n, let v = Int(s.replacingOccurrences(of: "_", with: "")) else {
@@ -201,7 +237,7 @@ struct RecipeSection {
     }
 
     /// A number in a range: `lower` (inclusive unless `openLower`) up to `upper` (inclusive unless `openUpper`).
-    func double(_ key: String, lower: Double? = nil, openLower: Bool = false, upper: Double? = nil, openUpper: Bool = false) throws -> Double? {
+    package func double(_ key: String, lower: Double? = nil, openLower: Bool = false, upper: Double? = nil, openUpper: Bool = false) throws -> Double? {
         guard let n = node(key) else { return nil }
         var expected = "a number"
         switch (lower, upper) {
@@ -218,11 +254,11 @@ struct RecipeSection {
         return v
     }
 
-    func float(_ key: String, lower: Double? = nil, openLower: Bool = false, upper: Double? = nil, openUpper: Bool = false) throws -> Float? {
+    package func float(_ key: String, lower: Double? = nil, openLower: Bool = false, upper: Double? = nil, openUpper: Bool = false) throws -> Float? {
         try double(key, lower: lower, openLower: openLower, upper: upper, openUpper: openUpper).map { Float($0) }
     }
 
-    func bool(_ key: String) throws -> Bool? {
+    package func bool(_ key: String) throws -> Bool? {
         guard let n = node(key) else { return nil }
         if case let .scalar(s, _, _) = n {
             switch s.lowercased() {
@@ -234,7 +270,7 @@ struct RecipeSection {
         throw fail(key, n, "expected true or false, found \(n.found)")
     }
 
-    func choice(_ key: String, _ options: [String]) throws -> String? {
+    package func choice(_ key: String, _ options: [String]) throws -> String? {
         guard let n = node(key) else { return nil }
         guard case let .scalar(s, _, _) = n, options.contains(s) else {
             throw fail(key, n, "expected one of \(options.joined(separator: ", ")), found \(n.found)")
@@ -242,7 +278,7 @@ struct RecipeSection {
         return s
     }
 
-    func strings(_ key: String) throws -> [String]? {
+    package func strings(_ key: String) throws -> [String]? {
         guard let n = node(key) else { return nil }
         guard case let .sequence(items, _) = n, !items.isEmpty else {
             throw fail(key, n, "expected a non-empty list of strings, found \(n.found)")
