@@ -1,5 +1,6 @@
 import ArgumentParser
 import Distillation
+import DistillTensor
 import Foundation
 
 struct Train: ParsableCommand {
@@ -26,7 +27,13 @@ struct Train: ParsableCommand {
         let r: Recipe
         do { r = try Recipe.load(recipe, overrides: allOverrides) } catch { throw CLIError("\(error)") }
         let progress = RecipeProgress(every: logEvery, totalSteps: r.schedule.steps)
-        do { try RecipeRunner.run(recipe: r, resume: resume, onEvent: progress.handle) } catch { throw CLIError("\(error)") }
+        try inProcessGroup { group in
+            if let group, group.isMain {
+                progress.log("data-parallel over \(group.size) processes (\(group.library)); rank 0 writes the outputs")
+            }
+            try RecipeRunner.run(recipe: r, resume: resume, processGroup: group,
+                                 onEvent: group?.isMain ?? true ? progress.handle : { _ in })
+        }
     }
 
     static func duration(_ s: Double) -> String {

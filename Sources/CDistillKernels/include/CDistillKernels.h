@@ -143,6 +143,27 @@ int dk_pool_run(long chunks, dk_chunk_fn fn, void *ctx);
 /// How many times an idle worker checks for work before it sleeps (default 2000, about 0.1 ms).
 void dk_pool_set_spin(long checks);
 
+// ---- MPI (mpi.c): a run-time binding, nothing linked at build time ----
+
+/// Opens an MPI library (`path`, or Open MPI's / MPICH's usual names). Returns 1 when found.
+int dk_mpi_load(const char *path);
+/// The library's path as opened.
+const char *dk_mpi_name(void);
+/// MPI_Init unless already initialised; 0 on success. Only after dk_mpi_load returned 1.
+int dk_mpi_init(void);
+/// This process's rank in MPI_COMM_WORLD, and its size.
+int dk_mpi_rank(void);
+int dk_mpi_size(void);
+/// In-place sum over all processes (MPI_Allreduce with MPI_IN_PLACE); 0 on success.
+int dk_mpi_allreduce_sum_f32(float *buffer, long count);
+int dk_mpi_allreduce_sum_f64(double *buffer, long count);
+/// Broadcasts `count` bytes from `root`; 0 on success.
+int dk_mpi_bcast_bytes(void *buffer, long count, int root);
+int dk_mpi_barrier(void);
+/// Ends every process of the job with `code`.
+void dk_mpi_abort(int code);
+int dk_mpi_finalize(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -69,12 +69,25 @@ public enum RecipeRunner {
     /// student, tokenizer), `tokenizeData` (train, then held-out), `trainingTeacher` (model,
     /// logit cache or cross-tokenizer), `objective` (layer maps, projector, plan), `applyLoRA`,
     /// `trainerConfiguration`, training, `saveStudent`.
+    ///
+    /// With `processGroup` (an MPI job, `mpirun -np N distill train`), the processes share each
+    /// step's micro-batches (`TrainerConfiguration.processGroup`); rank 0 writes everything.
     @discardableResult
-    public static func run(recipe: Recipe, resume: Bool = false,
+    public static func run(recipe: Recipe, resume: Bool = false, processGroup: ProcessGroup? = nil,
                            onEvent: @escaping (RecipeEvent) -> Void = { _ in }) throws -> RecipeResult {
         let paths = try outputPaths(recipe, resume: resume)
-        let prepared = try prepare(recipe, paths: paths, onEvent: onEvent)
+        if processGroup != nil && recipe.dropout != nil {
+            throw RecipeRunError.invalid("dropout does not run over several processes yet (its random streams would differ from one process's)")
+        }
+        let prepared = try prepare(recipe, paths: paths, processGroup: processGroup, onEvent: onEvent)
         let (models, trainer, loraConfig) = (prepared.models, prepared.trainer, prepared.lora)
+        let writes = processGroup?.isMain ?? true
+        guard writes else {
+            if resume { try trainer.resumeFromLatestCheckpoint() }
+            try trainer.run()
+            return RecipeResult(outputDirectory: paths.out, metricsLog: paths.metrics, steps: trainer.step, resumedFrom: trainer.resumedFrom,
+                                lastMetrics: nil)
+        }
         try FileManager.default.createDirectory(at: paths.out, withIntermediateDirectories: true)
         if !resume { try? FileManager.default.removeItem(at: paths.metrics) }
         var last: StepMetrics?
@@ -113,7 +126,7 @@ public enum RecipeRunner {
 
     /// Every stage before training: models, data, teacher, objective, LoRA, prefix, dropout, and
     /// the trainer over them.
-    static func prepare(_ recipe: Recipe, paths: OutputPaths, onEvent: (RecipeEvent) -> Void) throws -> Prepared {
+    static func prepare(_ recipe: Recipe, paths: OutputPaths, processGroup: ProcessGroup? = nil, onEvent: (RecipeEvent) -> Void) throws -> Prepared {
         let models = try loadModels(recipe, onEvent: onEvent)
         let data = try tokenizeData(recipe, models, onEvent: onEvent)
         let teacher = try trainingTeacher(recipe, models, data)
@@ -127,7 +140,11 @@ public enum RecipeRunner {
         if let d = recipe.dropout {
             try DecoderDropout.apply(to: models.student.lm, residual: d.residual, attention: d.attention, seed: recipe.seed)
         }
-        let config = trainerConfiguration(recipe, models, data, objective, paths)
+        var config = trainerConfiguration(recipe, models, data, objective, paths)
+        if let processGroup {
+            config.processGroup = processGroup
+            if !processGroup.isMain { config.metricsLog = nil }
+        }
         let trainer = Trainer(student: models.student.lm, teacher: teacher, projector: objective.projector,
                               train: data.train, eval: data.eval, replay: data.replay, plan: objective.plan, configuration: config)
         return Prepared(models: models, data: data, trainer: trainer, lora: loraConfig)

@@ -53,6 +53,12 @@ public struct TrainerConfiguration {
     /// The attention term compares only the K teacher heads of lowest attention entropy per
     /// layer (`DistillationLoss.attentionTransfer(topKTeacherHeads:)`); nil: every head.
     public var attentionTopK: Int? = nil
+    /// Data-parallel training over an MPI job: a step's `accumulationSteps` micro-batches are
+    /// shared out among the processes (micro-batch a runs on rank a mod size), their gradients
+    /// summed with all-reduce; every process then takes the same optimizer step. The data order,
+    /// the global batch and so the result equal the single-process run's. Rank 0 writes the
+    /// checkpoints (every rank reads them on resume). nil: one process.
+    public var processGroup: ProcessGroup? = nil
 
     public init(totalSteps: Int, batchSize: Int, accumulationSteps: Int = 1, layout: BatchLayout = .padToLongest(padId: 0),
                 order: DataOrder = .shuffled(seed: 0), learningRate: LearningRateSchedule = .constant(1e-3),
@@ -240,7 +246,7 @@ public final class Trainer {
         onEvent(.started(step: step, totalSteps: configuration.totalSteps, resumedFrom: resumedFrom))
         while step < end { _ = try trainStep() }
         if let every = configuration.checkpointEvery, configuration.checkpointDirectory != nil,
-           step == configuration.totalSteps, step % every != 0 {
+           step == configuration.totalSteps, step % every != 0, writesCheckpoints {
             try saveCheckpoint()
         }
         onEvent(.finished(step: step))
@@ -284,6 +290,49 @@ public final class Trainer {
             }
         }
         if case let .packed(rowLength, _) = c.layout, rowLength < 2 { try fail("packed rowLength \(rowLength) must be at least 2") }
+        if let g = c.processGroup {
+            if c.accumulationSteps % g.size != 0 {
+                try fail("\(g.size) processes share each step's \(c.accumulationSteps) micro-batches (gradient accumulation): it must be a multiple of the number of processes")
+            }
+            if (c.onPolicy?.fraction ?? 0) > 0 { try fail("on-policy distillation does not run over several processes yet") }
+        }
+    }
+
+    /// Whether this process writes checkpoints (rank 0 of a job, or a single process).
+    var writesCheckpoints: Bool { configuration.processGroup?.isMain ?? true }
+
+    /// Sums the micro-batch gradients (and the loss sums and token count) over the job's
+    /// processes and divides by the step's micro-batch count, as `GradientAccumulator.average`
+    /// does in one process. Gradients travel in buckets of at most 4M values, in parameter order.
+    func allReduce(_ acc: GradientAccumulator, sums: inout [Float], tokens: inout Int, over group: ProcessGroup) throws -> Gradients {
+        guard let local = acc.sum else { throw TrainerError.invalidConfiguration("rank \(group.rank) ran no micro-batch") }
+        var out: [Tensor] = []
+        var bucket: [Float] = [], pending: [Tensor] = []
+        let scale = 1 / Float(configuration.accumulationSteps)
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            try group.allReduceSum(&bucket)
+            var at = 0
+            for t in pending {
+                out.append(Tensor(Array(bucket[at..<(at + t.count)]), shape: t.shape) * scale)
+                at += t.count
+            }
+            bucket.removeAll(keepingCapacity: true)
+            pending.removeAll()
+        }
+        try withoutGradients {
+            for t in local.tensors {
+                if bucket.count + t.count > 4 << 20 { try flush() }
+                bucket += t.scalars
+                pending.append(t)
+            }
+            try flush()
+        }
+        var totals = sums.map(Double.init) + [Double(tokens)]
+        try group.allReduceSum(&totals)
+        sums = totals.dropLast().map(Float.init)
+        tokens = Int(totals.last!)
+        return Gradients(names: local.names, tensors: out)
     }
 
     /// Throws when step plan `p` asks for something the trainer was not given.
@@ -340,8 +389,12 @@ public final class Trainer {
         var acc = GradientAccumulator()
         var sums = [Float](repeating: 0, count: 6)      // total, soft, hard, feature, attention, adversarial
         var tokens = 0
-        for _ in 0..<Swift.max(1, c.accumulationSteps) {
+        let group = c.processGroup
+        for a in 0..<Swift.max(1, c.accumulationSteps) {
             var rows = nextMicroBatchRows(), rowPlan = p
+            // Every process draws every micro-batch (the data position stays the same everywhere)
+            // and computes its own share.
+            if let group, a % group.size != group.rank { continue }
             if let own = try onPolicyBatch(rows, plan: p) { (rows, rowPlan) = own }
             let batch = Batch.make(rows, layout: c.layout)
             tokens += batch.ids.count
@@ -361,7 +414,7 @@ public final class Trainer {
             sums[5] += parts.adversarial ?? 0
         }
         let n = Float(Swift.max(1, c.accumulationSteps))
-        var grads = acc.average()!
+        var grads = try group.map { try allReduce(acc, sums: &sums, tokens: &tokens, over: $0) } ?? acc.average()!
         let norm = clipGradientNorm(&grads, maxNorm: c.maxGradNorm ?? .infinity)
         let lossValue = sums[0] / n
         guard lossValue.isFinite, norm.isFinite else {
@@ -385,7 +438,7 @@ public final class Trainer {
         }
         if let log = c.metricsLog { try MetricsLog(url: log).append(m) }
         onEvent(.step(m))
-        if let every = c.checkpointEvery, every > 0, c.checkpointDirectory != nil, step % every == 0 {
+        if let every = c.checkpointEvery, every > 0, c.checkpointDirectory != nil, step % every == 0, writesCheckpoints {
             try saveCheckpoint()
         }
         return m

@@ -56,15 +56,16 @@ final class TrainerTests: XCTestCase {
     /// accumulation, the progressive plan (freezing, feature and attention terms, τ annealing) and
     /// a feature projector.
     static func makeTrainer(studentSeed: UInt64, teacher: TransformerLM, order: DataOrder, dir: URL?,
-                            checkpointEvery: Int? = nil, log: URL? = nil, total: Int = 8) -> Trainer {
+                            checkpointEvery: Int? = nil, log: URL? = nil, total: Int = 8, processGroup: ProcessGroup? = nil) -> Trainer {
         let student = TransformerLM(TinyCorpus.studentConfig, seed: studentSeed)
         var rng = RandomGenerator(seed: studentSeed &+ 100)
         let projector = FeatureProjector(studentWidth: 16, teacherWidth: 32, pairs: 1, rng: &rng)
-        let config = TrainerConfiguration(
+        var config = TrainerConfiguration(
             totalSteps: total, batchSize: 3, accumulationSteps: 2, layout: .packed(rowLength: 16, padId: 0), order: order,
             learningRate: .warmupCosine(peak: 3e-3, warmup: 2, total: total, floor: 1e-4), maxGradNorm: 1,
             featureMap: .uniform(studentLayers: 1, teacherLayers: 2), attentionMap: .uniform(studentLayers: 1, teacherLayers: 2),
             evalEvery: 4, evalBatchSize: 4, checkpointEvery: checkpointEvery, checkpointDirectory: dir, metricsLog: log, seed: 5)
+        config.processGroup = processGroup
         return Trainer(student: student, teacher: teacher, projector: projector,
                        train: TinyCorpus.sequences(10, seed: 1), eval: TinyCorpus.sequences(4, seed: 2),
                        plan: .progressive(ProgressiveSchedule(totalSteps: total, temperature: 2)), configuration: config)

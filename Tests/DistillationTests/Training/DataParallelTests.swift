@@ -1,0 +1,144 @@
+import DistillNN
+import DistillTensor
+@testable import Distillation
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Data-parallel training on a real MPI job: `mpirun --oversubscribe -np 2` starts this test
+/// binary twice (`testChildRank`), one thread each; the two ranks share every step's two
+/// micro-batches. Needs Open MPI (`apt-get install openmpi-bin libopenmpi-dev`; CI installs it).
+final class DataParallelTests: XCTestCase {
+    static let directoryKey = "DISTILL_DP_DIR"
+    static let modeKey = "DISTILL_DP_MODE"
+    static let steps = 30
+
+    static func mpirun() -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return (path.split(separator: ":").map { "\($0)/mpirun" } + ["/usr/bin/mpirun"]).first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// The weights (student, then projector) in name order, as bytes.
+    static func weightBytes(_ t: Trainer) -> Data {
+        var d = Data()
+        for m in [t.student as Module, t.projector! as Module] {
+            for (_, v) in TrainerTests.weights(m).sorted(by: { $0.key < $1.key }) { v.withUnsafeBytes { d.append(contentsOf: $0) } }
+        }
+        return d
+    }
+
+    /// One rank: trains (resuming from the newest checkpoint when asked), writes its weights to
+    /// DIR/weights-rankR.bin. Mode `slow` waits 40 ms a step and writes DIR/pid-rankR.
+    func testChildRank() throws {
+        guard let dir = ProcessInfo.processInfo.environment[Self.directoryKey].map({ URL(fileURLWithPath: $0) }) else {
+            throw XCTSkip("runs only as a rank of the data-parallel tests (under mpirun)")
+        }
+        let mode = ProcessInfo.processInfo.environment[Self.modeKey] ?? ""
+        guard let group = try ProcessGroup.world() else { return XCTFail("not started by mpirun with several processes") }
+        let t = TrainerTests.makeTrainer(studentSeed: 11, teacher: TinyCorpus.teacher(), order: .shuffled(seed: 3),
+                                         dir: dir.appendingPathComponent("checkpoints"), checkpointEvery: 5, total: Self.steps,
+                                         processGroup: group)
+        if mode.contains("resume") { _ = try t.resumeFromLatestCheckpoint() }
+        if mode.contains("slow") {
+            try "\(getpid())".write(to: dir.appendingPathComponent("pid-rank\(group.rank)"), atomically: true, encoding: .utf8)
+            t.onEvent = { e in if case .step = e { usleep(40_000) } }
+        }
+        try t.run()
+        try Self.weightBytes(t).write(to: dir.appendingPathComponent("weights-rank\(group.rank).bin"))
+        group.finish(success: true)
+    }
+
+    func launch(_ dir: URL, mode: String) throws -> Process {
+        guard let mpirun = Self.mpirun() else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        let exe = CommandLine.arguments[0]
+        guard exe.hasSuffix("xctest"), FileManager.default.isExecutableFile(atPath: exe) else {
+            throw XCTSkip("the test binary cannot be started as a child process here (\(exe))")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "DISTILL_THREADS=1",
+                       "-x", "\(Self.directoryKey)=\(dir.path)", "-x", "\(Self.modeKey)=\(mode)",
+                       exe, "DistillationTests.DataParallelTests/testChildRank"]
+        let log = dir.appendingPathComponent("mpirun-\(mode).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    func log(_ dir: URL, _ mode: String) -> String {
+        String(((try? String(contentsOf: dir.appendingPathComponent("mpirun-\(mode).log"), encoding: .utf8)) ?? "").suffix(3000))
+    }
+
+    /// The single-process run with the same global batch (2 micro-batches of 3 rows a step).
+    func reference() throws -> Data {
+        let t = TrainerTests.makeTrainer(studentSeed: 11, teacher: TinyCorpus.teacher(), order: .shuffled(seed: 3), dir: nil, total: Self.steps)
+        try t.run()
+        return Self.weightBytes(t)
+    }
+
+    func testTwoRanksEqualOneProcess() throws {
+        let dir = try TrainerTests.tempDir(self)
+        let p = try launch(dir, mode: "plain")
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, log(dir, "plain"))
+        let expected = try reference()
+        let ranks = try (0..<2).map { try Data(contentsOf: dir.appendingPathComponent("weights-rank\($0).bin")) }
+        XCTAssertEqual(ranks[0], ranks[1], "the ranks' weights drifted apart")
+        assertClose(ranks[0], expected)
+        // Rank 0 alone wrote the checkpoints; a single process resumes them.
+        XCTAssertEqual(Checkpoint.list(in: dir.appendingPathComponent("checkpoints")).map(\.step), [5, 10, 15, 20, 25, 30])
+    }
+
+    /// kill -9 of one rank ends the job with a non-zero exit within a minute; the job resumed from
+    /// the last checkpoint ends where an uninterrupted run does, and so does one process resuming
+    /// the two ranks' checkpoint (another process count, same global batch).
+    func testKilledRankEndsTheJobAndResumeContinuesExactly() throws {
+        let dir = try TrainerTests.tempDir(self)
+        let p = try launch(dir, mode: "slow")
+        let checkpoints = dir.appendingPathComponent("checkpoints")
+        let deadline = Date().addingTimeInterval(120)
+        while (Checkpoint.latest(in: checkpoints) == nil || !FileManager.default.fileExists(atPath: dir.appendingPathComponent("pid-rank1").path))
+            && p.isRunning && Date() < deadline { usleep(20_000) }
+        XCTAssertTrue(p.isRunning, "the job ended before it could be killed: \(log(dir, "slow"))")
+        let pid = Int32(try String(contentsOf: dir.appendingPathComponent("pid-rank1"), encoding: .utf8))!
+        let killedAt = Date()
+        kill(pid, SIGKILL)
+        while p.isRunning && Date().timeIntervalSince(killedAt) < 60 { usleep(50_000) }
+        XCTAssertFalse(p.isRunning, "the job still runs a minute after rank 1 was killed")
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        XCTAssertLessThan(Checkpoint.list(in: checkpoints).last?.step ?? 0, Self.steps, "killed after the last step")
+
+        // One process resumes the job's checkpoint (copied aside first).
+        let single = dir.appendingPathComponent("single")
+        try FileManager.default.copyItem(at: checkpoints, to: single)
+        let alone = TrainerTests.makeTrainer(studentSeed: 99, teacher: TinyCorpus.teacher(), order: .shuffled(seed: 3), dir: single,
+                                             checkpointEvery: 5, total: Self.steps)
+        _ = try alone.resumeFromLatestCheckpoint()
+        try alone.run()
+
+        let r = try launch(dir, mode: "resume")
+        r.waitUntilExit()
+        XCTAssertEqual(r.terminationStatus, 0, log(dir, "resume"))
+        let expected = try reference()
+        assertClose(try Data(contentsOf: dir.appendingPathComponent("weights-rank0.bin")), expected)
+        assertClose(Self.weightBytes(alone), expected)
+    }
+
+    /// Equal within 1e-5 relative (to the largest weight), value by value.
+    func assertClose(_ a: Data, _ b: Data, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        let x = a.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }, y = b.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let scale = y.map(abs).max() ?? 1
+        let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(worst, 1e-5 * scale, "largest difference \(worst) (weights up to \(scale))", file: file, line: line)
+    }
+}
