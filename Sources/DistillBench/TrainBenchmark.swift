@@ -34,10 +34,13 @@ public enum TrainBenchmark {
         public var tokensPerSecond: Double
         public var gflopsPerStep: Double
         public var achievedGflops: Double
-        /// This machine's measured single-precision GEMM rate (square 1024, the best backend).
+        /// This machine's measured single-precision GEMM rate (square 1024, the best backend; under
+        /// mpirun the sum of the processes' rates, measured together).
         public var gemmPeakGflops: Double
         public var shareOfPeak: Double
         public var threads: Int
+        /// Processes of the MPI job that shared each step (1: a single process).
+        public var processes: Int = 1
         /// Peak resident memory of this process (getrusage), bytes.
         public var peakResidentBytes: Int
     }
@@ -52,8 +55,15 @@ public enum TrainBenchmark {
     }
 
     /// `teacherBFloat16`: the KD teacher's matrices held in bfloat16 (`storeMatricesInBFloat16`).
+    /// With `processGroup` (under `mpirun -np N`), the same global batch is shared: N micro-batches
+    /// of 8/N rows, one per process, gradients summed with all-reduce; tokens/s counts the whole batch.
     public static func run(_ preset: Preset, steps: Int = 5, seed: UInt64 = 0, gemmPeak: Double? = nil,
-                           teacherBFloat16: Bool = false, onStep: (Int, Double) -> Void = { _, _ in }) throws -> Result {
+                           teacherBFloat16: Bool = false, processGroup: ProcessGroup? = nil,
+                           onStep: (Int, Double) -> Void = { _, _ in }) throws -> Result {
+        let processes = processGroup?.size ?? 1
+        guard batch % processes == 0 else {
+            throw TrainerError.invalidConfiguration("the reference batch of \(batch) rows does not split over \(processes) processes")
+        }
         var rng = RandomGenerator(seed: seed)
         let data = (0..<(batch * (steps + 1))).map { _ in
             TokenSequence((0..<length).map { _ in Int(rng.next() % UInt64(studentConfig.vocabSize)) })
@@ -65,8 +75,10 @@ public enum TrainBenchmark {
             teacher!.freeze()
             if teacherBFloat16 { try teacher!.storeMatricesInBFloat16() }
         }
-        let c = TrainerConfiguration(totalSteps: steps + 1, batchSize: batch, layout: .padToLongest(padId: 0), order: .sequential,
+        var c = TrainerConfiguration(totalSteps: steps + 1, batchSize: batch / processes, accumulationSteps: processes,
+                                     layout: .padToLongest(padId: 0), order: .sequential,
                                      learningRate: .constant(1e-4), weightDecay: 0.01, maxGradNorm: nil, seed: seed)
+        c.processGroup = processGroup
         let trainer = Trainer(student: student, teacher: teacher, train: data,
                               plan: teacher == nil ? .hardOnly : .kd(alpha: 0.5, temperature: 2), configuration: c)
         var times: [Double] = []
@@ -79,11 +91,18 @@ public enum TrainBenchmark {
         let median = times.sorted()[times.count / 2]
         var flops = 3 * forwardFlops(studentConfig, tokens: length) * Double(batch)
         if preset == .kdReference { flops += forwardFlops(teacherConfig, tokens: length) * Double(batch) }
-        let peak = gemmPeak ?? measuredGemmPeak()
+        // Under mpirun every process measures its own peak (at the same time, on its own cores):
+        // the job's is their sum.
+        var peak = gemmPeak ?? measuredGemmPeak()
+        if let processGroup {
+            var all = [peak]
+            try processGroup.allReduceSum(&all)
+            peak = all[0]
+        }
         let achieved = flops / median / 1e9
         return Result(preset: preset.rawValue, steps: steps, stepSeconds: median, tokensPerSecond: Double(batch * length) / median,
                       gflopsPerStep: flops / 1e9, achievedGflops: achieved, gemmPeakGflops: peak, shareOfPeak: achieved / peak,
-                      threads: Threads.count, peakResidentBytes: ProcessMemory.peakResidentBytes())
+                      threads: Threads.count, processes: processes, peakResidentBytes: ProcessMemory.peakResidentBytes())
     }
 
     /// GFLOP/s of a square 1024 GEMM, the better of CBLAS (when loaded) and `Tensor.matmul`.

@@ -10,7 +10,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (speed is measured here, never by tests).",
-        subcommands: [Ops.self, TrainBench.self, GenerateBench.self, KD.self, LossMemory.self, ServeBench.self, SoakBench.self])
+        subcommands: [Ops.self, TrainBench.self, GenerateBench.self, KD.self, LossMemory.self, ServeBench.self, SoakBench.self, AllReduceBench.self])
 }
 
 extension Bench {
@@ -32,9 +32,16 @@ extension Bench {
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
             guard teacherDtype == "f32" || teacherDtype == "bf16" else { throw ValidationError("--teacher-dtype must be f32 or bf16, got '\(teacherDtype)'") }
             let p: TrainBenchmark.Preset = preset == .kdReference ? .kdReference : .sftReference
-            let r = try TrainBenchmark.run(p, steps: steps, teacherBFloat16: teacherDtype == "bf16") { i, s in
-                if !json { FileHandle.standardError.write(String(format: "step %d: %.3f s\n", i, s).data(using: .utf8)!) }
+            var result: TrainBenchmark.Result?
+            try inProcessGroup { group in
+                if group != nil && compare { throw CLIError("--compare runs PyTorch in one process: leave it out under mpirun") }
+                let main = group?.isMain ?? true
+                result = try TrainBenchmark.run(p, steps: steps, teacherBFloat16: teacherDtype == "bf16", processGroup: group) { i, s in
+                    if !json && main { FileHandle.standardError.write(String(format: "step %d: %.3f s\n", i, s).data(using: .utf8)!) }
+                }
+                if !main { result = nil }
             }
+            guard let r = result else { return }
             var torch: [String: Any]?
             if compare {
                 torch = try runPyTorch(preset.rawValue, steps: steps, threads: r.threads)
@@ -45,9 +52,10 @@ extension Bench {
                 print(String(data: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]), encoding: .utf8)!)
                 return
             }
-            print(String(format: "%@: %.3f s/step, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.0f%% of the measured GEMM peak %.1f GFLOP/s (%d threads), peak memory %.0f MB",
+            print(String(format: "%@: %.3f s/step, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.0f%% of the measured GEMM peak %.1f GFLOP/s (%d threads%@), peak memory %.0f MB",
                          r.preset, r.stepSeconds, r.tokensPerSecond, r.gflopsPerStep, r.achievedGflops, 100 * r.shareOfPeak,
-                         r.gemmPeakGflops, r.threads, Double(r.peakResidentBytes) / 1_048_576))
+                         r.gemmPeakGflops, r.threads, r.processes > 1 ? " × \(r.processes) processes" : "",
+                         Double(r.peakResidentBytes) / 1_048_576))
             if let torch, let tps = torch["tokens_per_second"] as? Double, let secs = torch["step_seconds"] as? Double {
                 let mem = (torch["peak_resident_bytes"] as? Double).map { String(format: ", peak memory %.0f MB", $0 / 1_048_576) } ?? ""
                 let best = (torch["best"] as? String).map { ", fastest of its variants: \($0)" } ?? ""

@@ -6,7 +6,11 @@ import Foundation
 struct CacheLogits: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cache-logits",
-        abstract: "Caches a teacher's top-k log-probabilities for every position of a JSONL data set (resumable).")
+        abstract: "Caches a teacher's top-k log-probabilities for every position of a JSONL data set (resumable).",
+        discussion: """
+            Under an MPI launcher (mpirun -np N distill cache-logits …) the processes share the scoring and rank 0 \
+            writes the cache (the same bytes as one process writes).
+            """)
 
     @Option(help: "The teacher: a Hugging Face model directory or a .gguf file.") var teacher: String
     @Option(help: "JSONL data: one {\"text\": …} or {\"messages\": […]} per line.") var data: String
@@ -29,7 +33,10 @@ struct CacheLogits: ParsableCommand {
             let writer = try LogitCacheWriter(path: out, header: header)
             let start = Date()
             var tokens = 0
-            try writer.run(teacher: LocalTeacher(model: m), sequences: sequences) { event in
+            try inProcessGroup { group in
+            let main = group?.isMain ?? true
+            try writer.run(teacher: LocalTeacher(model: m), sequences: sequences, processGroup: group) { event in
+                guard main else { return }
                 switch event {
                 case let .started(cached, total):
                     print(cached > 0 ? "resuming after \(cached) of \(total) sequences" : "caching \(total) sequences")
@@ -40,8 +47,9 @@ struct CacheLogits: ParsableCommand {
                     fflush(stdout)
                 case .committed: break
                 case let .finished(total):
-                    print("\ndone: \(total) sequences in \(out)")
+                    print("\ndone: \(total) sequences in \(out)" + (group.map { " (\($0.size) processes)" } ?? ""))
                 }
+            }
             }
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
     }

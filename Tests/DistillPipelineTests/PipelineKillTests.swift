@@ -1,4 +1,5 @@
 import DistillServer
+import DistillTestSupport
 import Foundation
 import XCTest
 @testable import DistillPipeline
@@ -82,6 +83,7 @@ final class PipelineKillTests: XCTestCase {
         var env = ProcessInfo.processInfo.environment
         env[Self.configKey] = world.configFile.path
         env[Self.modeKey] = mode
+        env.merge(sameGemmBackendEnvironment()) { $1 }
         p.environment = env
         let log = world.root.appendingPathComponent("child.log")
         if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }

@@ -216,8 +216,17 @@ final class GemmSelectionTests: XCTestCase {
         var stale = first
         stale.key = "another machine"
         stale.backend = first.backend == "blas" ? "builtin" : "blas"
-        GemmSelection.save(stale, to: dir.appendingPathComponent("gemm-backend.json"))
+        let file = dir.appendingPathComponent("gemm-backend.json")
+        try FileManager.default.removeItem(at: file)
+        GemmSelection.save(stale, to: file)
         XCTAssertEqual(GemmSelection.choose(environment: env).reason, "measured")
+        // Entries of other keys are kept beside this one: both are read back, neither measured again.
+        XCTAssertEqual(GemmSelection.entries(at: file).map(\.key), ["another machine", first.key])
+        XCTAssertEqual(GemmSelection.choose(environment: env).reason, "cached")
+        XCTAssertEqual(GemmSelection.entries(at: file).first?.backend, stale.backend)
+        // A file of the old format (one object) still reads.
+        try JSONEncoder().encode(first).write(to: file)
+        XCTAssertEqual(GemmSelection.choose(environment: env).reason, "cached")
         XCTAssertEqual(GemmSelection.choose(environment: ["DISTILL_BLAS": "on"]), GemmChoice(backend: "blas", reason: "DISTILL_BLAS=on"))
     }
 }

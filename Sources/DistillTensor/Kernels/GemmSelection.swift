@@ -5,7 +5,7 @@ import Foundation
 /// the built-in kernel on this machine (a library's generic kernels can be several times slower —
 /// Debian's OpenBLAS 0.3.21 runs its SSE3 "Prescott" code on CPUs newer than it knows). The
 /// measurement takes a few tens of milliseconds on first use and is kept per machine, library and
-/// thread count in `~/.cache/distill/gemm-backend.json` ($XDG_CACHE_HOME or $DISTILL_CACHE_DIR
+/// thread count (one entry each) in `~/.cache/distill/gemm-backend.json` ($XDG_CACHE_HOME or $DISTILL_CACHE_DIR
 /// move it).
 public struct GemmChoice: Codable, Equatable, Sendable {
     /// The backend matrix products use: "blas" or "builtin".
@@ -36,8 +36,7 @@ public enum GemmSelection {
         if setting != nil { return GemmChoice(backend: "blas", reason: "DISTILL_BLAS=\(setting!)") }
         let key = machineKey()
         let url = cacheURL(env)
-        if let url, let data = try? Data(contentsOf: url), var cached = try? JSONDecoder().decode(GemmChoice.self, from: data),
-           cached.key == key {
+        if let url, var cached = entries(at: url).first(where: { $0.key == key }) {
             cached.reason = "cached"
             return cached
         }
@@ -116,12 +115,24 @@ public enum GemmSelection {
         return URL(fileURLWithPath: dir).appendingPathComponent("gemm-backend.json")
     }
 
-    /// Writes the choice (best effort: a read-only home only costs a new measurement next time).
+    /// The cached choices, one per key (a file from before several were kept holds one object).
+    static func entries(at url: URL) -> [GemmChoice] {
+        guard let data = try? Data(contentsOf: url) else { return [] }
+        if let all = try? JSONDecoder().decode([GemmChoice].self, from: data) { return all }
+        return (try? JSONDecoder().decode(GemmChoice.self, from: data)).map { [$0] } ?? []
+    }
+
+    /// Adds the choice to the file, replacing the entry of its key and keeping the others: a
+    /// process with another thread count (an MPI rank with DISTILL_THREADS=1, say) must not make
+    /// the next one measure again, since a measurement taken under load may choose the other
+    /// backend and so give a resumed run other numerics than the run it continues. Best effort: a
+    /// read-only home only costs a new measurement next time.
     static func save(_ choice: GemmChoice, to url: URL) {
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let all = entries(at: url).filter { $0.key != choice.key } + [choice]
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? enc.encode(choice) { try? data.write(to: url, options: .atomic) }
+        if let data = try? enc.encode(all) { try? data.write(to: url, options: .atomic) }
     }
 
     /// Re-measures now and replaces the cached choice (`distill bench ops`); returns the measurement.

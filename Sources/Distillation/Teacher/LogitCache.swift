@@ -253,13 +253,19 @@ public struct LogitCacheWriter {
     /// Caches `sequences` with `teacher` (which must give full logits of `header.vocabularySize`),
     /// continuing after the last committed sequence of an existing file with the same header.
     /// Returns the number of sequences written by this call.
+    ///
+    /// With `processGroup` (under `mpirun -np N`), every process runs this with the same arguments:
+    /// each chunk's sequences are scored by the processes in turn (sequence i by rank i mod N), their
+    /// rows gathered to every process, and rank 0 alone writes the file — the same bytes as one
+    /// process writes. Rank 0 decides where a resumed run continues.
     @discardableResult
-    public func run(teacher: Teacher, sequences: [[Int]], progress: (LogitCacheProgress) -> Void = { _ in }) throws -> Int {
+    public func run(teacher: Teacher, sequences: [[Int]], processGroup: ProcessGroup? = nil,
+                    progress: (LogitCacheProgress) -> Void = { _ in }) throws -> Int {
         guard teacher.vocabularySize == header.vocabularySize else {
             throw TeacherError.invalidRequest("cache-logits: the teacher has \(teacher.vocabularySize) logits, the header says \(header.vocabularySize)")
         }
         let v = header.vocabularySize, k = header.k, tau = header.temperature
-        return try run(sequences: sequences, progress: progress) { _, seq in
+        func score(_ seq: [Int]) throws -> [LogitCacheRow] {
             guard case .full(let logits) = try teacher.view(of: [seq]) else {
                 throw TeacherError.invalidRequest("cache-logits: the teacher must give full logits")
             }
@@ -269,6 +275,25 @@ public struct LogitCacheWriter {
                 return LogitCacheRow(ids: row.ids, logprobs: row.logprobs, rest: row.rest)
             }
         }
+        guard let group = processGroup, group.size > 1 else {
+            return try run(sequences: sequences, progress: progress) { _, seq in try score(seq) }
+        }
+        let shared = ShardedRows(group: group, sequences: sequences, chunk: header.chunkSequences, k: k, score: score)
+        guard group.isMain else {
+            // Follow rank 0's chunks: where it resumes, then every chunk to the end.
+            var start = [UInt8](repeating: 0, count: 8)
+            try group.broadcast(&start)
+            var at = Int(start.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            while at < sequences.count {
+                _ = try shared.rows(of: at)
+                at += Swift.min(header.chunkSequences, sequences.count - at)
+            }
+            return 0
+        }
+        return try run(sequences: sequences, progress: progress, onResume: { committed in
+            var start = withUnsafeBytes(of: UInt64(committed)) { Array($0) }
+            try group.broadcast(&start)
+        }) { i, _ in try shared.rows(of: i) }
     }
 
     /// Caches `sequences` with rows from `rows(index, sequence)` — one `LogitCacheRow` per
@@ -278,6 +303,12 @@ public struct LogitCacheWriter {
     @discardableResult
     public func run(sequences: [[Int]], progress: (LogitCacheProgress) -> Void = { _ in },
                     rows: (Int, [Int]) throws -> [LogitCacheRow]) throws -> Int {
+        try run(sequences: sequences, progress: progress, onResume: { _ in }, rows: rows)
+    }
+
+    /// `onResume` hears the number of sequences already committed before any row is asked for.
+    func run(sequences: [[Int]], progress: (LogitCacheProgress) -> Void, onResume: (Int) throws -> Void,
+             rows: (Int, [Int]) throws -> [LogitCacheRow]) throws -> Int {
         let url = URL(fileURLWithPath: path)
         if !FileManager.default.fileExists(atPath: path) {
             do { try Data(header.encoded()).write(to: url, options: .atomic) } catch {
@@ -321,6 +352,7 @@ public struct LogitCacheWriter {
             }
         }
         try io { try handle.truncate(atOffset: UInt64(end)) }
+        try onResume(committed)
         progress(.started(cached: committed, total: sequences.count))
         var offset = end
         let start = committed
@@ -364,6 +396,61 @@ public struct LogitCacheWriter {
         try writeHeader()
         progress(.finished(total: sequences.count))
         return committed - start
+    }
+}
+
+/// The rows of a chunk of sequences scored by the processes of a job in turn (rank i mod N scores
+/// sequence i) and gathered to all: each process writes the bit patterns of its rows into a
+/// zeroed buffer (ids, log-probabilities, rest per position, as Double so that every 32-bit
+/// pattern survives the sum exactly) and one all-reduce sum leaves every row everywhere.
+final class ShardedRows {
+    let group: ProcessGroup
+    let sequences: [[Int]]
+    let chunk: Int, k: Int
+    let score: ([Int]) throws -> [LogitCacheRow]
+    private var start = -1
+    private var rows: [[LogitCacheRow]] = []
+
+    init(group: ProcessGroup, sequences: [[Int]], chunk: Int, k: Int, score: @escaping ([Int]) throws -> [LogitCacheRow]) {
+        self.group = group
+        self.sequences = sequences
+        self.chunk = chunk
+        self.k = k
+        self.score = score
+    }
+
+    /// Sequence i's rows; the first sequence of a chunk runs the chunk's collective.
+    func rows(of i: Int) throws -> [LogitCacheRow] {
+        if start < 0 || i < start || i >= start + rows.count { try gather(from: i) }
+        return rows[i - start]
+    }
+
+    private func gather(from first: Int) throws {
+        let n = Swift.min(chunk, sequences.count - first), width = 2 * k + 1
+        var offsets: [Int] = [], total = 0
+        for seq in sequences[first..<(first + n)] { offsets.append(total); total += seq.count * width }
+        var buffer = [Double](repeating: 0, count: total)
+        for j in 0..<n where (first + j) % group.size == group.rank {
+            let seq = sequences[first + j]
+            let own = try score(seq)
+            guard own.count == seq.count else { throw TeacherError.invalidRequest("cache-logits: \(own.count) rows for sequence \(first + j) of \(seq.count) tokens") }
+            var at = offsets[j]
+            for row in own {
+                for id in row.ids { buffer[at] = Double(UInt32(bitPattern: Int32(id))); at += 1 }
+                for lp in row.logprobs { buffer[at] = Double(lp.bitPattern); at += 1 }
+                buffer[at] = Double(row.rest.bitPattern); at += 1
+            }
+        }
+        try group.allReduceSum(&buffer)
+        rows = (0..<n).map { j in
+            (0..<sequences[first + j].count).map { t in
+                let at = offsets[j] + t * width
+                return LogitCacheRow(ids: (0..<k).map { Int(Int32(bitPattern: UInt32(buffer[at + $0]))) },
+                                     logprobs: (0..<k).map { Float(bitPattern: UInt32(buffer[at + k + $0])) },
+                                     rest: Float(bitPattern: UInt32(buffer[at + 2 * k])))
+            }
+        }
+        start = first
     }
 }
 

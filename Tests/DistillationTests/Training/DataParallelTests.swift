@@ -1,6 +1,7 @@
 import DistillNN
 import DistillTensor
 @testable import Distillation
+import DistillTestSupport
 import Foundation
 import XCTest
 #if canImport(Glibc)
@@ -42,6 +43,12 @@ final class DataParallelTests: XCTestCase {
         let t = TrainerTests.makeTrainer(studentSeed: 11, teacher: TinyCorpus.teacher(), order: .shuffled(seed: 3),
                                          dir: dir.appendingPathComponent("checkpoints"), checkpointEvery: 5, total: Self.steps,
                                          processGroup: group)
+        if mode == "cache" {
+            try LogitCacheWriter(path: dir.appendingPathComponent("ranks.cache").path, header: Self.cacheHeader)
+                .run(teacher: LocalTeacher(lm: TinyCorpus.teacher()), sequences: Self.cacheSequences, processGroup: group)
+            group.finish(success: true)
+            return
+        }
         if mode.contains("resume") { _ = try t.resumeFromLatestCheckpoint() }
         if mode.contains("slow") {
             try "\(getpid())".write(to: dir.appendingPathComponent("pid-rank\(group.rank)"), atomically: true, encoding: .utf8)
@@ -52,15 +59,35 @@ final class DataParallelTests: XCTestCase {
         group.finish(success: true)
     }
 
+    /// mpirun's options: as root, more processes than cores, no cross-memory attach (containers
+    /// often forbid process_vm_readv; shared memory copies work everywhere).
+    static let mpirunOptions = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none"]
+
+    /// Whether this machine can start an MPI job at all (a container without the network pieces
+    /// Open MPI wants cannot); checked once with `true` as the program.
+    static let canLaunch: Bool = {
+        guard let mpirun = mpirun() else { return false }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = mpirunOptions + ["-np", "2", "/bin/true"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }()
+
     func launch(_ dir: URL, mode: String) throws -> Process {
         guard let mpirun = Self.mpirun() else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        guard Self.canLaunch else { throw XCTSkip("mpirun cannot start a 2-process job of /bin/true here") }
         let exe = CommandLine.arguments[0]
         guard exe.hasSuffix("xctest"), FileManager.default.isExecutableFile(atPath: exe) else {
             throw XCTSkip("the test binary cannot be started as a child process here (\(exe))")
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: mpirun)
-        p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "DISTILL_THREADS=1",
+        let backend = sameGemmBackendEnvironment().map { "\($0.key)=\($0.value)" }[0]
+        p.arguments = Self.mpirunOptions + ["-np", "2", "-x", "DISTILL_THREADS=1", "-x", backend,
                        "-x", "\(Self.directoryKey)=\(dir.path)", "-x", "\(Self.modeKey)=\(mode)",
                        exe, "DistillationTests.DataParallelTests/testChildRank"]
         let log = dir.appendingPathComponent("mpirun-\(mode).log")
@@ -131,6 +158,25 @@ final class DataParallelTests: XCTestCase {
         let expected = try reference()
         assertClose(try Data(contentsOf: dir.appendingPathComponent("weights-rank0.bin")), expected)
         assertClose(Self.weightBytes(alone), expected)
+    }
+
+    static let cacheSequences = TinyCorpus.sequences(11, seed: 4).map(\.ids)
+    static let cacheHeader = LogitCacheHeader(dataHash: 1, vocabularySize: 16, tokenizerVocabularySize: 16, k: 5, temperature: 2,
+                                              maxLength: 0, chunkSequences: 3, fingerprint: "dp")
+
+    /// cache-logits on 2 ranks (chunks of 3 sequences shared out, the last chunk short) writes the
+    /// bytes one process writes.
+    func testCacheLogitsOnTwoRanksEqualsOneProcess() throws {
+        let dir = try TrainerTests.tempDir(self)
+        let p = try launch(dir, mode: "cache")
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, log(dir, "cache"))
+        let single = dir.appendingPathComponent("single.cache").path
+        try LogitCacheWriter(path: single, header: Self.cacheHeader).run(teacher: LocalTeacher(lm: TinyCorpus.teacher()), sequences: Self.cacheSequences)
+        let a = try Data(contentsOf: dir.appendingPathComponent("ranks.cache")), b = try Data(contentsOf: URL(fileURLWithPath: single))
+        XCTAssertGreaterThan(b.count, 1000)
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(try LogitCache(path: single).header.sequenceCount, Self.cacheSequences.count)
     }
 
     /// Equal within 1e-5 relative (to the largest weight), value by value.

@@ -1,6 +1,7 @@
 import DistillNN
 import DistillTensor
 @testable import Distillation
+import DistillTestSupport
 import Foundation
 import XCTest
 #if canImport(Glibc)
@@ -68,6 +69,7 @@ final class TrainerKillTests: XCTestCase {
             child.arguments = ["DistillationTests.TrainerKillTests/\(test)"]
             var env = ProcessInfo.processInfo.environment
             env[Self.environmentKey] = dir.path
+            env.merge(sameGemmBackendEnvironment()) { $1 }
             child.environment = env
             child.standardOutput = FileHandle.nullDevice
             child.standardError = FileHandle.nullDevice
