@@ -15,6 +15,8 @@
 #include <string.h>
 
 typedef int (*init_fn)(int *, char ***);
+typedef int (*init_thread_fn)(int *, char ***, int, int *);
+typedef int (*query_thread_fn)(int *);
 typedef int (*initialized_fn)(int *);
 typedef int (*finalize_fn)(void);
 typedef int (*comm_int_fn)(intptr_t, int *);
@@ -24,7 +26,7 @@ typedef int (*barrier_fn)(intptr_t);
 typedef int (*abort_fn)(intptr_t, int);
 
 static struct {
-    init_fn init; initialized_fn initialized; finalize_fn finalize;
+    init_fn init; init_thread_fn init_thread; query_thread_fn query_thread; initialized_fn initialized; finalize_fn finalize;
     comm_int_fn rank, size; allreduce_fn allreduce; bcast_fn bcast; barrier_fn barrier; abort_fn abort;
     intptr_t world, f32, f64, byte, sum;
     void *in_place;
@@ -38,6 +40,8 @@ static int try_open(const char *path) {
     void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!h) return 0;
     g.init = (init_fn)sym(h, "MPI_Init");
+    g.init_thread = (init_thread_fn)sym(h, "MPI_Init_thread");
+    g.query_thread = (query_thread_fn)sym(h, "MPI_Query_thread");
     g.initialized = (initialized_fn)sym(h, "MPI_Initialized");
     g.finalize = (finalize_fn)sym(h, "MPI_Finalize");
     g.rank = (comm_int_fn)sym(h, "MPI_Comm_rank");
@@ -88,10 +92,22 @@ int dk_mpi_load(const char *path) {
 
 const char *dk_mpi_name(void) { return g.name; }
 
-int dk_mpi_init(void) {
-    int done = 0;
+// MPI_THREAD_SERIALIZED (2 in Open MPI and MPICH): calls may come from any thread, one at a time
+// — the training step all-reduces on a helper thread while the backward pass goes on.
+int dk_mpi_init(int *thread_level) {
+    int done = 0, provided = 0;
     if (g.initialized(&done) != 0) return -1;
-    return done ? 0 : g.init(NULL, NULL);
+    if (done) {
+        if (g.query_thread) g.query_thread(&provided);
+    } else if (g.init_thread) {
+        int rc = g.init_thread(NULL, NULL, 2, &provided);
+        if (rc != 0) return rc;
+    } else {
+        int rc = g.init(NULL, NULL);
+        if (rc != 0) return rc;
+    }
+    if (thread_level) *thread_level = provided;
+    return 0;
 }
 
 int dk_mpi_rank(void) { int r = -1; g.rank(g.world, &r); return r; }

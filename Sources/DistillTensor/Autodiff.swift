@@ -66,12 +66,26 @@ extension Tensor {
 /// Gradients of `output` with respect to each tensor in `wrt` (leaves or intermediate results).
 /// `seed` is the gradient flowing into `output`; by default ones (so a non-scalar output is
 /// treated as summed). A tensor that `output` does not depend on gets zeros.
-public func gradients(of output: Tensor, wrt: [Tensor], seed: Tensor? = nil) -> [Tensor] {
+///
+/// `onReady(i, g)` hears each `wrt[i]`'s gradient as soon as it is final — during the backward
+/// pass, in an order fixed by the graph (data-parallel training starts all-reducing it while the
+/// pass goes on); the ones `output` does not depend on are reported at the end, as zeros.
+public func gradients(of output: Tensor, wrt: [Tensor], seed: Tensor? = nil,
+                      onReady: ((Int, Tensor) -> Void)? = nil) -> [Tensor] {
     let seedGrad = seed ?? Tensor(ones: output.shape)
     precondition(seedGrad.shape == output.shape,
                  "gradients: seed shape \(seedGrad.shape) differs from output shape \(output.shape)")
-    guard let root = output.node else { return wrt.map { Tensor(zeros: $0.shape) } }
+    guard let root = output.node else {
+        let zeros = wrt.map { Tensor(zeros: $0.shape) }
+        for (i, z) in zeros.enumerated() { onReady?(i, z) }
+        return zeros
+    }
     let wanted = Set(wrt.compactMap { $0.node.map(ObjectIdentifier.init) })
+    // Positions in `wrt` of each node (a tensor may be asked for twice).
+    var positions: [ObjectIdentifier: [Int]] = [:]
+    if onReady != nil {
+        for (i, t) in wrt.enumerated() { if let n = t.node { positions[ObjectIdentifier(n), default: []].append(i) } }
+    }
 
     // Reverse topological order by an iterative depth-first search.
     var order: [Node] = []
@@ -101,7 +115,11 @@ public func gradients(of output: Tensor, wrt: [Tensor], seed: Tensor? = nil) -> 
         for node in order.reversed() {
             let id = ObjectIdentifier(node)
             guard let g = grads.removeValue(forKey: id) else { continue }
-            if wanted.contains(id) { result[id] = g }
+            if wanted.contains(id) {
+                // Every consumer of this node came earlier in the order: its gradient is final.
+                result[id] = g
+                if let onReady { for i in positions[id] ?? [] { onReady(i, g) } }
+            }
             if node.inputs.isEmpty { continue }
             let inputGrads = backward(node, g)
             for (input, ig) in zip(node.inputs, inputGrads) {
@@ -113,7 +131,11 @@ public func gradients(of output: Tensor, wrt: [Tensor], seed: Tensor? = nil) -> 
             }
         }
     }
-    return wrt.map { t in t.node.flatMap { result[ObjectIdentifier($0)] } ?? Tensor(zeros: t.shape) }
+    let out = wrt.map { t in t.node.flatMap { result[ObjectIdentifier($0)] } }
+    if let onReady {
+        for (i, g) in out.enumerated() where g == nil { onReady(i, Tensor(zeros: wrt[i].shape)) }
+    }
+    return zip(out, wrt).map { $0 ?? Tensor(zeros: $1.shape) }
 }
 
 /// The value of `f` at `inputs` and its gradient with respect to each input.

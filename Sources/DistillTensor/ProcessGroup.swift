@@ -26,10 +26,17 @@ public final class ProcessGroup: @unchecked Sendable {
     /// Rank 0 writes checkpoints, metrics and outputs, and prints.
     public var isMain: Bool { rank == 0 }
 
-    private init(rank: Int, size: Int, library: String) {
+    /// Whether MPI may be called from another thread than the one that initialised it (one
+    /// call at a time: MPI_THREAD_SERIALIZED or more), which `allReduceInBackground` needs.
+    public let callsFromAnyThread: Bool
+    /// The helper thread's queue for all-reduces that overlap other work.
+    private let background = DispatchQueue(label: "distill.mpi.allreduce")
+
+    private init(rank: Int, size: Int, library: String, callsFromAnyThread: Bool) {
         self.rank = rank
         self.size = size
         self.library = library
+        self.callsFromAnyThread = callsFromAnyThread
     }
 
     /// The job's size as the launcher tells it (Open MPI: OMPI_COMM_WORLD_SIZE; MPICH, Intel MPI
@@ -56,8 +63,10 @@ public final class ProcessGroup: @unchecked Sendable {
             }
             let path = ProcessInfo.processInfo.environment["DISTILL_MPI_LIBRARY"]
             guard dk_mpi_load(path) == 1 else { throw ProcessGroupError.noLibrary(launcher: variable) }
-            guard dk_mpi_init() == 0 else { throw ProcessGroupError.failed("MPI_Init failed (\(String(cString: dk_mpi_name())))") }
-            let group = ProcessGroup(rank: Int(dk_mpi_rank()), size: Int(dk_mpi_size()), library: String(cString: dk_mpi_name()))
+            var level: Int32 = 0
+            guard dk_mpi_init(&level) == 0 else { throw ProcessGroupError.failed("MPI_Init failed (\(String(cString: dk_mpi_name())))") }
+            let group = ProcessGroup(rank: Int(dk_mpi_rank()), size: Int(dk_mpi_size()), library: String(cString: dk_mpi_name()),
+                                     callsFromAnyThread: level >= 2)
             joined = .some(group)
             return group
         }
@@ -68,6 +77,33 @@ public final class ProcessGroup: @unchecked Sendable {
     public func allReduceSum(_ values: inout [Float]) throws {
         let rc = values.withUnsafeMutableBufferPointer { dk_mpi_allreduce_sum_f32($0.baseAddress, $0.count) }
         guard rc == 0 else { throw ProcessGroupError.failed("MPI_Allreduce failed (code \(rc))") }
+    }
+
+    /// A sum all-reduce run on a helper thread, in submission order; `wait` gives its result.
+    /// Other MPI calls must wait until every pending one has been waited for.
+    public final class PendingSum: @unchecked Sendable {
+        fileprivate var values: [Float]
+        fileprivate var code: Int32 = 0
+        fileprivate let done = DispatchSemaphore(value: 0)
+        fileprivate init(_ values: [Float]) { self.values = values }
+
+        public func wait() throws -> [Float] {
+            done.wait()
+            guard code == 0 else { throw ProcessGroupError.failed("MPI_Allreduce failed (code \(code))") }
+            return values
+        }
+    }
+
+    /// Starts summing `values` over all processes on the helper thread (or sums now when MPI
+    /// allows calls only from its first thread). Every process must submit the same sequence.
+    public func allReduceInBackground(_ values: [Float]) -> PendingSum {
+        let pending = PendingSum(values)
+        let work = {
+            pending.code = pending.values.withUnsafeMutableBufferPointer { dk_mpi_allreduce_sum_f32($0.baseAddress, $0.count) }
+            pending.done.signal()
+        }
+        if callsFromAnyThread { background.async(execute: work) } else { work() }
+        return pending
     }
 
     public func allReduceSum(_ values: inout [Double]) throws {

@@ -29,7 +29,9 @@ struct Train: ParsableCommand {
         let progress = RecipeProgress(every: logEvery, totalSteps: r.schedule.steps)
         try inProcessGroup { group in
             if let group, group.isMain {
-                progress.log("data-parallel over \(group.size) processes (\(group.library)); rank 0 writes the outputs")
+                progress.log("data-parallel over \(group.size) processes (\(group.library)); gradients all-reduced "
+                             + (group.callsFromAnyThread ? "while the backward pass runs" : "after the backward pass (the library allows MPI calls from one thread only)")
+                             + "; rank 0 writes the outputs")
             }
             try RecipeRunner.run(recipe: r, resume: resume, processGroup: group,
                                  onEvent: group?.isMain ?? true ? progress.handle : { _ in })

@@ -9,6 +9,23 @@ final class AutodiffTests: XCTestCase {
         assertValues(g, [-2, 1, 5, 7])
     }
 
+    /// `onReady` hears each gradient once, as soon as it is final (a layer's weight before the
+    /// earlier layer's, since the backward pass reaches it first), with the values returned; a
+    /// tensor the output does not depend on is reported as zeros at the end.
+    func testGradientsReportedWhenFinal() {
+        let w1 = Tensor([0.5, -1, 2, 0.25], shape: [2, 2]).requiringGrad()
+        let w2 = Tensor([1, 2, -0.5, 3], shape: [2, 2]).requiringGrad()
+        let unused = Tensor([1, 1]).requiringGrad()
+        let x = Tensor([1, 2, 3, 4], shape: [2, 2])
+        let y = (x.matmul(w1).tanh().matmul(w2)).square().sum()
+        var heard: [(Int, [Float])] = []
+        let grads = gradients(of: y, wrt: [w1, w2, unused, w1]) { i, g in heard.append((i, g.scalars)) }
+        XCTAssertEqual(heard.map(\.0), [1, 0, 3, 2])
+        for (i, values) in heard { XCTAssertEqual(values, grads[i].scalars, "\(i)") }
+        XCTAssertEqual(heard.last?.1, [0, 0])
+        XCTAssertEqual(grads[0].scalars, gradients(of: y, wrt: [w1])[0].scalars)
+    }
+
     func testSquarePlusFiveX() {
         // y = x² + 5x  =>  dy/dx = 2x + 5
         let g = gradient(at: Tensor([1, -2])) { ($0.square() + 5 * $0).sum() }

@@ -149,8 +149,9 @@ void dk_pool_set_spin(long checks);
 int dk_mpi_load(const char *path);
 /// The library's path as opened.
 const char *dk_mpi_name(void);
-/// MPI_Init unless already initialised; 0 on success. Only after dk_mpi_load returned 1.
-int dk_mpi_init(void);
+/// MPI_Init_thread (asking for MPI_THREAD_SERIALIZED) unless already initialised; 0 on success,
+/// the thread level provided in *thread_level. Only after dk_mpi_load returned 1.
+int dk_mpi_init(int *thread_level);
 /// This process's rank in MPI_COMM_WORLD, and its size.
 int dk_mpi_rank(void);
 int dk_mpi_size(void);

@@ -301,40 +301,6 @@ public final class Trainer {
     /// Whether this process writes checkpoints (rank 0 of a job, or a single process).
     var writesCheckpoints: Bool { configuration.processGroup?.isMain ?? true }
 
-    /// Sums the micro-batch gradients (and the loss sums and token count) over the job's
-    /// processes and divides by the step's micro-batch count, as `GradientAccumulator.average`
-    /// does in one process. Gradients travel in buckets of at most 4M values, in parameter order.
-    func allReduce(_ acc: GradientAccumulator, sums: inout [Float], tokens: inout Int, over group: ProcessGroup) throws -> Gradients {
-        guard let local = acc.sum else { throw TrainerError.invalidConfiguration("rank \(group.rank) ran no micro-batch") }
-        var out: [Tensor] = []
-        var bucket: [Float] = [], pending: [Tensor] = []
-        let scale = 1 / Float(configuration.accumulationSteps)
-        func flush() throws {
-            guard !pending.isEmpty else { return }
-            try group.allReduceSum(&bucket)
-            var at = 0
-            for t in pending {
-                out.append(Tensor(Array(bucket[at..<(at + t.count)]), shape: t.shape) * scale)
-                at += t.count
-            }
-            bucket.removeAll(keepingCapacity: true)
-            pending.removeAll()
-        }
-        try withoutGradients {
-            for t in local.tensors {
-                if bucket.count + t.count > 4 << 20 { try flush() }
-                bucket += t.scalars
-                pending.append(t)
-            }
-            try flush()
-        }
-        var totals = sums.map(Double.init) + [Double(tokens)]
-        try group.allReduceSum(&totals)
-        sums = totals.dropLast().map(Float.init)
-        tokens = Int(totals.last!)
-        return Gradients(names: local.names, tensors: out)
-    }
-
     /// Throws when step plan `p` asks for something the trainer was not given.
     func check(_ p: StepPlan) throws {
         if p.soft != 0 && teacher == nil {
@@ -390,7 +356,9 @@ public final class Trainer {
         var sums = [Float](repeating: 0, count: 6)      // total, soft, hard, feature, attention, adversarial
         var tokens = 0
         let group = c.processGroup
-        for a in 0..<Swift.max(1, c.accumulationSteps) {
+        let micro = Swift.max(1, c.accumulationSteps)
+        var reduced: [Tensor]?
+        for a in 0..<micro {
             var rows = nextMicroBatchRows(), rowPlan = p
             // Every process draws every micro-batch (the data position stays the same everywhere)
             // and computes its own share.
@@ -401,11 +369,19 @@ public final class Trainer {
             let parts: LossParts, g: [Tensor]
             if let adv = c.adversarial {
                 (parts, g, _) = try adversarialGradients(batch, plan: rowPlan, parameters: params.map { $0.parameter.value }, adv)
+            } else if let group, a + group.size >= micro {
+                // This process's last micro-batch of the step: the sums start travelling while
+                // the backward pass goes on.
+                parts = try loss(batch, plan: rowPlan)
+                let overlap = OverlappedGradientSum(group: group, prior: acc.sum, shapes: params.map { $0.parameter.value.shape })
+                _ = gradients(of: parts.total, wrt: params.map { $0.parameter.value }, onReady: overlap.ready)
+                reduced = try overlap.finish()
+                g = []
             } else {
                 parts = try loss(batch, plan: rowPlan)
                 g = gradients(of: parts.total, wrt: params.map { $0.parameter.value })
             }
-            acc.add(Gradients(names: params.map(\.name), tensors: g))
+            if reduced == nil { acc.add(Gradients(names: params.map(\.name), tensors: g)) }
             sums[0] += parts.total.item
             sums[1] += parts.soft ?? 0
             sums[2] += parts.hard ?? 0
@@ -414,7 +390,14 @@ public final class Trainer {
             sums[5] += parts.adversarial ?? 0
         }
         let n = Float(Swift.max(1, c.accumulationSteps))
-        var grads = try group.map { try allReduce(acc, sums: &sums, tokens: &tokens, over: $0) } ?? acc.average()!
+        var grads: Gradients
+        if let group {
+            let summed = try reduced ?? GradientReduction.sum(acc, over: group)
+            grads = GradientReduction.mean(summed, names: params.map(\.name), microBatches: micro)
+            try GradientReduction.sum(&sums, tokens: &tokens, over: group)
+        } else {
+            grads = acc.average()!
+        }
         let norm = clipGradientNorm(&grads, maxNorm: c.maxGradNorm ?? .infinity)
         let lossValue = sums[0] / n
         guard lossValue.isFinite, norm.isFinite else {

@@ -160,6 +160,17 @@ final class DataParallelTests: XCTestCase {
         assertClose(Self.weightBytes(alone), expected)
     }
 
+    /// Buckets follow the parameters from the last to the first, at most 4M values each (one
+    /// larger parameter alone).
+    func testGradientBuckets() {
+        let m = 1 << 20
+        XCTAssertEqual(GradientReduction.buckets([1, 2, 3]).members, [[2, 1, 0]])
+        XCTAssertEqual(GradientReduction.buckets([m, m, m, m, m]).members, [[4, 3, 2, 1], [0]])
+        let b = GradientReduction.buckets([3 * m, 2 * m, 3 * m, 5 * m])
+        XCTAssertEqual(b.members, [[3], [2], [1], [0]])
+        XCTAssertEqual(b.of, [3, 2, 1, 0])
+    }
+
     static let cacheSequences = TinyCorpus.sequences(11, seed: 4).map(\.ids)
     static let cacheHeader = LogitCacheHeader(dataHash: 1, vocabularySize: 16, tokenizerVocabularySize: 16, k: 5, temperature: 2,
                                               maxLength: 0, chunkSequences: 3, fingerprint: "dp")
