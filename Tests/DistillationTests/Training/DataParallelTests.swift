@@ -160,6 +160,53 @@ final class DataParallelTests: XCTestCase {
         assertClose(Self.weightBytes(alone), expected)
     }
 
+    /// The command line end to end: `mpirun -np 2 distill train` (KD from demo/teacher into a
+    /// derived student) writes the same student as `distill train` in one process, and only rank 0
+    /// writes (one metrics line per step, the checkpoints once).
+    func testDistillTrainUnderMPIRunEqualsOneProcess() throws {
+        guard let mpirun = Self.mpirun() else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        guard Self.canLaunch else { throw XCTSkip("mpirun cannot start a 2-process job of /bin/true here") }
+        let distill = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("distill")
+        guard FileManager.default.isExecutableFile(atPath: distill.path) else { throw XCTSkip("no distill executable beside the tests") }
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = try TrainerTests.tempDir(self)
+        try (0..<12).map { #"{"messages": [{"role": "user", "content": "What is \#($0) plus \#($0 + 3)?"}, {"role": "assistant", "content": "It is \#(2 * $0 + 3)."}]}"# }
+            .joined(separator: "\n").write(to: dir.appendingPathComponent("data.jsonl"), atomically: true, encoding: .utf8)
+        try """
+            teacher: {path: \(repo.appendingPathComponent("demo/teacher").path)}
+            student: {derive: {layers: 2, hidden: 128, heads: 4, kv_heads: 2, intermediate: 192}}
+            data: {train: \(dir.appendingPathComponent("data.jsonl").path), max_length: 64, chat_template: true}
+            loss: {kind: kd, alpha: 0.5, temperature: 2}
+            schedule: {steps: 6, batch_size: 2, grad_accum: 2, lr: 1.0e-3, warmup: 0, decay: constant, checkpoint_every: 3}
+            output: {dir: placeholder}
+            seed: 4
+            """.write(to: dir.appendingPathComponent("kd.yaml"), atomically: true, encoding: .utf8)
+        func run(_ exe: URL, _ args: [String], out: String) throws {
+            let p = Process()
+            p.executableURL = exe
+            p.arguments = args + [distill.path, "train", dir.appendingPathComponent("kd.yaml").path, "--out", dir.appendingPathComponent(out).path]
+            var env = ProcessInfo.processInfo.environment
+            env["DISTILL_BLAS"] = "off"
+            env["DISTILL_THREADS"] = "1"
+            p.environment = env
+            let log = dir.appendingPathComponent("\(out).log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            p.standardOutput = try FileHandle(forWritingTo: log)
+            p.standardError = p.standardOutput
+            try p.run()
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+        }
+        try run(URL(fileURLWithPath: "/usr/bin/env"), [], out: "one")
+        try run(URL(fileURLWithPath: mpirun), Self.mpirunOptions + ["-np", "2", "-x", "DISTILL_BLAS=off", "-x", "DISTILL_THREADS=1"], out: "two")
+        let one = try Data(contentsOf: dir.appendingPathComponent("one/model.safetensors"))
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("two/model.safetensors")), one)
+        let metrics = try String(contentsOf: dir.appendingPathComponent("two/metrics.jsonl"), encoding: .utf8)
+        XCTAssertEqual(metrics.split(separator: "\n").count, 6)
+        XCTAssertEqual(Checkpoint.list(in: dir.appendingPathComponent("two/checkpoints")).map(\.step), [3, 6])
+        XCTAssertTrue(try String(contentsOf: dir.appendingPathComponent("two.log"), encoding: .utf8).contains("data-parallel over 2 processes"))
+    }
+
     /// Buckets follow the parameters from the last to the first, at most 4M values each (one
     /// larger parameter alone).
     func testGradientBuckets() {
