@@ -343,9 +343,60 @@ final class TracePipelineKillTests: XCTestCase {
     }
 }
 
+/// `kill -9` at random instants: the parent kills a child running the pipeline (a slow teacher,
+/// 3 prompts in flight) three times, 60–450 ms after each start — while requests are in flight,
+/// while a prompt's transaction is written, or while the output is exported — then finishes the
+/// run itself; the files equal an uninterrupted run's.
+final class TracePipelineRandomKillTests: XCTestCase {
+    func testKilledAtRandomInstantsEqualsUninterruptedRun() throws {
+        let executable = try childTestExecutable()
+        let root = try traceTestDirectory(self)
+        let whole = root.appendingPathComponent("whole"), killed = root.appendingPathComponent("killed")
+        for d in [whole, killed] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
+        try tracesBlocking { try await TracePipeline(TracePipelineFixture.configuration(dir: whole, teacher: FakeTraceTeacher())).run() }
+        let expected = try TracePipelineFixture.files(whole)
+        var instants: [Int] = [], done: [Int] = []
+        let config = TracePipelineFixture.configuration(dir: killed, teacher: FakeTraceTeacher())
+        for _ in 0..<3 {
+            let child = Process()
+            child.executableURL = executable
+            child.arguments = ["DistillDataTests.TracePipelineKillChildTests/testSlowChild"]
+            var env = ProcessInfo.processInfo.environment
+            env[TracePipelineKillChildTests.variable] = killed.path
+            child.environment = env
+            child.standardOutput = FileHandle.nullDevice
+            child.standardError = FileHandle.nullDevice
+            try child.run()
+            let wait = Int.random(in: 60...450)
+            let deadline = Date().addingTimeInterval(Double(wait) / 1000)
+            while child.isRunning && Date() < deadline { usleep(1000) }
+            guard child.isRunning else { break }
+            kill(child.processIdentifier, SIGKILL)
+            child.waitUntilExit()
+            instants.append(wait)
+            if FileManager.default.fileExists(atPath: config.storePath) {
+                done.append((try? GenerationStore(path: config.storePath, settings: TracePipeline(config).settings).counts().done) ?? -1)
+            }
+        }
+        XCTAssertFalse(instants.isEmpty, "the first child finished before it could be killed")
+        _ = try tracesBlocking { try await TracePipeline(config).run() }
+        let got = try TracePipelineFixture.files(killed)
+        XCTAssertEqual(got.jsonl, expected.jsonl, "killed at \(instants) ms with \(done) prompts done")
+        XCTAssertEqual(got.stats, expected.stats, "killed at \(instants) ms with \(done) prompts done")
+    }
+}
+
 /// Does its work only when run as the child of `TracePipelineKillTests`.
 final class TracePipelineKillChildTests: XCTestCase {
     static let variable = "DISTILL_TRACES_KILL_CHILD_DIR"
+
+    /// The pipeline with a slow teacher (40 ms a request), run to its end unless killed.
+    func testSlowChild() throws {
+        guard let path = ProcessInfo.processInfo.environment[Self.variable] else { return }
+        let config = TracePipelineFixture.configuration(dir: URL(fileURLWithPath: path), teacher: FakeTraceTeacher(delayNanoseconds: 40_000_000),
+                                                        concurrency: 3)
+        _ = try tracesBlocking { try await TracePipeline(config).run() }
+    }
 
     func testChild() throws {
         guard let path = ProcessInfo.processInfo.environment[Self.variable] else { return }
