@@ -344,7 +344,7 @@ final class TracePipelineKillTests: XCTestCase {
 }
 
 /// `kill -9` at random instants: the parent kills a child running the pipeline (a slow teacher,
-/// 3 prompts in flight) three times, 60–450 ms after each start — while requests are in flight,
+/// 3 prompts in flight) three times, 60–600 ms after each start — while requests are in flight,
 /// while a prompt's transaction is written, or while the output is exported — then finishes the
 /// run itself; the files equal an uninterrupted run's.
 final class TracePipelineRandomKillTests: XCTestCase {
@@ -367,7 +367,7 @@ final class TracePipelineRandomKillTests: XCTestCase {
             child.standardOutput = FileHandle.nullDevice
             child.standardError = FileHandle.nullDevice
             try child.run()
-            let wait = Int.random(in: 60...450)
+            let wait = Int.random(in: 60...600)
             let deadline = Date().addingTimeInterval(Double(wait) / 1000)
             while child.isRunning && Date() < deadline { usleep(1000) }
             guard child.isRunning else { break }
@@ -383,6 +383,7 @@ final class TracePipelineRandomKillTests: XCTestCase {
         let got = try TracePipelineFixture.files(killed)
         XCTAssertEqual(got.jsonl, expected.jsonl, "killed at \(instants) ms with \(done) prompts done")
         XCTAssertEqual(got.stats, expected.stats, "killed at \(instants) ms with \(done) prompts done")
+        print("traces killed at \(instants) ms with \(done) prompts done")
     }
 }
 
@@ -390,10 +391,10 @@ final class TracePipelineRandomKillTests: XCTestCase {
 final class TracePipelineKillChildTests: XCTestCase {
     static let variable = "DISTILL_TRACES_KILL_CHILD_DIR"
 
-    /// The pipeline with a slow teacher (40 ms a request), run to its end unless killed.
+    /// The pipeline with a slow teacher (200 ms a request, about 0.8 s in all), run to its end unless killed.
     func testSlowChild() throws {
         guard let path = ProcessInfo.processInfo.environment[Self.variable] else { return }
-        let config = TracePipelineFixture.configuration(dir: URL(fileURLWithPath: path), teacher: FakeTraceTeacher(delayNanoseconds: 40_000_000),
+        let config = TracePipelineFixture.configuration(dir: URL(fileURLWithPath: path), teacher: FakeTraceTeacher(delayNanoseconds: 200_000_000),
                                                         concurrency: 3)
         _ = try tracesBlocking { try await TracePipeline(config).run() }
     }
