@@ -34,22 +34,22 @@ struct CacheLogits: ParsableCommand {
             let start = Date()
             var tokens = 0
             try inProcessGroup { group in
-            let main = group?.isMain ?? true
-            try writer.run(teacher: LocalTeacher(model: m), sequences: sequences, processGroup: group) { event in
-                guard main else { return }
-                switch event {
-                case let .started(cached, total):
-                    print(cached > 0 ? "resuming after \(cached) of \(total) sequences" : "caching \(total) sequences")
-                case let .sequence(index, total, n):
-                    tokens += n
-                    let rate = Double(tokens) / max(Date().timeIntervalSince(start), 1e-9)
-                    print(String(format: "\r[%d/%d] %d tokens, %.0f tokens/s", index + 1, total, tokens, rate), terminator: "")
-                    fflush(stdout)
-                case .committed: break
-                case let .finished(total):
-                    print("\ndone: \(total) sequences in \(out)" + (group.map { " (\($0.size) processes)" } ?? ""))
+                let main = group?.isMain ?? true
+                try writer.run(teacher: LocalTeacher(model: m), sequences: sequences, processGroup: group) { event in
+                    guard main else { return }
+                    switch event {
+                    case let .started(cached, total):
+                        print(cached > 0 ? "resuming after \(cached) of \(total) sequences" : "caching \(total) sequences")
+                    case let .sequence(index, total, n):
+                        tokens += n
+                        let rate = Double(tokens) / max(Date().timeIntervalSince(start), 1e-9)
+                        print(String(format: "\r[%d/%d] %d tokens, %.0f tokens/s", index + 1, total, tokens, rate), terminator: "")
+                        fflush(stdout)
+                    case .committed: break
+                    case let .finished(total):
+                        print("\ndone: \(total) sequences in \(out)" + (group.map { " (\($0.size) processes)" } ?? ""))
+                    }
                 }
-            }
             }
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
     }
