@@ -116,31 +116,26 @@ int dk_mpi_size(void) { int s = 0; g.size(g.world, &s); return s; }
 // MPI counts are ints: large buffers go in pieces of 2^30 elements.
 static const long piece = 1L << 30;
 
-int dk_mpi_allreduce_sum_f32(float *buffer, long count) {
+// The collective over `count` elements of `size` bytes, a piece at a time; 0 or the first error.
+static int in_pieces(char *buffer, long count, size_t size, int (*one)(char *, int)) {
     for (long at = 0; at < count; at += piece) {
-        int n = (int)(count - at < piece ? count - at : piece);
-        int rc = g.allreduce(g.in_place, buffer + at, n, g.f32, g.sum, g.world);
+        int rc = one(buffer + at * (long)size, (int)(count - at < piece ? count - at : piece));
         if (rc != 0) return rc;
     }
     return 0;
 }
 
-int dk_mpi_allreduce_sum_f64(double *buffer, long count) {
-    for (long at = 0; at < count; at += piece) {
-        int n = (int)(count - at < piece ? count - at : piece);
-        int rc = g.allreduce(g.in_place, buffer + at, n, g.f64, g.sum, g.world);
-        if (rc != 0) return rc;
-    }
-    return 0;
-}
+static int sum_f32(char *p, int n) { return g.allreduce(g.in_place, p, n, g.f32, g.sum, g.world); }
+static int sum_f64(char *p, int n) { return g.allreduce(g.in_place, p, n, g.f64, g.sum, g.world); }
+static int bcast_root;
+static int bcast_bytes(char *p, int n) { return g.bcast(p, n, g.byte, bcast_root, g.world); }
+
+int dk_mpi_allreduce_sum_f32(float *buffer, long count) { return in_pieces((char *)buffer, count, sizeof(float), sum_f32); }
+int dk_mpi_allreduce_sum_f64(double *buffer, long count) { return in_pieces((char *)buffer, count, sizeof(double), sum_f64); }
 
 int dk_mpi_bcast_bytes(void *buffer, long count, int root) {
-    for (long at = 0; at < count; at += piece) {
-        int n = (int)(count - at < piece ? count - at : piece);
-        int rc = g.bcast((char *)buffer + at, n, g.byte, root, g.world);
-        if (rc != 0) return rc;
-    }
-    return 0;
+    bcast_root = root;
+    return in_pieces((char *)buffer, count, 1, bcast_bytes);
 }
 
 int dk_mpi_barrier(void) { return g.barrier(g.world); }

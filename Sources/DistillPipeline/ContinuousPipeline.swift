@@ -348,18 +348,7 @@ public final class ContinuousPipeline {
     }
 
     /// FNV-1a 64 of the bytes, the first 8 hex digits.
-    static func hash(_ data: Data) -> String {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in data {
-            h ^= UInt64(b)
-            h = h &* 0x0000_0100_0000_01B3
-        }
-        return String(String(h, radix: 16).leftPadded(to: 16).prefix(8))
-    }
-}
-
-extension String {
-    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+    static func hash(_ data: Data) -> String { String(FNV1a64.hex(FNV1a64.hash(data)).prefix(8)) }
 }
 
 extension ModelVersions {

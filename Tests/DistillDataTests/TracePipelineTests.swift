@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import DistillData
+import DistillTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -367,12 +368,7 @@ final class TracePipelineRandomKillTests: XCTestCase {
             child.standardOutput = FileHandle.nullDevice
             child.standardError = FileHandle.nullDevice
             try child.run()
-            let wait = Int.random(in: 60...600)
-            let deadline = Date().addingTimeInterval(Double(wait) / 1000)
-            while child.isRunning && Date() < deadline { usleep(1000) }
-            guard child.isRunning else { break }
-            kill(child.processIdentifier, SIGKILL)
-            child.waitUntilExit()
+            guard let wait = killAtRandomInstant(child, within: 60...600) else { break }
             instants.append(wait)
             if FileManager.default.fileExists(atPath: config.storePath) {
                 done.append((try? GenerationStore(path: config.storePath, settings: TracePipeline(config).settings).counts().done) ?? -1)

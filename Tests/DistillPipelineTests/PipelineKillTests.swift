@@ -154,13 +154,7 @@ final class PipelineKillTests: XCTestCase {
         var instants: [Int] = [], stages: [String] = []
         let batch = try ContinuousPipeline(configuration: try world.configuration()).inboxBatches()[0].id
         for _ in 0..<3 {
-            let p = try child(world, mode: "random")
-            let wait = Int.random(in: 50...900)
-            let deadline = Date().addingTimeInterval(Double(wait) / 1000)
-            while p.isRunning && Date() < deadline { usleep(1000) }
-            guard p.isRunning else { break }
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            guard let wait = killAtRandomInstant(try child(world, mode: "random"), within: 50...900) else { break }
             instants.append(wait)
             stages.append(try ContinuousPipeline(configuration: try world.configuration()).state(batch)?.stage.rawValue ?? "none")
         }

@@ -1,6 +1,7 @@
 import DistillData
 import DistillModels
 import DistillServer
+import DistillTensor
 import Foundation
 import HummingbirdTesting
 import NIOCore
@@ -44,7 +45,7 @@ final class PipelineTests: XCTestCase {
         let watching = Task { await watcher.watch(student, interval: 0.05) { _ in } }
 
         // 32 streaming clients, each sending requests one after another until told to stop.
-        let stop = ManagedAtomicFlag()
+        let stop = LockedBox(false)
         let clients = Task { () -> [ClientTally] in
             try await withThrowingTaskGroup(of: ClientTally.self) { group in
                 for c in 0..<32 {
@@ -63,7 +64,7 @@ final class PipelineTests: XCTestCase {
         let deadline = Date().addingTimeInterval(20)
         while student.swapCount == 0 && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
         try await Task.sleep(nanoseconds: 500_000_000)
-        stop.set()
+        stop.value = true
         let tallies = try await clients.value
         watching.cancel()
         await served.shutdown()
@@ -136,13 +137,13 @@ final class PipelineTests: XCTestCase {
     }
 
     /// Streams chat completions until `stop`; every reply must be 200, end with [DONE] and hold no error.
-    static func streamUntilStopped(port: Int, client c: Int, stop: ManagedAtomicFlag,
+    static func streamUntilStopped(port: Int, client c: Int, stop: LockedBox<Bool>,
                                    swapped: @escaping @Sendable () -> Bool) async throws -> ClientTally {
         let client = TestClient(host: "127.0.0.1", port: port)
         client.connect()
         var tally = ClientTally()
         var i = 0
-        while !stop.isSet || tally.completed == 0 {
+        while !stop.value || tally.completed == 0 {
             let body = #"{"messages": [{"role": "user", "content": "client \#(c) request \#(i)"}], "max_tokens": 16, "temperature": 0, "stream": true}"#
             i += 1
             let afterSwap = swapped()
@@ -163,12 +164,4 @@ final class PipelineTests: XCTestCase {
         try await client.shutdown()
         return tally
     }
-}
-
-/// A flag set once, read from many tasks.
-final class ManagedAtomicFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
 }

@@ -74,13 +74,8 @@ final class TrainerKillTests: XCTestCase {
             child.standardOutput = FileHandle.nullDevice
             child.standardError = FileHandle.nullDevice
             try child.run()
-            let wait = Int.random(in: ms)
+            guard let wait = killAtRandomInstant(child, within: ms) else { break }
             instants.append(wait)
-            let deadline = Date().addingTimeInterval(Double(wait) / 1000)
-            while child.isRunning && Date() < deadline { usleep(1000) }
-            guard child.isRunning else { break }
-            kill(child.processIdentifier, SIGKILL)
-            child.waitUntilExit()
             XCTAssertEqual(child.terminationReason, .uncaughtSignal)
         }
         return instants
