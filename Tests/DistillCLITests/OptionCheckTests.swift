@@ -183,6 +183,9 @@ final class OptionCheckTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: empty) }
         assertFails(["serve", "--watch", empty.path, "--port", "0"], mentioning: [empty.path + "/current", "no version to serve"])
         assertFails(["bench", "serve", "--model", "m.gguf", "--stagger-ms=-1"], mentioning: ["--stagger-ms must be at least 0"])
+        assertFails(["bench", "allreduce", "--sizes-mb", "1,0"], mentioning: ["--sizes-mb must be positive numbers"])
+        assertFails(["bench", "allreduce", "--iterations", "0"], mentioning: ["--iterations must be at least 1"])
+        assertFails(["bench", "allreduce"], mentioning: ["run it under an MPI launcher", "mpirun -np 2"])
         assertFails(["bench", "soak", "--model", "m.gguf", "--clients", "0"], mentioning: ["--clients must be at least 1"])
         assertFails(["bench", "soak", "--model", "m.gguf", "--seconds", "0"], mentioning: ["--seconds must be positive"])
         assertFails(["bench", "soak", "--model", "m.gguf", "--max-batch", "0"], mentioning: ["--max-batch must be at least 1"])
