@@ -11,8 +11,19 @@ typedef float v8f __attribute__((vector_size(32), aligned(4)));
 
 enum { KC = 256, MC = 96, NC = 2048 };
 
-static inline float opA(int t, const float *A, long lda, long i, long k) {
-    return t ? A[k * lda + i] : A[i * lda + k];
+// One full sliver of MR rows of A (not transposed): d[k*MR + r] = src[r*lda + k]. MR is a
+// constant at each call, so the row loop unrolls into MR loads and stores per k.
+static inline __attribute__((always_inline)) void packA_rows(const float *src, long lda, long kc, int MR,
+                                                             float *d) {
+    for (long k = 0; k < kc; k++)
+        for (int r = 0; r < MR; r++) d[k * MR + r] = src[r * lda + k];
+}
+
+// kc runs of W contiguous floats, src[k*ld ..< k*ld + W] to d[k*W ..< (k+1)*W]. W is a constant
+// at each call: the copy is inlined (a memcpy call per few floats costs more than the copy).
+static inline __attribute__((always_inline)) void copy_rows(const float *src, long ld, long kc, int W, float *d) {
+    for (long k = 0; k < kc; k++)
+        for (int c = 0; c < W; c++) d[k * W + c] = src[k * ld + c];
 }
 
 // Pack rows [i0, i0+mc) x cols [k0, k0+kc) of op(A) into slivers of MR rows: sliver s holds
@@ -21,11 +32,27 @@ static void packA(int transA, const float *A, long lda, long i0, long mc, long k
                   int MR, float *dst) {
     for (long s = 0; s < mc; s += MR) {
         long rows = mc - s < MR ? mc - s : MR;
+        float *d = dst + s * kc;
+        if (transA) {
+            // op(A)(i, k) = A[k*lda + i]: each k's rows are contiguous.
+            const float *src = A + k0 * lda + i0 + s;
+            // (A memcpy call per MR floats costs more than the copy: the loops are inlined.)
+            if (rows == MR && MR == 6) { copy_rows(src, lda, kc, 6, d); continue; }
+            if (rows == MR && MR == 4) { copy_rows(src, lda, kc, 4, d); continue; }
+            for (long k = 0; k < kc; k++) {
+                long r = 0;
+                for (; r < rows; r++) d[k * MR + r] = src[k * lda + r];
+                for (; r < MR; r++) d[k * MR + r] = 0;
+            }
+            continue;
+        }
+        const float *src = A + (i0 + s) * lda + k0;
+        if (rows == MR && MR == 6) { packA_rows(src, lda, kc, 6, d); continue; }
+        if (rows == MR && MR == 4) { packA_rows(src, lda, kc, 4, d); continue; }
         for (long k = 0; k < kc; k++) {
-            float *d = dst + s * kc + k * MR;
             long r = 0;
-            for (; r < rows; r++) d[r] = opA(transA, A, lda, i0 + s + r, k0 + k);
-            for (; r < MR; r++) d[r] = 0;
+            for (; r < rows; r++) d[k * MR + r] = src[r * lda + k];
+            for (; r < MR; r++) d[k * MR + r] = 0;
         }
     }
 }

@@ -126,3 +126,7 @@ int dk_pool_run(long chunks, dk_chunk_fn fn, void *ctx) {
 }
 
 void dk_pool_set_spin(long checks) { pool.spin = checks < 0 ? 0 : checks; }
+
+static _Thread_local long thread_limit = 0;
+void dk_thread_limit_set(long n) { thread_limit = n < 0 ? 0 : n; }
+long dk_thread_limit(void) { return thread_limit; }

@@ -117,7 +117,8 @@ public enum DemoModels {
 ///    problems: self-consistency).
 /// 3. Two students of the same shape (25% of the teacher: all 4 layers, each pruned to its most
 ///    important key/value group of heads and 47 of 384 MLP neurons, see `StudentDerivation`)
-///    train for the same steps from the same initialisation: the baseline on the labeled
+///    train for the same steps from the same initialisation, side by side (each on half of the
+///    cores, `sideBySide`): the baseline on the labeled
 ///    problems' ground-truth solutions, the distilled one on the kept traces with the teacher's
 ///    soft targets (0.5·KL(τ=2)·τ² + 0.5·cross-entropy on the assistant tokens; the teacher's
 ///    logits per trace computed once, `MemoizedTeacher`), optionally with hidden-state matching
@@ -147,7 +148,7 @@ public enum ReasoningDemo {
         public var studentKVHeads: Int? = 1
         /// Teacher layers the students copy (nil: the uniform pick, first and last).
         public var studentLayerMap: [Int]?
-        public var studentSteps = 2500
+        public var studentSteps = 4000
         public var batchSize = 16
         public var learningRate: Float = 2e-3
         public var alpha: Float = 0.5
@@ -237,11 +238,11 @@ public enum ReasoningDemo {
         }
         // 1–2. Traces from the teacher, rejection-sampled. Requests go out concurrently (the local
         // client batches them, as a server would); answers are taken in problem order.
-        let client = try LocalTeacherClient(model: teacher, name: "demo-teacher", maxBatch: 64)
+        let client = try LocalTeacherClient(model: teacher, name: "demo-teacher", maxBatch: 128)
         let sampler = RejectionSampler(verifier: MathVerifier(), keepPolicy: .allCorrect, consensus: Consensus(minVotes: 2))
         var stats = SamplingStatistics()
         var kept: [ChatRecord] = []
-        let inFlight = max(1, 64 / o.samplesPerPrompt)
+        let inFlight = max(1, 128 / o.samplesPerPrompt)
         var responses = [TeacherResponse?](repeating: nil, count: tracePrompts.count)
         try await withThrowingTaskGroup(of: (Int, TeacherResponse).self) { group in
             var next = 0, done = 0
@@ -276,8 +277,7 @@ public enum ReasoningDemo {
         let traces = try DemoModels.sequences(kept.map { r in (r.messages.first { $0.role == "user" }!.content,
                                                                r.messages.last!.content) }, model: teacher)
         guard !traces.isEmpty else { throw TrainerError.invalidConfiguration("the teacher's traces were all rejected") }
-        func trainStudent(_ name: String, data: [TokenSequence], teacher t: TransformerLM?) throws -> PretrainedModel {
-            let s = try StudentDerivation.derive(from: teacher, options: shape, path: out.appendingPathComponent(name).path).model
+        func trainStudent(_ s: PretrainedModel, _ name: String, data: [TokenSequence], teacher t: TransformerLM?) throws -> PretrainedModel {
             var c = TrainerConfiguration(totalSteps: o.studentSteps, batchSize: o.batchSize, layout: .padToLongest(padId: 256),
                                          order: .shuffled(seed: o.seed),
                                          learningRate: .warmupCosine(peak: o.learningRate, warmup: 20, total: o.studentSteps, floor: 1e-4),
@@ -312,8 +312,15 @@ public enum ReasoningDemo {
             try s.saveDirectory(s.path)
             return s
         }
-        let baseline = try trainStudent("baseline_student", data: truth, teacher: nil)
-        let distilled = try trainStudent("distilled_student", data: traces, teacher: teacher.lm)
+        // Both derived first (reading the teacher's weights), then trained side by side, each on
+        // half of the cores: at this size a second job gains more than a second thread does.
+        let baselineInit = try StudentDerivation.derive(from: teacher, options: shape,
+                                                        path: out.appendingPathComponent("baseline_student").path).model
+        let distilledInit = try StudentDerivation.derive(from: teacher, options: shape,
+                                                         path: out.appendingPathComponent("distilled_student").path).model
+        let (baseline, distilled) = try sideBySide(
+            { try trainStudent(baselineInit, "baseline_student", data: truth, teacher: nil) },
+            { try trainStudent(distilledInit, "distilled_student", data: traces, teacher: teacher.lm) })
 
         // 4. Held-out evaluation.
         func evaluate(_ m: PretrainedModel, _ name: String) throws -> ModelResult {

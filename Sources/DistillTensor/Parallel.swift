@@ -4,12 +4,36 @@ import Foundation
 import Glibc
 #endif
 
-/// Thread count for kernels: `DISTILL_THREADS` or the number of active processors.
+/// Thread count for kernels: `DISTILL_THREADS` or the number of active processors, or fewer
+/// on a thread running inside `limited(to:)`.
 public enum Threads {
-    nonisolated(unsafe) public static var count: Int = {
+    nonisolated(unsafe) private static var processCount: Int = {
         if let s = ProcessInfo.processInfo.environment["DISTILL_THREADS"], let n = Int(s), n > 0 { return n }
         return ProcessInfo.processInfo.activeProcessorCount
     }()
+
+    /// The threads a kernel started on this thread may use. Setting it sets the process's count.
+    public static var count: Int {
+        get {
+            let limit = dk_thread_limit()
+            return limit > 0 ? Swift.min(limit, processCount) : processCount
+        }
+        set { processCount = newValue }
+    }
+
+    /// Whether this thread runs inside `limited(to:)`.
+    public static var isLimited: Bool { dk_thread_limit() > 0 }
+
+    /// Runs `body` with the kernels it starts on this thread using at most `n` threads (and the
+    /// built-in GEMM instead of a BLAS, whose own threads would not keep to the share): for
+    /// independent jobs run side by side on threads of their own, each on its share of the
+    /// cores. Small models' kernels gain less from a second thread than a second job does.
+    public static func limited<R>(to n: Int, _ body: () throws -> R) rethrows -> R {
+        let saved = dk_thread_limit()
+        dk_thread_limit_set(Swift.max(1, n))
+        defer { dk_thread_limit_set(saved) }
+        return try body()
+    }
 
     /// How many times an idle pool worker checks for work before it sleeps (`DISTILL_SPIN`;
     /// default 2000, about 0.1 ms). 0 makes workers sleep at once (as a system thread pool does).
@@ -61,3 +85,29 @@ public func parallelFor(_ n: Int, grain: Int, _ body: (Range<Int>) -> Void) {
         }
     }
 }
+
+/// Runs `first` on a thread of its own and `second` on this one, side by side, each with its
+/// kernels limited to half of `Threads.count` (see `Threads.limited(to:)`), and returns both
+/// results once both are done (or the first one's error). Each keeps its share to the end, even
+/// when the other finishes first: some reductions split their work by the thread count, so
+/// handing threads over mid-run would make the results depend on timing. With fewer than two
+/// threads they run one after the other. The two must not share mutable state.
+public func sideBySide<A, B>(_ first: () throws -> A, _ second: () throws -> B) throws -> (A, B) {
+    let total = Threads.count
+    guard total >= 2 else { return (try first(), try second()) }
+    let share = total / 2
+    return try withoutActuallyEscaping(first) { first in
+        let outcome = SideOutcome<A>(), done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            outcome.result = Result { try Threads.limited(to: share) { try first() } }
+            done.signal()
+        }
+        thread.stackSize = 16 << 20
+        thread.start()
+        let second = Result { try Threads.limited(to: total - share) { try second() } }
+        done.wait()
+        return (try outcome.result!.get(), try second.get())
+    }
+}
+
+private final class SideOutcome<A>: @unchecked Sendable { var result: Result<A, Error>? }

@@ -22,7 +22,7 @@ struct Demo: ParsableCommand {
         plus the teacher's soft targets (--alpha, --kd-temperature; the teacher's logits for each
         trace are computed once and remembered; optionally --feature-weight, --on-policy). All
         three answer held-out problems. Writes traces.jsonl, stats.json, the two students,
-        report.json and report.html into --out-dir (about 9 minutes on 2 cores).
+        report.json and report.html into --out-dir (about 8 minutes on 2 cores: the students train side by side).
 
         --task addition: the small first demo: trains a teacher transformer on two-digit addition,
         then two students a quarter of its size for the same number of steps on the same examples:
@@ -34,7 +34,7 @@ struct Demo: ParsableCommand {
     enum Task: String, ExpressibleByArgument { case addition, wordProblems = "word-problems" }
 
     @Option(help: "word-problems | addition.") var task: Task = .wordProblems
-    @Option(help: "Training steps for each student [addition 1500, word-problems 2500].") var studentSteps: Int?
+    @Option(help: "Training steps for each student [addition 1500, word-problems 4000].") var studentSteps: Int?
     @Option(help: "Random seed [addition 42, word-problems 7].") var seed: UInt64?
     @Flag(help: "Print the report as JSON instead of a table.") var json = false
     // addition
@@ -104,7 +104,7 @@ struct Demo: ParsableCommand {
     }
 
     func runWordProblems() throws {
-        let studentSteps = self.studentSteps ?? 2500
+        let studentSteps = self.studentSteps ?? 4000
         guard trainPrompts > 0, unlabeledPrompts >= 0, testPrompts > 0, samples > 0, studentSteps > 0, studentLayers > 0, studentIntermediate > 0, studentLr > 0, studentBatch > 0, studentHeads > 0, studentKvHeads > 0,
               (0...1).contains(alpha), kdTemperature > 0, featureWeight >= 0, (0...1).contains(onPolicy) else {
             throw ValidationError("--train-prompts, --test-prompts, --samples, --student-steps, --student-layers, --student-intermediate, --student-lr, --student-batch, --student-heads, --student-kv-heads and --kd-temperature must be positive, --unlabeled-prompts ≥ 0, --alpha and --on-policy in 0...1, --feature-weight ≥ 0")
@@ -131,6 +131,7 @@ struct Demo: ParsableCommand {
         o.seed = seed ?? 7
         let quiet = json
         func log(_ s: String) { if !quiet { FileHandle.standardError.write(s.data(using: .utf8)!) } }
+        let students = ProgressLines()
         let report: ReasoningDemo.Report
         do {
             report = try runBlocking {
@@ -140,7 +141,10 @@ struct Demo: ParsableCommand {
                     case let .traces(done, total, kept):
                         log("\rtraces: \(done)/\(total) problems" + (kept.map { ", \($0) kept\n" } ?? ""))
                     case let .training(model, step, total, loss):
-                        log("\r\(model): step \(step)/\(total) loss \(String(format: "%.4f", loss))   " + (step == total ? "\n" : ""))
+                        // The two students train side by side: one line shows both.
+                        let line = students.update(model, "\(model): step \(step)/\(total) loss \(String(format: "%.4f", loss))",
+                                                   finished: step == total)
+                        log("\r" + line.text + "   " + (line.allFinished ? "\n" : ""))
                     case .evaluating(let model): log("evaluating \(model)\n")
                     }
                 }
@@ -216,3 +220,22 @@ struct Demo: ParsableCommand {
         print("teacher written to \(dir)")
     }
 }
+
+/// The latest progress text of jobs reported from several threads, joined into one line.
+final class ProgressLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var order: [String] = []
+    private var texts: [String: String] = [:]
+    private var finished: Set<String> = []
+
+    func update(_ job: String, _ text: String, finished done: Bool) -> (text: String, allFinished: Bool) {
+        lock.withLock {
+            if texts[job] == nil { order.append(job) }
+            texts[job] = text
+            if done { finished.insert(job) }
+            let all = finished.count == order.count
+            return (order.map { texts[$0]! }.joined(separator: " | "), all)
+        }
+    }
+}
+

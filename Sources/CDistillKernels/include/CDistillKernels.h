@@ -142,6 +142,10 @@ typedef void (*dk_chunk_fn)(void *ctx, long chunk);
 int dk_pool_run(long chunks, dk_chunk_fn fn, void *ctx);
 /// How many times an idle worker checks for work before it sleeps (default 2000, about 0.1 ms).
 void dk_pool_set_spin(long checks);
+// A per-thread cap on the threads kernels use from the calling thread (0: none). Lets independent
+// jobs run side by side, each on its share of the cores.
+void dk_thread_limit_set(long n);
+long dk_thread_limit(void);
 
 // ---- MPI (mpi.c): a run-time binding, nothing linked at build time ----
 

@@ -39,7 +39,7 @@ public enum Gemm {
         let be = backend ?? self.backend
         let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
         switch be {
-        case .blas where dk_blas_available() == 1 && threaded:
+        case .blas where dk_blas_available() == 1 && threaded && !Threads.isLimited:
             dk_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         case .reference:
             referenceGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
