@@ -22,7 +22,7 @@ struct Demo: ParsableCommand {
         plus the teacher's soft targets (--alpha, --kd-temperature; the teacher's logits for each
         trace are computed once and remembered; optionally --feature-weight, --on-policy). All
         three answer held-out problems. Writes traces.jsonl, stats.json, the two students,
-        report.json and report.html into --out-dir (about 8 minutes on 2 cores: the students train side by side).
+        report.json and report.html into --out-dir (about 9 minutes on 2 cores; the students train side by side).
 
         --task addition: the small first demo: trains a teacher transformer on two-digit addition,
         then two students a quarter of its size for the same number of steps on the same examples:
