@@ -1,13 +1,17 @@
 // Blocked single-precision GEMM in the BLIS style: B is packed into KC x NR slivers, A into
 // MR x KC slivers, and a register-tiled micro-kernel computes one MR x NR block of C at a time.
-// The micro-kernel is written once with clang/gcc vector extensions and instantiated twice:
-// for the baseline target (SSE2 on x86-64, NEON on arm64) and, on x86-64, for AVX2+FMA, picked
-// at run time. No intrinsics: the compiler maps `acc += a * b` on 8-wide vectors to vfmadd.
+// The micro-kernel is written once with clang/gcc vector extensions and instantiated for the
+// baseline target (SSE2 on x86-64, NEON on arm64) and, on x86-64, for AVX2+FMA and AVX-512.
+// No intrinsics: the compiler maps `acc += a * b` on 8- or 16-wide vectors to vfmadd. The FMA
+// kernels add each element's products in the same order (k ascending within KC-blocks, one FMA
+// each), so AVX2 and AVX-512 compute bitwise the same GEMM and either may be chosen by speed.
 #include "CDistillKernels.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
+typedef float v16f __attribute__((vector_size(64), aligned(4)));
 
 enum { KC = 256, MC = 96, NC = 2048 };
 
@@ -37,6 +41,7 @@ static void packA(int transA, const float *A, long lda, long i0, long mc, long k
             // op(A)(i, k) = A[k*lda + i]: each k's rows are contiguous.
             const float *src = A + k0 * lda + i0 + s;
             // (A memcpy call per MR floats costs more than the copy: the loops are inlined.)
+            if (rows == MR && MR == 12) { copy_rows(src, lda, kc, 12, d); continue; }
             if (rows == MR && MR == 6) { copy_rows(src, lda, kc, 6, d); continue; }
             if (rows == MR && MR == 4) { copy_rows(src, lda, kc, 4, d); continue; }
             for (long k = 0; k < kc; k++) {
@@ -47,6 +52,7 @@ static void packA(int transA, const float *A, long lda, long i0, long mc, long k
             continue;
         }
         const float *src = A + (i0 + s) * lda + k0;
+        if (rows == MR && MR == 12) { packA_rows(src, lda, kc, 12, d); continue; }
         if (rows == MR && MR == 6) { packA_rows(src, lda, kc, 6, d); continue; }
         if (rows == MR && MR == 4) { packA_rows(src, lda, kc, 4, d); continue; }
         for (long k = 0; k < kc; k++) {
@@ -128,30 +134,39 @@ static inline void storeTile(const float *t, int NR, long rows, long cols, float
     }
 }
 
-// Micro-kernel body: acc[MR][NR/8] += Ap(MR x kc) * Bp(kc x NR); then stored to C.
-#define MICRO_KERNEL_BODY(MR, NV)                                                      \
-    v8f acc[MR][NV];                                                                   \
-    for (int r = 0; r < MR; r++)                                                       \
-        for (int v = 0; v < NV; v++) acc[r][v] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};        \
+// The tile loops unroll fully, so the accumulators live in registers (clang left a 12 x 2 tile
+// of zmm accumulators in memory without it).
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define UNROLL _Pragma("GCC unroll 32")
+#endif
+
+// Micro-kernel body: acc[MR][NV] (vectors of type VT, VW floats) += Ap(MR x kc) * Bp(kc x NV·VW);
+// then stored to C.
+#define MICRO_KERNEL_BODY(MR, NV, VT, VW)                                              \
+    VT acc[MR][NV];                                                                    \
+    UNROLL for (int r = 0; r < MR; r++)                                                \
+        UNROLL for (int v = 0; v < NV; v++) acc[r][v] = (VT){0};                       \
     for (long k = 0; k < kc; k++) {                                                    \
-        v8f b[NV];                                                                     \
-        for (int v = 0; v < NV; v++) b[v] = *(const v8f *)(Bp + k * (NV * 8) + v * 8); \
-        for (int r = 0; r < MR; r++) {                                                 \
+        VT b[NV];                                                                      \
+        UNROLL for (int v = 0; v < NV; v++) b[v] = *(const VT *)(Bp + k * (NV * VW) + v * VW); \
+        UNROLL for (int r = 0; r < MR; r++) {                                          \
             float a = Ap[k * MR + r];                                                  \
-            for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                        \
+            UNROLL for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                 \
         }                                                                              \
     }                                                                                  \
-    if (rows == MR && cols == NV * 8) {                                                \
-        for (int r = 0; r < MR; r++)                                                   \
-            for (int v = 0; v < NV; v++) {                                             \
-                v8f *c = (v8f *)(C + r * ldc + v * 8);                                 \
+    if (rows == MR && cols == NV * VW) {                                               \
+        UNROLL for (int r = 0; r < MR; r++)                                            \
+            UNROLL for (int v = 0; v < NV; v++) {                                      \
+                VT *c = (VT *)(C + r * ldc + v * VW);                                  \
                 *c = beta == 0 ? acc[r][v] * alpha : acc[r][v] * alpha + *c * beta;    \
             }                                                                          \
     } else {                                                                           \
-        float tile[MR * NV * 8];                                                       \
-        for (int r = 0; r < MR; r++)                                                   \
-            for (int v = 0; v < NV; v++) *(v8f *)(tile + r * NV * 8 + v * 8) = acc[r][v]; \
-        storeTile(tile, NV * 8, rows, cols, alpha, beta, C, ldc);                      \
+        float tile[MR * NV * VW];                                                      \
+        UNROLL for (int r = 0; r < MR; r++)                                            \
+            UNROLL for (int v = 0; v < NV; v++) *(VT *)(tile + r * NV * VW + v * VW) = acc[r][v]; \
+        storeTile(tile, NV * VW, rows, cols, alpha, beta, C, ldc);                     \
     }
 
 typedef void (*micro_kernel_fn)(long kc, const float *Ap, const float *Bp, long rows, long cols,
@@ -167,14 +182,14 @@ typedef struct {
 // NEON has 32 vector registers: a 6 x 16 tile (24 accumulators) fits.
 static void kernel_portable(long kc, const float *Ap, const float *Bp, long rows, long cols,
                             float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(6, 2)
+    MICRO_KERNEL_BODY(6, 2, v8f, 8)
 }
 static const gemm_kernel portable_kernel = {6, 16, kernel_portable, "portable 6x16"};
 #else
 // Baseline x86-64 (SSE2, 16 registers): a 4 x 8 tile keeps all accumulators in registers.
 static void kernel_portable(long kc, const float *Ap, const float *Bp, long rows, long cols,
                             float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(4, 1)
+    MICRO_KERNEL_BODY(4, 1, v8f, 8)
 }
 static const gemm_kernel portable_kernel = {4, 8, kernel_portable, "portable 4x8"};
 #endif
@@ -184,21 +199,69 @@ static const gemm_kernel portable_kernel = {4, 8, kernel_portable, "portable 4x8
 __attribute__((target("avx2,fma")))
 static void kernel_avx2(long kc, const float *Ap, const float *Bp, long rows, long cols,
                         float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(6, 2)
+    MICRO_KERNEL_BODY(6, 2, v8f, 8)
 }
 static const gemm_kernel avx2_kernel = {6, 16, kernel_avx2, "avx2-fma 6x16"};
+
+// AVX-512: 32 zmm registers; a 12 x 32 tile (BLIS's shape for Skylake-X) uses 24 accumulators,
+// 2 for B and 1 for A: 14 loads per 24 FMAs of 16 floats (the 6 x 16 AVX2 tile: 8 per 12 of 8).
+__attribute__((target("avx512f,fma")))
+static void kernel_avx512(long kc, const float *Ap, const float *Bp, long rows, long cols,
+                          float alpha, float beta, float *C, long ldc) {
+    MICRO_KERNEL_BODY(12, 2, v16f, 16)
+}
+static const gemm_kernel avx512_kernel = {12, 32, kernel_avx512, "avx512 12x32"};
 #endif
 
-static const gemm_kernel *best_kernel(void) {
+// The kernels this CPU can run: portable, then AVX2+FMA and AVX-512 where supported.
+static const gemm_kernel *supported[3];
+static int supportedCount = 0;
+static const gemm_kernel *chosen = NULL;
+
+static void detect_once(void) {
+    int n = 0;
+    supported[n++] = &portable_kernel;
 #if defined(__x86_64__)
-    static int has = -1;
-    if (has < 0) {
-        __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        supported[n++] = &avx2_kernel;
+        if (__builtin_cpu_supports("avx512f")) supported[n++] = &avx512_kernel;
     }
-    if (has) return &avx2_kernel;
 #endif
-    return &portable_kernel;
+    chosen = supported[n - 1];
+    supportedCount = n;
+}
+
+static void detect(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, detect_once);
+}
+
+static const gemm_kernel *best_kernel(void) {
+    detect();
+    return chosen;
+}
+
+// Quantized weights are packed in 16-wide slivers (dk_qpack_sliver16): their products use the
+// AVX2 kernel in place of the AVX-512 one (dk_pack_a_all too, whose MR must match).
+static const gemm_kernel *quant_kernel(void) {
+    const gemm_kernel *k = best_kernel();
+#if defined(__x86_64__)
+    if (k == &avx512_kernel) return &avx2_kernel;
+#endif
+    return k;
+}
+
+int dk_gemm_kernel_count(void) { detect(); return supportedCount; }
+const char *dk_gemm_kernel_name_at(int i) {
+    detect();
+    return i >= 0 && i < supportedCount ? supported[i]->name : "";
+}
+int dk_gemm_use_kernel(int i) {
+    detect();
+    if (i < 0 || i >= supportedCount) return 0;
+    chosen = supported[i];
+    return 1;
 }
 
 const char *dk_gemm_kernel_name(void) { return best_kernel()->name; }
@@ -260,12 +323,12 @@ void dk_sgemm_portable(int transA, int transB, long M, long N, long K, float alp
 }
 
 long dk_packed_a_floats(long M, long K) {
-    int MR = best_kernel()->MR;
+    int MR = quant_kernel()->MR;
     return ((M + MR - 1) / MR) * MR * K + 16;
 }
 
 void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap) {
-    int MR = best_kernel()->MR;
+    int MR = quant_kernel()->MR;
     long Mpad = ((M + MR - 1) / MR) * MR;
     for (long pc = 0; pc < K; pc += KC) {
         long kc = K - pc < KC ? K - pc : KC;
@@ -275,7 +338,7 @@ void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap) {
 
 void dk_sgemm_quantized(int type, long M, long K, const float *Ap, const void *W,
                         long n0, long n1, float *C, long ldc) {
-    const gemm_kernel *kern = best_kernel();
+    const gemm_kernel *kern = quant_kernel();
     const int MR = kern->MR, NR = kern->NR;
     long N = n1 - n0;
     if (M <= 0 || N <= 0) return;

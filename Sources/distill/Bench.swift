@@ -111,7 +111,12 @@ extension Bench {
             let backend = Gemm.backend
             var header = "backend: \(backend.rawValue)" + (Gemm.blasName.map { " (\($0))" } ?? " (no BLAS library found)")
                 + "; built-in kernel: \(Gemm.builtinKernelName); threads: \(Threads.count)"
-            header += "\nchosen: \(choice.reason)"
+            let kc = Gemm.kernelChoice
+            header += "\nbuilt-in kernel chosen: \(kc.reason)"
+            if let rates = kc.gflops {
+                header += " (" + rates.sorted { $0.key < $1.key }.map { "\($0.key) " + f1($0.value) }.joined(separator: ", ") + " GFLOP/s)"
+            }
+            header += "\nbackend chosen: \(choice.reason)"
             if let b = choice.blasGflops, let k = choice.builtinGflops {
                 header += String(format: " (BLAS %.1f GFLOP/s, built-in %.1f GFLOP/s)", b, k)
             }
@@ -151,14 +156,14 @@ extension Bench {
             } else {
                 struct Report: Encodable {
                     var backend: String, blas: String?, builtinKernel: String, threads: Int
-                    var choice: GemmChoice, openblasCore: String?, warning: String?
+                    var choice: GemmChoice, kernelChoice: GemmKernelChoice, openblasCore: String?, warning: String?
                     var gemm: [OpBenchmarks.GemmResult], attention: OpBenchmarks.AttentionResult
                     var trainStep: OpBenchmarks.TrainStepResult
                 }
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 let rep = Report(backend: backend.rawValue, blas: Gemm.blasName, builtinKernel: Gemm.builtinKernelName,
-                                 threads: Threads.count, choice: choice, openblasCore: core, warning: warning, gemm: gemms, attention: att, trainStep: step)
+                                 threads: Threads.count, choice: choice, kernelChoice: Gemm.kernelChoice, openblasCore: core, warning: warning, gemm: gemms, attention: att, trainStep: step)
                 print(String(data: try enc.encode(rep), encoding: .utf8)!)
             }
         }

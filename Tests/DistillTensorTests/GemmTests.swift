@@ -171,6 +171,33 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    func testEveryBuiltinKernelTheCPUHasOnAwkwardShapes() {
+        // Each micro-kernel this CPU supports (portable, AVX2+FMA, AVX-512), forced in turn, on ragged
+        // tiles (M around 4/6/12 rows, N around 8/16/32 columns), both K-block edges, all transposes,
+        // alpha/beta and padded leading dimensions. The FMA kernels sum each element's products in the
+        // same order, so AVX2 and AVX-512 give the same bits.
+        let kernels = Gemm.builtinKernels, saved = Gemm.builtinKernelName
+        defer { Gemm.useBuiltinKernel(String(saved.prefix { $0 != " " })) }
+        XCTAssertEqual(kernels.first?.hasPrefix("portable"), true)
+        XCTAssertTrue(kernels.contains(saved))
+        let problems: [Problem] = [(11, 31, 7), (12, 32, 256), (13, 33, 257), (25, 65, 300), (1, 70, 40), (97, 47, 513)]
+            .enumerated().flatMap { (i, shape) in
+                transposes.map { Problem(m: shape.0, n: shape.1, k: shape.2, transA: $0.0, transB: $0.1,
+                                         alpha: i % 2 == 0 ? 1 : -0.75, beta: i % 3 == 0 ? 0 : 0.5, padA: i % 3, padB: 2, padC: 1) }
+            }
+        var byKernel: [String: [[Float]]] = [:]
+        for name in kernels {
+            XCTAssertTrue(Gemm.useBuiltinKernel(String(name.prefix { $0 != " " })))
+            XCTAssertEqual(Gemm.builtinKernelName, name)
+            byKernel[name] = problems.enumerated().map { (i, p) in check(p, seed: UInt64(40 + i), only: [.builtin])[.builtin] ?? [] }
+        }
+        if let avx2 = byKernel.first(where: { $0.key.hasPrefix("avx2") })?.value,
+           let avx512 = byKernel.first(where: { $0.key.hasPrefix("avx512") })?.value {
+            for i in problems.indices { XCTAssertEqual(avx2[i], avx512[i], "avx2 and avx512 differ on \(problems[i])") }
+        }
+        XCTAssertFalse(Gemm.useBuiltinKernel("no-such-kernel"))
+    }
+
     func testThreadedAndSingleThreadedBuiltinAgreeExactly() {
         // Splitting rows or columns across threads does not change any element's summation order, so the
         // results are bitwise identical (the same run gives the same numbers on any thread count).
@@ -221,9 +248,9 @@ final class GemmSelectionTests: XCTestCase {
         GemmSelection.save(stale, to: file)
         XCTAssertEqual(GemmSelection.choose(environment: env).reason, "measured")
         // Entries of other keys are kept beside this one: both are read back, neither measured again.
-        XCTAssertEqual(GemmSelection.entries(at: file).map(\.key), ["another machine", first.key])
+        XCTAssertEqual(GemmSelection.entries(at: file, as: GemmChoice.self).map(\.key), ["another machine", first.key])
         XCTAssertEqual(GemmSelection.choose(environment: env).reason, "cached")
-        XCTAssertEqual(GemmSelection.entries(at: file).first?.backend, stale.backend)
+        XCTAssertEqual(GemmSelection.entries(at: file, as: GemmChoice.self).first?.backend, stale.backend)
         // A file of the old format (one object) still reads.
         try JSONEncoder().encode(first).write(to: file)
         XCTAssertEqual(GemmSelection.choose(environment: env).reason, "cached")

@@ -13,8 +13,9 @@ extern "C" {
 // op(A) = A (lda >= K) or, with transA, A^T where A is stored [K,M] (lda >= M). Same for B.
 // Single-threaded; callers split M or N across threads.
 
-/// The built-in blocked GEMM (packing + register-tiled micro-kernel). Uses the AVX2+FMA kernel
-/// when the CPU has it (checked once at run time), else the portable vector kernel.
+/// The built-in blocked GEMM (packing + register-tiled micro-kernel). Uses the best kernel the
+/// CPU has (checked once at run time): AVX-512, AVX2+FMA, else the portable vector kernel.
+/// DISTILL_GEMM_KERNEL=portable|avx2|avx512 asks for another supported one.
 void dk_sgemm(int transA, int transB, long M, long N, long K, float alpha,
               const float *A, long lda, const float *B, long ldb,
               float beta, float *C, long ldc);
@@ -24,8 +25,14 @@ void dk_sgemm_portable(int transA, int transB, long M, long N, long K, float alp
                        const float *A, long lda, const float *B, long ldb,
                        float beta, float *C, long ldc);
 
-/// Name of the micro-kernel that dk_sgemm uses on this CPU ("avx2-fma 6x16" or "portable 4x8").
+/// Name of the micro-kernel that dk_sgemm uses ("avx512 12x32", "avx2-fma 6x16", "portable 4x8").
 const char *dk_gemm_kernel_name(void);
+/// The micro-kernels this CPU supports (portable first, best last), their names, and a switch
+/// to kernel i for the rest of the process (returns 0 when i is not supported; for tests and
+/// benchmarks). Quantized products keep a 16-wide kernel (their packed slivers are 16 wide).
+int dk_gemm_kernel_count(void);
+const char *dk_gemm_kernel_name_at(int i);
+int dk_gemm_use_kernel(int i);
 
 // ---- CBLAS found at run time ----
 

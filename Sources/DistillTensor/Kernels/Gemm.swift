@@ -5,7 +5,7 @@ import Foundation
 public enum GemmBackend: String, CaseIterable, Sendable {
     /// A CBLAS library found at run time (OpenBLAS on Linux, Accelerate on Apple platforms).
     case blas
-    /// Distill's own blocked GEMM (AVX2+FMA micro-kernel where the CPU has it, else portable).
+    /// Distill's own blocked GEMM (AVX-512 or AVX2+FMA micro-kernel where the CPU has it, else portable).
     case builtin
     /// The same built-in GEMM with the portable micro-kernel forced (for tests and benchmarks).
     case portable
@@ -23,12 +23,28 @@ public enum Gemm {
     /// How `backend` was chosen (measured, cached, or set).
     nonisolated(unsafe) public static var choice: GemmChoice = GemmSelection.choose()
 
+    /// Which built-in micro-kernel runs and how it was chosen (`GemmKernelChoice`); made on first
+    /// use of `backend` (a call naming `.builtin` before that runs the widest kernel the CPU has).
+    nonisolated(unsafe) public static var kernelChoice: GemmKernelChoice = GemmSelection.chooseKernel()
+
     /// Whether a BLAS library is loaded (loading it on first use).
     public static var blasAvailable: Bool { _ = choice; return dk_blas_available() == 1 }
     /// The loaded BLAS library's path, or nil.
     public static var blasName: String? { blasAvailable ? String(cString: dk_blas_name()) : nil }
     /// The built-in micro-kernel chosen for this CPU.
     public static var builtinKernelName: String { String(cString: dk_gemm_kernel_name()) }
+    /// The built-in micro-kernels this CPU supports, portable first and the default last (unless
+    /// `DISTILL_GEMM_KERNEL` asked for another).
+    public static var builtinKernels: [String] {
+        (0..<dk_gemm_kernel_count()).map { String(cString: dk_gemm_kernel_name_at($0)) }
+    }
+    /// Makes `builtin` use the supported micro-kernel whose name starts with `prefix` ("avx2",
+    /// "avx512", "portable"); false when the CPU has none. For tests and benchmarks.
+    @discardableResult
+    public static func useBuiltinKernel(_ prefix: String) -> Bool {
+        guard let i = builtinKernels.firstIndex(where: { $0.hasPrefix(prefix) }) else { return false }
+        return dk_gemm_use_kernel(Int32(i)) == 1
+    }
 
     /// C[M,N] = alpha·op(A)·op(B) + beta·C, row-major. `threaded: false` runs on the calling
     /// thread only (used inside already-parallel loops).

@@ -19,6 +19,21 @@ public struct GemmChoice: Codable, Equatable, Sendable {
     public var key: String?
 }
 
+/// Which built-in micro-kernel runs (AVX2 or AVX-512 where the CPU has both): the faster one
+/// measured on this machine, since the widest is not always the fastest (Zen 4 runs AVX-512 at
+/// the AVX2 rate; Intel's server cores with two 512-bit FMA units at twice it). Both sum in the
+/// same order, so the choice changes speed, never the numbers. Kept per CPU, kernels and thread
+/// count in `gemm-kernel.json` beside the backend's cache.
+public struct GemmKernelChoice: Codable, Equatable, Sendable {
+    /// The micro-kernel's name ("avx512 12x32", "avx2-fma 6x16", "portable 4x8").
+    public var kernel: String
+    /// measured, cached, DISTILL_GEMM_KERNEL=…, or why nothing was measured.
+    public var reason: String
+    /// GFLOP/s of each FMA kernel in the measurement (nil when not measured).
+    public var gflops: [String: Double]?
+    public var key: String?
+}
+
 public enum GemmSelection {
     /// Products timed: a square one and a training-shaped one (rows × hidden → intermediate).
     static let shapes: [(m: Int, n: Int, k: Int)] = [(384, 384, 384), (1024, 704, 256)]
@@ -26,6 +41,7 @@ public enum GemmSelection {
     /// Chooses the backend as `Gemm.backend` does on first use (see the type's comment).
     /// `DISTILL_BLAS=off` forces the built-in kernel, `on` (or a library path) a BLAS library.
     static func choose(environment env: [String: String] = ProcessInfo.processInfo.environment) -> GemmChoice {
+        _ = Gemm.kernelChoice   // the built-in side is the kernel chosen for this machine
         let setting = env["DISTILL_BLAS"]
         if setting == "off" || setting == "0" { return GemmChoice(backend: "builtin", reason: "DISTILL_BLAS=\(setting!)") }
         let path = setting == nil || setting == "on" || setting == "1" ? nil : setting
@@ -36,7 +52,7 @@ public enum GemmSelection {
         if setting != nil { return GemmChoice(backend: "blas", reason: "DISTILL_BLAS=\(setting!)") }
         let key = machineKey()
         let url = cacheURL(env)
-        if let url, var cached = entries(at: url).first(where: { $0.key == key }) {
+        if let url, var cached = entries(at: url, as: GemmChoice.self).first(where: { $0.key == key }) {
             cached.reason = "cached"
             return cached
         }
@@ -83,9 +99,43 @@ public enum GemmSelection {
         return flops / seconds / 1e9
     }
 
-    /// CPU model and vector extensions, the library (path, OpenBLAS build and core), the built-in
-    /// kernel and the thread count: a cached choice holds while these stay the same.
-    public static func machineKey() -> String {
+    /// Chooses the built-in micro-kernel as `Gemm.kernelChoice` does on first use (see
+    /// `GemmKernelChoice`): `DISTILL_GEMM_KERNEL=avx2|avx512|portable` (where supported), else a
+    /// cached measurement, else the fastest FMA kernel measured now. Switches the kernel.
+    static func chooseKernel(environment env: [String: String] = ProcessInfo.processInfo.environment) -> GemmKernelChoice {
+        if let want = env["DISTILL_GEMM_KERNEL"], !want.isEmpty, Gemm.useBuiltinKernel(want) {
+            return GemmKernelChoice(kernel: Gemm.builtinKernelName, reason: "DISTILL_GEMM_KERNEL=\(want)")
+        }
+        let fma = Array(Gemm.builtinKernels.dropFirst())   // portable only on request
+        guard fma.count > 1 else {
+            if let only = fma.first { Gemm.useBuiltinKernel(only) }
+            return GemmKernelChoice(kernel: Gemm.builtinKernelName, reason: "the only kernel for this CPU's vector extensions")
+        }
+        let key = kernelKey(), url = cacheURL(env, file: "gemm-kernel.json")
+        if let url, var cached = entries(at: url, as: GemmKernelChoice.self).first(where: { $0.key == key }),
+           Gemm.useBuiltinKernel(cached.kernel) {
+            cached.reason = "cached"
+            return cached
+        }
+        let choice = measureKernels(fma, key: key)
+        if let url { save(choice, to: url) }
+        return choice
+    }
+
+    /// Times each of `kernels` as `gflops(.builtin)` does, in two interleaved rounds (the first
+    /// one timed would otherwise pay for the warm-up), and switches to the fastest.
+    static func measureKernels(_ kernels: [String], key: String) -> GemmKernelChoice {
+        var rates: [String: Double] = [:]
+        for _ in 0..<2 {
+            for k in kernels where Gemm.useBuiltinKernel(k) { rates[k] = Swift.max(rates[k] ?? 0, gflops(.builtin)) }
+        }
+        let best = rates.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
+        Gemm.useBuiltinKernel(best)
+        return GemmKernelChoice(kernel: best, reason: "measured", gflops: rates, key: key)
+    }
+
+    /// The CPU model and the vector extensions that matter here.
+    static func cpuKey() -> String {
         var cpu = "unknown CPU"
         var features: [String] = []
         if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
@@ -99,27 +149,38 @@ public enum GemmSelection {
                 }
             }
         }
+        return [cpu, features.joined(separator: ",")].joined(separator: " | ")
+    }
+
+    /// What a cached kernel choice is valid for: the CPU, the kernels and the thread count.
+    static func kernelKey() -> String {
+        [cpuKey(), Gemm.builtinKernels.joined(separator: ","), "\(Threads.count) threads"].joined(separator: " | ")
+    }
+
+    /// CPU model and vector extensions, the library (path, OpenBLAS build and core), the built-in
+    /// kernel and the thread count: a cached choice holds while these stay the same.
+    public static func machineKey() -> String {
         let lib = dk_blas_available() == 1 ? String(cString: dk_blas_name()) : "none"
         let config = (dk_blas_config().map { String(cString: $0) } ?? "")
             + (dk_blas_core_name().map { " core " + String(cString: $0) } ?? "")
-        return [cpu, features.joined(separator: ","), lib, config, Gemm.builtinKernelName, "\(Threads.count) threads"]
+        return [cpuKey(), lib, config, Gemm.builtinKernelName, "\(Threads.count) threads"]
             .joined(separator: " | ")
     }
 
-    static func cacheURL(_ env: [String: String]) -> URL? {
+    static func cacheURL(_ env: [String: String], file: String = "gemm-backend.json") -> URL? {
         let dir: String
         if let d = env["DISTILL_CACHE_DIR"], !d.isEmpty { dir = d }
         else if let x = env["XDG_CACHE_HOME"], !x.isEmpty { dir = x + "/distill" }
         else if let h = env["HOME"], !h.isEmpty { dir = h + "/.cache/distill" }
         else { return nil }
-        return URL(fileURLWithPath: dir).appendingPathComponent("gemm-backend.json")
+        return URL(fileURLWithPath: dir).appendingPathComponent(file)
     }
 
     /// The cached choices, one per key (a file from before several were kept holds one object).
-    static func entries(at url: URL) -> [GemmChoice] {
+    static func entries<Choice: Decodable>(at url: URL, as type: Choice.Type) -> [Choice] {
         guard let data = try? Data(contentsOf: url) else { return [] }
-        if let all = try? JSONDecoder().decode([GemmChoice].self, from: data) { return all }
-        return (try? JSONDecoder().decode(GemmChoice.self, from: data)).map { [$0] } ?? []
+        if let all = try? JSONDecoder().decode([Choice].self, from: data) { return all }
+        return (try? JSONDecoder().decode(Choice.self, from: data)).map { [$0] } ?? []
     }
 
     /// Adds the choice to the file, replacing the entry of its key and keeping the others: a
@@ -127,9 +188,9 @@ public enum GemmSelection {
     /// the next one measure again, since a measurement taken under load may choose the other
     /// backend and so give a resumed run other numerics than the run it continues. Best effort: a
     /// read-only home only costs a new measurement next time.
-    static func save(_ choice: GemmChoice, to url: URL) {
+    static func save<Choice: Codable & KeyedChoice>(_ choice: Choice, to url: URL) {
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let all = entries(at: url).filter { $0.key != choice.key } + [choice]
+        let all = entries(at: url, as: Choice.self).filter { $0.key != choice.key } + [choice]
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         if let data = try? enc.encode(all) { try? data.write(to: url, options: .atomic) }
@@ -139,7 +200,13 @@ public enum GemmSelection {
     /// `Gemm.backend` switches to it.
     @discardableResult
     public static func remeasure() -> GemmChoice? {
-        guard Gemm.blasAvailable, ProcessInfo.processInfo.environment["DISTILL_BLAS"] == nil else { return nil }
+        let env = ProcessInfo.processInfo.environment
+        if env["DISTILL_GEMM_KERNEL"] == nil, Gemm.builtinKernels.count > 2 {
+            let kernels = measureKernels(Array(Gemm.builtinKernels.dropFirst()), key: kernelKey())
+            if let url = cacheURL(env, file: "gemm-kernel.json") { save(kernels, to: url) }
+            Gemm.kernelChoice = kernels
+        }
+        guard Gemm.blasAvailable, env["DISTILL_BLAS"] == nil else { return nil }
         let choice = measure()
         if let url = cacheURL(ProcessInfo.processInfo.environment) { save(choice, to: url) }
         Gemm.choice = choice
@@ -162,3 +229,8 @@ public enum GemmSelection {
                     + "built-in kernel while it is faster (now: \(Gemm.backend.rawValue)).")
     }
 }
+
+/// A cached choice: valid for the machine its key names.
+protocol KeyedChoice { var key: String? { get } }
+extension GemmChoice: KeyedChoice {}
+extension GemmKernelChoice: KeyedChoice {}
