@@ -73,7 +73,7 @@ public enum TrainBenchmark {
         if preset == .kdReference {
             teacher = TransformerLM(teacherConfig, seed: seed &+ 2)
             teacher!.freeze()
-            if teacherBFloat16 { try teacher!.storeMatricesInBFloat16() }
+            if teacherBFloat16 { try teacher!.storeMatricesInBFloat16(bfloat16Products: true) }
         }
         var c = TrainerConfiguration(totalSteps: steps + 1, batchSize: batch / processes, accumulationSteps: processes,
                                      layout: .padToLongest(padId: 0), order: .sequential,

@@ -214,19 +214,25 @@ extension Module {
     /// the bfloat16 values in Float32 (the GEMM expands them into its panels); embedding lookups
     /// expand rows. Matrices already held quantized, or whose rows are not a multiple of 32
     /// values, stay as they are. Returns the bytes saved.
+    ///
+    /// `bfloat16Products`: many-row products also round the activations to bfloat16 and multiply
+    /// pairs with AVX512_BF16 where the CPU has it (`QuantizedMatrix.bfloat16Products`): twice
+    /// the rate, results no longer those of the rounded weights in Float32.
     @discardableResult
-    public func storeMatricesInBFloat16() throws -> Int {
+    public func storeMatricesInBFloat16(bfloat16Products: Bool = false) throws -> Int {
         var saved = 0
         for (_, module) in namedModules() {
             if let linear = module as? Linear, linear.quantizedWeight == nil, linear.loraA == nil || linear.loraMerged,
                linear.weight.shape[1] % 32 == 0 {
                 let q = try QuantizedMatrix(bfloat16: linear.weight.value)
+                q.bfloat16Products = bfloat16Products
                 linear.weight.freeze()
                 linear.quantizedWeight = q
                 linear.weight.assignLazily { q.dequantized() }
                 saved += 2 * q.rows * q.cols
             } else if let embedding = module as? Embedding, embedding.quantizedWeight == nil, embedding.weight.shape[1] % 32 == 0 {
                 let q = try QuantizedMatrix(bfloat16: embedding.weight.value)
+                q.bfloat16Products = bfloat16Products
                 embedding.weight.freeze()
                 embedding.quantizedWeight = q
                 embedding.weight.assignLazily { q.dequantized() }

@@ -220,6 +220,38 @@ final class GemmSelectionTests: XCTestCase {
         XCTAssertEqual(GemmSelection.decide(blasGflops: 98, builtinGflops: 100), .blas)        // within 3%: BLAS
     }
 
+    func testAWiderKernelMustWinByTenPercent() {
+        let k = ["avx2-fma 6x16", "avx512 12x32"]
+        XCTAssertEqual(GemmSelection.pick(k, [k[0]: 210, k[1]: 218]), k[0])    // level (Zen 4)
+        XCTAssertEqual(GemmSelection.pick(k, [k[0]: 150, k[1]: 280]), k[1])    // two 512-bit FMA units
+        XCTAssertEqual(GemmSelection.pick(k, [k[0]: 200, k[1]: 221]), k[1])
+        XCTAssertEqual(GemmSelection.pick([k[0]], [k[0]: 1]), k[0])
+    }
+
+    func testKernelChoiceIsCachedAndForced() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gemm-kernel-\(UUID().uuidString)")
+        let saved = Gemm.builtinKernelName
+        defer {
+            try? FileManager.default.removeItem(at: dir)
+            Gemm.useBuiltinKernel(String(saved.prefix { $0 != " " }))
+        }
+        let forced = GemmSelection.chooseKernel(environment: ["DISTILL_GEMM_KERNEL": "portable"])
+        XCTAssertEqual(forced.reason, "DISTILL_GEMM_KERNEL=portable")
+        XCTAssertEqual(Gemm.builtinKernelName, forced.kernel)
+        XCTAssertTrue(forced.kernel.hasPrefix("portable"))
+        guard Gemm.builtinKernels.count > 2 else { throw XCTSkip("one FMA kernel on this CPU: nothing to measure") }
+        let env = ["DISTILL_CACHE_DIR": dir.path]
+        let first = GemmSelection.chooseKernel(environment: env)
+        XCTAssertEqual(first.reason, "measured")
+        XCTAssertEqual(first.gflops?.count, Gemm.builtinKernels.count - 1)
+        XCTAssertEqual(Gemm.builtinKernelName, first.kernel)
+        Gemm.useBuiltinKernel("portable")
+        let second = GemmSelection.chooseKernel(environment: env)
+        XCTAssertEqual(second.reason, "cached")
+        XCTAssertEqual(second.kernel, first.kernel)
+        XCTAssertEqual(Gemm.builtinKernelName, first.kernel)
+    }
+
     func testSettingsAndCache() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gemm-choice-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }

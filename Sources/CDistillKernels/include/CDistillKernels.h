@@ -14,8 +14,8 @@ extern "C" {
 // Single-threaded; callers split M or N across threads.
 
 /// The built-in blocked GEMM (packing + register-tiled micro-kernel). Uses the best kernel the
-/// CPU has (checked once at run time): AVX-512, AVX2+FMA, else the portable vector kernel.
-/// DISTILL_GEMM_KERNEL=portable|avx2|avx512 asks for another supported one.
+/// CPU has (checked once at run time): AVX-512, AVX2+FMA, else the portable vector kernel, until
+/// dk_gemm_use_kernel picks another (DistillTensor's GemmSelection picks the faster FMA kernel).
 void dk_sgemm(int transA, int transB, long M, long N, long K, float alpha,
               const float *A, long lda, const float *B, long ldb,
               float beta, float *C, long ldc);
@@ -90,6 +90,22 @@ void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap);
 /// blocks. Single-threaded; callers split [0, N) across threads and share Ap.
 void dk_sgemm_quantized(int type, long M, long K, const float *Ap, const void *W,
                         long n0, long n1, float *C, long ldc);
+
+// ---- bfloat16 products (AVX512_BF16) ----
+/// 1 when the CPU runs VDPBF16PS (AVX512_BF16 with AVX-512F).
+int dk_bf16dot_available(void);
+/// 32-bit words dk_bf16dot_pack_a writes for x [M, K] (K even).
+long dk_bf16dot_packed_a_words(long M, long K);
+/// Row slivers of x [M, ·] in the packing (threads may pack disjoint ranges of them).
+long dk_bf16dot_slivers(long M);
+/// Packs slivers s0..<s1 of x [M, K] (row stride lda), each value rounded to bfloat16 (to nearest,
+/// ties to even; subnormals as zero where the CPU's conversion does so), into the row slivers
+/// dk_sgemm_bf16dot reads.
+void dk_bf16dot_pack_a(long M, long K, const float *A, long lda, uint32_t *Ap, long s0, long s1);
+/// C[:, n0..<n1] = x·Wᵀ for W [N, K] bfloat16 rows (K a multiple of 32), x packed by
+/// dk_bf16dot_pack_a; products of bfloat16 pairs summed in Float32. Only where
+/// dk_bf16dot_available() is 1.
+void dk_sgemm_bf16dot(long M, long K, const uint32_t *Ap, const void *W, long n0, long n1, float *C, long ldc);
 /// Expands blocks [k0, k0 + kc) of `cols` (≤ 16) rows of W (row stride rowBytes) into a 16-wide
 /// GEMM sliver dst[k * 16 + c] (zero past cols), with AVX2; returns 0 (nothing done) where that
 /// does not apply (no AVX2, 256-value blocks).

@@ -19,9 +19,9 @@ public struct GemmChoice: Codable, Equatable, Sendable {
     public var key: String?
 }
 
-/// Which built-in micro-kernel runs (AVX2 or AVX-512 where the CPU has both): the faster one
-/// measured on this machine, since the widest is not always the fastest (Zen 4 runs AVX-512 at
-/// the AVX2 rate; Intel's server cores with two 512-bit FMA units at twice it). Both sum in the
+/// Which built-in micro-kernel runs (AVX2 or AVX-512 where the CPU has both): measured on this
+/// machine, since the widest is not always the fastest (Zen 4 runs AVX-512 at the AVX2 rate;
+/// Intel's server cores with two 512-bit FMA units at twice it); see `GemmSelection.pick`. Both sum in the
 /// same order, so the choice changes speed, never the numbers. Kept per CPU, kernels and thread
 /// count in `gemm-kernel.json` beside the backend's cache.
 public struct GemmKernelChoice: Codable, Equatable, Sendable {
@@ -101,7 +101,7 @@ public enum GemmSelection {
 
     /// Chooses the built-in micro-kernel as `Gemm.kernelChoice` does on first use (see
     /// `GemmKernelChoice`): `DISTILL_GEMM_KERNEL=avx2|avx512|portable` (where supported), else a
-    /// cached measurement, else the fastest FMA kernel measured now. Switches the kernel.
+    /// cached measurement, else the FMA kernels measured now (`pick`). Switches the kernel.
     static func chooseKernel(environment env: [String: String] = ProcessInfo.processInfo.environment) -> GemmKernelChoice {
         if let want = env["DISTILL_GEMM_KERNEL"], !want.isEmpty, Gemm.useBuiltinKernel(want) {
             return GemmKernelChoice(kernel: Gemm.builtinKernelName, reason: "DISTILL_GEMM_KERNEL=\(want)")
@@ -122,16 +122,27 @@ public enum GemmSelection {
         return choice
     }
 
-    /// Times each of `kernels` as `gflops(.builtin)` does, in two interleaved rounds (the first
-    /// one timed would otherwise pay for the warm-up), and switches to the fastest.
+    /// Times each of `kernels` as `gflops(.builtin)` does, best of three interleaved rounds (the
+    /// first one timed would otherwise pay for the warm-up, and a busy moment would decide), and
+    /// switches to the one `pick` takes.
     static func measureKernels(_ kernels: [String], key: String) -> GemmKernelChoice {
         var rates: [String: Double] = [:]
-        for _ in 0..<2 {
+        for _ in 0..<3 {
             for k in kernels where Gemm.useBuiltinKernel(k) { rates[k] = Swift.max(rates[k] ?? 0, gflops(.builtin)) }
         }
-        let best = rates.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
+        let best = pick(kernels, rates)
         Gemm.useBuiltinKernel(best)
         return GemmKernelChoice(kernel: best, reason: "measured", gflops: rates, key: key)
+    }
+
+    /// The first of `kernels` (narrowest first) unless a wider one is at least 10% faster: on a
+    /// CPU that splits 512-bit operations in two (AMD Zen 4) the AVX-512 kernel measured level
+    /// with AVX2 on these products but 4% slower in a training step (more of its 12 x 32 tiles are
+    /// ragged); where two 512-bit FMA units double the rate (Intel's server cores) it wins clearly.
+    static func pick(_ kernels: [String], _ rates: [String: Double]) -> String {
+        var best = kernels[0]
+        for k in kernels.dropFirst() where (rates[k] ?? 0) >= 1.1 * (rates[best] ?? 0) { best = k }
+        return best
     }
 
     /// The CPU model and the vector extensions that matter here.

@@ -26,6 +26,15 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let format: Format
     public let rows: Int
     public let cols: Int
+    /// bfloat16 only: `matmul` rounds x to bfloat16 too and multiplies pairs with AVX512_BF16
+    /// (twice the Float32 rate) where the CPU has it — a frozen teacher's option, since the
+    /// activations' rounding moves the results (a realistic model's log-probs by < 1e-2).
+    public var bfloat16Products = false
+
+    /// Whether the CPU has AVX512_BF16 (what `bfloat16Products` needs).
+    public static var bfloat16ProductsAvailable: Bool { dk_bf16dot_available() == 1 }
+    /// Whether `matmul` runs on bfloat16 products here (`bfloat16Products` and a CPU with AVX512_BF16).
+    public var usesBFloat16Products: Bool { format == .bf16 && bfloat16Products && Self.bfloat16ProductsAvailable }
     /// rows × cols/32 blocks, row after row: owned bytes, or bytes borrowed from `owner` (a
     /// memory-mapped file), so that a model's quantized weights are not copied.
     private let owned: [UInt8]?
@@ -134,6 +143,18 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
         let px = x.storage.pointer, py = y.storage.pointer, cols = self.cols, rows = self.rows
         let type = format.rawValue, base = self.base
+        if usesBFloat16Products {
+            var packed = [UInt32](repeating: 0, count: dk_bf16dot_packed_a_words(m, cols))
+            packed.withUnsafeMutableBufferPointer { ap in
+                let pa = UnsafePointer(ap.baseAddress!), out = ap.baseAddress!, slivers = dk_bf16dot_slivers(m)
+                parallelFor(slivers, grain: 8) { r in dk_bf16dot_pack_a(m, cols, px, cols, out, r.lowerBound, r.upperBound) }
+                let slices = (rows + 31) / 32
+                parallelFor(slices, grain: Swift.max(1, slices / (4 * Threads.count))) { r in
+                    dk_sgemm_bf16dot(m, cols, pa, base, r.lowerBound * 32, Swift.min(rows, r.upperBound * 32), py, rows)
+                }
+            }
+            return y
+        }
         // x is packed into the micro-kernel's row panels once, shared by every task. Slices of 16
         // rows of W (the micro-kernel's 16 columns) per task: each task's panel of W stays in L1
         // while x streams past it. (Wider slices measured 15% slower scoring SmolLM2 Q4_1.)

@@ -194,7 +194,7 @@ public enum RecipeRunner {
         }
         // After the student took its weights from the teacher: bfloat16 from here on.
         if recipe.teacher?.dtype == "bf16", let teacher {
-            let saved = try teacher.lm.storeMatricesInBFloat16()
+            let saved = try teacher.lm.storeMatricesInBFloat16(bfloat16Products: true)
             onEvent(.note(String(format: "teacher matrices in bfloat16 (%.0f MB less memory)", Double(saved) / 1e6)))
         }
         let tokenizer = try student.requireTokenizer()

@@ -182,10 +182,10 @@ final class QuantizedMatrixTests: XCTestCase {
     /// Largest differences between a model and its bfloat16 copy over `ids`: of the log-probs of
     /// the text's tokens (what scoring and the KD targets' weight rest on), of any probability,
     /// and of any log-probability in the whole vocabulary (tail tokens included).
-    func bfloat16Differences(_ lm: TransformerLM, _ copy: TransformerLM, ids: [Int]) throws -> (tokens: Float, probabilities: Float, all: Float) {
+    func bfloat16Differences(_ lm: TransformerLM, _ copy: TransformerLM, ids: [Int], products: Bool = false) throws -> (tokens: Float, probabilities: Float, all: Float) {
         lm.freeze()
         copy.freeze()
-        let saved = try copy.storeMatricesInBFloat16()
+        let saved = try copy.storeMatricesInBFloat16(bfloat16Products: products)
         XCTAssertGreaterThan(saved, 0)
         let v = lm.config.vocabSize
         let a = withoutGradients { lm.forward(ids, batch: 1, length: ids.count).logits.logSoftmax().scalars }
@@ -206,6 +206,45 @@ final class QuantizedMatrixTests: XCTestCase {
         let d = try bfloat16Differences(TransformerLM(c, seed: 5), TransformerLM(c, seed: 5), ids: ids)
         XCTAssertLessThan(d.tokens, 1e-2)
         XCTAssertLessThan(d.probabilities, 1e-2)
+    }
+
+    /// The same teacher with bfloat16 products (activations rounded too, AVX512_BF16): still
+    /// within 1e-2 of Float32, and the matrices' products are those of the rounded operands.
+    func testBFloat16ProductsTeacherWithinOnePercent() throws {
+        guard QuantizedMatrix.bfloat16ProductsAvailable else { throw XCTSkip("this CPU has no AVX512_BF16") }
+        let c = TransformerConfig(vocabSize: 2048, hidden: 256, layers: 4, heads: 4, kvHeads: 2, intermediate: 704)
+        var rng = TestRNG(seed: 8)
+        let ids = (0..<96).map { _ in Int(rng.next() % 2048) }
+        let copy = TransformerLM(c, seed: 5)
+        let d = try bfloat16Differences(TransformerLM(c, seed: 5), copy, ids: ids, products: true)
+        XCTAssertTrue(copy.model.layers[0].mlp.upProj.quantizedWeight?.usesBFloat16Products ?? false)
+        XCTAssertGreaterThan(d.all, 0)
+        XCTAssertLessThan(d.tokens, 1e-2)
+        XCTAssertLessThan(d.probabilities, 1e-2)
+    }
+
+    /// bfloat16 products against the exact sum of the rounded operands' products (Double) on
+    /// ragged shapes: rows of x around the 12-row slivers, of W around the 32-column slivers, K
+    /// across the 256-value blocks. Each element within K·u of Σ|x̂ŵ| (the products of bfloat16
+    /// values are exact in Float32; only the additions round).
+    func testBFloat16ProductsOnAwkwardShapes() throws {
+        guard QuantizedMatrix.bfloat16ProductsAvailable else { throw XCTSkip("this CPU has no AVX512_BF16") }
+        var rng = TestRNG(seed: 17)
+        func bf(_ v: Float) -> Double { Double(HalfPrecision.float(fromBFloat16: HalfPrecision.bfloat16(from: v))) }
+        for (m, rows, cols) in [(1, 31, 32), (11, 33, 288), (12, 32, 256), (13, 70, 544), (100, 65, 96)] {
+            let w = (0..<(rows * cols)).map { _ in rng.normal() }, x = (0..<(m * cols)).map { _ in rng.normal() }
+            let q = try QuantizedMatrix(bfloat16: Tensor(w, shape: [rows, cols]))
+            XCTAssertFalse(q.usesBFloat16Products)
+            q.bfloat16Products = true
+            XCTAssertTrue(q.usesBFloat16Products)
+            let y = q.matmul(Tensor(x, shape: [m, cols])).scalars
+            for i in 0..<m { for j in 0..<rows {
+                var exact = 0.0, mag = 0.0
+                for k in 0..<cols { let t = bf(x[i * cols + k]) * bf(w[j * cols + k]); exact += t; mag += abs(t) }
+                let bound = Double(cols + 2) * 0x1p-24 * mag + 1e-30
+                XCTAssertLessThanOrEqual(abs(Double(y[i * rows + j]) - exact), bound, "m \(m) rows \(rows) cols \(cols) at \(i),\(j)")
+            } }
+        }
     }
 
     /// A real model: SmolLM2-135M-Instruct (its Q4_1 weights expanded, then rounded to bfloat16).
