@@ -97,17 +97,25 @@ public func sideBySide<A, B>(_ first: () throws -> A, _ second: () throws -> B) 
     guard total >= 2 else { return (try first(), try second()) }
     let share = total / 2
     return try withoutActuallyEscaping(first) { first in
-        let outcome = SideOutcome<A>(), done = DispatchSemaphore(value: 0)
+        // The thread reaches `first` only through the box, which lets go of it once the thread is
+        // done with it: the Thread object may hold its block a while longer, and `first` must not
+        // outlive this call.
+        let side = SideJob<A>(first), done = DispatchSemaphore(value: 0)
         let thread = Thread {
-            outcome.result = Result { try Threads.limited(to: share) { try first() } }
+            side.result = Result { try Threads.limited(to: share) { try side.body!() } }
             done.signal()
         }
         thread.stackSize = 16 << 20
         thread.start()
         let second = Result { try Threads.limited(to: total - share) { try second() } }
         done.wait()
-        return (try outcome.result!.get(), try second.get())
+        side.body = nil
+        return (try side.result!.get(), try second.get())
     }
 }
 
-private final class SideOutcome<A>: @unchecked Sendable { var result: Result<A, Error>? }
+private final class SideJob<A>: @unchecked Sendable {
+    var body: (() throws -> A)?
+    var result: Result<A, Error>?
+    init(_ body: @escaping () throws -> A) { self.body = body }
+}
