@@ -24,7 +24,7 @@ extension Bench {
         @Option(help: "kd-reference | sft-reference.") var preset: PresetArgument
         @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
         @Flag(help: "Also run the PyTorch script (python3 scripts/bench_pytorch.py) and print the ratio.") var compare = false
-        @Option(help: "kd-reference: the teacher's matrices in f32 or bf16 (half the memory, multiplied in Float32).") var teacherDtype = "f32"
+        @Option(help: "kd-reference: the teacher's matrices in f32 or bf16 (half the memory; multiplied in bfloat16 pairs where the CPU has AVX512_BF16, else in Float32).") var teacherDtype = "f32"
         @Option(help: "The Python interpreter for --compare.") var python = "python3"
         @Flag(help: "Print JSON.") var json = false
 
