@@ -6,6 +6,7 @@
 // kernels add each element's products in the same order (k ascending within KC-blocks, one FMA
 // each), so AVX2 and AVX-512 compute bitwise the same GEMM and either may be chosen by speed.
 #include "CDistillKernels.h"
+#include "simd.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,15 @@ static void packB(int transB, const float *B, long ldb, long k0, long kc, long j
                 memcpy(base + k * NR, B + (k0 + k) * ldb + j0 + s, sizeof(float) * NR);
             continue;
         }
+#if defined(__x86_64__)
+        // op(B) = Bᵀ (x·Wᵀ): 8 x 8 blocks transposed in registers instead of a strided gather.
+        if (transB && cols == NR && NR % 8 == 0 && kc % 8 == 0 && has_avx2_fma()) {
+            for (long k = 0; k < kc; k += 8)
+                for (int c0 = 0; c0 < NR; c0 += 8)
+                    transpose8x8(B + (j0 + s + c0) * ldb + k0 + k, ldb, base + k * NR + c0, NR);
+            continue;
+        }
+#endif
         for (long k = 0; k < kc; k++) {
             float *d = base + k * NR;
             long c = 0;
@@ -274,10 +284,68 @@ static void scaleC(long M, long N, float beta, float *C, long ldc) {
     }
 }
 
+#if defined(__x86_64__)
+// One row of C (batch-1 decoding of a Float32 model) without packing B, which would copy the whole
+// matrix for each product: 16 columns at a time, each element summed as the FMA kernels sum it
+// (k ascending within KC-blocks, one FMA each, C = alpha·acc + beta·C per block through storeTile),
+// so it gives the same bits as the GEMM on more rows.
+__attribute__((target("avx2,fma")))
+static void gemv_row_fma(int transA, int transB, long N, long K, float alpha, const float *A, long lda,
+                         const float *B, long ldb, float beta, float *C) {
+    for (long jc = 0; jc < N; jc += 16) {
+        long cols = N - jc < 16 ? N - jc : 16;
+        for (long pc = 0; pc < K; pc += KC) {
+            long kc = K - pc < KC ? K - pc : KC;
+            v8f acc0 = (v8f){0}, acc1 = (v8f){0};
+            long k = 0;
+            if (transB && cols == 16) {
+                // Bᵀ: 8 values of k for the 16 columns, transposed in registers, then the FMAs in k order.
+                float blk[8 * 16] __attribute__((aligned(32)));
+                for (; k + 8 <= kc; k += 8) {
+                    transpose8x8(B + jc * ldb + pc + k, ldb, blk, 16);
+                    transpose8x8(B + (jc + 8) * ldb + pc + k, ldb, blk + 8, 16);
+                    for (int t = 0; t < 8; t++) {
+                        float a = transA ? A[(pc + k + t) * lda] : A[pc + k + t];
+                        acc0 += a * *(const v8f *)(blk + t * 16);
+                        acc1 += a * *(const v8f *)(blk + t * 16 + 8);
+                    }
+                }
+            }
+            for (; k < kc; k++) {
+                float a = transA ? A[(pc + k) * lda] : A[pc + k];
+                float col[16] __attribute__((aligned(32)));
+                const float *b;
+                if (!transB && cols == 16) {
+                    b = B + (pc + k) * ldb + jc;
+                } else {
+                    long c = 0;
+                    if (transB) for (; c < cols; c++) col[c] = B[(jc + c) * ldb + pc + k];
+                    else for (; c < cols; c++) col[c] = B[(pc + k) * ldb + jc + c];
+                    for (; c < 16; c++) col[c] = 0;
+                    b = col;
+                }
+                acc0 += a * *(const v8f *)b;
+                acc1 += a * *(const v8f *)(b + 8);
+            }
+            float tile[16];
+            *(v8f *)tile = acc0;
+            *(v8f *)(tile + 8) = acc1;
+            storeTile(tile, 16, 1, cols, alpha, pc == 0 ? beta : 1.0f, C + jc, 0);
+        }
+    }
+}
+#endif
+
 static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc, long M, long N, long K,
                        float alpha, const float *A, long lda, float beta, float *C, long ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0) { scaleC(M, N, beta, C, ldc); return; }
+#if defined(__x86_64__)
+    if (M == 1 && !bsrc->W && kern != &portable_kernel) {
+        gemv_row_fma(transA, bsrc->transB, N, K, alpha, A, lda, bsrc->B, bsrc->ldb, beta, C);
+        return;
+    }
+#endif
     const int MR = kern->MR, NR = kern->NR;
     long ncMax = N < NC ? N : NC;
     long kcMax = K < KC ? K : KC;

@@ -198,6 +198,37 @@ final class GemmTests: XCTestCase {
         XCTAssertFalse(Gemm.useBuiltinKernel("no-such-kernel"))
     }
 
+    func testOneRowEqualsTheSameRowOfALargerProduct() {
+        // One row of C runs without packing B (batch-1 decoding); it must give the bits the GEMM gives
+        // that row in a larger product, for every transpose, alpha/beta, K across blocks, N around 16.
+        let saved = Gemm.builtinKernelName
+        defer { Gemm.useBuiltinKernel(String(saved.prefix { $0 != " " })) }
+        for kernel in Gemm.builtinKernels {
+            Gemm.useBuiltinKernel(String(kernel.prefix { $0 != " " }))
+            for (n, k) in [(1, 1), (15, 7), (16, 256), (17, 300), (70, 513)] { for (ta, tb) in transposes {
+                for (alpha, beta) in [(Float(1), Float(0)), (-0.75, 0.5), (2, 1)] {
+                    var rng = RandomGenerator(seed: UInt64(n * 31 + k))
+                    let m = 9, lda = ta ? m : k, ldb = tb ? k : n
+                    let a = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }, b = (0..<(k * n)).map { _ in rng.nextFloat() - 0.5 }
+                    let c0 = (0..<(m * n)).map { _ in rng.nextFloat() - 0.5 }
+                    var all = c0
+                    Gemm.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                               beta: beta, c: &all, ldc: n, backend: .builtin, threaded: false)
+                    for row in [0, 4] {
+                        // Row `row` of op(A) alone: A's row (or, transposed, its column) in place.
+                        var one = Array(c0[(row * n)..<((row + 1) * n)])
+                        a.withUnsafeBufferPointer { pa in
+                            Gemm.sgemm(transA: ta, transB: tb, m: 1, n: n, k: k, alpha: alpha, a: pa.baseAddress! + (ta ? row : row * lda),
+                                       lda: lda, b: b, ldb: ldb, beta: beta, c: &one, ldc: n, backend: .builtin, threaded: false)
+                        }
+                        XCTAssertEqual(one.map(\.bitPattern), all[(row * n)..<((row + 1) * n)].map(\.bitPattern),
+                                       "\(kernel) n \(n) k \(k) transA \(ta) transB \(tb) alpha \(alpha) beta \(beta) row \(row)")
+                    }
+                }
+            } }
+        }
+    }
+
     func testThreadedAndSingleThreadedBuiltinAgreeExactly() {
         // Splitting rows or columns across threads does not change any element's summation order, so the
         // results are bitwise identical (the same run gives the same numbers on any thread count).
