@@ -29,6 +29,8 @@ public enum Threads {
     /// independent jobs run side by side on threads of their own, each on its share of the
     /// cores. Small models' kernels gain less from a second thread than a second job does.
     public static func limited<R>(to n: Int, _ body: () throws -> R) rethrows -> R {
+        // The GEMM backend and kernel are measured on first use: at full width, not under the cap.
+        _ = Gemm.backend
         let saved = dk_thread_limit()
         dk_thread_limit_set(Swift.max(1, n))
         defer { dk_thread_limit_set(saved) }
