@@ -8,7 +8,7 @@
 // of MR rows of 32-bit pairs (pair p of row r at [p·MR + r]) and W into slivers of NR columns
 // (pair p of column c at [p·NR + c]: row c's own 32-bit words, transposed).
 #include "CDistillKernels.h"
-#include <pthread.h>
+#include "simd.h"
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -80,11 +80,6 @@ void dk_bf16dot_pack_a(long M, long K, const float *A, long lda, uint32_t *Ap, l
 }
 
 #if defined(__x86_64__)
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#else
-#define UNROLL _Pragma("GCC unroll 32")
-#endif
 
 // C[rows, cols] (+)= Ap(MR x kp pairs) · Bp(kp pairs x NR); accumulate: add to C.
 __attribute__((target("avx512f,avx512bf16")))

@@ -1,8 +1,16 @@
-// Helpers shared by the AVX2 kernels (internal, not part of the module's interface): the CPU
+// Helpers shared by the kernels (internal, not part of the module's interface): UNROLL, the CPU
 // check and the 8-lane exponential (see exp.c for the method and its accuracy).
 #ifndef DK_SIMD_H
 #define DK_SIMD_H
 #include <math.h>
+
+// Unrolls the loop that follows completely (register tiles whose loops must not stay loops).
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define UNROLL _Pragma("GCC unroll 32")
+#endif
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
