@@ -270,6 +270,11 @@ final class GemmSelectionTests: XCTestCase {
         XCTAssertEqual(forced.reason, "DISTILL_GEMM_KERNEL=portable")
         XCTAssertEqual(Gemm.builtinKernelName, forced.kernel)
         XCTAssertTrue(forced.kernel.hasPrefix("portable"))
+        // A kernel this CPU does not run is named in the reason, with the ones it does.
+        let unknown = GemmSelection.chooseKernel(environment: ["DISTILL_GEMM_KERNEL": "avx1024"])
+        XCTAssertTrue(unknown.reason.contains("DISTILL_GEMM_KERNEL=avx1024 ignored: this CPU runs portable"), unknown.reason)
+        XCTAssertEqual(Gemm.builtinKernelName, unknown.kernel)
+        if Gemm.builtinKernels.count > 1 { XCTAssertFalse(unknown.kernel.hasPrefix("portable")) }   // an FMA kernel, as without the setting
         guard Gemm.builtinKernels.count > 2 else { throw XCTSkip("one FMA kernel on this CPU: nothing to measure") }
         let env = ["DISTILL_CACHE_DIR": dir.path]
         let first = GemmSelection.chooseKernel(environment: env)

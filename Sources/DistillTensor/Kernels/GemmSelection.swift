@@ -103,8 +103,16 @@ public enum GemmSelection {
     /// `GemmKernelChoice`): `DISTILL_GEMM_KERNEL=avx2|avx512|portable` (where supported), else a
     /// cached measurement, else the FMA kernels measured now (`pick`). Switches the kernel.
     static func chooseKernel(environment env: [String: String] = ProcessInfo.processInfo.environment) -> GemmKernelChoice {
-        if let want = env["DISTILL_GEMM_KERNEL"], !want.isEmpty, Gemm.useBuiltinKernel(want) {
-            return GemmKernelChoice(kernel: Gemm.builtinKernelName, reason: "DISTILL_GEMM_KERNEL=\(want)")
+        if let want = env["DISTILL_GEMM_KERNEL"], !want.isEmpty {
+            if Gemm.useBuiltinKernel(want) {
+                return GemmKernelChoice(kernel: Gemm.builtinKernelName, reason: "DISTILL_GEMM_KERNEL=\(want)")
+            }
+            // Not a kernel this CPU runs: chosen as without the setting, and the reason says so
+            // (`distill bench ops` prints it).
+            var choice = chooseKernel(environment: env.filter { $0.key != "DISTILL_GEMM_KERNEL" })
+            choice.reason += "; DISTILL_GEMM_KERNEL=\(want) ignored: this CPU runs "
+                + Gemm.builtinKernels.map { String($0.prefix { $0 != " " }) }.joined(separator: ", ")
+            return choice
         }
         let fma = Array(Gemm.builtinKernels.dropFirst())   // portable only on request
         guard fma.count > 1 else {
