@@ -556,10 +556,25 @@ static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q
 }
 #endif
 
-void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                 long m, float *Y, long ldy, long row0, long row1, int portable) {
+int dk_qgemv_q8_supports(int kernel) {
+    switch (kernel) {
+    case DK_Q8_BEST: case DK_Q8_PORTABLE: return 1;
 #if defined(__x86_64__)
-    if (!portable && has_avx2()) { qgemv_q8_avx2(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1); return; }
+    case DK_Q8_AVX2: return has_avx2();
+    case DK_Q8_VNNI: return dk_q8_vnni_available();
+#endif
+    default: return 0;
+    }
+}
+
+void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                 long m, float *Y, long ldy, long row0, long row1, int kernel) {
+#if defined(__x86_64__)
+    if ((kernel == DK_Q8_BEST || kernel == DK_Q8_VNNI) && dk_q8_vnni_available()) {
+        dk_qgemv_q8_vnni(type, W, cols, Q, D, S, m, Y, ldy, row0, row1);
+        return;
+    }
+    if (kernel != DK_Q8_PORTABLE && has_avx2()) { qgemv_q8_avx2(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1); return; }
 #endif
     qgemv_q8_portable(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1);
 }

@@ -170,9 +170,29 @@ public final class QuantizedMatrix: @unchecked Sendable {
         return y
     }
 
+    /// The integer dot-product kernels of the fast option (`int8Activations`): by default the
+    /// fastest this CPU runs (AVX-512 VNNI, AVX2, portable code); tests force each one.
+    public enum Int8Kernel: Int32, CaseIterable, Sendable {
+        case best = 0, portable = 1, avx2 = 2, avx512VNNI = 3
+        /// Whether this CPU runs it.
+        public var isSupported: Bool { dk_qgemv_q8_supports(rawValue) == 1 }
+        public var name: String { self == .avx512VNNI ? "avx512-vnni" : "\(self)" }
+
+        /// The kernel used when none is given: `DISTILL_INT8_KERNEL=avx512-vnni|avx2|portable`
+        /// where this CPU runs it (for comparisons), else the fastest. Tests set it.
+        nonisolated(unsafe) public static var preferred: Int8Kernel = {
+            let want = ProcessInfo.processInfo.environment["DISTILL_INT8_KERNEL"]
+            return allCases.first { $0 != .best && $0.name == want && $0.isSupported } ?? .best
+        }()
+
+        /// The kernel `best` runs here.
+        public static var fastest: Int8Kernel { avx512VNNI.isSupported ? .avx512VNNI : avx2.isSupported ? .avx2 : .portable }
+    }
+
     /// x·Wᵀ for x [..., cols] → [..., rows]; rows of the output split across threads. Not
-    /// recorded for gradients (inference). `int8Activations`: the fast option (see `fastDecoding`).
-    public func multiply(_ x: Tensor, int8Activations: Bool = false, portable: Bool = false) -> Tensor {
+    /// recorded for gradients (inference). `int8Activations`: the fast option (see `fastDecoding`),
+    /// with `int8Kernel` (default: the fastest here; `portable` picks the portable one).
+    public func multiply(_ x: Tensor, int8Activations: Bool = false, portable: Bool = false, int8Kernel: Int8Kernel? = nil) -> Tensor {
         precondition(x.shape.last == cols, "QuantizedMatrix: input \(x.shape) does not end in \(cols)")
         let m = x.shape.dropLast().reduce(1, *)
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
@@ -185,9 +205,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
                     sums.withUnsafeMutableBufferPointer { sp in
                         for i in 0..<m { dk_quantize_q8_blocks(px + i * cols, cols, qp.baseAddress! + i * cols, dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
                         let (qa, da, sa) = (UnsafePointer(qp.baseAddress!), UnsafePointer(dp.baseAddress!), UnsafePointer(sp.baseAddress!))
-                        let base = self.base
+                        let base = self.base, kernel = (int8Kernel ?? (portable ? .portable : Int8Kernel.preferred)).rawValue
                         parallelFor(rows, grain: 64) { r in
-                            dk_qgemv_q8(type, base, cols, qa, da, sa, m, py, rows, r.lowerBound, r.upperBound, portable ? 1 : 0)
+                            dk_qgemv_q8(type, base, cols, qa, da, sa, m, py, rows, r.lowerBound, r.upperBound, kernel)
                         }
                     }
                 }
