@@ -24,7 +24,7 @@ extension Bench {
         @Option(help: "kd-reference | sft-reference.") var preset: PresetArgument
         @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
         @Flag(help: "Also run the PyTorch script (python3 scripts/bench_pytorch.py) and print the ratio.") var compare = false
-        @Option(help: "kd-reference: the teacher's matrices in f32 or bf16 (half the memory; multiplied in bfloat16 pairs where the CPU has AVX512_BF16, else in Float32).") var teacherDtype = "f32"
+        @Option(help: "kd-reference: the teacher's matrices in f32 or bf16 (half the memory; multiplied in bfloat16 pairs where the CPU has AVX512_BF16, else in Float32); --compare runs PyTorch's teacher in the same dtype.") var teacherDtype = "f32"
         @Option(help: "The Python interpreter for --compare.") var python = "python3"
         @Flag(help: "Print JSON.") var json = false
 
@@ -44,7 +44,7 @@ extension Bench {
             guard let r = result else { return }
             var torch: [String: Any]?
             if compare {
-                torch = try runPyTorch(preset.rawValue, steps: steps, threads: r.threads)
+                torch = try runPyTorch(preset.rawValue, steps: steps, threads: r.threads, teacherDtype: p == .kdReference ? teacherDtype : nil)
             }
             if json {
                 var obj: [String: Any] = ["distill": try JSONSerialization.jsonObject(with: try JSONEncoder().encode(r))]
@@ -52,21 +52,25 @@ extension Bench {
                 print(String(data: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]), encoding: .utf8)!)
                 return
             }
-            print(String(format: "%@: %.3f s/step, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.0f%% of the measured GEMM peak %.1f GFLOP/s (%d threads%@), peak memory %.0f MB",
-                         r.preset, r.stepSeconds, r.tokensPerSecond, r.gflopsPerStep, r.achievedGflops, 100 * r.shareOfPeak,
+            print(String(format: "%@%@: %.3f s/step, %.0f tokens/s, %.1f GFLOP/step, %.1f GFLOP/s = %.0f%% of the measured GEMM peak %.1f GFLOP/s (%d threads%@), peak memory %.0f MB",
+                         r.preset, p == .kdReference ? " (teacher \(teacherDtype))" : "", r.stepSeconds, r.tokensPerSecond, r.gflopsPerStep, r.achievedGflops, 100 * r.shareOfPeak,
                          r.gemmPeakGflops, r.threads, r.processes > 1 ? " × \(r.processes) processes" : "",
                          Double(r.peakResidentBytes) / 1_048_576))
             if let torch, let tps = torch["tokens_per_second"] as? Double, let secs = torch["step_seconds"] as? Double {
                 let mem = (torch["peak_resident_bytes"] as? Double).map { String(format: ", peak memory %.0f MB", $0 / 1_048_576) } ?? ""
                 let best = (torch["best"] as? String).map { ", fastest of its variants: \($0)" } ?? ""
-                print(String(format: "pytorch %@: %.3f s/step, %.0f tokens/s%@%@", (torch["torch"] as? String) ?? "?", secs, tps, mem, best))
+                let dtype = (torch["teacher_dtype"] as? String).map { ", teacher \($0)" } ?? ""
+                print(String(format: "pytorch %@: %.3f s/step, %.0f tokens/s%@%@%@", (torch["torch"] as? String) ?? "?", secs, tps, dtype, mem, best))
                 print(String(format: "distill / pytorch tokens/s: %.2f×", r.tokensPerSecond / tps))
             }
         }
 
-        func runPyTorch(_ preset: String, steps: Int, threads: Int) throws -> [String: Any] {
+        /// `teacherDtype` bf16: PyTorch's teacher in bfloat16 too (weights converted, or autocast;
+        /// the faster counts).
+        func runPyTorch(_ preset: String, steps: Int, threads: Int, teacherDtype: String?) throws -> [String: Any] {
             try runPythonBenchmark(python: python, script: "scripts/bench_pytorch.py",
-                                   arguments: ["--preset", preset, "--steps", "\(steps)", "--threads", "\(threads)", "--json"])
+                                   arguments: ["--preset", preset, "--steps", "\(steps)", "--threads", "\(threads)", "--json"]
+                                       + (teacherDtype.map { ["--teacher-dtype", $0] } ?? []))
         }
     }
 
