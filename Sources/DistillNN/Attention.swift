@@ -172,29 +172,34 @@ public final class DecoderBlock: Module {
 /// of which the first `length` positions are filled. Appending writes in place; the capacity C
 /// doubles when full (amortised O(1) per position instead of copying the whole cache each step).
 public final class LayerKVCache {
+    /// [R, kvHeads, capacity, headDim] buffers of which the first `batch` rows and `length`
+    /// positions hold entries (rows past `batch` are left over from rows that finished).
     private var keyBuffer: Tensor?
     private var valueBuffer: Tensor?
     public private(set) var length = 0
+    /// Rows (sequences) the cache holds.
+    public private(set) var batch = 0
 
     public init() {}
 
     /// Positions the buffers hold before they grow.
     public var capacity: Int { keyBuffer?.shape[2] ?? 0 }
 
-    /// The cached keys and values [B, kvHeads, length, headDim] (copies of the filled part).
+    /// The cached keys and values [batch, kvHeads, length, headDim] (copies of the filled part).
     public var keys: Tensor? { keyBuffer.map { filled($0) } }
     public var values: Tensor? { valueBuffer.map { filled($0) } }
 
     func filled(_ buffer: Tensor) -> Tensor {
-        withoutGradients { buffer.shape[2] == length ? buffer : buffer.slice(axis: 2, start: 0, length: length) }
+        let out = Tensor(uninitializedShape: [batch, buffer.shape[1], length, buffer.shape[3]])
+        copyRows(from: buffer, to: out, rows: length, at: 0, blocks: batch * buffer.shape[1])
+        return out
     }
 
     /// Writes `k`, `v` [B, kvHeads, n, headDim] after the filled positions.
     func write(keys k: Tensor, values v: Tensor) {
         let b = k.shape[0], h = k.shape[1], n = k.shape[2], dk = k.shape[3], dv = v.shape[3]
-        precondition(keyBuffer == nil || length == 0 || keyBuffer!.shape[0] == b,
-                     "LayerKVCache: appending a batch of \(b) to a cache of \(keyBuffer!.shape[0]) rows")
-        if keyBuffer == nil || keyBuffer!.shape[0] != b || length + n > capacity {
+        precondition(length == 0 || batch == b, "LayerKVCache: appending a batch of \(b) to a cache of \(batch) rows")
+        if keyBuffer == nil || (length == 0 && keyBuffer!.shape[0] != b) || length + n > capacity {
             let newCapacity = Swift.max(length + n, 2 * capacity, 16)
             let nk = Tensor(zeros: [b, h, newCapacity, dk]), nv = Tensor(zeros: [b, h, newCapacity, dv])
             if let kb = keyBuffer, let vb = valueBuffer, length > 0 {
@@ -207,6 +212,7 @@ public final class LayerKVCache {
         copyRows(from: k, to: keyBuffer!, rows: n, at: length, blocks: b * h)
         copyRows(from: v, to: valueBuffer!, rows: n, at: length, blocks: b * h)
         length += n
+        batch = b
     }
 
     /// For each of `blocks` (batch, head) blocks: `rows` rows of `src` (starting at its row 0)
@@ -233,41 +239,57 @@ public final class LayerKVCache {
     /// (inference only).
     func appendAndAttend(query q: Tensor, keys k: Tensor, values v: Tensor, mask: Tensor?, causal: Bool) -> Tensor {
         write(keys: k, values: v)
-        return cachedAttention(query: q, keys: keyBuffer!, values: valueBuffer!, length: length, mask: mask, causal: causal)
+        return cachedAttention(query: q, keys: keyBuffer!, values: valueBuffer!, length: length, batch: batch, mask: mask, causal: causal)
     }
 
     /// Repeats each sequence's entries `n` times along the batch (n samples sharing one prompt).
     public func repeatBatch(_ n: Int) {
+        guard let kb = keyBuffer, let vb = valueBuffer else { return }
         func rep(_ t: Tensor) -> Tensor {
             let s = t.shape
-            // (B, H, C, D) -> (B, 1, H, C, D) -> (B, n, H, C, D) -> (B·n, H, C, D)
+            // (B, H, L, D) -> (B, 1, H, L, D) -> (B, n, H, L, D) -> (B·n, H, L, D)
             return withoutGradients { t.unsqueezed(1).broadcast(to: [s[0], n] + Array(s.dropFirst())).reshaped([s[0] * n] + Array(s.dropFirst())) }
         }
-        keyBuffer = keyBuffer.map(rep)
-        valueBuffer = valueBuffer.map(rep)
+        keyBuffer = rep(filled(kb))
+        valueBuffer = rep(filled(vb))
+        batch *= n
     }
 
-    /// Keeps only the batch rows in `rows` (finished sequences dropped).
+    /// Keeps only the batch rows in `rows` (finished sequences dropped), in that order. Rows in
+    /// increasing order (what a decoding batch drops) move within the buffers: each kept row's
+    /// filled positions once, nothing reallocated.
     public func select(rows: [Int]) {
-        keyBuffer = keyBuffer.map { b in withoutGradients { b.indexSelect(rows, axis: 0) } }
-        valueBuffer = valueBuffer.map { b in withoutGradients { b.indexSelect(rows, axis: 0) } }
+        guard let kb = keyBuffer, let vb = valueBuffer else { return }
+        precondition(rows.allSatisfy { $0 >= 0 && $0 < batch }, "LayerKVCache: selecting rows \(rows) of \(batch)")
+        if zip(rows, rows.dropFirst()).allSatisfy({ $0 < $1 }) {
+            // Row rows[i] moves to row i ≤ rows[i]: each destination is a row already read or left.
+            for t in [kb, vb] {
+                let h = t.shape[1], c = t.shape[2], w = t.shape[3], p = t.storage.pointer
+                for (i, r) in rows.enumerated() where i != r {
+                    for head in 0..<h {
+                        (p + ((i * h + head) * c) * w).update(from: p + ((r * h + head) * c) * w, count: length * w)
+                    }
+                }
+            }
+            batch = rows.count
+            return
+        }
+        keyBuffer = withoutGradients { filled(kb).indexSelect(rows, axis: 0) }
+        valueBuffer = withoutGradients { filled(vb).indexSelect(rows, axis: 0) }
+        batch = rows.count
     }
 
     /// Drops the first `n` positions of every row (positions no row attends to any more).
     public func dropLeading(_ n: Int) {
         guard n > 0, let kb = keyBuffer, let vb = valueBuffer else { return }
         precondition(n <= length, "LayerKVCache: dropping \(n) of \(length) positions")
-        func shifted(_ t: Tensor) -> Tensor {
-            let b = t.shape[0], h = t.shape[1], c = t.shape[2], w = t.shape[3]
-            let p = t.storage.pointer
-            for blk in 0..<(b * h) {
+        for t in [kb, vb] {
+            let h = t.shape[1], c = t.shape[2], w = t.shape[3], p = t.storage.pointer
+            for blk in 0..<(batch * h) {
                 // Overlapping move within one block, towards lower addresses.
                 (p + blk * c * w).update(from: p + (blk * c + n) * w, count: (length - n) * w)
             }
-            return t
         }
-        keyBuffer = shifted(kb)
-        valueBuffer = shifted(vb)
         length -= n
     }
 
@@ -281,11 +303,12 @@ public final class LayerKVCache {
             keyBuffer = other.filled(ok)
             valueBuffer = other.filled(ov)
             length = other.length
+            batch = other.batch
             return
         }
         precondition(sk.shape[1] == ok.shape[1] && sk.shape[3] == ok.shape[3] && sv.shape[3] == ov.shape[3],
                      "LayerKVCache: joining caches of shapes \(sk.shape) and \(ok.shape)")
-        let n = Swift.max(length, other.length), b1 = sk.shape[0], b2 = ok.shape[0], h = sk.shape[1]
+        let n = Swift.max(length, other.length), b1 = batch, b2 = other.batch, h = sk.shape[1]
         let capacity = Swift.max(n, 16)
         func join(_ a: Tensor, _ aLength: Int, _ c: Tensor, _ cLength: Int) -> Tensor {
             let out = Tensor(zeros: [b1 + b2, h, capacity, a.shape[3]])
@@ -301,6 +324,7 @@ public final class LayerKVCache {
         keyBuffer = join(sk, length, ok, other.length)
         valueBuffer = join(sv, length, ov, other.length)
         length = n
+        batch = b1 + b2
     }
 }
 

@@ -47,4 +47,35 @@ final class KVCacheTests: XCTestCase {
             for (x, y) in zip(out.suffix(v), want) { XCTAssertEqual(x, y, accuracy: 2e-5) }
         }
     }
+
+    /// Dropping finished rows (kept rows in increasing order) moves the kept rows within the
+    /// buffers; any other order (samples sharing a prompt row) copies. Either way each kept row's
+    /// entries are what they were, and decoding on (past the capacity, so the buffers grow from
+    /// the moved rows) gives each row's logits of the full forward pass.
+    func testDroppingRowsInPlaceKeepsTheRowsAndDecodingGoesOn() {
+        let m = model(), v = 40
+        let rows = (0..<5).map { r in (0..<30).map { ($0 * (3 + 2 * r) + r) % v } }
+        for keep in [[1, 3, 4], [0, 2], [4], [3, 1], [2, 2, 0]] {
+            let cache = m.makeCache()
+            withoutGradients {
+                _ = m.forward(rows.flatMap { $0.prefix(12) }, batch: 5, length: 12, cache: cache)
+                let before = cache.layers.map { ($0.keys!, $0.values!) }
+                cache.select(rows: keep)
+                for (layer, (k, v0)) in zip(cache.layers, before) {
+                    XCTAssertEqual(layer.batch, keep.count)
+                    XCTAssertEqual(layer.keys!.scalars, k.indexSelect(keep, axis: 0).scalars, "keys after keeping \(keep)")
+                    XCTAssertEqual(layer.values!.scalars, v0.indexSelect(keep, axis: 0).scalars, "values after keeping \(keep)")
+                }
+                var out = Tensor(zeros: [0])
+                for t in 12..<30 {
+                    out = m.forward(keep.map { rows[$0][t] }, batch: keep.count, length: 1,
+                                    positions: Array(repeating: [t], count: keep.count), cache: cache).logits
+                }
+                for (i, r) in keep.enumerated() {
+                    let want = m.forward(rows[r], batch: 1, length: 30).logits.scalars.suffix(v)
+                    for (x, y) in zip(out.scalars[(i * v)..<((i + 1) * v)], want) { XCTAssertEqual(x, y, accuracy: 2e-5, "row \(r) of \(keep)") }
+                }
+            }
+        }
+    }
 }

@@ -89,17 +89,19 @@ public func attentionWithProbabilities(query q: Tensor, key k: Tensor, value v: 
     return ((dropProbabilities?(p) ?? p).matmul(expand(v)), p)
 }
 
-/// Attention over keys and values kept in capacity buffers `[B, Hkv, C, D]` (a KV cache that
-/// grows in place), of which the first `length` positions are valid: the same result as
-/// `scaledDotProductAttention` on the first `length` positions, without copying them out.
+/// Attention over keys and values kept in capacity buffers `[R, Hkv, C, D]` (a KV cache that
+/// grows in place), of which the first `batch` rows (default R) and `length` positions are valid:
+/// the same result as `scaledDotProductAttention` on those, without copying them out.
 /// Inference only (nothing is recorded for gradients).
-public func cachedAttention(query q: Tensor, keys k: Tensor, values v: Tensor, length: Int, mask: Tensor? = nil,
+public func cachedAttention(query q: Tensor, keys k: Tensor, values v: Tensor, length: Int, batch: Int? = nil, mask: Tensor? = nil,
                             causal: Bool, scale: Float? = nil) -> Tensor {
+    let rows = batch ?? k.shape[0]
     precondition(k.rank == 4 && v.rank == 4 && length <= k.shape[2] && k.shape[2] == v.shape[2],
                  "cachedAttention: buffers \(k.shape), \(v.shape) hold fewer than \(length) positions")
+    precondition(rows <= k.shape[0] && rows <= v.shape[0], "cachedAttention: buffers \(k.shape), \(v.shape) hold fewer than \(rows) rows")
     let s = validated {
-        try AttentionShape(query: q.shape, key: [k.shape[0], k.shape[1], length, k.shape[3]],
-                           value: [v.shape[0], v.shape[1], length, v.shape[3]], mask: mask?.shape)
+        try AttentionShape(query: q.shape, key: [rows, k.shape[1], length, k.shape[3]],
+                           value: [rows, v.shape[1], length, v.shape[3]], mask: mask?.shape)
     }
     let sc = scale ?? 1 / Float(s.headDim).squareRoot()
     return attentionForward(q, k, v, mask: mask, causal: causal, scale: sc, shape: s, capacity: k.shape[2],
