@@ -143,13 +143,14 @@ public enum GemmSelection {
         return GemmKernelChoice(kernel: best, reason: "measured", gflops: rates, key: key)
     }
 
-    /// The first of `kernels` (narrowest first) unless a wider one is at least 10% faster: on a
-    /// CPU that splits 512-bit operations in two (AMD Zen 4) the AVX-512 kernel measured level
-    /// with AVX2 on these products but 4% slower in a training step (more of its 12 x 32 tiles are
-    /// ragged); where two 512-bit FMA units double the rate (Intel's server cores) it wins clearly.
+    /// The first of `kernels` (narrowest first) unless a wider one is at least 25% faster: on a
+    /// CPU that splits 512-bit operations in two (AMD Zen 4) the AVX-512 kernel measured 2–14%
+    /// faster than AVX2 on these products (more when the machine was busy) yet 4–6% slower in the
+    /// training steps (more of its 12 x 32 tiles are ragged); where two 512-bit FMA units double
+    /// the rate (Intel's server cores) it wins by far more than that.
     static func pick(_ kernels: [String], _ rates: [String: Double]) -> String {
         var best = kernels[0]
-        for k in kernels.dropFirst() where (rates[k] ?? 0) >= 1.1 * (rates[best] ?? 0) { best = k }
+        for k in kernels.dropFirst() where (rates[k] ?? 0) >= 1.25 * (rates[best] ?? 0) { best = k }
         return best
     }
 
