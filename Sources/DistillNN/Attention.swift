@@ -57,12 +57,13 @@ public final class Attention: Module {
                                returnProbabilities: Bool = false) -> (Tensor, Tensor?) {
         let b = x.shape[0], t = x.shape[1]
         // (B, T, H·D) -> (B, T, H, D) [-> per-head RMSNorm] -> (B, H, T, D)
-        var q = qProj(x).reshaped([b, t, heads, headDim]), k0 = kProj(x).reshaped([b, t, kvHeads, headDim])
+        let qkv = Linear.apply([qProj, kProj, vProj], to: x)
+        var q = qkv[0].reshaped([b, t, heads, headDim]), k0 = qkv[1].reshaped([b, t, kvHeads, headDim])
         if let qNorm { q = qNorm(q) }
         if let kNorm { k0 = kNorm(k0) }
         q = q.transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
         var k = k0.transposed(1, 2).rotaryEmbedding(cos: rope.cos, sin: rope.sin)
-        var v = vProj(x).reshaped([b, t, kvHeads, headDim]).transposed(1, 2)
+        var v = qkv[2].reshaped([b, t, kvHeads, headDim]).transposed(1, 2)
         var mask = mask
         if let w = slidingWindow {
             // Keys are the cached ones and these T; query i is key (S − T + i).

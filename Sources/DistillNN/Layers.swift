@@ -54,6 +54,20 @@ public final class Linear: Module {
     }
 }
 
+extension Linear {
+    /// Each layer applied to `x`, its products in one parallel loop when every layer multiplies
+    /// through its quantized weight's matrix-vector kernels here (a decoding step; see
+    /// `QuantizedMatrix.multiply(_:_:)`), else one after the other. The same values either way.
+    public static func apply(_ layers: [Linear], to x: Tensor) -> [Tensor] {
+        let ws = layers.compactMap(\.quantizedWeight)
+        guard !GradientMode.isEnabled, ws.count == layers.count, layers.count > 1,
+              x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows,
+              layers.allSatisfy({ $0.inFeatures == x.shape.last }) else { return layers.map { $0(x) } }
+        let ys = QuantizedMatrix.multiply(ws, x, int8Activations: QuantizedMatrix.fastDecoding)
+        return zip(layers, ys).map { layer, y in layer.bias.map { y + $0.value } ?? y }
+    }
+}
+
 /// Lookup table [count, dim]: token ids to vectors.
 public final class Embedding: Module {
     public let weight: Parameter
@@ -200,8 +214,12 @@ public final class MLP: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         switch kind {
-        case .swiglu: return downProj(gateProj!(x).silu() * upProj(x))
-        case .geglu: return downProj(gateProj!(x).gelu(approximate: true) * upProj(x))
+        case .swiglu:
+            let gu = Linear.apply([gateProj!, upProj], to: x)
+            return downProj(gu[0].silu() * gu[1])
+        case .geglu:
+            let gu = Linear.apply([gateProj!, upProj], to: x)
+            return downProj(gu[0].gelu(approximate: true) * gu[1])
         case .gelu: return downProj(upProj(x).gelu())
         case .geluTanh: return downProj(upProj(x).gelu(approximate: true))
         }

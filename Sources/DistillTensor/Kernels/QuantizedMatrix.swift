@@ -193,35 +193,53 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// recorded for gradients (inference). `int8Activations`: the fast option (see `fastDecoding`),
     /// with `int8Kernel` (default: the fastest here; `portable` picks the portable one).
     public func multiply(_ x: Tensor, int8Activations: Bool = false, portable: Bool = false, int8Kernel: Int8Kernel? = nil) -> Tensor {
-        precondition(x.shape.last == cols, "QuantizedMatrix: input \(x.shape) does not end in \(cols)")
-        let m = x.shape.dropLast().reduce(1, *)
-        let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [rows])
-        let px = x.storage.pointer, py = y.storage.pointer, type = format.rawValue, cols = self.cols, rows = self.rows
-        if int8Activations && format.hasVectorKernels {
-            let nb = cols / 32
-            var q = [Int8](repeating: 0, count: m * cols), d = [Float](repeating: 0, count: m * nb), sums = [Int32](repeating: 0, count: m * nb)
-            q.withUnsafeMutableBufferPointer { qp in
-                d.withUnsafeMutableBufferPointer { dp in
-                    sums.withUnsafeMutableBufferPointer { sp in
+        Self.multiply([self], x, int8Activations: int8Activations, portable: portable, int8Kernel: int8Kernel)[0]
+    }
+
+    /// x·Wᵀ for each W of `matrices` (all of x's width), as `multiply` does for one, in one
+    /// parallel loop over all their rows and with x quantized once: a decoding step's q/k/v or
+    /// gate/up projections of the same input, with one wait for the threads instead of several.
+    /// Each product's values are the ones `multiply` gives it alone.
+    public static func multiply(_ matrices: [QuantizedMatrix], _ x: Tensor, int8Activations: Bool = false, portable: Bool = false,
+                                int8Kernel: Int8Kernel? = nil) -> [Tensor] {
+        guard let cols = matrices.first?.cols else { return [] }
+        for w in matrices { precondition(x.shape.last == w.cols && w.cols == cols, "QuantizedMatrix: input \(x.shape) does not end in \(w.cols)") }
+        let m = x.shape.dropLast().reduce(1, *), lead = Array(x.shape.dropLast())
+        let ys = matrices.map { Tensor(uninitializedShape: lead + [$0.rows]) }
+        // Where each matrix's rows start in the shared loop.
+        var starts = [0]
+        for w in matrices { starts.append(starts.last! + w.rows) }
+        let total = starts.last!, px = x.storage.pointer
+        let outs = ys.map { $0.storage.pointer }, types = matrices.map { $0.format.rawValue }, bases = matrices.map { $0.base }
+        let kernel = (int8Kernel ?? (portable ? .portable : Int8Kernel.preferred)).rawValue
+        let int8 = matrices.map { int8Activations && $0.format.hasVectorKernels }
+        let nb = cols / 32
+        var q = [Int8](repeating: 0, count: int8.contains(true) ? m * cols : 0)
+        var d = [Float](repeating: 0, count: int8.contains(true) ? m * nb : 0), sums = [Int32](repeating: 0, count: int8.contains(true) ? m * nb : 0)
+        q.withUnsafeMutableBufferPointer { qp in
+            d.withUnsafeMutableBufferPointer { dp in
+                sums.withUnsafeMutableBufferPointer { sp in
+                    if int8.contains(true) {
                         for i in 0..<m { dk_quantize_q8_blocks(px + i * cols, cols, qp.baseAddress! + i * cols, dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
-                        let (qa, da, sa) = (UnsafePointer(qp.baseAddress!), UnsafePointer(dp.baseAddress!), UnsafePointer(sp.baseAddress!))
-                        let base = self.base, kernel = (int8Kernel ?? (portable ? .portable : Int8Kernel.preferred)).rawValue
-                        parallelFor(rows, grain: 64) { r in
-                            dk_qgemv_q8(type, base, cols, qa, da, sa, m, py, rows, r.lowerBound, r.upperBound, kernel)
+                    }
+                    let (qa, da, sa) = (UnsafePointer(qp.baseAddress), UnsafePointer(dp.baseAddress), UnsafePointer(sp.baseAddress))
+                    parallelFor(total, grain: 64) { r in
+                        for j in matrices.indices where starts[j] < r.upperBound && starts[j + 1] > r.lowerBound {
+                            let lo = Swift.max(r.lowerBound, starts[j]) - starts[j], hi = Swift.min(r.upperBound, starts[j + 1]) - starts[j]
+                            let rows = starts[j + 1] - starts[j]
+                            if int8[j] {
+                                dk_qgemv_q8(types[j], bases[j], cols, qa!, da!, sa!, m, outs[j], rows, lo, hi, kernel)
+                            } else if portable {
+                                dk_qgemv_portable(types[j], bases[j], cols, px, m, cols, outs[j], rows, lo, hi)
+                            } else {
+                                dk_qgemv(types[j], bases[j], cols, px, m, cols, outs[j], rows, lo, hi)
+                            }
                         }
                     }
                 }
             }
-            return y
         }
-        let base = self.base
-        parallelFor(rows, grain: 64) { r in
-            if portable {
-                dk_qgemv_portable(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
-            } else {
-                dk_qgemv(type, base, cols, px, m, cols, py, rows, r.lowerBound, r.upperBound)
-            }
-        }
-        return y
+        return ys
     }
 }
+

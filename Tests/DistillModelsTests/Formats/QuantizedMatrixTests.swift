@@ -362,6 +362,32 @@ final class QuantizedMatrixTests: XCTestCase {
         }
     }
 
+    /// Several matrices of one input in one loop (a decoding step's q/k/v, gate/up) give each the
+    /// bits it gets alone — Float32 and int8 activations, mixed formats (Q5_0 has no integer
+    /// kernel and multiplies in Float32 beside the others), row counts that split the loop's
+    /// chunks inside a matrix.
+    func testSeveralMatricesInOneLoopGiveEachItsOwnProduct() throws {
+        let cols = 96
+        var rng = TestRNG(seed: 7)
+        // Q5_0: random bytes, each block's scale 0.1 (randomBlocks makes the 4- and 8-bit layouts).
+        var q5 = (0..<(150 * cols / 32 * QuantizedMatrix.Format.q5_0.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for b in stride(from: 0, to: q5.count, by: QuantizedMatrix.Format.q5_0.blockBytes) { q5[b] = 0x66; q5[b + 1] = 0x2E }
+        let ms = try [QuantizedMatrix(format: .q4_1, rows: 70, cols: cols, blocks: randomBlocks(.q4_1, rows: 70, cols: cols, seed: 70)),
+                      QuantizedMatrix(format: .q8_0, rows: 33, cols: cols, blocks: randomBlocks(.q8_0, rows: 33, cols: cols, seed: 71)),
+                      QuantizedMatrix(format: .q5_0, rows: 150, cols: cols, blocks: q5),
+                      QuantizedMatrix(format: .q4_0, rows: 5, cols: cols, blocks: randomBlocks(.q4_0, rows: 5, cols: cols, seed: 72))]
+        for m in [1, 3] {
+            let x = Tensor((0..<(m * cols)).map { _ in rng.normal() }, shape: [m, cols])
+            for int8 in [false, true] {
+                let together = QuantizedMatrix.multiply(ms, x, int8Activations: int8)
+                for (w, y) in zip(ms, together) {
+                    XCTAssertEqual(y.shape, [m, w.rows])
+                    XCTAssertEqual(y.scalars, w.multiply(x, int8Activations: int8).scalars, "\(w.format) m \(m) int8 \(int8)")
+                }
+            }
+        }
+    }
+
     /// Row selection keeps whole rows of blocks.
     func testSelectingRows() throws {
         let bytes = randomBlocks(.q8_0, rows: 4, cols: 64, seed: 3)
