@@ -4,9 +4,9 @@
 // int32 lane — what AVX2's VPMADDUBSW + VPMADDWD do in two instructions. Q8_0's signed weights
 // enter as |w| times the activation with w's sign.
 //
-// One input row (batch-1 decoding) takes one block at a time in 256-bit registers, otherwise as
-// the AVX2 kernel. Several input rows (batched decoding) take two blocks per 512-bit register, so
-// the work per input row and pair of blocks is one VPDPBUSD, a conversion and two FMAs:
+// Several input rows (batched decoding; one row is qgemv.c's loop with VPDPBUSD in 256-bit
+// registers) take two blocks per 512-bit register, so the work per input row and pair of blocks is
+// one VPDPBUSD, a conversion and two FMAs:
 //   Q4_0/Q4_1: the two blocks' 16 nibble bytes become [lo(b), hi(b), lo(b+1), hi(b+1)] — the
 //              activations' own element order — by one lane permute, a per-lane shift (0 or 4)
 //              and a mask;
@@ -67,41 +67,6 @@ static inline void pair_scales(int type, const uint8_t *w0, const uint8_t *w1, _
     else *m = _mm512_setzero_ps();
 }
 
-// One input row (batch-1 decoding), one block at a time in 256-bit registers: VPDPBUSD in place of
-// AVX2's VPMADDUBSW + VPMADDWD, the scales applied per block as the AVX2 kernel does.
-VNNI_TARGET __attribute__((always_inline))
-static inline void q8_vnni_row(int type, const uint8_t *W, long blocks, const int8_t *Q, const float *D, const int32_t *S,
-                               float *Y, long row0, long row1) {
-    const long bb = dk_qblock_bytes(type), at = type == DK_Q4_1 ? 4 : 2;
-    for (long r = row0; r < row1; r++) {
-        const uint8_t *row = W + r * blocks * bb;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        float e0 = 0, e1 = 0;
-        for (long b = 0; b < blocks; b++) {
-            const uint8_t *w = row + b * bb;
-            __m256i qw, qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32));
-            if (type == DK_Q8_0) {
-                qw = _mm256_loadu_si256((const __m256i *)(w + 2));
-                qx = _mm256_sign_epi8(qx, qw);
-                qw = _mm256_abs_epi8(qw);
-            } else {
-                __m128i n = _mm_loadu_si128((const __m128i *)(w + at)), mask = _mm_set1_epi8(0x0F);
-                qw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(n, 4), mask), _mm_and_si128(n, mask));
-            }
-            __m256 dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qw, qx));
-            uint16_t h;
-            memcpy(&h, w, 2);
-            const float dw = _cvtsh_ss(h);
-            float e = 0;
-            if (type == DK_Q4_1) { memcpy(&h, w + 2, 2); e = _cvtsh_ss(h) * D[b] * (float)S[b]; }
-            else if (type == DK_Q4_0) e = -8.0f * dw * D[b] * (float)S[b];
-            if (b & 1) { a1 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a1); e1 += e; }
-            else { a0 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a0); e0 += e; }
-        }
-        Y[r] = hsum256(_mm256_add_ps(a0, a1)) + e0 + e1;
-    }
-}
-
 // Row r of Y for input rows i0..<i0 + MI (MI ≤ 4, a constant where inlined: the tile's
 // accumulators stay in registers only when its loops unroll). dx8/ox8: per input row, each block's
 // d_x and d_x·Σq_x / 8 repeated in 8 lanes (blocks rounded up to even, the extra one zero).
@@ -154,16 +119,6 @@ void dk_qgemv_q8_vnni(int type, const void *W, long cols, const int8_t *Q, const
                       long m, float *Y, long ldy, long row0, long row1) {
     const long blocks = cols / 32, blocks8 = ((blocks + 1) / 2 * 2) * 8;
     const uint8_t *w = (const uint8_t *)W;
-    if (m == 1) {
-        // One row: the 512-bit pairs' extra shuffles cost more than they save here (Zen 4,
-        // SmolLM2 Q4_1 decoding: 166-169 tokens/s against 185 this way and 178-183 with AVX2).
-        switch (type) {
-        case DK_Q4_0: q8_vnni_row(DK_Q4_0, w, blocks, Q, D, S, Y, row0, row1); break;
-        case DK_Q4_1: q8_vnni_row(DK_Q4_1, w, blocks, Q, D, S, Y, row0, row1); break;
-        default: q8_vnni_row(DK_Q8_0, w, blocks, Q, D, S, Y, row0, row1); break;
-        }
-        return;
-    }
     float *lanes = (float *)malloc(sizeof(float) * (size_t)(2 * m * blocks8));
     float *dx8 = lanes, *ox8 = lanes + m * blocks8;
     for (long i = 0; i < m; i++) {

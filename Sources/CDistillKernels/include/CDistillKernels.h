@@ -124,7 +124,8 @@ void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const floa
                  long m, float *Y, long ldy, long row0, long row1, int kernel);
 /// 1 where this CPU runs dk_qgemv_q8's `kernel`.
 int dk_qgemv_q8_supports(int kernel);
-/// dk_qgemv_q8's AVX-512 VNNI kernel (q8dot_vnni.c); only where dk_q8_vnni_available() is 1.
+/// dk_qgemv_q8's AVX-512 VNNI kernel for several input rows (q8dot_vnni.c); only where
+/// dk_q8_vnni_available() is 1.
 int dk_q8_vnni_available(void);
 void dk_qgemv_q8_vnni(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                       long m, float *Y, long ldy, long row0, long row1);

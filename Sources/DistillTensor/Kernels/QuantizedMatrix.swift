@@ -212,14 +212,14 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let total = starts.last!, px = x.storage.pointer
         let outs = ys.map { $0.storage.pointer }, types = matrices.map { $0.format.rawValue }, bases = matrices.map { $0.base }
         let kernel = (int8Kernel ?? (portable ? .portable : Int8Kernel.preferred)).rawValue
-        let int8 = matrices.map { int8Activations && $0.format.hasVectorKernels }
+        let int8 = matrices.map { int8Activations && $0.format.hasVectorKernels }, quantize = int8.contains(true)
         let nb = cols / 32
-        var q = [Int8](repeating: 0, count: int8.contains(true) ? m * cols : 0)
-        var d = [Float](repeating: 0, count: int8.contains(true) ? m * nb : 0), sums = [Int32](repeating: 0, count: int8.contains(true) ? m * nb : 0)
+        var q = [Int8](repeating: 0, count: quantize ? m * cols : 0)
+        var d = [Float](repeating: 0, count: quantize ? m * nb : 0), sums = [Int32](repeating: 0, count: quantize ? m * nb : 0)
         q.withUnsafeMutableBufferPointer { qp in
             d.withUnsafeMutableBufferPointer { dp in
                 sums.withUnsafeMutableBufferPointer { sp in
-                    if int8.contains(true) {
+                    if quantize {
                         for i in 0..<m { dk_quantize_q8_blocks(px + i * cols, cols, qp.baseAddress! + i * cols, dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
                     }
                     let (qa, da, sa) = (UnsafePointer(qp.baseAddress), UnsafePointer(dp.baseAddress), UnsafePointer(sp.baseAddress))
