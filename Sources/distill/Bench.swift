@@ -201,7 +201,10 @@ extension Bench {
             if compareLlamacpp && !model.lowercased().hasSuffix(".gguf") { throw ValidationError("--compare-llamacpp needs a .gguf model") }
             let m = try loadModel(model)
             var results: [GenerationBenchmark.Result] = []
-            if !json { print("model: \(model); threads: \(Threads.count); GEMM: \(Gemm.backend.rawValue)") }
+            if !json {
+                print("model: \(model); threads: \(Threads.count); GEMM: \(Gemm.backend.rawValue)"
+                      + (fast ? "; int8 kernel: \(QuantizedMatrix.Int8Kernel.startingChoice.reason)" : ""))
+            }
             for b in batches {
                 let r = try GenerationBenchmark.run(model: m, promptTokens: promptTokens, newTokens: newTokens, batch: b)
                 results.append(r)

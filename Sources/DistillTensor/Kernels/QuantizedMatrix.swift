@@ -178,12 +178,27 @@ public final class QuantizedMatrix: @unchecked Sendable {
         public var isSupported: Bool { dk_qgemv_q8_supports(rawValue) == 1 }
         public var name: String { self == .avx512VNNI ? "avx512-vnni" : "\(self)" }
 
-        /// The kernel used when none is given: `DISTILL_INT8_KERNEL=avx512-vnni|avx2|portable`
-        /// where this CPU runs it (for comparisons), else the fastest. Tests set it.
-        nonisolated(unsafe) public static var preferred: Int8Kernel = {
-            let want = ProcessInfo.processInfo.environment["DISTILL_INT8_KERNEL"]
-            return allCases.first { $0 != .best && $0.name == want && $0.isSupported } ?? .best
-        }()
+        /// The kernel used when none is given (see `choose`). Tests set it.
+        nonisolated(unsafe) public static var preferred: Int8Kernel = choose().kernel
+
+        /// What `preferred` started as and why, for `distill bench generate` to print.
+        public static let startingChoice = choose()
+
+        /// `DISTILL_INT8_KERNEL=avx512-vnni|avx2|portable` where this CPU runs it (for
+        /// comparisons), else the fastest (`best`). A name that is not one of these, or a kernel
+        /// this CPU does not run, is ignored, and the reason says so.
+        public static func choose(environment env: [String: String] = ProcessInfo.processInfo.environment) -> (kernel: Int8Kernel, reason: String) {
+            let runs = allCases.filter { $0 != .best && $0.isSupported }.map(\.name)
+            guard let want = env["DISTILL_INT8_KERNEL"], !want.isEmpty else {
+                return (.best, "\(fastest.name), the fastest this CPU runs")
+            }
+            if let k = allCases.first(where: { $0 != .best && $0.name == want }), k.isSupported {
+                return (k, "\(k.name) (DISTILL_INT8_KERNEL=\(want))")
+            }
+            let what = allCases.contains { $0 != .best && $0.name == want } ? "this CPU does not run it" : "not a kernel name"
+            return (.best, "\(fastest.name), the fastest this CPU runs; DISTILL_INT8_KERNEL=\(want) ignored (\(what); "
+                    + "this CPU runs \(runs.joined(separator: ", ")))")
+        }
 
         /// The kernel `best` runs here.
         public static var fastest: Int8Kernel { avx512VNNI.isSupported ? .avx512VNNI : avx2.isSupported ? .avx2 : .portable }

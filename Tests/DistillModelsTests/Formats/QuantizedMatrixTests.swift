@@ -362,6 +362,29 @@ final class QuantizedMatrixTests: XCTestCase {
         }
     }
 
+    /// DISTILL_INT8_KERNEL forces a kernel the CPU runs; a typo or a kernel this CPU lacks is
+    /// ignored with a reason that says so (printed by `distill bench generate --fast`).
+    func testInt8KernelSettingIsObeyedOrRefusedWithAReason() {
+        typealias K = QuantizedMatrix.Int8Kernel
+        let none = K.choose(environment: [:])
+        XCTAssertEqual(none.kernel, .best)
+        XCTAssertTrue(none.reason.hasPrefix("\(K.fastest.name), the fastest"), none.reason)
+        for k in K.allCases where k != .best {
+            let c = K.choose(environment: ["DISTILL_INT8_KERNEL": k.name])
+            if k.isSupported {
+                XCTAssertEqual(c.kernel, k)
+                XCTAssertEqual(c.reason, "\(k.name) (DISTILL_INT8_KERNEL=\(k.name))")
+            } else {
+                XCTAssertEqual(c.kernel, .best)
+                XCTAssertTrue(c.reason.contains("DISTILL_INT8_KERNEL=\(k.name) ignored (this CPU does not run it"), c.reason)
+            }
+        }
+        let typo = K.choose(environment: ["DISTILL_INT8_KERNEL": "avx512vnni"])
+        XCTAssertEqual(typo.kernel, .best)
+        XCTAssertTrue(typo.reason.contains("DISTILL_INT8_KERNEL=avx512vnni ignored (not a kernel name; this CPU runs portable"), typo.reason)
+        XCTAssertTrue(K.portable.isSupported)
+    }
+
     /// Several matrices of one input in one loop (a decoding step's q/k/v, gate/up) give each the
     /// bits it gets alone — Float32 and int8 activations, mixed formats (Q5_0 has no integer
     /// kernel and multiplies in Float32 beside the others), row counts that split the loop's
