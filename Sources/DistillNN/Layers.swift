@@ -216,7 +216,7 @@ public final class MLP: Module {
         switch kind {
         case .swiglu:
             let gu = Linear.apply([gateProj!, upProj], to: x)
-            return downProj(gu[0].silu() * gu[1])
+            return downProj(gu[0].swiglu(gu[1]))
         case .geglu:
             let gu = Linear.apply([gateProj!, upProj], to: x)
             return downProj(gu[0].gelu(approximate: true) * gu[1])

@@ -20,6 +20,7 @@ enum Op {
     case `where`(condition: Tensor)
     case maskedFill(mask: Tensor)
     case rmsNorm(rstd: [Float])
+    case swiglu
     case layerNorm(stats: [Float])
     case rotary(cos: Tensor, sin: Tensor)
     case attention(scale: Float, causal: Bool, probs: Tensor)
@@ -119,6 +120,10 @@ func backward(_ node: Node, _ g: Tensor) -> [Tensor?] {
 
     case .maskedFill(let m):
         return [zipKernel(g, m) { g, m in m != 0 ? 0 : g }]
+
+    case .swiglu:
+        let (gg, gu) = swigluBackward(gate: x[0], up: x[1], grad: g)
+        return [gg, gu]
 
     case .rmsNorm(let rstd):
         let (gx, gw) = rmsNormBackward(x: x[0], weight: x[1], rstd: rstd, grad: g)

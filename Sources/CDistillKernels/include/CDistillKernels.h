@@ -154,6 +154,10 @@ void dk_exp_affine(const float *x, long n, float scale, float shift, float alpha
 void dk_silu(const float *x, float *y, long n);
 /// dx = g·σ(x)·(1 + x·(1 − σ(x))), the derivative of x·σ(x).
 void dk_silu_backward(const float *x, const float *g, float *dx, long n);
+/// SwiGLU y = silu(gate)·up in one pass, and its backward (dgate or dup NULL: not written); the
+/// values dk_silu / dk_silu_backward and a separate product give.
+void dk_swiglu(const float *gate, const float *up, float *y, long n);
+void dk_swiglu_backward(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n);
 
 // ---- Distillation loss rows (logit_rows.c) ----
 
