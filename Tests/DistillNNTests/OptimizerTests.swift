@@ -44,6 +44,12 @@ final class OptimizerTests: XCTestCase {
         for (a, b) in zip(g.tensors[0].scalars + g.tensors[1].scalars, try floats(clip["a"]) + floats(clip["b"])) {
             XCTAssertEqual(a, b, accuracy: 1e-7)
         }
+        // Tensors of several 2^16-value chunks (summed in parallel): the norm of a Double sum.
+        var rng = RandomGenerator(seed: 9)
+        let big = [Tensor.randomNormal([200_003], using: &rng), Tensor.randomNormal([70_000], using: &rng)]
+        let exact = big.flatMap(\.scalars).reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        var many = Gradients(names: ["x", "y"], tensors: big)
+        XCTAssertEqual(Double(clipGradientNorm(&many, maxNorm: .infinity)), exact, accuracy: exact * 1e-7)
         // Below the threshold nothing changes.
         var small = Gradients(names: ["a"], tensors: [Tensor([0.3, 0.4])])
         XCTAssertEqual(clipGradientNorm(&small, maxNorm: 1), 0.5, accuracy: 1e-7)
