@@ -41,8 +41,9 @@ static float vmax_avx2(const float *x, long n) {
     return m;
 }
 
+// The vector part of dk_sum_exp: the first n rounded down to 8 values; sets *done.
 __attribute__((target("avx2,fma")))
-static double sum_exp_avx2(const float *x, long n, float scale, float shift, float *out) {
+static double sum_exp_avx2(const float *x, long n, float scale, float shift, float *out, long *done) {
     const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(shift);
     __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
     long i = 0;
@@ -52,13 +53,29 @@ static double sum_exp_avx2(const float *x, long n, float scale, float shift, flo
         a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
-    double s = hsum256d(_mm256_add_pd(a0, a1));
-    for (; i < n; i++) {
-        float e = expf(x[i] * scale - shift);
-        if (out) out[i] = e;
-        s += e;
+    *done = i;
+    return hsum256d(_mm256_add_pd(a0, a1));
+}
+
+// The AVX-512 kernels below cover the same n rounded down to 8 values as the AVX2 ones, 16 at a
+// time and a last 8 through a lane mask, and give their bits: exp16 is exp8 lane by lane, and sums
+// keep exp8's 8 Double lanes (add16_to_8d).
+#define AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline __mmask16 lanes_left(long i, long n8) { return n8 - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF; }
+
+AVX512_TARGET
+static double sum_exp_avx512(const float *x, long n, float scale, float shift, float *out, long *done) {
+    const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(shift);
+    const long n8 = n & ~7L;
+    __m512d acc = _mm512_setzero_pd();
+    for (long i = 0; i < n8; i += 16) {
+        const __mmask16 k = lanes_left(i, n8);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs), vm));
+        if (out) _mm512_mask_storeu_ps(out + i, k, e);
+        acc = k == 0xFFFF ? add16_to_8d(acc, e) : _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
     }
-    return s;
+    *done = n8;
+    return hsum512d_as_avx2(acc);
 }
 
 __attribute__((target("avx2,fma")))
@@ -102,21 +119,53 @@ static void silu_backward_avx2(const float *x, const float *g, float *dx, long n
     }
 }
 
+// σ(x) on 16 lanes, sigmoid8's arithmetic.
+AVX512_TARGET
+static inline __m512 sigmoid16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+AVX512_TARGET
+static long swiglu_avx512(const float *gate, const float *up, float *y, long n) {
+    const long n8 = n & ~7L;
+    for (long i = 0; i < n8; i += 16) {
+        const __mmask16 k = lanes_left(i, n8);
+        __m512 v = _mm512_maskz_loadu_ps(k, gate + i);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_mul_ps(v, sigmoid16(v)), _mm512_maskz_loadu_ps(k, up + i)));
+    }
+    return n8;
+}
+
+AVX512_TARGET
+static long swiglu_backward_avx512(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const long n8 = n & ~7L;
+    for (long i = 0; i < n8; i += 16) {
+        const __mmask16 k = lanes_left(i, n8);
+        __m512 v = _mm512_maskz_loadu_ps(k, gate + i), s = sigmoid16(v), gi = _mm512_maskz_loadu_ps(k, g + i);
+        __m512 d = _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one));
+        if (dup) _mm512_mask_storeu_ps(dup + i, k, _mm512_mul_ps(gi, _mm512_mul_ps(v, s)));
+        if (dgate) _mm512_mask_storeu_ps(dgate + i, k, _mm512_mul_ps(_mm512_mul_ps(gi, _mm512_maskz_loadu_ps(k, up + i)), d));
+    }
+    return n8;
+}
+
 // SwiGLU, silu(gate)·up, in one pass; each value rounded as dk_silu followed by the product.
 __attribute__((target("avx2,fma")))
-static void swiglu_avx2(const float *gate, const float *up, float *y, long n) {
+static long swiglu_avx2(const float *gate, const float *up, float *y, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(gate + i);
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(v, sigmoid8(v)), _mm256_loadu_ps(up + i)));
     }
-    for (; i < n; i++) y[i] = (gate[i] * (1.0f / (1.0f + expf(-gate[i])))) * up[i];
+    return i;
 }
 
 // Its backward in one pass, as the product's backward then dk_silu_backward round it:
 // dup = g·silu(gate), dgate = silu'(gate)·(g·up).
 __attribute__((target("avx2,fma")))
-static void swiglu_backward_avx2(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
+static long swiglu_backward_avx2(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     long i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -125,31 +174,47 @@ static void swiglu_backward_avx2(const float *gate, const float *up, const float
         if (dup) _mm256_storeu_ps(dup + i, _mm256_mul_ps(gi, _mm256_mul_ps(v, s)));
         if (dgate) _mm256_storeu_ps(dgate + i, _mm256_mul_ps(_mm256_mul_ps(gi, _mm256_loadu_ps(up + i)), d));
     }
+    return i;
+}
+#endif
+
+void dk_swiglu(const float *gate, const float *up, float *y, long n) {
+    long i = 0;
+#if defined(__x86_64__)
+    if (dk_rows_avx512()) i = swiglu_avx512(gate, up, y, n);
+    else if (has_avx2_fma()) i = swiglu_avx2(gate, up, y, n);
+#endif
+    for (; i < n; i++) y[i] = (gate[i] * (1.0f / (1.0f + expf(-gate[i])))) * up[i];
+}
+
+void dk_swiglu_backward(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
+    long i = 0;
+#if defined(__x86_64__)
+    if (dk_rows_avx512()) i = swiglu_backward_avx512(gate, up, g, dgate, dup, n);
+    else if (has_avx2_fma()) i = swiglu_backward_avx2(gate, up, g, dgate, dup, n);
+#endif
     for (; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-gate[i]));
         if (dup) dup[i] = g[i] * (gate[i] * s);
         if (dgate) dgate[i] = (g[i] * up[i]) * s * (1.0f + gate[i] * (1.0f - s));
     }
 }
-#endif
 
-void dk_swiglu(const float *gate, const float *up, float *y, long n) {
 #if defined(__x86_64__)
-    if (has_avx2_fma()) { swiglu_avx2(gate, up, y, n); return; }
-#endif
-    for (long i = 0; i < n; i++) y[i] = (gate[i] * (1.0f / (1.0f + expf(-gate[i])))) * up[i];
-}
-
-void dk_swiglu_backward(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
-#if defined(__x86_64__)
-    if (has_avx2_fma()) { swiglu_backward_avx2(gate, up, g, dgate, dup, n); return; }
-#endif
-    for (long i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-gate[i]));
-        if (dup) dup[i] = g[i] * (gate[i] * s);
-        if (dgate) dgate[i] = (g[i] * up[i]) * s * (1.0f + gate[i] * (1.0f - s));
+static int rowsForceAVX2 = 0;
+void dk_rows_force_avx2(int on) { rowsForceAVX2 = on; }
+int dk_rows_avx512(void) {
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && has_avx2_fma();
     }
+    return has && !rowsForceAVX2;
 }
+#else
+void dk_rows_force_avx2(int on) { (void)on; }
+int dk_rows_avx512(void) { return 0; }
+#endif
 
 void dk_vexp(const float *x, float *y, long n) {
 #if defined(__x86_64__)
@@ -168,11 +233,13 @@ float dk_vmax(const float *x, long n) {
 }
 
 double dk_sum_exp(const float *x, long n, float scale, float shift, float *out) {
-#if defined(__x86_64__)
-    if (has_avx2_fma()) return sum_exp_avx2(x, n, scale, shift, out);
-#endif
     double s = 0;
-    for (long i = 0; i < n; i++) {
+    long i = 0;
+#if defined(__x86_64__)
+    if (dk_rows_avx512()) s = sum_exp_avx512(x, n, scale, shift, out, &i);
+    else if (has_avx2_fma()) s = sum_exp_avx2(x, n, scale, shift, out, &i);
+#endif
+    for (; i < n; i++) {
         float e = expf(x[i] * scale - shift);
         if (out) out[i] = e;
         s += e;

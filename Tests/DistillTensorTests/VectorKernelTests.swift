@@ -54,6 +54,58 @@ final class VectorKernelTests: XCTestCase {
         XCTAssertLessThanOrEqual(ulps(out[7], Foundation.exp(5.0)), 2)
     }
 
+    /// The AVX-512 row kernels give the AVX2 kernels' bits (values, and sums kept in the same 8
+    /// Double lanes): exponentials over the whole range and past it (±inf, NaN, underflow,
+    /// overflow), lengths around the 16-lane loop, its masked last 8 and the scalar tail.
+    func testAVX512RowKernelsGiveTheAVX2Bits() throws {
+        try XCTSkipUnless(dk_rows_avx512() == 1, "this CPU has no AVX-512: the AVX2 row kernels are the ones that run")
+        defer { dk_rows_force_avx2(0) }
+        /// `f` run with AVX-512, then forced to AVX2: the bit patterns of what it returns.
+        func bothWays(_ f: () -> [Float]) -> ([UInt32], [UInt32]) {
+            dk_rows_force_avx2(0)
+            let wide = f().map(\.bitPattern)
+            dk_rows_force_avx2(1)
+            let narrow = f().map(\.bitPattern)
+            dk_rows_force_avx2(0)
+            return (wide, narrow)
+        }
+        let dense: [Float] = stride(from: -90.0, through: 90.0, by: 0.0173).map { Float($0) }
+            + [-Float.infinity, -200, 88.8, 1000, .infinity, .nan, 0, -0.0, 1e-8, -87.5, 88.72]
+        for n in [0, 3, 8, 15, 16, 24, 40, 8192 + 13, dense.count] {
+            let x = n == dense.count ? dense : uniform([n], -30, 12, seed: UInt64(900 + n)).scalars
+            let up = uniform([n], -2, 2, seed: UInt64(901 + n)).scalars, g = uniform([n], -1, 1, seed: UInt64(902 + n)).scalars
+            let (a, b) = bothWays {
+                var out = [Float](repeating: 0, count: n)
+                let s1 = dk_sum_exp(x, n, 0.5, 3, &out), s2 = dk_sum_exp(x, n, 1, 0, nil)
+                return out + [Float(s1), Float(s2), Float(s1 - Double(Float(s1))), Float(s2 - Double(Float(s2)))]
+            }
+            XCTAssertEqual(a, b, "dk_sum_exp, n \(n)")
+            let (c, d) = bothWays {
+                var y = [Float](repeating: 0, count: n), dg = y, du = y, dgOnly = y
+                dk_swiglu(x, up, &y, n)
+                dk_swiglu_backward(x, up, g, &dg, &du, n)
+                dk_swiglu_backward(x, up, g, &dgOnly, nil, n)
+                return y + dg + du + dgOnly
+            }
+            XCTAssertEqual(c, d, "dk_swiglu and its backward, n \(n)")
+            guard n > 0, n != dense.count else { continue }
+            let t = uniform([n], -25, 10, seed: UInt64(903 + n)).scalars
+            for (soft, hard, eps, teacher) in [(Float(0.5), Float(0.5), Float(0.1), true), (0, 1, 0, false), (1, 0, 0, true)] {
+                let (e, f) = bothWays {
+                    var grad = [Float](repeating: 0, count: n)
+                    var kl = 0.0, ce = 0.0
+                    if teacher {
+                        dk_kd_row(x, t, n, 0.5, soft, hard, hard != 0 ? n / 2 : -1, eps, &kl, &ce, &grad)
+                    } else {
+                        dk_kd_row(x, nil, n, 0.5, soft, hard, n / 2, eps, &kl, &ce, &grad)
+                    }
+                    return grad + [Float(kl), Float(ce), Float(kl - Double(Float(kl))), Float(ce - Double(Float(ce)))]
+                }
+                XCTAssertEqual(e, f, "dk_kd_row soft \(soft) hard \(hard), n \(n)")
+            }
+        }
+    }
+
     func testMaxSumExpAndAffine() {
         for n in [0, 1, 7, 8, 9, 16, 31, 1000, 8197] {
             let x = uniform([n + 1], -20, 5, seed: UInt64(500 + n)).scalars
