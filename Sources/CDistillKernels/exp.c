@@ -19,10 +19,10 @@ static inline __m256 shifted_exp8(const float *x, __m256 scale, __m256 shift) {
 }
 
 __attribute__((target("avx2,fma")))
-static void vexp_avx2(const float *x, float *y, long n) {
+static long vexp_avx2(const float *x, float *y, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
-    for (; i < n; i++) y[i] = expf(x[i]);
+    return i;
 }
 
 __attribute__((target("avx2,fma")))
@@ -79,11 +79,11 @@ static double sum_exp_avx512(const float *x, long n, float scale, float shift, f
 }
 
 __attribute__((target("avx2,fma")))
-static void exp_affine_avx2(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
+static long exp_affine_avx2(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
     const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(shift), va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     long i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, shifted_exp8(x + i, vs, vm), vb));
-    for (; i < n; i++) y[i] = alpha * expf(x[i] * scale - shift) + beta;
+    return i;
 }
 
 // σ(x) = 1 / (1 + e^(−x)).
@@ -94,17 +94,17 @@ static inline __m256 sigmoid8(__m256 x) {
 }
 
 __attribute__((target("avx2,fma")))
-static void silu_avx2(const float *x, float *y, long n) {
+static long silu_avx2(const float *x, float *y, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
         _mm256_storeu_ps(y + i, _mm256_mul_ps(v, sigmoid8(v)));
     }
-    for (; i < n; i++) y[i] = x[i] * (1.0f / (1.0f + expf(-x[i])));
+    return i;
 }
 
 __attribute__((target("avx2,fma")))
-static void silu_backward_avx2(const float *x, const float *g, float *dx, long n) {
+static long silu_backward_avx2(const float *x, const float *g, float *dx, long n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     long i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -113,10 +113,7 @@ static void silu_backward_avx2(const float *x, const float *g, float *dx, long n
         __m256 d = _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
         _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), d));
     }
-    for (; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-x[i]));
-        dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
-    }
+    return i;
 }
 
 // σ(x) on 16 lanes, sigmoid8's arithmetic.
@@ -124,6 +121,52 @@ AVX512_TARGET
 static inline __m512 sigmoid16(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+AVX512_TARGET
+static long vexp_avx512(const float *x, float *y, long n) {
+    const long n8 = n & ~7L;
+    for (long i = 0; i < n8; i += 16) {
+        const __mmask16 k = lanes_left(i, n8);
+        _mm512_mask_storeu_ps(y + i, k, exp16(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+    return n8;
+}
+
+AVX512_TARGET
+static long exp_affine_avx512(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
+    const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(shift), va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const long n8 = n & ~7L;
+    for (long i = 0; i < n8; i += 16) {
+        const __mmask16 k = lanes_left(i, n8);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs), vm));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(va, e, vb));
+    }
+    return n8;
+}
+
+AVX512_TARGET
+static long silu_avx512(const float *x, float *y, long n) {
+    const long n8 = n & ~7L;
+    for (long i = 0; i < n8; i += 16) {
+        const __mmask16 k = lanes_left(i, n8);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(v, sigmoid16(v)));
+    }
+    return n8;
+}
+
+AVX512_TARGET
+static long silu_backward_avx512(const float *x, const float *g, float *dx, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const long n8 = n & ~7L;
+    for (long i = 0; i < n8; i += 16) {
+        const __mmask16 k = lanes_left(i, n8);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i), s = sigmoid16(v);
+        __m512 d = _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one));
+        _mm512_mask_storeu_ps(dx + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i), d));
+    }
+    return n8;
 }
 
 AVX512_TARGET
@@ -217,10 +260,12 @@ int dk_rows_avx512(void) { return 0; }
 #endif
 
 void dk_vexp(const float *x, float *y, long n) {
+    long i = 0;
 #if defined(__x86_64__)
-    if (has_avx2_fma()) { vexp_avx2(x, y, n); return; }
+    if (dk_rows_avx512()) i = vexp_avx512(x, y, n);
+    else if (has_avx2_fma()) i = vexp_avx2(x, y, n);
 #endif
-    for (long i = 0; i < n; i++) y[i] = expf(x[i]);
+    for (; i < n; i++) y[i] = expf(x[i]);
 }
 
 float dk_vmax(const float *x, long n) {
@@ -248,24 +293,30 @@ double dk_sum_exp(const float *x, long n, float scale, float shift, float *out) 
 }
 
 void dk_exp_affine(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
+    long i = 0;
 #if defined(__x86_64__)
-    if (has_avx2_fma()) { exp_affine_avx2(x, n, scale, shift, alpha, beta, y); return; }
+    if (dk_rows_avx512()) i = exp_affine_avx512(x, n, scale, shift, alpha, beta, y);
+    else if (has_avx2_fma()) i = exp_affine_avx2(x, n, scale, shift, alpha, beta, y);
 #endif
-    for (long i = 0; i < n; i++) y[i] = alpha * expf(x[i] * scale - shift) + beta;
+    for (; i < n; i++) y[i] = alpha * expf(x[i] * scale - shift) + beta;
 }
 
 void dk_silu(const float *x, float *y, long n) {
+    long i = 0;
 #if defined(__x86_64__)
-    if (has_avx2_fma()) { silu_avx2(x, y, n); return; }
+    if (dk_rows_avx512()) i = silu_avx512(x, y, n);
+    else if (has_avx2_fma()) i = silu_avx2(x, y, n);
 #endif
-    for (long i = 0; i < n; i++) y[i] = x[i] * (1.0f / (1.0f + expf(-x[i])));
+    for (; i < n; i++) y[i] = x[i] * (1.0f / (1.0f + expf(-x[i])));
 }
 
 void dk_silu_backward(const float *x, const float *g, float *dx, long n) {
+    long i = 0;
 #if defined(__x86_64__)
-    if (has_avx2_fma()) { silu_backward_avx2(x, g, dx, n); return; }
+    if (dk_rows_avx512()) i = silu_backward_avx512(x, g, dx, n);
+    else if (has_avx2_fma()) i = silu_backward_avx2(x, g, dx, n);
 #endif
-    for (long i = 0; i < n; i++) {
+    for (; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-x[i]));
         dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
     }

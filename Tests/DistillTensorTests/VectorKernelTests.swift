@@ -54,7 +54,7 @@ final class VectorKernelTests: XCTestCase {
         XCTAssertLessThanOrEqual(ulps(out[7], Foundation.exp(5.0)), 2)
     }
 
-    /// The AVX-512 row kernels give the AVX2 kernels' bits (values, and sums kept in the same 8
+    /// The AVX-512 exponential kernels give the AVX2 kernels' bits (values, and sums kept in the same 8
     /// Double lanes): exponentials over the whole range and past it (±inf, NaN, underflow,
     /// overflow), lengths around the 16-lane loop, its masked last 8 and the scalar tail.
     func testAVX512RowKernelsGiveTheAVX2Bits() throws {
@@ -88,6 +88,15 @@ final class VectorKernelTests: XCTestCase {
                 return y + dg + du + dgOnly
             }
             XCTAssertEqual(c, d, "dk_swiglu and its backward, n \(n)")
+            let (c2, d2) = bothWays {
+                var e = [Float](repeating: 0, count: n), ea = e, s = e, ds = e
+                dk_vexp(x, &e, n)
+                dk_exp_affine(x, n, 0.5, 3, -2, 0.25, &ea)
+                dk_silu(x, &s, n)
+                dk_silu_backward(x, g, &ds, n)
+                return e + ea + s + ds
+            }
+            XCTAssertEqual(c2, d2, "dk_vexp, dk_exp_affine, dk_silu and its backward, n \(n)")
             guard n > 0, n != dense.count else { continue }
             let t = uniform([n], -25, 10, seed: UInt64(903 + n)).scalars
             for (soft, hard, eps, teacher) in [(Float(0.5), Float(0.5), Float(0.1), true), (0, 1, 0, false), (1, 0, 0, true)] {
