@@ -43,6 +43,11 @@ public enum TrainBenchmark {
         public var processes: Int = 1
         /// Peak resident memory of this process (getrusage), bytes.
         public var peakResidentBytes: Int
+        /// Seconds per timed step (mean) spent in Float32 matrix products outside attention
+        /// (`Gemm.tally`), and their rate: how far the products themselves are from the peak,
+        /// apart from the rest of the step.
+        public var productSeconds: Double? = nil
+        public var productGflops: Double? = nil
     }
 
     /// Forward FLOPs of one sequence of `t` tokens.
@@ -82,10 +87,14 @@ public enum TrainBenchmark {
         let trainer = Trainer(student: student, teacher: teacher, train: data,
                               plan: teacher == nil ? .hardOnly : .kd(alpha: 0.5, temperature: 2), configuration: c)
         var times: [Double] = []
+        var products = Gemm.Tally()
         for i in 0...steps {
+            if i > 0 { Gemm.tally = Gemm.Tally() }
             let t0 = DispatchTime.now().uptimeNanoseconds
             try trainer.trainStep()
             let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if let t = Gemm.tally { products.flops += t.flops; products.seconds += t.seconds; products.calls += t.calls }
+            Gemm.tally = nil
             if i > 0 { times.append(s); onStep(i, s) }
         }
         let median = times.sorted()[times.count / 2]
@@ -102,7 +111,9 @@ public enum TrainBenchmark {
         let achieved = flops / median / 1e9
         return Result(preset: preset.rawValue, steps: steps, stepSeconds: median, tokensPerSecond: Double(batch * length) / median,
                       gflopsPerStep: flops / 1e9, achievedGflops: achieved, gemmPeakGflops: peak, shareOfPeak: achieved / peak,
-                      threads: Threads.count, processes: processes, peakResidentBytes: ProcessMemory.peakResidentBytes())
+                      threads: Threads.count, processes: processes, peakResidentBytes: ProcessMemory.peakResidentBytes(),
+                      productSeconds: products.calls > 0 ? products.seconds / Double(steps) : nil,
+                      productGflops: products.seconds > 0 ? products.flops / products.seconds / 1e9 : nil)
     }
 
     /// GFLOP/s of a square 1024 GEMM, the better of CBLAS (when loaded) and `Tensor.matmul`.

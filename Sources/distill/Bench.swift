@@ -56,6 +56,10 @@ extension Bench {
                          r.preset, p == .kdReference ? " (teacher \(teacherDtype))" : "", r.stepSeconds, r.tokensPerSecond, r.gflopsPerStep, r.achievedGflops, 100 * r.shareOfPeak,
                          r.gemmPeakGflops, r.threads, r.processes > 1 ? " × \(r.processes) processes" : "",
                          Double(r.peakResidentBytes) / 1_048_576))
+            if let ps = r.productSeconds, let pg = r.productGflops {
+                print(String(format: "  Float32 matrix products outside attention: %.3f s/step (%.0f%% of the step) at %.1f GFLOP/s = %.0f%% of the peak; the rest of the step: %.3f s",
+                             ps, 100 * ps / r.stepSeconds, pg, 100 * pg / r.gemmPeakGflops, r.stepSeconds - ps))
+            }
             if let torch, let tps = torch["tokens_per_second"] as? Double, let secs = torch["step_seconds"] as? Double {
                 let mem = (torch["peak_resident_bytes"] as? Double).map { String(format: ", peak memory %.0f MB", $0 / 1_048_576) } ?? ""
                 let best = (torch["best"] as? String).map { ", fastest of its variants: \($0)" } ?? ""

@@ -103,6 +103,25 @@ final class GemmTests: XCTestCase {
 
     private let transposes = [(false, false), (false, true), (true, false), (true, true)]
 
+    /// The tally counts top-level products (their FLOPs and time), not single-threaded ones run
+    /// inside parallel loops, and nothing while unset.
+    func testTallyCountsTopLevelProducts() {
+        let a = [Float](repeating: 1, count: 12 * 7), b = [Float](repeating: 2, count: 7 * 5)
+        var c = [Float](repeating: 0, count: 12 * 5)
+        defer { Gemm.tally = nil }
+        Gemm.tally = Gemm.Tally()
+        Gemm.sgemm(transA: false, transB: false, m: 12, n: 5, k: 7, a: a, lda: 7, b: b, ldb: 5, c: &c, ldc: 5)
+        Gemm.sgemm(transA: false, transB: false, m: 12, n: 5, k: 7, a: a, lda: 7, b: b, ldb: 5, c: &c, ldc: 5, threaded: false)
+        let t = Gemm.tally!
+        XCTAssertEqual(t.calls, 1)
+        XCTAssertEqual(t.flops, 2 * 12 * 5 * 7)
+        XCTAssertGreaterThan(t.seconds, 0)
+        XCTAssertEqual(c[0], 14)
+        Gemm.tally = nil
+        Gemm.sgemm(transA: false, transB: false, m: 12, n: 5, k: 7, a: a, lda: 7, b: b, ldb: 5, c: &c, ldc: 5)
+        XCTAssertNil(Gemm.tally)
+    }
+
     func testKernelNames() {
         XCTAssertFalse(Gemm.builtinKernelName.isEmpty)
         if Gemm.blasAvailable { XCTAssertNotNil(Gemm.blasName) }

@@ -46,6 +46,18 @@ public enum Gemm {
         return dk_gemm_use_kernel(Int32(i)) == 1
     }
 
+    /// Calls, FLOPs and seconds of the top-level (threaded) products while `tally` is set — not
+    /// those run inside parallel loops (attention's per-head products): `distill bench train`
+    /// reports how fast its step's products ran and what share of the step they took. Set it
+    /// only while one thread multiplies.
+    public struct Tally: Sendable {
+        public var calls = 0
+        public var flops = 0.0
+        public var seconds = 0.0
+        public init() {}
+    }
+    nonisolated(unsafe) public static var tally: Tally?
+
     /// C[M,N] = alpha·op(A)·op(B) + beta·C, row-major. `threaded: false` runs on the calling
     /// thread only (used inside already-parallel loops).
     public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -54,6 +66,14 @@ public enum Gemm {
                              backend: GemmBackend? = nil, threaded: Bool = true) {
         let be = backend ?? self.backend
         let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
+        let started = tally != nil && threaded ? DispatchTime.now().uptimeNanoseconds : 0
+        defer {
+            if started != 0 {
+                tally?.calls += 1
+                tally?.flops += 2 * Double(m) * Double(n) * Double(k)
+                tally?.seconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            }
+        }
         switch be {
         case .blas where dk_blas_available() == 1 && threaded && !Threads.isLimited:
             dk_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
