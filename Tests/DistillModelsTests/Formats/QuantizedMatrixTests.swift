@@ -453,6 +453,47 @@ final class QuantizedMatrixTests: XCTestCase {
         XCTAssertNil(reloaded.lm.model.layers[0].selfAttn.qProj.quantizedWeight)
     }
 
+    /// `--fast` against llama.cpp on the same file (scripts/make_smollm2_llamacpp_logprobs.py:
+    /// llama-cpp-python 0.3.36's log-probability of each next token of two texts, Float32
+    /// key/value cache), with each integer kernel this CPU runs. llama.cpp rounds activations to 8
+    /// bits too, but the two roundings do not coincide: a value moved by another summation order
+    /// rounds to the next int8 step downstream, so the two int8 paths differ like two independent
+    /// roundings. Measured here: |exact − llama.cpp| mean 0.070 (max 0.40) — one rounding's worth;
+    /// |fast − llama.cpp| mean 0.10–0.12 (max 0.46–0.64), about √2 times that. The bounds — the
+    /// mean within twice one rounding's worth, no position off by 1 — hold two independent
+    /// roundings and fail a kernel whose blocks, scales or offsets are wrong (errors of whole nats).
+    /// (Rounding the activation scale to float16 as llama.cpp stores it moved the mean to
+    /// 0.07–0.08: not enough to match, so the scale stays Float32.)
+    func testSmolLM2FastLogProbsFollowLlamaCpp() throws {
+        struct Scores: Decodable { struct Item: Decodable { let ids: [Int]; let token_logprobs: [Double] }; let scores: [Item] }
+        let ref = try JSONDecoder().decode(Scores.self, from: Data(contentsOf: try fixtureURL("architectures", "smollm2_llamacpp_logprobs.json")))
+        let lm = try PretrainedModel.load(try smolLM2Path()).lm
+        func tokenLogProbs(_ ids: [Int], fast: Bool, kernel: QuantizedMatrix.Int8Kernel) -> [Double] {
+            QuantizedMatrix.fastDecoding = fast
+            let saved = QuantizedMatrix.Int8Kernel.preferred
+            QuantizedMatrix.Int8Kernel.preferred = kernel
+            defer { QuantizedMatrix.fastDecoding = false; QuantizedMatrix.Int8Kernel.preferred = saved }
+            // Ten tokens: the decoding path's products (at most QuantizedMatrix.decodeRows rows).
+            precondition(ids.count <= QuantizedMatrix.decodeRows)
+            let v = lm.config.vocabSize
+            let lp = withoutGradients { lm.forward(ids, batch: 1, length: ids.count).logits.reshaped([ids.count, v]).logSoftmax(axis: -1).scalars }
+            return (0..<(ids.count - 1)).map { Double(lp[$0 * v + ids[$0 + 1]]) }
+        }
+        for kernel in QuantizedMatrix.Int8Kernel.allCases where kernel != .best && kernel.isSupported {
+            var fastErr: [Double] = [], exactErr: [Double] = []
+            for item in ref.scores {
+                let fast = tokenLogProbs(item.ids, fast: true, kernel: kernel), exact = tokenLogProbs(item.ids, fast: false, kernel: kernel)
+                fastErr += zip(fast, item.token_logprobs).map { abs($0 - $1) }
+                exactErr += zip(exact, item.token_logprobs).map { abs($0 - $1) }
+            }
+            let meanFast = fastErr.reduce(0, +) / Double(fastErr.count), meanExact = exactErr.reduce(0, +) / Double(exactErr.count)
+            print(String(format: "%@: |fast − llama.cpp| mean %.4f max %.4f; |exact − llama.cpp| mean %.4f max %.4f",
+                         kernel.name, meanFast, fastErr.max()!, meanExact, exactErr.max()!))
+            XCTAssertLessThan(meanFast, 2 * meanExact, "\(kernel.name): mean distance to llama.cpp")
+            XCTAssertLessThan(fastErr.max()!, 1, "\(kernel.name): largest distance to llama.cpp")
+        }
+    }
+
     /// `--fast` decoding of SmolLM2 (int8 activations), with each integer kernel this CPU runs: one
     /// decoding step of a single row (prompt and step through the one-row kernels) and of three
     /// rows (the several-row kernels) gives the greedy token of Float32 activations and log-probs
