@@ -57,19 +57,16 @@ static double sum_exp_avx2(const float *x, long n, float scale, float shift, flo
     return hsum256d(_mm256_add_pd(a0, a1));
 }
 
-// The AVX-512 kernels below cover the same n rounded down to 8 values as the AVX2 ones, 16 at a
-// time and a last 8 through a lane mask, and give their bits: exp16 is exp8 lane by lane, and sums
-// keep exp8's 8 Double lanes (add16_to_8d).
-#define AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
-static inline __mmask16 lanes_left(long i, long n8) { return n8 - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF; }
+// The AVX-512 kernels below give the AVX2 ones' bits: exp16 is exp8 lane by lane, and sums keep
+// exp8's 8 Double lanes (add16_to_8d).
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static double sum_exp_avx512(const float *x, long n, float scale, float shift, float *out, long *done) {
     const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(shift);
     const long n8 = n & ~7L;
     __m512d acc = _mm512_setzero_pd();
     for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = lanes_left(i, n8);
+        const __mmask16 k = dk_lanes_left(i, n8);
         __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs), vm));
         if (out) _mm512_mask_storeu_ps(out + i, k, e);
         acc = k == 0xFFFF ? add16_to_8d(acc, e) : _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
@@ -117,51 +114,51 @@ static long silu_backward_avx2(const float *x, const float *g, float *dx, long n
 }
 
 // σ(x) on 16 lanes, sigmoid8's arithmetic.
-AVX512_TARGET
+DK_AVX512_TARGET
 static inline __m512 sigmoid16(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static long vexp_avx512(const float *x, float *y, long n) {
     const long n8 = n & ~7L;
     for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = lanes_left(i, n8);
+        const __mmask16 k = dk_lanes_left(i, n8);
         _mm512_mask_storeu_ps(y + i, k, exp16(_mm512_maskz_loadu_ps(k, x + i)));
     }
     return n8;
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static long exp_affine_avx512(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
     const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(shift), va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const long n8 = n & ~7L;
     for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = lanes_left(i, n8);
+        const __mmask16 k = dk_lanes_left(i, n8);
         __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs), vm));
         _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(va, e, vb));
     }
     return n8;
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static long silu_avx512(const float *x, float *y, long n) {
     const long n8 = n & ~7L;
     for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = lanes_left(i, n8);
+        const __mmask16 k = dk_lanes_left(i, n8);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i);
         _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(v, sigmoid16(v)));
     }
     return n8;
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static long silu_backward_avx512(const float *x, const float *g, float *dx, long n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     const long n8 = n & ~7L;
     for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = lanes_left(i, n8);
+        const __mmask16 k = dk_lanes_left(i, n8);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i), s = sigmoid16(v);
         __m512 d = _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one));
         _mm512_mask_storeu_ps(dx + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i), d));
@@ -169,23 +166,23 @@ static long silu_backward_avx512(const float *x, const float *g, float *dx, long
     return n8;
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static long swiglu_avx512(const float *gate, const float *up, float *y, long n) {
     const long n8 = n & ~7L;
     for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = lanes_left(i, n8);
+        const __mmask16 k = dk_lanes_left(i, n8);
         __m512 v = _mm512_maskz_loadu_ps(k, gate + i);
         _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_mul_ps(v, sigmoid16(v)), _mm512_maskz_loadu_ps(k, up + i)));
     }
     return n8;
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static long swiglu_backward_avx512(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     const long n8 = n & ~7L;
     for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = lanes_left(i, n8);
+        const __mmask16 k = dk_lanes_left(i, n8);
         __m512 v = _mm512_maskz_loadu_ps(k, gate + i), s = sigmoid16(v), gi = _mm512_maskz_loadu_ps(k, g + i);
         __m512 d = _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one));
         if (dup) _mm512_mask_storeu_ps(dup + i, k, _mm512_mul_ps(gi, _mm512_mul_ps(v, s)));

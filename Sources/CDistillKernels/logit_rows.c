@@ -55,22 +55,21 @@ static long gradient_avx2(const float *z, const float *t, long v, float it, floa
 #endif
 
 #if defined(__x86_64__)
-// The same on 16 lanes (n rounded down to 8; a last 8 through a lane mask), with the AVX2
-// kernels' bits: exp16 is exp8 lane by lane and the Double sums keep their 8 lanes.
-#define AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
+// The same on 16 lanes, with the AVX2 kernels' bits: exp16 is exp8 lane by lane and the Double
+// sums keep their 8 lanes.
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static inline __m512 log_prob16(const float *x, __mmask16 k, __m512 it, __m512 max, __m512 log_sum) {
     return _mm512_sub_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x), it), max), log_sum);
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static double forward_kl_avx512(const float *z, const float *t, long v, float it, float ma, float la, float mb, float lb, long *done) {
     const __m512 vit = _mm512_set1_ps(it), vma = _mm512_set1_ps(ma), vla = _mm512_set1_ps(la), vmb = _mm512_set1_ps(mb), vlb = _mm512_set1_ps(lb);
     const long v8 = v & ~7L;
     __m512d acc = _mm512_setzero_pd();
     for (long j = 0; j < v8; j += 16) {
-        const __mmask16 k = v8 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF;
+        const __mmask16 k = dk_lanes_left(j, v8);
         __m512 ls = log_prob16(z + j, k, vit, vma, vla), lt = log_prob16(t + j, k, vit, vmb, vlb), pt = exp16(lt);
         for (int h = 0; h < (k == 0xFFFF ? 2 : 1); h++) {      // lanes 0-7, then 8-15
             __m256 ls8 = h ? _mm512_extractf32x8_ps(ls, 1) : _mm512_castps512_ps256(ls);
@@ -83,7 +82,7 @@ static double forward_kl_avx512(const float *z, const float *t, long v, float it
     return hsum512d_as_avx2(acc);
 }
 
-AVX512_TARGET
+DK_AVX512_TARGET
 static long gradient_avx512(const float *z, const float *t, long v, float it, float soft, float hard, float ma, float la,
                             float mb, float lb, float m1, float l1, float uniform, float *grad) {
     const __m512 vit = _mm512_set1_ps(it), vma = _mm512_set1_ps(ma), vla = _mm512_set1_ps(la), vmb = _mm512_set1_ps(mb),
@@ -91,7 +90,7 @@ static long gradient_avx512(const float *z, const float *t, long v, float it, fl
                  vs = _mm512_set1_ps(soft), vh = _mm512_set1_ps(hard), vu = _mm512_set1_ps(uniform);
     const long v8 = v & ~7L;
     for (long j = 0; j < v8; j += 16) {
-        const __mmask16 k = v8 - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF;
+        const __mmask16 k = dk_lanes_left(j, v8);
         __m512 g = _mm512_setzero_ps();
         if (soft != 0)
             g = _mm512_mul_ps(vs, _mm512_sub_ps(exp16(log_prob16(z + j, k, vit, vma, vla)), exp16(log_prob16(t + j, k, vit, vmb, vlb))));

@@ -1,5 +1,5 @@
 // Helpers shared by the kernels (internal, not part of the module's interface): UNROLL, the CPU
-// check and the 8-lane exponential (see exp.c for the method and its accuracy).
+// check and the 8- and 16-lane exponentials (see exp.c for the method and its accuracy).
 #ifndef DK_SIMD_H
 #define DK_SIMD_H
 #include <math.h>
@@ -82,12 +82,17 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+// The AVX-512 versions of the exponential kernels (exp.c, logit_rows.c; chosen by dk_rows_avx512).
+#define DK_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
 
+// They cover what the AVX2 kernels cover — n rounded down to 8 values (n8) — 16 lanes at a time
+// and a last 8 through this lane mask, so that the scalar tail stays the same.
+static inline __mmask16 dk_lanes_left(long i, long n8) { return n8 - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF; }
 
 // exp8's arithmetic on 16 lanes: each lane's value is exp8's to the bit (the same operations in
 // the same order; masks in place of blends). 35% faster than two exp8 on Zen 4, which splits
-// 512-bit operations in two, as fewer instructions go through.
-__attribute__((target("avx512f,avx512dq,avx2,fma")))
+// 512-bit operations in two, as fewer instructions go through (sums of exponentials measured).
+DK_AVX512_TARGET
 static inline __m512 exp16(__m512 x) {
     const __m512 lo = _mm512_set1_ps(-87.33654475f), hi = _mm512_set1_ps(88.72283905f);
     __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
@@ -111,14 +116,14 @@ static inline __m512 exp16(__m512 x) {
 
 // Adds 16 Float lanes to 8 Double lanes as two 8-lane steps would (lanes 0-7, then 8-15): the
 // association of the AVX2 kernels' pair of 4-lane Double sums.
-__attribute__((target("avx512f,avx512dq,avx2,fma")))
+DK_AVX512_TARGET
 static inline __m512d add16_to_8d(__m512d acc, __m512 v) {
     acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
     return _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
 }
 
 // The Double total of 8 lanes as the AVX2 kernels take it: hsum256d(lanes 0-3 + lanes 4-7).
-__attribute__((target("avx512f,avx512dq,avx2,fma")))
+DK_AVX512_TARGET
 static inline double hsum512d_as_avx2(__m512d acc) {
     return hsum256d(_mm256_add_pd(_mm512_castpd512_pd256(acc), _mm512_extractf64x4_pd(acc, 1)));
 }

@@ -155,9 +155,8 @@ void dk_silu(const float *x, float *y, long n);
 /// dx = g·σ(x)·(1 + x·(1 − σ(x))), the derivative of x·σ(x).
 void dk_silu_backward(const float *x, const float *g, float *dx, long n);
 /// The exponential kernels (dk_vexp, dk_sum_exp, dk_exp_affine, dk_silu, dk_swiglu, their
-/// backwards, dk_kd_row) run 16 lanes
-/// with AVX-512 where the CPU has it, each value and sum the AVX2 kernels' to the bit; 1 keeps
-/// them on AVX2 (tests compare the two), 0 restores the default.
+/// backwards, dk_kd_row) run 16 lanes with AVX-512 where the CPU has it, each value and sum the
+/// AVX2 kernels' to the bit; 1 keeps them on AVX2 (tests compare the two), 0 restores the default.
 void dk_rows_force_avx2(int on);
 /// Whether they run AVX-512 now.
 int dk_rows_avx512(void);
