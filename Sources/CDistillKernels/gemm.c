@@ -86,8 +86,14 @@ static void packBq(int type, const uint8_t *W, long K, long k0, long kc, long j0
     for (long s = 0; s < nc; s += NR) {
         long cols = nc - s < NR ? nc - s : NR;
         float *base = dst + s * kc;
-        // 16-wide slivers of 32-value blocks: expanded with AVX2 and transposed 8 x 8 at a time.
-        if (NR == 16 && dk_qpack_sliver16(type, W + (j0 + s) * rowBytes, rowBytes, (int)cols, k0, kc, base)) continue;
+        // Slivers of 32-value blocks, 16 columns at a time (32-wide AVX-512 slivers in two halves):
+        // expanded with AVX2 and transposed 8 x 8 at a time.
+        const uint8_t *rows0 = W + (j0 + s) * rowBytes;
+        if (NR == 16 && dk_qpack_sliver16(type, rows0, rowBytes, (int)cols, k0, kc, base, 16)) continue;
+        if (NR == 32 && dk_qpack_sliver16(type, rows0, rowBytes, cols < 16 ? (int)cols : 16, k0, kc, base, 32)) {
+            dk_qpack_sliver16(type, cols > 16 ? rows0 + 16 * rowBytes : rows0, rowBytes, (int)cols - 16, k0, kc, base + 16, 32);
+            continue;
+        }
         for (long c = 0; c < cols; c++) {
             const uint8_t *row = W + (j0 + s + c) * rowBytes + k0 / bv * bb;
             for (long k = 0; k < kc; k += bv) {
@@ -227,15 +233,10 @@ static const gemm_kernel *best_kernel(void) {
     return chosen;
 }
 
-// Quantized weights are packed in 16-wide slivers (dk_qpack_sliver16): their products use the
-// AVX2 kernel in place of the AVX-512 one (dk_pack_a_all too, whose MR must match).
-static const gemm_kernel *quant_kernel(void) {
-    const gemm_kernel *k = best_kernel();
-#if defined(__x86_64__)
-    if (k == &avx512_kernel) return &avx2_kernel;
-#endif
-    return k;
-}
+// Products over quantized weights (dk_sgemm_quantized, and dk_pack_a_all, whose MR must match)
+// use the chosen kernel too: its slivers are packed 16 columns at a time (dk_qpack_sliver16).
+static const gemm_kernel *quant_kernel(void) { return best_kernel(); }
+long dk_quantized_sliver_columns(void) { return quant_kernel()->NR; }
 
 int dk_gemm_kernel_count(void) { detect(); return supportedCount; }
 const char *dk_gemm_kernel_name_at(int i) {

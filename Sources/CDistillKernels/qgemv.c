@@ -343,7 +343,7 @@ static inline void qgemv_avx2_body(int type, const uint8_t *W, long cols, const 
 }
 
 __attribute__((target("avx2,fma,f16c")))
-static void qpack_sliver16_avx2(int type, const uint8_t *W, long rowBytes, int cols, long k0, long kc, float *dst) {
+static void qpack_sliver16_avx2(int type, const uint8_t *W, long rowBytes, int cols, long k0, long kc, float *dst, long ldd) {
     long bb = dk_qblock_bytes(type);
     float tile[16 * 32] __attribute__((aligned(32)));
     for (long k = 0; k < kc; k += 32) {
@@ -357,7 +357,7 @@ static void qpack_sliver16_avx2(int type, const uint8_t *W, long rowBytes, int c
             }
         }
         for (int t0 = 0; t0 < 32; t0 += 8)
-            for (int c0 = 0; c0 < 16; c0 += 8) transpose8x8(tile + c0 * 32 + t0, 32, dst + (k + t0) * 16 + c0, 16);
+            for (int c0 = 0; c0 < 16; c0 += 8) transpose8x8(tile + c0 * 32 + t0, 32, dst + (k + t0) * ldd + c0, ldd);
     }
 }
 
@@ -394,14 +394,14 @@ static int has_avx2(void) {
 }
 #endif
 
-int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0, long kc, float *dst) {
+int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0, long kc, float *dst, long ldd) {
 #if defined(__x86_64__)
     if (has_avx2() && dk_qblock_values(type) == 32 && k0 % 32 == 0 && kc % 32 == 0) {
-        qpack_sliver16_avx2(type, (const uint8_t *)W, rowBytes, cols, k0, kc, dst);
+        qpack_sliver16_avx2(type, (const uint8_t *)W, rowBytes, cols, k0, kc, dst, ldd);
         return 1;
     }
 #endif
-    (void)type; (void)W; (void)rowBytes; (void)cols; (void)k0; (void)kc; (void)dst;
+    (void)type; (void)W; (void)rowBytes; (void)cols; (void)k0; (void)kc; (void)dst; (void)ldd;
     return 0;
 }
 

@@ -80,6 +80,9 @@ void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long 
 void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1);
 /// One block of 32 weights expanded to Float32, as dk_qdequantize_rows does.
 void dk_qexpand_block(int type, const void *block, float *w);
+/// Columns of the micro-kernel's slivers that dk_sgemm_quantized uses (16 for AVX2, 32 for
+/// AVX-512): callers splitting W's rows across threads give each a multiple of it.
+long dk_quantized_sliver_columns(void);
 /// Floats dk_pack_a_all needs for A [M, K].
 long dk_packed_a_floats(long M, long K);
 /// A [M, K] (row stride lda) packed once into the built-in micro-kernel's row panels, for
@@ -106,10 +109,11 @@ void dk_bf16dot_pack_a(long M, long K, const float *A, long lda, uint32_t *Ap, l
 /// dk_bf16dot_pack_a; products of bfloat16 pairs summed in Float32. Only where
 /// dk_bf16dot_available() is 1.
 void dk_sgemm_bf16dot(long M, long K, const uint32_t *Ap, const void *W, long n0, long n1, float *C, long ldc);
-/// Expands blocks [k0, k0 + kc) of `cols` (≤ 16) rows of W (row stride rowBytes) into a 16-wide
-/// GEMM sliver dst[k * 16 + c] (zero past cols), with AVX2; returns 0 (nothing done) where that
-/// does not apply (no AVX2, 256-value blocks).
-int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0, long kc, float *dst);
+/// Expands blocks [k0, k0 + kc) of `cols` (≤ 16; none: zeros) rows of W (row stride rowBytes)
+/// into 16 columns of a GEMM sliver, dst[k * ldd + c] (zero past cols; ldd 16, or 32 for the two
+/// halves of an AVX-512 sliver), with AVX2; returns 0 (nothing done) where that does not apply
+/// (no AVX2, 256-value blocks).
+int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0, long kc, float *dst, long ldd);
 
 /// Quantizes each block of 32 activations to int8 (d = max|x|/127, q = round(x/d)) with the sum
 /// of its q; cols a multiple of 32.

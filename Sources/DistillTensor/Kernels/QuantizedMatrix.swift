@@ -155,16 +155,16 @@ public final class QuantizedMatrix: @unchecked Sendable {
             }
             return y
         }
-        // x is packed into the micro-kernel's row panels once, shared by every task. Slices of 16
-        // rows of W (the micro-kernel's 16 columns) per task: each task's panel of W stays in L1
-        // while x streams past it. (Wider slices measured 15% slower scoring SmolLM2 Q4_1.)
+        // x is packed into the micro-kernel's row panels once, shared by every task. Slices of one
+        // sliver of W (the micro-kernel's 16 or 32 columns) per task: each task's panel of W stays
+        // in L1 while x streams past it. (Wider slices measured 15% slower scoring SmolLM2 Q4_1.)
         var packed = [Float](repeating: 0, count: dk_packed_a_floats(m, cols))
         packed.withUnsafeMutableBufferPointer { ap in
             dk_pack_a_all(m, cols, px, cols, ap.baseAddress!)
-            let pa = UnsafePointer(ap.baseAddress!)
-            let slices = (rows + 15) / 16
+            let pa = UnsafePointer(ap.baseAddress!), nr = dk_quantized_sliver_columns()
+            let slices = (rows + nr - 1) / nr
             parallelFor(slices, grain: Swift.max(1, slices / (4 * Threads.count))) { r in
-                dk_sgemm_quantized(type, m, cols, pa, base, r.lowerBound * 16, Swift.min(rows, r.upperBound * 16), py, rows)
+                dk_sgemm_quantized(type, m, cols, pa, base, r.lowerBound * nr, Swift.min(rows, r.upperBound * nr), py, rows)
             }
         }
         return y

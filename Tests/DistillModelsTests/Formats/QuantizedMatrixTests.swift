@@ -77,8 +77,15 @@ final class QuantizedMatrixTests: XCTestCase {
     /// Many rows: the GEMM packs its panels straight from the blocks. Same kernel and blocking as
     /// the built-in GEMM on the dequantized matrix, so the same values bit for bit (rows not a
     /// multiple of the micro-kernel, K past one 256-deep panel); embedding lookups dequantize rows.
+    /// With each micro-kernel this CPU runs forced in turn: 16-column AVX2 slivers, 32-column
+    /// AVX-512 ones packed in two halves (45 rows: a sliver of 13, one of 16 + 13 over two halves),
+    /// the portable kernel's 8 columns through the generic packing.
     func testBatchedProductPacksPanelsFromTheBlocks() throws {
-        for format in [QuantizedMatrix.Format.q4_0, .q4_1, .q8_0] {
+        let saved = Gemm.builtinKernelName
+        defer { Gemm.useBuiltinKernel(String(saved.prefix { $0 != " " })) }
+        for kernel in Gemm.builtinKernels {
+          XCTAssertTrue(Gemm.useBuiltinKernel(String(kernel.prefix { $0 != " " })))
+          for format in [QuantizedMatrix.Format.q4_0, .q4_1, .q8_0] {
             let rows = 45, cols = 320
             let q = try QuantizedMatrix(format: format, rows: rows, cols: cols, blocks: randomBlocks(format, rows: rows, cols: cols, seed: 9))
             let w = q.dequantized()
@@ -90,10 +97,11 @@ final class QuantizedMatrixTests: XCTestCase {
                            b: w.storage.pointer, ldb: cols, c: want.storage.pointer, ldc: rows, backend: .builtin, threaded: false)
                 let got = q.matmul(x)
                 XCTAssertEqual(got.shape, [m, rows])
-                XCTAssertEqual(got.scalars.map(\.bitPattern), want.scalars.map(\.bitPattern), "\(format) m \(m)")
+                XCTAssertEqual(got.scalars.map(\.bitPattern), want.scalars.map(\.bitPattern), "\(kernel) \(format) m \(m)")
             }
             let ids = [44, 0, 7, 7, 30]
             XCTAssertEqual(q.dequantizedRows(ids).scalars, w.indexSelect(ids, axis: 0).scalars, "\(format)")
+          }
         }
     }
 
