@@ -233,10 +233,20 @@ static const gemm_kernel *best_kernel(void) {
     return chosen;
 }
 
-// Products over quantized weights (dk_sgemm_quantized, and dk_pack_a_all, whose MR must match)
-// use the chosen kernel too: its slivers are packed 16 columns at a time (dk_qpack_sliver16).
-static const gemm_kernel *quant_kernel(void) { return best_kernel(); }
-long dk_quantized_sliver_columns(void) { return quant_kernel()->NR; }
+// Products over quantized weights use the chosen kernel too (its slivers packed 16 columns at a
+// time, dk_qpack_sliver16), read once per product by the caller (dk_quantized_kernel) and passed
+// to each of its calls: the chosen one may change meanwhile — GemmSelection measures by switching
+// it — and dk_pack_a_all's MR must be dk_sgemm_quantized's.
+int dk_quantized_kernel(void) {
+    const gemm_kernel *k = best_kernel();
+    for (int i = 0; i < supportedCount; i++) if (supported[i] == k) return i;
+    return 0;
+}
+static const gemm_kernel *quant_kernel(int kernel) {
+    detect();
+    return kernel >= 0 && kernel < supportedCount ? supported[kernel] : supported[0];
+}
+long dk_quantized_sliver_columns(int kernel) { return quant_kernel(kernel)->NR; }
 
 int dk_gemm_kernel_count(void) { detect(); return supportedCount; }
 const char *dk_gemm_kernel_name_at(int i) {
@@ -366,13 +376,13 @@ void dk_sgemm_portable(int transA, int transB, long M, long N, long K, float alp
     sgemm_with(&portable_kernel, transA, &src, M, N, K, alpha, A, lda, beta, C, ldc);
 }
 
-long dk_packed_a_floats(long M, long K) {
-    int MR = quant_kernel()->MR;
+long dk_packed_a_floats(int kernel, long M, long K) {
+    int MR = quant_kernel(kernel)->MR;
     return ((M + MR - 1) / MR) * MR * K + 16;
 }
 
-void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap) {
-    int MR = quant_kernel()->MR;
+void dk_pack_a_all(int kernel, long M, long K, const float *A, long lda, float *Ap) {
+    int MR = quant_kernel(kernel)->MR;
     long Mpad = ((M + MR - 1) / MR) * MR;
     for (long pc = 0; pc < K; pc += KC) {
         long kc = K - pc < KC ? K - pc : KC;
@@ -380,9 +390,9 @@ void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap) {
     }
 }
 
-void dk_sgemm_quantized(int type, long M, long K, const float *Ap, const void *W,
+void dk_sgemm_quantized(int kernel, int type, long M, long K, const float *Ap, const void *W,
                         long n0, long n1, float *C, long ldc) {
-    const gemm_kernel *kern = quant_kernel();
+    const gemm_kernel *kern = quant_kernel(kernel);
     const int MR = kern->MR, NR = kern->NR;
     long N = n1 - n0;
     if (M <= 0 || N <= 0) return;

@@ -80,18 +80,21 @@ void dk_qgemv_portable(int type, const void *W, long cols, const float *X, long 
 void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long row0, long row1);
 /// One block of 32 weights expanded to Float32, as dk_qdequantize_rows does.
 void dk_qexpand_block(int type, const void *block, float *w);
-/// Columns of the micro-kernel's slivers that dk_sgemm_quantized uses (16 for AVX2, 32 for
-/// AVX-512): callers splitting W's rows across threads give each a multiple of it.
-long dk_quantized_sliver_columns(void);
+/// The micro-kernel a product over quantized weights uses (an index into the supported ones),
+/// read once and passed to each call of that product: the chosen kernel may change meanwhile
+/// (its measurement switches it), and the packing and the products must agree.
+int dk_quantized_kernel(void);
+/// Columns of `kernel`'s slivers (16 for AVX2, 32 for AVX-512): callers splitting W's rows
+/// across threads give each a multiple of it.
+long dk_quantized_sliver_columns(int kernel);
 /// Floats dk_pack_a_all needs for A [M, K].
-long dk_packed_a_floats(long M, long K);
-/// A [M, K] (row stride lda) packed once into the built-in micro-kernel's row panels, for
-/// dk_sgemm_quantized.
-void dk_pack_a_all(long M, long K, const float *A, long lda, float *Ap);
+long dk_packed_a_floats(int kernel, long M, long K);
+/// A [M, K] (row stride lda) packed once into `kernel`'s row panels, for dk_sgemm_quantized.
+void dk_pack_a_all(int kernel, long M, long K, const float *A, long lda, float *Ap);
 /// Columns [n0, n1) of C [M, N] = A [M, K] · Wᵀ, W [N, K] in quantized blocks (K a multiple of
-/// 32), A packed by dk_pack_a_all: the built-in GEMM packing its B panels straight from the
-/// blocks. Single-threaded; callers split [0, N) across threads and share Ap.
-void dk_sgemm_quantized(int type, long M, long K, const float *Ap, const void *W,
+/// 32), A packed by dk_pack_a_all for the same kernel: the built-in GEMM packing its B panels
+/// straight from the blocks. Single-threaded; callers split [0, N) across threads and share Ap.
+void dk_sgemm_quantized(int kernel, int type, long M, long K, const float *Ap, const void *W,
                         long n0, long n1, float *C, long ldc);
 
 // ---- bfloat16 products (AVX512_BF16) ----

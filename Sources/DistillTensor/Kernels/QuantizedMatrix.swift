@@ -158,13 +158,15 @@ public final class QuantizedMatrix: @unchecked Sendable {
         // x is packed into the micro-kernel's row panels once, shared by every task. Slices of one
         // sliver of W (the micro-kernel's 16 or 32 columns) per task: each task's panel of W stays
         // in L1 while x streams past it. (Wider slices measured 15% slower scoring SmolLM2 Q4_1.)
-        var packed = [Float](repeating: 0, count: dk_packed_a_floats(m, cols))
+        // One kernel for the whole product, read once (see dk_quantized_kernel).
+        let kernel = dk_quantized_kernel()
+        var packed = [Float](repeating: 0, count: dk_packed_a_floats(kernel, m, cols))
         packed.withUnsafeMutableBufferPointer { ap in
-            dk_pack_a_all(m, cols, px, cols, ap.baseAddress!)
-            let pa = UnsafePointer(ap.baseAddress!), nr = dk_quantized_sliver_columns()
+            dk_pack_a_all(kernel, m, cols, px, cols, ap.baseAddress!)
+            let pa = UnsafePointer(ap.baseAddress!), nr = dk_quantized_sliver_columns(kernel)
             let slices = (rows + nr - 1) / nr
             parallelFor(slices, grain: Swift.max(1, slices / (4 * Threads.count))) { r in
-                dk_sgemm_quantized(type, m, cols, pa, base, r.lowerBound * nr, Swift.min(rows, r.upperBound * nr), py, rows)
+                dk_sgemm_quantized(kernel, type, m, cols, pa, base, r.lowerBound * nr, Swift.min(rows, r.upperBound * nr), py, rows)
             }
         }
         return y
@@ -178,11 +180,11 @@ public final class QuantizedMatrix: @unchecked Sendable {
         public var isSupported: Bool { dk_qgemv_q8_supports(rawValue) == 1 }
         public var name: String { self == .avx512VNNI ? "avx512-vnni" : "\(self)" }
 
-        /// The kernel used when none is given (see `choose`). Tests set it.
-        nonisolated(unsafe) public static var preferred: Int8Kernel = choose().kernel
-
-        /// What `preferred` started as and why, for `distill bench generate` to print.
+        /// What `preferred` started as and why (see `choose`), for `distill bench generate` to print.
         public static let startingChoice = choose()
+
+        /// The kernel used when none is given. Tests set it.
+        nonisolated(unsafe) public static var preferred: Int8Kernel = startingChoice.kernel
 
         /// `DISTILL_INT8_KERNEL=avx512-vnni|avx2|portable` where this CPU runs it (for
         /// comparisons), else the fastest (`best`). A name that is not one of these, or a kernel

@@ -105,6 +105,35 @@ final class QuantizedMatrixTests: XCTestCase {
         }
     }
 
+    /// The chosen micro-kernel may change while a quantized product runs (measuring the kernels
+    /// switches it, possibly beside a server's requests): each product keeps the one it started
+    /// with — its x packing and its products must agree (AVX2's 6-row panels, AVX-512's 12) —
+    /// and gives the same bits whichever it was.
+    func testKernelSwitchedDuringQuantizedProductsChangesNothing() throws {
+        let fma = Gemm.builtinKernels.dropFirst().map { String($0.prefix { $0 != " " }) }
+        try XCTSkipUnless(fma.count > 1, "one FMA kernel here: nothing to switch between")
+        let saved = Gemm.builtinKernelName
+        defer { Gemm.useBuiltinKernel(String(saved.prefix { $0 != " " })) }
+        let rows = 200, cols = 320, m = 40
+        let q = try QuantizedMatrix(format: .q4_1, rows: rows, cols: cols, blocks: randomBlocks(.q4_1, rows: rows, cols: cols, seed: 11))
+        var rng = TestRNG(seed: 12)
+        let x = Tensor((0..<(m * cols)).map { _ in rng.normal() }, shape: [m, cols])
+        let want = q.matmul(x).scalars.map(\.bitPattern)
+        final class Stop: @unchecked Sendable { let lock = NSLock(); var done = false
+            var isDone: Bool { lock.lock(); defer { lock.unlock() }; return done } }
+        let stop = Stop(), finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            var i = 0
+            while !stop.isDone { Gemm.useBuiltinKernel(fma[i % fma.count]); i += 1 }
+            finished.signal()
+        }
+        for round in 0..<200 {
+            XCTAssertEqual(q.matmul(x).scalars.map(\.bitPattern), want, "round \(round)")
+        }
+        stop.lock.lock(); stop.done = true; stop.lock.unlock()
+        finished.wait()
+    }
+
     /// bfloat16 matrices (a frozen teacher's, `storeMatricesInBFloat16`): values rounded to
     /// nearest with ties to even and expanded exactly; many rows through the GEMM packing (bit for
     /// bit the built-in GEMM on the rounded matrix), a few through the AVX2 and portable vector code.
@@ -461,6 +490,15 @@ final class QuantizedMatrixTests: XCTestCase {
         XCTAssertNil(reloaded.lm.model.layers[0].selfAttn.qProj.quantizedWeight)
     }
 
+    /// `body` with `--fast` decoding on or off and the integer kernel `kernel`, both restored after.
+    private func withDecoding<T>(fast: Bool, kernel: QuantizedMatrix.Int8Kernel, _ body: () -> T) -> T {
+        let saved = QuantizedMatrix.Int8Kernel.preferred
+        QuantizedMatrix.fastDecoding = fast
+        QuantizedMatrix.Int8Kernel.preferred = kernel
+        defer { QuantizedMatrix.fastDecoding = false; QuantizedMatrix.Int8Kernel.preferred = saved }
+        return body()
+    }
+
     /// `--fast` against llama.cpp on the same file (scripts/make_smollm2_llamacpp_logprobs.py:
     /// llama-cpp-python 0.3.36's log-probability of each next token of two texts, Float32
     /// key/value cache), with each integer kernel this CPU runs. llama.cpp rounds activations to 8
@@ -477,14 +515,12 @@ final class QuantizedMatrixTests: XCTestCase {
         let ref = try JSONDecoder().decode(Scores.self, from: Data(contentsOf: try fixtureURL("architectures", "smollm2_llamacpp_logprobs.json")))
         let lm = try PretrainedModel.load(try smolLM2Path()).lm
         func tokenLogProbs(_ ids: [Int], fast: Bool, kernel: QuantizedMatrix.Int8Kernel) -> [Double] {
-            QuantizedMatrix.fastDecoding = fast
-            let saved = QuantizedMatrix.Int8Kernel.preferred
-            QuantizedMatrix.Int8Kernel.preferred = kernel
-            defer { QuantizedMatrix.fastDecoding = false; QuantizedMatrix.Int8Kernel.preferred = saved }
             // Ten tokens: the decoding path's products (at most QuantizedMatrix.decodeRows rows).
             precondition(ids.count <= QuantizedMatrix.decodeRows)
             let v = lm.config.vocabSize
-            let lp = withoutGradients { lm.forward(ids, batch: 1, length: ids.count).logits.reshaped([ids.count, v]).logSoftmax(axis: -1).scalars }
+            let lp = withDecoding(fast: fast, kernel: kernel) {
+                withoutGradients { lm.forward(ids, batch: 1, length: ids.count).logits.reshaped([ids.count, v]).logSoftmax(axis: -1).scalars }
+            }
             return (0..<(ids.count - 1)).map { Double(lp[$0 * v + ids[$0 + 1]]) }
         }
         for kernel in QuantizedMatrix.Int8Kernel.allCases where kernel != .best && kernel.isSupported {
@@ -513,11 +549,7 @@ final class QuantizedMatrixTests: XCTestCase {
         let prompts = [[1, 504, 3458, 314, 260, 3575, 282, 4649, 47], [1, 1204, 314, 5516, 1494, 28, 282, 3012, 30],
                        [1, 24077, 43, 216, 33, 1232, 216, 34, 47]]
         func stepLogProbs(_ rows: [[Int]], fast: Bool, kernel: QuantizedMatrix.Int8Kernel = .best) -> [[Float]] {
-            QuantizedMatrix.fastDecoding = fast
-            let saved = QuantizedMatrix.Int8Kernel.preferred
-            QuantizedMatrix.Int8Kernel.preferred = kernel
-            defer { QuantizedMatrix.fastDecoding = false; QuantizedMatrix.Int8Kernel.preferred = saved }
-            return withoutGradients {
+            withDecoding(fast: fast, kernel: kernel) { withoutGradients {
                 let b = rows.count, t = rows[0].count - 1, v = lm.config.vocabSize
                 let cache = lm.makeCache()
                 _ = lm.forward(rows.flatMap { $0.dropLast() }, batch: b, length: t, cache: cache)
@@ -525,7 +557,7 @@ final class QuantizedMatrixTests: XCTestCase {
                                         cache: cache).logits.reshaped([b, v])
                 let lp = logits.logSoftmax(axis: -1).scalars
                 return (0..<b).map { Array(lp[($0 * v)..<(($0 + 1) * v)]) }
-            }
+            } }
         }
         for rows in [[prompts[0]], prompts] {
             let exact = stepLogProbs(rows, fast: false)
