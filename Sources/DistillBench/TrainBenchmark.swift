@@ -87,16 +87,16 @@ public enum TrainBenchmark {
         let trainer = Trainer(student: student, teacher: teacher, train: data,
                               plan: teacher == nil ? .hardOnly : .kd(alpha: 0.5, temperature: 2), configuration: c)
         var times: [Double] = []
-        var products = Gemm.Tally()
+        defer { Gemm.tally = nil }
         for i in 0...steps {
-            if i > 0 { Gemm.tally = Gemm.Tally() }
+            if i == 1 { Gemm.tally = Gemm.Tally() }      // the timed steps' products
             let t0 = DispatchTime.now().uptimeNanoseconds
             try trainer.trainStep()
             let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            if let t = Gemm.tally { products.flops += t.flops; products.seconds += t.seconds; products.calls += t.calls }
-            Gemm.tally = nil
             if i > 0 { times.append(s); onStep(i, s) }
         }
+        let products = Gemm.tally ?? Gemm.Tally()
+        Gemm.tally = nil
         let median = times.sorted()[times.count / 2]
         var flops = 3 * forwardFlops(studentConfig, tokens: length) * Double(batch)
         if preset == .kdReference { flops += forwardFlops(teacherConfig, tokens: length) * Double(batch) }
