@@ -525,13 +525,25 @@ static inline void qgemv_q8_avx2_row(int type, const uint8_t *W, long cols, cons
 }
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+// AVX-VNNI: the same VPDPBUSD on 256-bit registers in its VEX form, for CPUs with AVX2 and no
+// AVX-512 (Intel's client cores since Alder Lake, Sierra Forest's E-cores).
+#define AVXVNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))
 
 // VPDPBUSD in place of VPMADDUBSW + VPMADDWD (the same sums: no 16-bit intermediate saturates
-// with these operands).
+// with these operands), so each kernel below gives the AVX2 kernel's bits. DPBUSD is the
+// instruction's EVEX (AVX-512 VL) or VEX (AVX-VNNI) intrinsic.
+#define BLOCK_DOT_Q8_DPBUSD(DPBUSD)                                                   \
+    if (type == DK_Q8_0) { qx = _mm256_sign_epi8(qx, qw); qw = _mm256_abs_epi8(qw); } \
+    return _mm256_cvtepi32_ps(DPBUSD(_mm256_setzero_si256(), qw, qx));
+
 VNNI_TARGET __attribute__((always_inline))
 static inline __m256 block_dot_q8_vnni(int type, __m256i qw, __m256i qx) {
-    if (type == DK_Q8_0) { qx = _mm256_sign_epi8(qx, qw); qw = _mm256_abs_epi8(qw); }
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qw, qx));
+    BLOCK_DOT_Q8_DPBUSD(_mm256_dpbusd_epi32)
+}
+
+AVXVNNI_TARGET __attribute__((always_inline))
+static inline __m256 block_dot_q8_avxvnni(int type, __m256i qw, __m256i qx) {
+    BLOCK_DOT_Q8_DPBUSD(_mm256_dpbusd_avx_epi32)
 }
 
 VNNI_TARGET __attribute__((always_inline))
@@ -553,41 +565,66 @@ static void qgemv_q8_vnni_rows(int type, const uint8_t *W, long cols, const int8
     }
 }
 
+// The integer kernel on 256-bit registers, any number of input rows: one row as Q8_ROW_LOOP (one
+// copy per block type), several in tiles of 8 rows sharing each weight block's bytes.
+#define Q8_KERNEL_256(ROW, DOT)                                                                  \
+    long blocks = cols / 32, bb = dk_qblock_bytes(type);                                         \
+    if (m == 1) {                                                                                \
+        switch (type) {                                                                          \
+        case DK_Q4_0: ROW(DK_Q4_0, W, cols, Q, D, S, Y, row0, row1); break;                      \
+        case DK_Q4_1: ROW(DK_Q4_1, W, cols, Q, D, S, Y, row0, row1); break;                      \
+        default: ROW(DK_Q8_0, W, cols, Q, D, S, Y, row0, row1); break;                           \
+        }                                                                                        \
+        return;                                                                                  \
+    }                                                                                            \
+    for (long r = row0; r < row1; r++) {                                                         \
+        const uint8_t *row = W + r * blocks * bb;                                                \
+        for (long i0 = 0; i0 < m; i0 += 8) {                                                     \
+            long mi = m - i0 < 8 ? m - i0 : 8;                                                   \
+            __m256 acc[8];                                                                       \
+            float extra[8];                                                                      \
+            for (long i = 0; i < mi; i++) { acc[i] = _mm256_setzero_ps(); extra[i] = 0; }        \
+            for (long b = 0; b < blocks; b++) {                                                  \
+                const uint8_t *w = row + b * bb;                                                 \
+                float dw, mw;                                                                    \
+                block_scales_avx2(type, w, &dw, &mw);                                            \
+                __m256i qw = block_bytes_avx2(type, w);                                          \
+                for (long i = 0; i < mi; i++) {                                                  \
+                    long k = (i0 + i) * blocks + b;                                              \
+                    __m256 dot = DOT(type, qw, _mm256_loadu_si256((const __m256i *)(Q + k * 32))); \
+                    acc[i] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[k]), acc[i]);            \
+                    extra[i] += mw * D[k] * (float)S[k];                                         \
+                }                                                                                \
+            }                                                                                    \
+            for (long i = 0; i < mi; i++) Y[(i0 + i) * ldy + r] = hsum256(acc[i]) + extra[i];    \
+        }                                                                                        \
+    }
+
 __attribute__((target("avx2,fma,f16c")))
 static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                           long m, float *Y, long ldy, long row0, long row1) {
-    long blocks = cols / 32, bb = dk_qblock_bytes(type);
-    if (m == 1) {
-        switch (type) {
-        case DK_Q4_0: qgemv_q8_avx2_row(DK_Q4_0, W, cols, Q, D, S, Y, row0, row1); break;
-        case DK_Q4_1: qgemv_q8_avx2_row(DK_Q4_1, W, cols, Q, D, S, Y, row0, row1); break;
-        case DK_Q8_0: qgemv_q8_avx2_row(DK_Q8_0, W, cols, Q, D, S, Y, row0, row1); break;
-        default: qgemv_q8_avx2_row(type, W, cols, Q, D, S, Y, row0, row1); break;
-        }
-        return;
+    Q8_KERNEL_256(qgemv_q8_avx2_row, block_dot_q8_avx2)
+}
+
+AVXVNNI_TARGET __attribute__((always_inline))
+static inline void qgemv_q8_avxvnni_row(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D,
+                                        const int32_t *S, float *Y, long row0, long row1) {
+    Q8_ROW_LOOP(block_dot_q8_avxvnni)
+}
+
+AVXVNNI_TARGET
+static void qgemv_q8_avxvnni(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                             long m, float *Y, long ldy, long row0, long row1) {
+    Q8_KERNEL_256(qgemv_q8_avxvnni_row, block_dot_q8_avxvnni)
+}
+
+static int has_avxvnni(void) {
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = has_avx2() && __builtin_cpu_supports("avxvnni");
     }
-    for (long r = row0; r < row1; r++) {
-        const uint8_t *row = W + r * blocks * bb;
-        for (long i0 = 0; i0 < m; i0 += 8) {
-            long mi = m - i0 < 8 ? m - i0 : 8;
-            __m256 acc[8];
-            float extra[8];
-            for (long i = 0; i < mi; i++) { acc[i] = _mm256_setzero_ps(); extra[i] = 0; }
-            for (long b = 0; b < blocks; b++) {
-                const uint8_t *w = row + b * bb;
-                float dw, mw;
-                block_scales_avx2(type, w, &dw, &mw);
-                __m256i qw = block_bytes_avx2(type, w);
-                for (long i = 0; i < mi; i++) {
-                    long k = (i0 + i) * blocks + b;
-                    __m256 dot = block_dot_q8_avx2(type, qw, _mm256_loadu_si256((const __m256i *)(Q + k * 32)));
-                    acc[i] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[k]), acc[i]);
-                    extra[i] += mw * D[k] * (float)S[k];
-                }
-            }
-            for (long i = 0; i < mi; i++) Y[(i0 + i) * ldy + r] = hsum256(acc[i]) + extra[i];
-        }
-    }
+    return has;
 }
 #endif
 
@@ -597,6 +634,7 @@ int dk_qgemv_q8_supports(int kernel) {
 #if defined(__x86_64__)
     case DK_Q8_AVX2: return has_avx2();
     case DK_Q8_VNNI: return dk_q8_vnni_available();
+    case DK_Q8_AVXVNNI: return has_avxvnni();
 #endif
     default: return 0;
     }
@@ -608,6 +646,10 @@ void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const floa
     if ((kernel == DK_Q8_BEST || kernel == DK_Q8_VNNI) && dk_q8_vnni_available()) {
         if (m == 1) qgemv_q8_vnni_rows(type, (const uint8_t *)W, cols, Q, D, S, Y, row0, row1);
         else dk_qgemv_q8_vnni(type, W, cols, Q, D, S, m, Y, ldy, row0, row1);
+        return;
+    }
+    if ((kernel == DK_Q8_BEST || kernel == DK_Q8_AVXVNNI) && has_avxvnni()) {
+        qgemv_q8_avxvnni(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1);
         return;
     }
     if (kernel != DK_Q8_PORTABLE && has_avx2()) { qgemv_q8_avx2(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1); return; }

@@ -121,9 +121,10 @@ int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0,
 /// Quantizes each block of 32 activations to int8 (d = max|x|/127, q = round(x/d)) with the sum
 /// of its q; cols a multiple of 32.
 void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32_t *sum);
-/// Kernels of dk_qgemv_q8: the fastest the CPU runs (AVX-512 VNNI, else AVX2, else portable), or
-/// one forced (a forced one the CPU lacks falls back as BEST does; see dk_qgemv_q8_supports).
-enum { DK_Q8_BEST = 0, DK_Q8_PORTABLE = 1, DK_Q8_AVX2 = 2, DK_Q8_VNNI = 3 };
+/// Kernels of dk_qgemv_q8: the fastest the CPU runs (AVX-512 VNNI, else AVX-VNNI, else AVX2,
+/// else portable), or one forced (a forced one the CPU lacks falls back as BEST does; see
+/// dk_qgemv_q8_supports).
+enum { DK_Q8_BEST = 0, DK_Q8_PORTABLE = 1, DK_Q8_AVX2 = 2, DK_Q8_VNNI = 3, DK_Q8_AVXVNNI = 4 };
 /// Like dk_qgemv with the activations quantized by dk_quantize_q8_blocks (m rows of cols/32
 /// blocks each): integer dot products per block with `kernel`. Slightly changes the results
 /// (activation rounding): the fast decoding option.

@@ -175,10 +175,18 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// The integer dot-product kernels of the fast option (`int8Activations`): by default the
     /// fastest this CPU runs (AVX-512 VNNI, AVX2, portable code); tests force each one.
     public enum Int8Kernel: Int32, CaseIterable, Sendable {
-        case best = 0, portable = 1, avx2 = 2, avx512VNNI = 3
+        /// avxVNNI: VPDPBUSD on 256-bit registers (VEX form) for AVX2 CPUs without AVX-512; it
+        /// gives the avx2 kernel's bits (the integer sums are the same).
+        case best = 0, portable = 1, avx2 = 2, avx512VNNI = 3, avxVNNI = 4
         /// Whether this CPU runs it.
         public var isSupported: Bool { dk_qgemv_q8_supports(rawValue) == 1 }
-        public var name: String { self == .avx512VNNI ? "avx512-vnni" : "\(self)" }
+        public var name: String {
+            switch self {
+            case .avx512VNNI: "avx512-vnni"
+            case .avxVNNI: "avx-vnni"
+            default: "\(self)"
+            }
+        }
 
         /// What `preferred` started as and why (see `choose`), for `distill bench generate` to print.
         public static let startingChoice = choose()
@@ -186,7 +194,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         /// The kernel used when none is given. Tests set it.
         nonisolated(unsafe) public static var preferred: Int8Kernel = startingChoice.kernel
 
-        /// `DISTILL_INT8_KERNEL=avx512-vnni|avx2|portable` where this CPU runs it (for
+        /// `DISTILL_INT8_KERNEL=avx512-vnni|avx-vnni|avx2|portable` where this CPU runs it (for
         /// comparisons), else the fastest (`best`). A name that is not one of these, or a kernel
         /// this CPU does not run, is ignored, and the reason says so.
         public static func choose(environment env: [String: String] = ProcessInfo.processInfo.environment) -> (kernel: Int8Kernel, reason: String) {
@@ -203,7 +211,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
         }
 
         /// The kernel `best` runs here.
-        public static var fastest: Int8Kernel { avx512VNNI.isSupported ? .avx512VNNI : avx2.isSupported ? .avx2 : .portable }
+        public static var fastest: Int8Kernel {
+            [.avx512VNNI, .avxVNNI, .avx2].first { $0.isSupported } ?? .portable
+        }
     }
 
     /// x·Wᵀ for x [..., cols] → [..., rows]; rows of the output split across threads. Not

@@ -399,6 +399,35 @@ final class QuantizedMatrixTests: XCTestCase {
         }
     }
 
+    /// The kernels that replace AVX2's VPMADDUBSW + VPMADDWD by VPDPBUSD on 256-bit registers give
+    /// AVX2's bits: AVX-VNNI (VEX) for any number of input rows, AVX-512 VNNI (EVEX) for one row
+    /// (several rows take its 512-bit two-block kernel, which rounds in another order). Each is
+    /// checked where the CPU runs it: AVX-512 VNNI on the Zen 4 and Intel servers, AVX-VNNI on
+    /// Intel's AVX2-only cores (no such CPU in our measurements: there it is skipped).
+    func testDPBUSDKernelsGiveTheAVX2Bits() throws {
+        typealias K = QuantizedMatrix.Int8Kernel
+        try XCTSkipUnless(K.avx2.isSupported, "no AVX2")
+        var checked = 0
+        for format in [QuantizedMatrix.Format.q4_0, .q4_1, .q8_0] {
+            for cols in [96, 256] {
+                let rows = 19
+                let q = try QuantizedMatrix(format: format, rows: rows, cols: cols,
+                                            blocks: randomBlocks(format, rows: rows, cols: cols, seed: 60 + UInt64(cols)))
+                for m in [1, 3, 8, 11] {
+                    var rng = TestRNG(seed: 5 + UInt64(m))
+                    let x = Tensor((0..<(m * cols)).map { _ in rng.normal() * 3 }, shape: [m, cols])
+                    let want = q.multiply(x, int8Activations: true, int8Kernel: .avx2).scalars
+                    for kernel in [K.avxVNNI, .avx512VNNI] where kernel.isSupported && (kernel == .avxVNNI || m == 1) {
+                        let got = q.multiply(x, int8Activations: true, int8Kernel: kernel).scalars
+                        XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(format) cols \(cols) m \(m) \(kernel.name)")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        try XCTSkipIf(checked == 0, "this CPU runs neither AVX-VNNI nor AVX-512 VNNI")
+    }
+
     /// DISTILL_INT8_KERNEL forces a kernel the CPU runs; a typo or a kernel this CPU lacks is
     /// ignored with a reason that says so (printed by `distill bench generate --fast`).
     func testInt8KernelSettingIsObeyedOrRefusedWithAReason() {
