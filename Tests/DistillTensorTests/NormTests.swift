@@ -68,7 +68,7 @@ final class NormTests: XCTestCase {
     }
 
     func testNormGradientsOnLargerRowsUseThreadedColumnSums() {
-        // rows·d ≥ 2·32768 splits the weight-gradient sums across threads; compare with the same sums
+        // rows·d ≥ 2·32768 splits the weight-gradient sums into blocks; compare with the same sums
         // written with primitive ops (dw = Σ_rows g⊙x̂).
         let x = uniform([512, 128], seed: 83), w = uniform([128], 0.5, 1.5, seed: 84), g = uniform([512, 128], seed: 85)
         let grads = valueAndGradient(at: [x, w]) { ($0[0].rmsNorm(weight: $0[1], eps: 1e-6) * g).sum() }.gradients
@@ -76,5 +76,27 @@ final class NormTests: XCTestCase {
         assertClose(grads[1], (g * xhat).sum(axis: 0), accuracy: 1e-3)
         let lgrads = valueAndGradient(at: [x, w, w]) { ($0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-5) * g).sum() }.gradients
         assertClose(lgrads[2], g.sum(axis: 0), accuracy: 1e-3)
+    }
+
+    /// The weight gradients of the norms (column sums over rows, split into blocks for the threads)
+    /// have the same bits with 1, 2 or 3 threads, as the GEMM's sums do: a run's results do not
+    /// depend on the machine's core count.
+    func testNormWeightGradientsDoNotDependOnTheThreadCount() {
+        let x = uniform([1000, 96], seed: 86), w = uniform([96], 0.5, 1.5, seed: 87), g = uniform([1000, 96], seed: 88)
+        func grads() -> [[UInt32]] {
+            let r = valueAndGradient(at: [x, w]) { ($0[0].rmsNorm(weight: $0[1], eps: 1e-6) * g).sum() }.gradients
+            let l = valueAndGradient(at: [x, w, w]) { ($0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-5) * g).sum() }.gradients
+            return [r[1], l[1], l[2]].map { $0.scalars.map(\.bitPattern) }
+        }
+        let saved = Threads.count
+        defer { Threads.count = saved }
+        Threads.count = 1
+        let one = grads()
+        for n in [2, 3] {
+            Threads.count = n
+            let got = grads()
+            let differing = zip(got.joined(), one.joined()).filter { $0 != $1 }.count
+            XCTAssertEqual(differing, 0, "\(differing) of the weight gradients' values differ with \(n) threads")
+        }
     }
 }

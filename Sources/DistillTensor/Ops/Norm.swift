@@ -114,15 +114,18 @@ func layerNormBackward(x: Tensor, weight: Tensor, stats: [Float], grad g: Tensor
     return (gx, gw, gb)
 }
 
-/// Σ over rows of per-row contributions to a length-d vector, with one partial sum per thread.
+/// Σ over rows of per-row contributions to a length-d vector: rows in fixed blocks (of about
+/// 32768 values), each block's partial sum on some thread, the partials added in order — so the
+/// bits do not depend on the thread count (the blocks were one per thread, and a norm's weight
+/// gradient changed in its last bits from one machine to another).
 func columnSums(rows: Int, d: Int, _ add: (Int, UnsafeMutablePointer<Float>) -> Void) -> Tensor {
-    let parts = min(Threads.count, Swift.max(1, rows * d / 32768))
+    let blockRows = Swift.max(1, 32768 / Swift.max(d, 1))
+    let parts = Swift.max(1, (rows + blockRows - 1) / blockRows)
     let partial = Tensor(zeros: [parts, d])
     let pp = partial.storage.pointer
     parallelFor(parts, grain: 1) { r in
         for p in r {
-            let lo = rows * p / parts, hi = rows * (p + 1) / parts
-            for row in lo..<hi { add(row, pp + p * d) }
+            for row in (p * blockRows)..<Swift.min(rows, (p + 1) * blockRows) { add(row, pp + p * d) }
         }
     }
     if parts == 1 { return partial.reshaped([d]) }
