@@ -11,6 +11,18 @@
 // scale·x − shift is rounded twice (product, then difference) everywhere, as the Swift code did.
 #pragma STDC FP_CONTRACT OFF
 
+// Elementwise kernels (exp, SiLU, SwiGLU and their backwards) give every value the vector
+// arithmetic, the last n % 8 too: AVX-512 through a lane mask, AVX2 from zero-padded copies
+// (pad8, then unpad8). A value's bits then do not depend on where its array ends — parallel
+// loops split arrays at any index, and a scalar tail (expf) rounded the values near each split
+// otherwise, so results changed with the thread count.
+static inline void pad8(float *dst, const float *src, long r) {
+    for (long t = 0; t < 8; t++) dst[t] = t < r ? src[t] : 0.0f;
+}
+static inline void unpad8(float *dst, const float *src, long r) {
+    for (long t = 0; t < r; t++) dst[t] = src[t];
+}
+
 #if defined(__x86_64__)
 // exp(scale·x − shift), the product rounded first as the scalar code rounds it.
 __attribute__((target("avx2,fma")))
@@ -121,74 +133,62 @@ static inline __m512 sigmoid16(__m512 x) {
 }
 
 DK_AVX512_TARGET
-static long vexp_avx512(const float *x, float *y, long n) {
-    const long n8 = n & ~7L;
-    for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = dk_lanes_left(i, n8);
+static void vexp_avx512(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = dk_lanes_left(i, n);
         _mm512_mask_storeu_ps(y + i, k, exp16(_mm512_maskz_loadu_ps(k, x + i)));
     }
-    return n8;
 }
 
 DK_AVX512_TARGET
-static long exp_affine_avx512(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
+static void exp_affine_avx512(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
     const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(shift), va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const long n8 = n & ~7L;
-    for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = dk_lanes_left(i, n8);
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = dk_lanes_left(i, n);
         __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs), vm));
         _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(va, e, vb));
     }
-    return n8;
 }
 
 DK_AVX512_TARGET
-static long silu_avx512(const float *x, float *y, long n) {
-    const long n8 = n & ~7L;
-    for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = dk_lanes_left(i, n8);
+static void silu_avx512(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = dk_lanes_left(i, n);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i);
         _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(v, sigmoid16(v)));
     }
-    return n8;
 }
 
 DK_AVX512_TARGET
-static long silu_backward_avx512(const float *x, const float *g, float *dx, long n) {
+static void silu_backward_avx512(const float *x, const float *g, float *dx, long n) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    const long n8 = n & ~7L;
-    for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = dk_lanes_left(i, n8);
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = dk_lanes_left(i, n);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i), s = sigmoid16(v);
         __m512 d = _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one));
         _mm512_mask_storeu_ps(dx + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i), d));
     }
-    return n8;
 }
 
 DK_AVX512_TARGET
-static long swiglu_avx512(const float *gate, const float *up, float *y, long n) {
-    const long n8 = n & ~7L;
-    for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = dk_lanes_left(i, n8);
+static void swiglu_avx512(const float *gate, const float *up, float *y, long n) {
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = dk_lanes_left(i, n);
         __m512 v = _mm512_maskz_loadu_ps(k, gate + i);
         _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_mul_ps(v, sigmoid16(v)), _mm512_maskz_loadu_ps(k, up + i)));
     }
-    return n8;
 }
 
 DK_AVX512_TARGET
-static long swiglu_backward_avx512(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
+static void swiglu_backward_avx512(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    const long n8 = n & ~7L;
-    for (long i = 0; i < n8; i += 16) {
-        const __mmask16 k = dk_lanes_left(i, n8);
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = dk_lanes_left(i, n);
         __m512 v = _mm512_maskz_loadu_ps(k, gate + i), s = sigmoid16(v), gi = _mm512_maskz_loadu_ps(k, g + i);
         __m512 d = _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one));
         if (dup) _mm512_mask_storeu_ps(dup + i, k, _mm512_mul_ps(gi, _mm512_mul_ps(v, s)));
         if (dgate) _mm512_mask_storeu_ps(dgate + i, k, _mm512_mul_ps(_mm512_mul_ps(gi, _mm512_maskz_loadu_ps(k, up + i)), d));
     }
-    return n8;
 }
 
 // SwiGLU, silu(gate)·up, in one pass; each value rounded as dk_silu followed by the product.
@@ -221,8 +221,17 @@ static long swiglu_backward_avx2(const float *gate, const float *up, const float
 void dk_swiglu(const float *gate, const float *up, float *y, long n) {
     long i = 0;
 #if defined(__x86_64__)
-    if (dk_rows_avx512()) i = swiglu_avx512(gate, up, y, n);
-    else if (has_avx2_fma()) i = swiglu_avx2(gate, up, y, n);
+    if (dk_rows_avx512()) { swiglu_avx512(gate, up, y, n); return; }
+    if (has_avx2_fma()) {
+        i = swiglu_avx2(gate, up, y, n);
+        if (i < n) {
+            float a[8], b[8], c[8];
+            pad8(a, gate + i, n - i); pad8(b, up + i, n - i);
+            swiglu_avx2(a, b, c, 8);
+            unpad8(y + i, c, n - i);
+        }
+        return;
+    }
 #endif
     for (; i < n; i++) y[i] = (gate[i] * (1.0f / (1.0f + expf(-gate[i])))) * up[i];
 }
@@ -230,8 +239,18 @@ void dk_swiglu(const float *gate, const float *up, float *y, long n) {
 void dk_swiglu_backward(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
     long i = 0;
 #if defined(__x86_64__)
-    if (dk_rows_avx512()) i = swiglu_backward_avx512(gate, up, g, dgate, dup, n);
-    else if (has_avx2_fma()) i = swiglu_backward_avx2(gate, up, g, dgate, dup, n);
+    if (dk_rows_avx512()) { swiglu_backward_avx512(gate, up, g, dgate, dup, n); return; }
+    if (has_avx2_fma()) {
+        i = swiglu_backward_avx2(gate, up, g, dgate, dup, n);
+        if (i < n) {
+            float a[8], b[8], c[8], dg[8], du[8];
+            pad8(a, gate + i, n - i); pad8(b, up + i, n - i); pad8(c, g + i, n - i);
+            swiglu_backward_avx2(a, b, c, dgate ? dg : NULL, dup ? du : NULL, 8);
+            if (dgate) unpad8(dgate + i, dg, n - i);
+            if (dup) unpad8(dup + i, du, n - i);
+        }
+        return;
+    }
 #endif
     for (; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-gate[i]));
@@ -259,8 +278,17 @@ int dk_rows_avx512(void) { return 0; }
 void dk_vexp(const float *x, float *y, long n) {
     long i = 0;
 #if defined(__x86_64__)
-    if (dk_rows_avx512()) i = vexp_avx512(x, y, n);
-    else if (has_avx2_fma()) i = vexp_avx2(x, y, n);
+    if (dk_rows_avx512()) { vexp_avx512(x, y, n); return; }
+    if (has_avx2_fma()) {
+        i = vexp_avx2(x, y, n);
+        if (i < n) {
+            float a[8], b[8];
+            pad8(a, x + i, n - i);
+            vexp_avx2(a, b, 8);
+            unpad8(y + i, b, n - i);
+        }
+        return;
+    }
 #endif
     for (; i < n; i++) y[i] = expf(x[i]);
 }
@@ -292,8 +320,17 @@ double dk_sum_exp(const float *x, long n, float scale, float shift, float *out) 
 void dk_exp_affine(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
     long i = 0;
 #if defined(__x86_64__)
-    if (dk_rows_avx512()) i = exp_affine_avx512(x, n, scale, shift, alpha, beta, y);
-    else if (has_avx2_fma()) i = exp_affine_avx2(x, n, scale, shift, alpha, beta, y);
+    if (dk_rows_avx512()) { exp_affine_avx512(x, n, scale, shift, alpha, beta, y); return; }
+    if (has_avx2_fma()) {
+        i = exp_affine_avx2(x, n, scale, shift, alpha, beta, y);
+        if (i < n) {
+            float a[8], b[8];
+            pad8(a, x + i, n - i);
+            exp_affine_avx2(a, 8, scale, shift, alpha, beta, b);
+            unpad8(y + i, b, n - i);
+        }
+        return;
+    }
 #endif
     for (; i < n; i++) y[i] = alpha * expf(x[i] * scale - shift) + beta;
 }
@@ -301,8 +338,17 @@ void dk_exp_affine(const float *x, long n, float scale, float shift, float alpha
 void dk_silu(const float *x, float *y, long n) {
     long i = 0;
 #if defined(__x86_64__)
-    if (dk_rows_avx512()) i = silu_avx512(x, y, n);
-    else if (has_avx2_fma()) i = silu_avx2(x, y, n);
+    if (dk_rows_avx512()) { silu_avx512(x, y, n); return; }
+    if (has_avx2_fma()) {
+        i = silu_avx2(x, y, n);
+        if (i < n) {
+            float a[8], b[8];
+            pad8(a, x + i, n - i);
+            silu_avx2(a, b, 8);
+            unpad8(y + i, b, n - i);
+        }
+        return;
+    }
 #endif
     for (; i < n; i++) y[i] = x[i] * (1.0f / (1.0f + expf(-x[i])));
 }
@@ -310,8 +356,17 @@ void dk_silu(const float *x, float *y, long n) {
 void dk_silu_backward(const float *x, const float *g, float *dx, long n) {
     long i = 0;
 #if defined(__x86_64__)
-    if (dk_rows_avx512()) i = silu_backward_avx512(x, g, dx, n);
-    else if (has_avx2_fma()) i = silu_backward_avx2(x, g, dx, n);
+    if (dk_rows_avx512()) { silu_backward_avx512(x, g, dx, n); return; }
+    if (has_avx2_fma()) {
+        i = silu_backward_avx2(x, g, dx, n);
+        if (i < n) {
+            float a[8], b[8], c[8];
+            pad8(a, x + i, n - i); pad8(b, g + i, n - i);
+            silu_backward_avx2(a, b, c, 8);
+            unpad8(dx + i, c, n - i);
+        }
+        return;
+    }
 #endif
     for (; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-x[i]));

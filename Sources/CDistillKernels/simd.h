@@ -94,9 +94,10 @@ static inline __m256 exp8(__m256 x) {
 // The AVX-512 versions of the exponential kernels (exp.c, logit_rows.c; chosen by dk_rows_avx512).
 #define DK_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx2,fma")))
 
-// They cover what the AVX2 kernels cover — n rounded down to 8 values (n8) — 16 lanes at a time
-// and a last 8 through this lane mask, so that the scalar tail stays the same.
-static inline __mmask16 dk_lanes_left(long i, long n8) { return n8 - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF; }
+// Lanes i..<n of 16 (all from 16 on): the AVX-512 kernels' last vector. Row kernels whose sums
+// keep the AVX2 kernels' order cover n rounded down to 8 with it (a last 8 lanes) and leave the
+// rest to their scalar tails; elementwise kernels cover all n.
+static inline __mmask16 dk_lanes_left(long i, long n) { return n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1); }
 
 // exp8's arithmetic on 16 lanes (masks in place of blends). 35% faster than two exp8 on Zen 4,
 // which splits 512-bit operations in two, as fewer instructions go through (sums of exponentials
