@@ -135,15 +135,19 @@ static inline void storeTile(const float *t, int NR, long rows, long cols, float
 // Micro-kernel body: acc[MR][NV] (vectors of type VT, VW floats) += Ap(MR x kc) * Bp(kc x NV·VW);
 // then stored to C. The tile loops unroll fully (UNROLL), so the accumulators live in registers
 // (clang left a 12 x 2 tile of zmm accumulators in memory without it).
-#define MICRO_KERNEL_BODY(MR, NV, VT, VW)                                              \
+#define MICRO_KERNEL_BODY(MR, NV, VT, VW, A_AT)                                        \
     VT acc[MR][NV];                                                                    \
+    UNROLL for (int r = 0; r < MR; r++) {                                              \
+        __builtin_prefetch(C + r * ldc, 1);                                            \
+        __builtin_prefetch(C + r * ldc + NV * VW - 1, 1);                              \
+    }                                                                                  \
     UNROLL for (int r = 0; r < MR; r++)                                                \
         UNROLL for (int v = 0; v < NV; v++) acc[r][v] = (VT){0};                       \
     for (long k = 0; k < kc; k++) {                                                    \
         VT b[NV];                                                                      \
         UNROLL for (int v = 0; v < NV; v++) b[v] = *(const VT *)(Bp + k * (NV * VW) + v * VW); \
         UNROLL for (int r = 0; r < MR; r++) {                                          \
-            float a = Ap[k * MR + r];                                                  \
+            float a = A_AT(MR, r, k);                                                     \
             UNROLL for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                 \
         }                                                                              \
     }                                                                                  \
@@ -160,12 +164,20 @@ static inline void storeTile(const float *t, int NR, long rows, long cols, float
         storeTile(tile, NV * VW, rows, cols, alpha, beta, C, ldc);                     \
     }
 
+// Where the micro-kernel reads op(A)(r, k) of its MR x kc block: a packed sliver, or A in place,
+// its values ars apart from row to row and aks from k to k (op(A) = A: lda and 1; Aᵀ: 1 and lda).
+#define A_PACKED(MR, r, k) Ap[(k) * (MR) + (r)]
+#define A_STRIDED(MR, r, k) Ap[(r) * ars + (k) * aks]
+
 typedef void (*micro_kernel_fn)(long kc, const float *Ap, const float *Bp, long rows, long cols,
                                 float alpha, float beta, float *C, long ldc);
+typedef void (*strided_kernel_fn)(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
+                                  float alpha, float beta, float *C, long ldc);
 
 typedef struct {
     int MR, NR;
     micro_kernel_fn kernel;
+    strided_kernel_fn strided;   // full MR-row panels of op(A) read in place
     const char *name;
 } gemm_kernel;
 
@@ -173,16 +185,26 @@ typedef struct {
 // NEON has 32 vector registers: a 6 x 16 tile (24 accumulators) fits.
 static void kernel_portable(long kc, const float *Ap, const float *Bp, long rows, long cols,
                             float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(6, 2, v8f, 8)
+    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_PACKED)
 }
-static const gemm_kernel portable_kernel = {6, 16, kernel_portable, "portable 6x16"};
+static void kernel_portable_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
+                                    float alpha, float beta, float *C, long ldc) {
+    const long rows = 6;
+    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_STRIDED)
+}
+static const gemm_kernel portable_kernel = {6, 16, kernel_portable, kernel_portable_strided, "portable 6x16"};
 #else
 // Baseline x86-64 (SSE2, 16 registers): a 4 x 8 tile keeps all accumulators in registers.
 static void kernel_portable(long kc, const float *Ap, const float *Bp, long rows, long cols,
                             float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(4, 1, v8f, 8)
+    MICRO_KERNEL_BODY(4, 1, v8f, 8, A_PACKED)
 }
-static const gemm_kernel portable_kernel = {4, 8, kernel_portable, "portable 4x8"};
+static void kernel_portable_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
+                                    float alpha, float beta, float *C, long ldc) {
+    const long rows = 4;
+    MICRO_KERNEL_BODY(4, 1, v8f, 8, A_STRIDED)
+}
+static const gemm_kernel portable_kernel = {4, 8, kernel_portable, kernel_portable_strided, "portable 4x8"};
 #endif
 
 #if defined(__x86_64__)
@@ -190,18 +212,30 @@ static const gemm_kernel portable_kernel = {4, 8, kernel_portable, "portable 4x8
 __attribute__((target("avx2,fma")))
 static void kernel_avx2(long kc, const float *Ap, const float *Bp, long rows, long cols,
                         float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(6, 2, v8f, 8)
+    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_PACKED)
 }
-static const gemm_kernel avx2_kernel = {6, 16, kernel_avx2, "avx2-fma 6x16"};
+__attribute__((target("avx2,fma")))
+static void kernel_avx2_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
+                                float alpha, float beta, float *C, long ldc) {
+    const long rows = 6;
+    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_STRIDED)
+}
+static const gemm_kernel avx2_kernel = {6, 16, kernel_avx2, kernel_avx2_strided, "avx2-fma 6x16"};
 
 // AVX-512: 32 zmm registers; a 12 x 32 tile (BLIS's shape for Skylake-X) uses 24 accumulators,
 // 2 for B and 1 for A: 14 loads per 24 FMAs of 16 floats (the 6 x 16 AVX2 tile: 8 per 12 of 8).
 __attribute__((target("avx512f,fma")))
 static void kernel_avx512(long kc, const float *Ap, const float *Bp, long rows, long cols,
                           float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(12, 2, v16f, 16)
+    MICRO_KERNEL_BODY(12, 2, v16f, 16, A_PACKED)
 }
-static const gemm_kernel avx512_kernel = {12, 32, kernel_avx512, "avx512 12x32"};
+__attribute__((target("avx512f,fma")))
+static void kernel_avx512_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
+                                  float alpha, float beta, float *C, long ldc) {
+    const long rows = 12;
+    MICRO_KERNEL_BODY(12, 2, v16f, 16, A_STRIDED)
+}
+static const gemm_kernel avx512_kernel = {12, 32, kernel_avx512, kernel_avx512_strided, "avx512 12x32"};
 #endif
 
 // The kernels this CPU can run: portable, then AVX2+FMA and AVX-512 where supported.
@@ -346,12 +380,22 @@ static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc
             pack_b(bsrc, pc, kc, jc, nc, NR, Bp);
             for (long ic = 0; ic < M; ic += MC) {
                 long mc = M - ic < MC ? M - ic : MC;
-                packA(transA, A, lda, ic, mc, pc, kc, MR, Ap);
+                // Full panels of MR rows are read from A in place (no copy: a copy of A cost as much
+                // as 6–12% of a training step's products, 12–18% of attention's); a last panel of
+                // fewer rows is packed, zero-padded. op(A) = Aᵀ is read in place only with rows of
+                // A at most 1 KiB apart (attention's probabilities): the products of weight
+                // gradients, Aᵀ with rows 1.4–32 KiB apart, ran up to 15% slower without packing.
+                long direct = transA && lda > 256 ? 0 : mc / MR * MR;
+                if (direct < mc) packA(transA, A, lda, ic + direct, mc - direct, pc, kc, MR, Ap);
                 for (long jr = 0; jr < nc; jr += NR) {
                     long cols = nc - jr < NR ? nc - jr : NR;
-                    for (long ir = 0; ir < mc; ir += MR) {
+                    for (long ir = 0; ir < direct; ir += MR)
+                        kern->strided(kc, transA ? A + pc * lda + ic + ir : A + (ic + ir) * lda + pc,
+                                          transA ? 1 : lda, transA ? lda : 1, Bp + jr * kc, cols, alpha, b,
+                                          C + (ic + ir) * ldc + jc + jr, ldc);
+                    for (long ir = direct; ir < mc; ir += MR) {
                         long rows = mc - ir < MR ? mc - ir : MR;
-                        kern->kernel(kc, Ap + ir * kc, Bp + jr * kc, rows, cols, alpha, b,
+                        kern->kernel(kc, Ap + (ir - direct) * kc, Bp + jr * kc, rows, cols, alpha, b,
                                      C + (ic + ir) * ldc + jc + jr, ldc);
                     }
                 }

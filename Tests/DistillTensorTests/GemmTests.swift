@@ -193,13 +193,14 @@ final class GemmTests: XCTestCase {
     func testEveryBuiltinKernelTheCPUHasOnAwkwardShapes() {
         // Each micro-kernel this CPU supports (portable, AVX2+FMA, AVX-512), forced in turn, on ragged
         // tiles (M around 4/6/12 rows, N around 8/16/32 columns), both K-block edges, all transposes,
-        // alpha/beta and padded leading dimensions. The FMA kernels sum each element's products in the
+        // alpha/beta and padded leading dimensions; A read in place (full panels) and packed (a last
+        // panel; Aᵀ with rows more than 256 values apart, the 260-row problem). The FMA kernels sum each element's products in the
         // same order, so AVX2 and AVX-512 give the same bits.
         let kernels = Gemm.builtinKernels, saved = Gemm.builtinKernelName
         defer { Gemm.useBuiltinKernel(String(saved.prefix { $0 != " " })) }
         XCTAssertEqual(kernels.first?.hasPrefix("portable"), true)
         XCTAssertTrue(kernels.contains(saved))
-        let problems: [Problem] = [(11, 31, 7), (12, 32, 256), (13, 33, 257), (25, 65, 300), (1, 70, 40), (97, 47, 513)]
+        let problems: [Problem] = [(11, 31, 7), (12, 32, 256), (13, 33, 257), (25, 65, 300), (1, 70, 40), (97, 47, 513), (260, 45, 70)]
             .enumerated().flatMap { (i, shape) in
                 transposes.map { Problem(m: shape.0, n: shape.1, k: shape.2, transA: $0.0, transB: $0.1,
                                          alpha: i % 2 == 0 ? 1 : -0.75, beta: i % 3 == 0 ? 0 : 0.5, padA: i % 3, padB: 2, padC: 1) }
