@@ -268,7 +268,9 @@ final class GemmSelectionTests: XCTestCase {
     func testTheFasterBackendWins() {
         XCTAssertEqual(GemmSelection.decide(blasGflops: 39, builtinGflops: 120), .builtin)     // a generic OpenBLAS core
         XCTAssertEqual(GemmSelection.decide(blasGflops: 270, builtinGflops: 150), .blas)
-        XCTAssertEqual(GemmSelection.decide(blasGflops: 98, builtinGflops: 100), .blas)        // within 3%: BLAS
+        XCTAssertEqual(GemmSelection.decide(blasGflops: 199, builtinGflops: 191), .builtin)    // near ties: built-in
+        XCTAssertEqual(GemmSelection.decide(blasGflops: 191, builtinGflops: 169.5), .builtin)
+        XCTAssertEqual(GemmSelection.decide(blasGflops: 121, builtinGflops: 100), .blas)
     }
 
     func testAWiderKernelMustWinByTenPercent() {
@@ -343,6 +345,12 @@ final class GemmSelectionTests: XCTestCase {
         // A file of the old format (one object) still reads.
         try JSONEncoder().encode(first).write(to: file)
         XCTAssertEqual(GemmSelection.choose(environment: env).reason, "cached")
+        // An entry written under the earlier rule (BLAS kept ties within 3%) is decided again from
+        // its figures: a 4% lead is a near tie now.
+        var earlier = first
+        (earlier.backend, earlier.blasGflops, earlier.builtinGflops) = ("blas", 199, 191)
+        try JSONEncoder().encode([earlier]).write(to: file)
+        XCTAssertEqual(GemmSelection.choose(environment: env).backend, "builtin")
         XCTAssertEqual(GemmSelection.choose(environment: ["DISTILL_BLAS": "on"]), GemmChoice(backend: "blas", reason: "DISTILL_BLAS=on"))
     }
 }
