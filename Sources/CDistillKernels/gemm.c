@@ -132,14 +132,15 @@ static inline void storeTile(const float *t, int NR, long rows, long cols, float
     }
 }
 
-// Micro-kernel body: acc[MR][NV] (vectors of type VT, VW floats) += Ap(MR x kc) * Bp(kc x NV·VW);
-// then stored to C. The tile loops unroll fully (UNROLL), so the accumulators live in registers
+// Micro-kernel body: acc[MR][NV] (vectors of type VT, VW floats) += op(A)(MR x kc) * Bp(kc x NV·VW),
+// op(A)(r, k) read as A_AT(MR, r, k) (packed, or in place); then stored to C, whose tile is
+// prefetched first. The tile loops unroll fully (UNROLL), so the accumulators live in registers
 // (clang left a 12 x 2 tile of zmm accumulators in memory without it).
 #define MICRO_KERNEL_BODY(MR, NV, VT, VW, A_AT)                                        \
     VT acc[MR][NV];                                                                    \
-    UNROLL for (int r = 0; r < MR; r++) {                                              \
+    UNROLL for (int r = 0; r < MR; r++) if (r < rows) {   /* C's tile, for the stores */ \
         __builtin_prefetch(C + r * ldc, 1);                                            \
-        __builtin_prefetch(C + r * ldc + NV * VW - 1, 1);                              \
+        __builtin_prefetch(C + r * ldc + cols - 1, 1);                                 \
     }                                                                                  \
     UNROLL for (int r = 0; r < MR; r++)                                                \
         UNROLL for (int v = 0; v < NV; v++) acc[r][v] = (VT){0};                       \
@@ -147,7 +148,7 @@ static inline void storeTile(const float *t, int NR, long rows, long cols, float
         VT b[NV];                                                                      \
         UNROLL for (int v = 0; v < NV; v++) b[v] = *(const VT *)(Bp + k * (NV * VW) + v * VW); \
         UNROLL for (int r = 0; r < MR; r++) {                                          \
-            float a = A_AT(MR, r, k);                                                     \
+            float a = A_AT(MR, r, k);                                                  \
             UNROLL for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                 \
         }                                                                              \
     }                                                                                  \
