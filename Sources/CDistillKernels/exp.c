@@ -12,29 +12,21 @@
 #pragma STDC FP_CONTRACT OFF
 
 // Elementwise kernels (exp, SiLU, SwiGLU and their backwards) give every value the vector
-// arithmetic, the last n % 8 too: AVX-512 through a lane mask, AVX2 from zero-padded copies
-// (pad8, then unpad8). A value's bits then do not depend on where its array ends — parallel
-// loops split arrays at any index, and a scalar tail (expf) rounded the values near each split
-// otherwise, so results changed with the thread count.
-static inline void pad8(float *dst, const float *src, long r) {
-    for (long t = 0; t < 8; t++) dst[t] = t < r ? src[t] : 0.0f;
-}
-static inline void unpad8(float *dst, const float *src, long r) {
-    for (long t = 0; t < r; t++) dst[t] = src[t];
-}
+// arithmetic, the last n % 8 too, through a lane mask (dk_load8/dk_store8, dk_lanes_left). A
+// value's bits then do not depend on where its array ends — parallel loops split arrays at any
+// index, and a scalar tail (expf) rounded the values near each split otherwise, so results
+// changed with the thread count. The C library's expf serves CPUs without AVX2 only.
 
 #if defined(__x86_64__)
 // exp(scale·x − shift), the product rounded first as the scalar code rounds it.
 __attribute__((target("avx2,fma")))
-static inline __m256 shifted_exp8(const float *x, __m256 scale, __m256 shift) {
-    return exp8(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x), scale), shift));
+static inline __m256 shifted_exp8(__m256 x, __m256 scale, __m256 shift) {
+    return exp8(_mm256_sub_ps(_mm256_mul_ps(x, scale), shift));
 }
 
 __attribute__((target("avx2,fma")))
-static long vexp_avx2(const float *x, float *y, long n) {
-    long i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
-    return i;
+static void vexp_avx2(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i += 8) dk_store8(y + i, exp8(dk_load8(x + i, n - i)), n - i);
 }
 
 __attribute__((target("avx2,fma")))
@@ -60,7 +52,7 @@ static double sum_exp_avx2(const float *x, long n, float scale, float shift, flo
     __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
     long i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = shifted_exp8(x + i, vs, vm);
+        __m256 e = shifted_exp8(_mm256_loadu_ps(x + i), vs, vm);
         if (out) _mm256_storeu_ps(out + i, e);
         a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
@@ -88,11 +80,10 @@ static double sum_exp_avx512(const float *x, long n, float scale, float shift, f
 }
 
 __attribute__((target("avx2,fma")))
-static long exp_affine_avx2(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
+static void exp_affine_avx2(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
     const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(shift), va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    long i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, shifted_exp8(x + i, vs, vm), vb));
-    return i;
+    for (long i = 0; i < n; i += 8)
+        dk_store8(y + i, _mm256_fmadd_ps(va, shifted_exp8(dk_load8(x + i, n - i), vs, vm), vb), n - i);
 }
 
 // σ(x) = 1 / (1 + e^(−x)).
@@ -103,26 +94,22 @@ static inline __m256 sigmoid8(__m256 x) {
 }
 
 __attribute__((target("avx2,fma")))
-static long silu_avx2(const float *x, float *y, long n) {
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(v, sigmoid8(v)));
+static void silu_avx2(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i += 8) {
+        __m256 v = dk_load8(x + i, n - i);
+        dk_store8(y + i, _mm256_mul_ps(v, sigmoid8(v)), n - i);
     }
-    return i;
 }
 
 __attribute__((target("avx2,fma")))
-static long silu_backward_avx2(const float *x, const float *g, float *dx, long n) {
+static void silu_backward_avx2(const float *x, const float *g, float *dx, long n) {
     const __m256 one = _mm256_set1_ps(1.0f);
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i), s = sigmoid8(v);
+    for (long i = 0; i < n; i += 8) {
+        __m256 v = dk_load8(x + i, n - i), s = sigmoid8(v);
         // σ·(1 + x·(1 − σ))
         __m256 d = _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
-        _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), d));
+        dk_store8(dx + i, _mm256_mul_ps(dk_load8(g + i, n - i), d), n - i);
     }
-    return i;
 }
 
 // σ(x) on 16 lanes, sigmoid8's arithmetic.
@@ -193,66 +180,42 @@ static void swiglu_backward_avx512(const float *gate, const float *up, const flo
 
 // SwiGLU, silu(gate)·up, in one pass; each value rounded as dk_silu followed by the product.
 __attribute__((target("avx2,fma")))
-static long swiglu_avx2(const float *gate, const float *up, float *y, long n) {
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(gate + i);
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(v, sigmoid8(v)), _mm256_loadu_ps(up + i)));
+static void swiglu_avx2(const float *gate, const float *up, float *y, long n) {
+    for (long i = 0; i < n; i += 8) {
+        __m256 v = dk_load8(gate + i, n - i);
+        dk_store8(y + i, _mm256_mul_ps(_mm256_mul_ps(v, sigmoid8(v)), dk_load8(up + i, n - i)), n - i);
     }
-    return i;
 }
 
 // Its backward in one pass, as the product's backward then dk_silu_backward round it:
 // dup = g·silu(gate), dgate = silu'(gate)·(g·up).
 __attribute__((target("avx2,fma")))
-static long swiglu_backward_avx2(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
+static void swiglu_backward_avx2(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
     const __m256 one = _mm256_set1_ps(1.0f);
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(gate + i), s = sigmoid8(v), gi = _mm256_loadu_ps(g + i);
+    for (long i = 0; i < n; i += 8) {
+        const long left = n - i;
+        __m256 v = dk_load8(gate + i, left), s = sigmoid8(v), gi = dk_load8(g + i, left);
         __m256 d = _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
-        if (dup) _mm256_storeu_ps(dup + i, _mm256_mul_ps(gi, _mm256_mul_ps(v, s)));
-        if (dgate) _mm256_storeu_ps(dgate + i, _mm256_mul_ps(_mm256_mul_ps(gi, _mm256_loadu_ps(up + i)), d));
+        if (dup) dk_store8(dup + i, _mm256_mul_ps(gi, _mm256_mul_ps(v, s)), left);
+        if (dgate) dk_store8(dgate + i, _mm256_mul_ps(_mm256_mul_ps(gi, dk_load8(up + i, left)), d), left);
     }
-    return i;
 }
 #endif
 
 void dk_swiglu(const float *gate, const float *up, float *y, long n) {
-    long i = 0;
 #if defined(__x86_64__)
     if (dk_rows_avx512()) { swiglu_avx512(gate, up, y, n); return; }
-    if (has_avx2_fma()) {
-        i = swiglu_avx2(gate, up, y, n);
-        if (i < n) {
-            float a[8], b[8], c[8];
-            pad8(a, gate + i, n - i); pad8(b, up + i, n - i);
-            swiglu_avx2(a, b, c, 8);
-            unpad8(y + i, c, n - i);
-        }
-        return;
-    }
+    if (has_avx2_fma()) { swiglu_avx2(gate, up, y, n); return; }
 #endif
-    for (; i < n; i++) y[i] = (gate[i] * (1.0f / (1.0f + expf(-gate[i])))) * up[i];
+    for (long i = 0; i < n; i++) y[i] = (gate[i] * (1.0f / (1.0f + expf(-gate[i])))) * up[i];
 }
 
 void dk_swiglu_backward(const float *gate, const float *up, const float *g, float *dgate, float *dup, long n) {
-    long i = 0;
 #if defined(__x86_64__)
     if (dk_rows_avx512()) { swiglu_backward_avx512(gate, up, g, dgate, dup, n); return; }
-    if (has_avx2_fma()) {
-        i = swiglu_backward_avx2(gate, up, g, dgate, dup, n);
-        if (i < n) {
-            float a[8], b[8], c[8], dg[8], du[8];
-            pad8(a, gate + i, n - i); pad8(b, up + i, n - i); pad8(c, g + i, n - i);
-            swiglu_backward_avx2(a, b, c, dgate ? dg : NULL, dup ? du : NULL, 8);
-            if (dgate) unpad8(dgate + i, dg, n - i);
-            if (dup) unpad8(dup + i, du, n - i);
-        }
-        return;
-    }
+    if (has_avx2_fma()) { swiglu_backward_avx2(gate, up, g, dgate, dup, n); return; }
 #endif
-    for (; i < n; i++) {
+    for (long i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-gate[i]));
         if (dup) dup[i] = g[i] * (gate[i] * s);
         if (dgate) dgate[i] = (g[i] * up[i]) * s * (1.0f + gate[i] * (1.0f - s));
@@ -276,21 +239,11 @@ int dk_rows_avx512(void) { return 0; }
 #endif
 
 void dk_vexp(const float *x, float *y, long n) {
-    long i = 0;
 #if defined(__x86_64__)
     if (dk_rows_avx512()) { vexp_avx512(x, y, n); return; }
-    if (has_avx2_fma()) {
-        i = vexp_avx2(x, y, n);
-        if (i < n) {
-            float a[8], b[8];
-            pad8(a, x + i, n - i);
-            vexp_avx2(a, b, 8);
-            unpad8(y + i, b, n - i);
-        }
-        return;
-    }
+    if (has_avx2_fma()) { vexp_avx2(x, y, n); return; }
 #endif
-    for (; i < n; i++) y[i] = expf(x[i]);
+    for (long i = 0; i < n; i++) y[i] = expf(x[i]);
 }
 
 float dk_vmax(const float *x, long n) {
@@ -318,57 +271,27 @@ double dk_sum_exp(const float *x, long n, float scale, float shift, float *out) 
 }
 
 void dk_exp_affine(const float *x, long n, float scale, float shift, float alpha, float beta, float *y) {
-    long i = 0;
 #if defined(__x86_64__)
     if (dk_rows_avx512()) { exp_affine_avx512(x, n, scale, shift, alpha, beta, y); return; }
-    if (has_avx2_fma()) {
-        i = exp_affine_avx2(x, n, scale, shift, alpha, beta, y);
-        if (i < n) {
-            float a[8], b[8];
-            pad8(a, x + i, n - i);
-            exp_affine_avx2(a, 8, scale, shift, alpha, beta, b);
-            unpad8(y + i, b, n - i);
-        }
-        return;
-    }
+    if (has_avx2_fma()) { exp_affine_avx2(x, n, scale, shift, alpha, beta, y); return; }
 #endif
-    for (; i < n; i++) y[i] = alpha * expf(x[i] * scale - shift) + beta;
+    for (long i = 0; i < n; i++) y[i] = alpha * expf(x[i] * scale - shift) + beta;
 }
 
 void dk_silu(const float *x, float *y, long n) {
-    long i = 0;
 #if defined(__x86_64__)
     if (dk_rows_avx512()) { silu_avx512(x, y, n); return; }
-    if (has_avx2_fma()) {
-        i = silu_avx2(x, y, n);
-        if (i < n) {
-            float a[8], b[8];
-            pad8(a, x + i, n - i);
-            silu_avx2(a, b, 8);
-            unpad8(y + i, b, n - i);
-        }
-        return;
-    }
+    if (has_avx2_fma()) { silu_avx2(x, y, n); return; }
 #endif
-    for (; i < n; i++) y[i] = x[i] * (1.0f / (1.0f + expf(-x[i])));
+    for (long i = 0; i < n; i++) y[i] = x[i] * (1.0f / (1.0f + expf(-x[i])));
 }
 
 void dk_silu_backward(const float *x, const float *g, float *dx, long n) {
-    long i = 0;
 #if defined(__x86_64__)
     if (dk_rows_avx512()) { silu_backward_avx512(x, g, dx, n); return; }
-    if (has_avx2_fma()) {
-        i = silu_backward_avx2(x, g, dx, n);
-        if (i < n) {
-            float a[8], b[8], c[8];
-            pad8(a, x + i, n - i); pad8(b, g + i, n - i);
-            silu_backward_avx2(a, b, c, 8);
-            unpad8(dx + i, c, n - i);
-        }
-        return;
-    }
+    if (has_avx2_fma()) { silu_backward_avx2(x, g, dx, n); return; }
 #endif
-    for (; i < n; i++) {
+    for (long i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-x[i]));
         dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
     }

@@ -182,60 +182,37 @@ typedef struct {
     const char *name;
 } gemm_kernel;
 
+// One instruction set's two micro-kernels, NAME (A packed) and NAME_strided (full panels of A
+// read in place), from the same body.
+#define DEFINE_MICRO_KERNELS(ATTR, NAME, MR, NV, VT, VW)                                \
+    ATTR static void NAME(long kc, const float *Ap, const float *Bp, long rows, long cols, \
+                          float alpha, float beta, float *C, long ldc) {                \
+        MICRO_KERNEL_BODY(MR, NV, VT, VW, A_PACKED)                                    \
+    }                                                                                  \
+    ATTR static void NAME##_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, \
+                                    long cols, float alpha, float beta, float *C, long ldc) { \
+        const long rows = MR;                                                          \
+        MICRO_KERNEL_BODY(MR, NV, VT, VW, A_STRIDED)                                   \
+    }
+
 #if defined(__aarch64__)
 // NEON has 32 vector registers: a 6 x 16 tile (24 accumulators) fits.
-static void kernel_portable(long kc, const float *Ap, const float *Bp, long rows, long cols,
-                            float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_PACKED)
-}
-static void kernel_portable_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
-                                    float alpha, float beta, float *C, long ldc) {
-    const long rows = 6;
-    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_STRIDED)
-}
+DEFINE_MICRO_KERNELS(, kernel_portable, 6, 2, v8f, 8)
 static const gemm_kernel portable_kernel = {6, 16, kernel_portable, kernel_portable_strided, "portable 6x16"};
 #else
 // Baseline x86-64 (SSE2, 16 registers): a 4 x 8 tile keeps all accumulators in registers.
-static void kernel_portable(long kc, const float *Ap, const float *Bp, long rows, long cols,
-                            float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(4, 1, v8f, 8, A_PACKED)
-}
-static void kernel_portable_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
-                                    float alpha, float beta, float *C, long ldc) {
-    const long rows = 4;
-    MICRO_KERNEL_BODY(4, 1, v8f, 8, A_STRIDED)
-}
+DEFINE_MICRO_KERNELS(, kernel_portable, 4, 1, v8f, 8)
 static const gemm_kernel portable_kernel = {4, 8, kernel_portable, kernel_portable_strided, "portable 4x8"};
 #endif
 
 #if defined(__x86_64__)
 // AVX2+FMA: 16 ymm registers; a 6 x 16 tile uses 12 accumulators, 2 for B and 1 for A.
-__attribute__((target("avx2,fma")))
-static void kernel_avx2(long kc, const float *Ap, const float *Bp, long rows, long cols,
-                        float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_PACKED)
-}
-__attribute__((target("avx2,fma")))
-static void kernel_avx2_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
-                                float alpha, float beta, float *C, long ldc) {
-    const long rows = 6;
-    MICRO_KERNEL_BODY(6, 2, v8f, 8, A_STRIDED)
-}
+DEFINE_MICRO_KERNELS(__attribute__((target("avx2,fma"))), kernel_avx2, 6, 2, v8f, 8)
 static const gemm_kernel avx2_kernel = {6, 16, kernel_avx2, kernel_avx2_strided, "avx2-fma 6x16"};
 
 // AVX-512: 32 zmm registers; a 12 x 32 tile (BLIS's shape for Skylake-X) uses 24 accumulators,
 // 2 for B and 1 for A: 14 loads per 24 FMAs of 16 floats (the 6 x 16 AVX2 tile: 8 per 12 of 8).
-__attribute__((target("avx512f,fma")))
-static void kernel_avx512(long kc, const float *Ap, const float *Bp, long rows, long cols,
-                          float alpha, float beta, float *C, long ldc) {
-    MICRO_KERNEL_BODY(12, 2, v16f, 16, A_PACKED)
-}
-__attribute__((target("avx512f,fma")))
-static void kernel_avx512_strided(long kc, const float *Ap, long ars, long aks, const float *Bp, long cols,
-                                  float alpha, float beta, float *C, long ldc) {
-    const long rows = 12;
-    MICRO_KERNEL_BODY(12, 2, v16f, 16, A_STRIDED)
-}
+DEFINE_MICRO_KERNELS(__attribute__((target("avx512f,fma"))), kernel_avx512, 12, 2, v16f, 16)
 static const gemm_kernel avx512_kernel = {12, 32, kernel_avx512, kernel_avx512_strided, "avx512 12x32"};
 #endif
 

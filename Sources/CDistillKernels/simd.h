@@ -23,6 +23,22 @@ static inline int has_avx2_fma(void) {
     return has;
 }
 
+// The 8 floats at p, or with fewer than 8 `left` the first `left` of them and zeros (a lane mask:
+// nothing past the end is read or written) — an elementwise AVX2 kernel's last vector.
+__attribute__((target("avx2")))
+static inline __m256i dk_mask8(long left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+__attribute__((target("avx2")))
+static inline __m256 dk_load8(const float *p, long left) {
+    return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, dk_mask8(left));
+}
+__attribute__((target("avx2")))
+static inline void dk_store8(float *p, __m256 v, long left) {
+    if (left >= 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, dk_mask8(left), v);
+}
+
 // dst[j * ldd + i] = src[i * lds + j] for i, j in 0..<8: an 8 x 8 transpose in registers.
 __attribute__((target("avx2,fma")))
 static inline void transpose8x8(const float *src, long lds, float *dst, long ldd) {
