@@ -430,7 +430,7 @@ void dk_qdequantize_rows(int type, const void *W, long cols, float *out, long ro
 // its q; a weight block's dot product is then an integer dot product scaled once:
 //   Q8_0: d_w·d_x·Σ q_w q_x;  Q4_0: d_w·d_x·(Σ n q_x − 8 Σ q_x);  Q4_1: d_w·d_x·Σ n q_x + m_w·d_x·Σ q_x.
 
-void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32_t *sum) {
+static void quantize_q8_blocks_portable(const float *x, long cols, int8_t *q, float *d, int32_t *sum) {
     for (long b = 0; b < cols / 32; b++) {
         const float *xb = x + b * 32;
         float amax = 0;
@@ -448,6 +448,54 @@ void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32
         d[b] = scale;
         sum[b] = s;
     }
+}
+
+#if defined(__x86_64__)
+// The portable loop's arithmetic on 8 lanes — the same maximum (a NaN skipped as there), the
+// same product x·(127/amax), rounding half away from zero, clamp and sum — so the same bytes.
+__attribute__((target("avx2,fma")))
+static void quantize_q8_blocks_avx2(const float *x, long cols, int8_t *q, float *d, int32_t *sum) {
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (long b = 0; b < cols / 32; b++) {
+        const float *xb = x + b * 32;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(_mm256_and_ps(v[k], magnitude), m);   // m where |x| is NaN
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h), inv = amax > 0 ? 127.0f / amax : 0.0f;
+        __m256i r[4], total = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_mul_ps(v[k], _mm256_set1_ps(inv));
+            __m256 half = _mm256_blendv_ps(_mm256_set1_ps(0.5f), _mm256_set1_ps(-0.5f), _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_LT_OQ));
+            r[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, half));
+            r[k] = _mm256_max_epi32(_mm256_min_epi32(r[k], _mm256_set1_epi32(127)), _mm256_set1_epi32(-127));
+            total = _mm256_add_epi32(total, r[k]);
+        }
+        // Saturating packs are exact on values within ±127; the permute undoes their lane interleave.
+        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        _mm256_storeu_si256((__m256i *)(q + b * 32), _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        d[b] = amax / 127.0f;
+        sum[b] = _mm_cvtsi128_si32(s4);
+    }
+}
+#endif
+
+void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32_t *sum) {
+#if defined(__x86_64__)
+    if (has_avx2_fma()) { quantize_q8_blocks_avx2(x, cols, q, d, sum); return; }
+#endif
+    quantize_q8_blocks_portable(x, cols, q, d, sum);
+}
+
+void dk_quantize_q8_blocks_portable(const float *x, long cols, int8_t *q, float *d, int32_t *sum) {
+    quantize_q8_blocks_portable(x, cols, q, d, sum);
 }
 
 static float block_dot_q8_portable(int type, const uint8_t *w, const int8_t *q, float dx, int32_t sx) {
@@ -552,9 +600,7 @@ static inline void qgemv_q8_vnni_row(int type, const uint8_t *W, long cols, cons
     Q8_ROW_LOOP(block_dot_q8_vnni)
 }
 
-// One input row with AVX-512 VNNI, one copy per block type. (The two-block 512-bit kernel of
-// q8dot_vnni.c measured 8% slower than this for one row on Zen 4: its shuffles cost more than
-// they save there.)
+// One input row with AVX-512 VNNI, one copy per block type (several rows: the GEMM of q8gemm.c).
 VNNI_TARGET
 static void qgemv_q8_vnni_rows(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                                float *Y, long row0, long row1) {
@@ -645,7 +691,7 @@ void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const floa
 #if defined(__x86_64__)
     if ((kernel == DK_Q8_BEST || kernel == DK_Q8_VNNI) && dk_q8_vnni_available()) {
         if (m == 1) qgemv_q8_vnni_rows(type, (const uint8_t *)W, cols, Q, D, S, Y, row0, row1);
-        else dk_qgemv_q8_vnni(type, W, cols, Q, D, S, m, Y, ldy, row0, row1);
+        else dk_q8gemm(type, W, cols, Q, D, S, m, Y, ldy, row0, row1);
         return;
     }
     if ((kernel == DK_Q8_BEST || kernel == DK_Q8_AVXVNNI) && has_avxvnni()) {

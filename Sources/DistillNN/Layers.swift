@@ -41,8 +41,7 @@ public final class Linear: Module {
         precondition(x.shape.last == inFeatures, "Linear: input \(x.shape) does not end in \(inFeatures)")
         if quantizedWeight != nil && GradientMode.isEnabled && !weight.isFrozen { quantizedWeight = nil }
         if let q = quantizedWeight, !GradientMode.isEnabled {
-            let y = x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows
-                ? q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding) : q.matmul(x)
+            let y = q.inferenceProduct(x)
             return bias.map { y + $0.value } ?? y
         }
         let y = x.matmul(weight.value, transB: true)
@@ -56,12 +55,13 @@ public final class Linear: Module {
 
 extension Linear {
     /// Each layer applied to `x`, its products in one parallel loop when every layer multiplies
-    /// through its quantized weight's matrix-vector kernels here (a decoding step; see
-    /// `QuantizedMatrix.multiply(_:_:)`), else one after the other. The same values either way.
+    /// through its quantized weight's `multiply` here (a decoding step, or a prompt under the fast
+    /// option; see `QuantizedMatrix.multipliesRows` and `multiply(_:_:)`), else one after the
+    /// other. The same values either way.
     public static func apply(_ layers: [Linear], to x: Tensor) -> [Tensor] {
         let ws = layers.compactMap(\.quantizedWeight)
         guard !GradientMode.isEnabled, ws.count == layers.count, layers.count > 1,
-              x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows,
+              ws.allSatisfy({ $0.multipliesRows(x.shape.dropLast().reduce(1, *)) }),
               layers.allSatisfy({ $0.inFeatures == x.shape.last }) else { return layers.map { $0(x) } }
         let ys = QuantizedMatrix.multiply(ws, x, int8Activations: QuantizedMatrix.fastDecoding)
         return zip(layers, ys).map { layer, y in layer.bias.map { y + $0.value } ?? y }
@@ -97,8 +97,7 @@ public final class Embedding: Module {
     public func asLinear(_ x: Tensor) -> Tensor {
         if quantizedWeight != nil && GradientMode.isEnabled && !weight.isFrozen { quantizedWeight = nil }
         if let q = quantizedWeight, !GradientMode.isEnabled {
-            return x.shape.dropLast().reduce(1, *) <= QuantizedMatrix.decodeRows
-                ? q.multiply(x, int8Activations: QuantizedMatrix.fastDecoding) : q.matmul(x)
+            return q.inferenceProduct(x)
         }
         return x.matmul(weight.value, transB: true)
     }

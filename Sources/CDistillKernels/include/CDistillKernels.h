@@ -121,6 +121,8 @@ int dk_qpack_sliver16(int type, const void *W, long rowBytes, int cols, long k0,
 /// Quantizes each block of 32 activations to int8 (d = max|x|/127, q = round(x/d)) with the sum
 /// of its q; cols a multiple of 32.
 void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32_t *sum);
+/// The same with the portable code (AVX2 where the CPU has it gives the same bytes; tests).
+void dk_quantize_q8_blocks_portable(const float *x, long cols, int8_t *q, float *d, int32_t *sum);
 /// Kernels of dk_qgemv_q8: the fastest the CPU runs (AVX-512 VNNI, else AVX-VNNI, else AVX2,
 /// else portable), or one forced (a forced one the CPU lacks falls back as BEST does; see
 /// dk_qgemv_q8_supports).
@@ -132,11 +134,14 @@ void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const floa
                  long m, float *Y, long ldy, long row0, long row1, int kernel);
 /// 1 where this CPU runs dk_qgemv_q8's `kernel`.
 int dk_qgemv_q8_supports(int kernel);
-/// dk_qgemv_q8's AVX-512 VNNI kernel for several input rows (q8dot_vnni.c); only where
-/// dk_q8_vnni_available() is 1.
+/// 1 where this CPU runs AVX-512 VNNI (dk_qgemv_q8's fastest kernels, dk_q8gemm).
 int dk_q8_vnni_available(void);
-void dk_qgemv_q8_vnni(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                      long m, float *Y, long ldy, long row0, long row1);
+/// dk_qgemv_q8's AVX-512 VNNI kernel for several input rows, a GEMM (q8gemm.c): rows
+/// [row0, row1) of Y [m, ·] (row stride ldy) for W in Q4_0, Q4_1 or Q8_0 blocks (cols a multiple
+/// of 32) and m activation rows quantized by dk_quantize_q8_blocks. Ranges whose ends are
+/// multiples of 16 run fastest. Single-threaded; only where dk_q8_vnni_available() is 1.
+void dk_q8gemm(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+               long m, float *Y, long ldy, long row0, long row1);
 
 // ---- Vector primitives (vec.c), AVX2+FMA when the CPU has it ----
 

@@ -94,9 +94,24 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// The blocks' bytes.
     public var blocks: [UInt8] { owned ?? [UInt8](UnsafeRawBufferPointer(start: base, count: rows * rowBytes)) }
 
-    /// Most input rows (tokens × batch) a layer multiplies through its quantized weight; larger
-    /// inputs (prompts, training) use the Float32 matrix and GEMM.
+    /// Most input rows (tokens × batch) a layer multiplies through the matrix-vector kernels
+    /// (`multiply`); larger inputs (prompts, scoring) go through `matmul`'s GEMM — or, under the
+    /// fast option where the int8 GEMM runs, through `multiply` too (see `multipliesRows`).
     public static let decodeRows = 16
+
+    /// Whether an inference product of `m` input rows goes through `multiply` (Float32 activations
+    /// up to `decodeRows` rows, or int8 activations under `fastDecoding`) rather than `matmul`: the
+    /// fast option's int8 GEMM (AVX-512 VNNI) is faster than the Float32 GEMM for any number of
+    /// rows; without it, prompts keep the Float32 GEMM (the other integer kernels are slower).
+    public func multipliesRows(_ m: Int) -> Bool {
+        m <= Self.decodeRows || (Self.fastDecoding && format.hasVectorKernels && Int8Kernel.preferred.resolved == .avx512VNNI)
+    }
+
+    /// x·Wᵀ without gradients as a layer computes it: `multiply` or `matmul` as `multipliesRows`
+    /// says, with int8 activations under `fastDecoding`.
+    public func inferenceProduct(_ x: Tensor) -> Tensor {
+        multipliesRows(x.shape.dropLast().reduce(1, *)) ? multiply(x, int8Activations: Self.fastDecoding) : matmul(x)
+    }
 
     /// The fast decoding option (`--fast`): layers multiply with their activations quantized to
     /// 8 bits per block of 32 and integer dot products, as llama.cpp does. Faster, but the logits
@@ -214,6 +229,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
         public static var fastest: Int8Kernel {
             [.avx512VNNI, .avxVNNI, .avx2].first { $0.isSupported } ?? .portable
         }
+
+        /// The kernel this choice runs here (`best`: the fastest; one this CPU lacks: as `best`).
+        public var resolved: Int8Kernel { self == .best || !isSupported ? Self.fastest : self }
     }
 
     /// x·Wᵀ for x [..., cols] → [..., rows]; rows of the output split across threads. Not
@@ -247,10 +265,15 @@ public final class QuantizedMatrix: @unchecked Sendable {
             d.withUnsafeMutableBufferPointer { dp in
                 sums.withUnsafeMutableBufferPointer { sp in
                     if quantize {
-                        for i in 0..<m { dk_quantize_q8_blocks(px + i * cols, cols, qp.baseAddress! + i * cols, dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
+                        let (q, d, s) = (qp.baseAddress!, dp.baseAddress!, sp.baseAddress!)
+                        parallelFor(m, grain: Swift.max(1, 16_384 / cols)) { r in
+                            for i in r { dk_quantize_q8_blocks(px + i * cols, cols, q + i * cols, d + i * nb, s + i * nb) }
+                        }
                     }
                     let (qa, da, sa) = (UnsafePointer(qp.baseAddress), UnsafePointer(dp.baseAddress), UnsafePointer(sp.baseAddress))
-                    parallelFor(total, grain: 64) { r in
+                    // Tasks take whole slivers of 16 rows (the int8 GEMM's; 64 rows at least).
+                    parallelFor((total + 15) / 16, grain: 4) { s in
+                        let r = (s.lowerBound * 16)..<Swift.min(total, s.upperBound * 16)
                         for j in matrices.indices where starts[j] < r.upperBound && starts[j + 1] > r.lowerBound {
                             let lo = Swift.max(r.lowerBound, starts[j]) - starts[j], hi = Swift.min(r.upperBound, starts[j + 1]) - starts[j]
                             let rows = starts[j + 1] - starts[j]
