@@ -1,186 +1,134 @@
-// The fast option's products of several input rows (batched decoding, prompts) with AVX-512
-// VNNI: weights Q4_0, Q4_1 or Q8_0 times activations quantized to int8 per block of 32
-// (dk_quantize_q8_blocks), as a GEMM whose vector lanes are 16 weight rows. The one-row kernel
-// (qgemv.c) puts a block's 32 values across the lanes and adds them up at the end; for several
-// rows that costs more than the products (this kernel measured 1.3x as fast for 2 input rows,
-// 2x for 8 and 4x for 40 on Zen 4, Q4_1 1536 x 576, one core).
+// The fast option's products with AVX-512 VNNI, any number of input rows: weights Q4_0, Q4_1 or
+// Q8_0 times activations quantized to int8 per block of 32 (dk_quantize_q8_blocks), as a GEMM
+// whose vector lanes are 16 weight rows. The matrix is repacked once (dk_q8_pack) into slivers of
+// 16 rows: per block, vector t holds each of the 16 rows' weight bytes 4t..4t+3 — Q4: the block's
+// nibble bytes, whose low nibbles are values 4t..4t+3 and high nibbles values 16+4t..16+4t+3;
+// Q8_0: the values plus 128, as unsigned bytes — followed by the 16 rows' float16 scales d_w
+// (and Q4_1's minimums m_w). The packed matrix is as large as the blocks it came from.
 //
-// A sliver of 16 weight rows is repacked once per call, block by block, as 8 vectors of 64 bytes:
-// vector t holds, for each of the 16 rows, that row's values 4t..4t+3 (unsigned bytes: Q4's
-// nibbles 0..15; Q8_0's w + 128), followed by the 16 rows' scales d_w and (Q4_1) minimums m_w as
-// Float32. One VPDPBUSD then multiplies vector t by an input row's 4 activations 4t..4t+3
-// (broadcast) and adds each row's four products into its lane; 8 of them give a block's
-// Σ n·q for 16 rows, exact in int32, which is scaled once:
+// One VPDPBUSD then multiplies a vector of weight bytes by an input row's 4 activations
+// (broadcast) and adds each row's four products into its lane; 8 of them give a block's Σ n·q for
+// 16 rows, exact in int32, which is scaled once:
 //   Q4_0: d_w·d_x·(Σ n q − 8 Σ q)     Q8_0: d_w·d_x·(Σ (w + 128) q − 128 Σ q)
 //   Q4_1: d_w·d_x·Σ n q + m_w·d_x·Σ q
-// (the offsets − 8 Σ q and − 128 Σ q start the int32 sum, so they are exact). The same
-// arithmetic as the matrix-vector kernels, rounded in another order: blocks are added in order,
-// each with one FMA.
+// (the offsets − 8 Σ q and − 128 Σ q start the int32 sum, so they are exact). The matrix-vector
+// kernels' arithmetic (qgemv.c), rounded in another order: blocks added in order, one FMA each;
+// a row's results do not depend on the other input rows or on how the rows are split.
+// One decoding step reads 16 rows' block in ~35 instructions where the one-row kernel of
+// qgemv.c spends ~18 on each row's block.
 #include "CDistillKernels.h"
 #include "simd.h"
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
-// Bytes of one packed block of a sliver: 8 x 64 value bytes, 16 scales, 16 minimums.
-#define PACKED_BLOCK (8 * 64 + 16 * 4 + 16 * 4)
+// Bytes of one packed block of a 16-row sliver: the weight bytes (Q4: 4 vectors of nibble bytes;
+// Q8_0: 8 vectors of bytes), then 16 float16 scales, then (Q4_1) 16 float16 minimums.
+static long packed_block_bytes(int type) {
+    return type == DK_Q8_0 ? 8 * 64 + 32 : type == DK_Q4_1 ? 4 * 64 + 64 : 4 * 64 + 32;
+}
+
+long dk_q8_packed_bytes(int type, long rows, long cols) {
+    return (rows + 15) / 16 * (cols / 32) * packed_block_bytes(type);
+}
+
+// Block b of rows r0..<r0 + 16 (rows from `end` on as zeros) packed one byte at a time: a
+// matrix's last, partial sliver.
+static void pack_block_scalar(int type, const uint8_t *W, long rowBytes, long end, long r0, long b, uint8_t *dst) {
+    const long bb = dk_qblock_bytes(type), groups = type == DK_Q8_0 ? 8 : 4;
+    uint8_t *h = dst + groups * 64;
+    for (int j = 0; j < 16; j++) {
+        const uint8_t *w = r0 + j < end ? W + (r0 + j) * rowBytes + b * bb : NULL;
+        for (int v = 0; v < groups * 4; v++) {
+            uint8_t n = 0;
+            if (w) n = type == DK_Q8_0 ? (uint8_t)(w[2 + v] ^ 0x80) : w[(type == DK_Q4_1 ? 4 : 2) + v];
+            dst[(v / 4) * 64 + j * 4 + v % 4] = n;
+        }
+        for (int k = 0; k < (type == DK_Q4_1 ? 2 : 1); k++) {   // float16 d (and m), little-endian
+            h[32 * k + 2 * j] = w ? w[2 * k] : 0;
+            h[32 * k + 2 * j + 1] = w ? w[2 * k + 1] : 0;
+        }
+    }
+}
+
+static void pack_slivers_scalar(int type, const uint8_t *W, long rows, long cols, uint8_t *P, long s0, long s1) {
+    const long blocks = cols / 32, rowBytes = blocks * dk_qblock_bytes(type), pb = packed_block_bytes(type);
+    for (long s = s0; s < s1; s++)
+        for (long b = 0; b < blocks; b++) pack_block_scalar(type, W, rowBytes, rows, 16 * s, b, P + (s * blocks + b) * pb);
+}
 
 #if defined(__x86_64__)
 #define Q8GEMM_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
 
-static float half_bits_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else {   // subnormal: normalise
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) { mant <<= 1; exp--; }
-            bits = sign | (exp << 23) | ((mant & 0x3FF) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7F800000 | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+// An index vector of _mm512_permutex2var_epi32 (lane → source lane; 16 and up: the second register).
+Q8GEMM_TARGET static inline __m512i lanes(const int *idx) { return _mm512_loadu_si512((const void *)idx); }
 
-// Block b of rows r0..<r0 + 16 (rows from `end` on as zeros) packed one value at a time: a
-// partial sliver (a matrix's last rows, a caller's range that is not a multiple of 16).
-static void pack_block_scalar(int type, const uint8_t *W, long rowBytes, long end, long r0, long b, uint8_t *dst) {
-    const long bb = dk_qblock_bytes(type);
-    float *d = (float *)(dst + 512), *c = d + 16;
-    for (int j = 0; j < 16; j++) {
-        const uint8_t *w = r0 + j < end ? W + (r0 + j) * rowBytes + b * bb : NULL;
-        for (int v = 0; v < 32; v++) {
-            uint8_t n = 0;
-            if (w && type == DK_Q8_0) n = (uint8_t)(w[2 + v] ^ 0x80);
-            else if (w) n = v < 16 ? (w[(type == DK_Q4_1 ? 4 : 2) + v] & 0x0F) : (w[(type == DK_Q4_1 ? 4 : 2) + v - 16] >> 4);
-            dst[(v / 4) * 64 + j * 4 + v % 4] = n;
-        }
-        d[j] = w ? half_bits_to_float((uint16_t)(w[0] | (w[1] << 8))) : 0.0f;
-        c[j] = w && type == DK_Q4_1 ? half_bits_to_float((uint16_t)(w[2] | (w[3] << 8))) : 0.0f;
-    }
-}
-
-// Block b of 16 whole rows packed with vector instructions: each pair of rows' 32 values loaded as
-// one 512-bit vector (row 2p in the low half), then the 16 x 8 matrix of 4-byte groups transposed
-// into 8 x 16 in three rounds of two-register permutes (8 rows x 4 groups, 8 x 2, then 16 x 1).
+// Block b of 16 whole rows packed with vector instructions: the 16 rows x G groups of 4 bytes
+// (G = 8 for Q8_0, 4 for Q4's nibble bytes) loaded with 32/G rows per register, then transposed
+// into G registers of 16 lanes by three or two rounds of two-register permutes.
 Q8GEMM_TARGET
 static void pack_block(int type, const uint8_t *W, long rowBytes, long r0, long b, uint8_t *dst) {
     const long bb = dk_qblock_bytes(type);
     const uint8_t *w0 = W + r0 * rowBytes + b * bb;
-    __m512i z[8];
-    for (int p = 0; p < 8; p++) {
-        const uint8_t *a = w0 + 2 * p * rowBytes, *c = a + rowBytes;
-        if (type == DK_Q8_0) {
-            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 2))),
-                                           _mm256_loadu_si256((const __m256i *)(c + 2)), 1);
+    int idx[16];
+    if (type == DK_Q8_0) {
+        // z[p]: rows 2p and 2p + 1 (8 groups each), plus 128.
+        __m512i z[8], a[4][2], s[2][2][2];
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *r = w0 + 2 * p * rowBytes + 2;
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)r)),
+                                           _mm256_loadu_si256((const __m256i *)(r + rowBytes)), 1);
             z[p] = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
-        } else {
-            const long at = type == DK_Q4_1 ? 4 : 2;
-            __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a + at))),
-                                                   _mm_loadu_si128((const __m128i *)(c + at)), 1);
-            // [a, a, c, c] by 128-bit lanes; the second copy of each shifted right by 4 (its high nibbles).
-            __m512i rep = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(both));
-            __m512i shift = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
-                                              0x0004000400040004LL, 0x0004000400040004LL);
-            z[p] = _mm512_and_si512(_mm512_srlv_epi16(rep, shift), _mm512_set1_epi8(0x0F));
+        }
+        // a[q][h], lane 4·tt + rr = row 4q + rr's group 4h + tt.
+        for (int h = 0; h < 2; h++) {
+            for (int tt = 0; tt < 4; tt++)
+                for (int rr = 0; rr < 4; rr++) idx[tt * 4 + rr] = (rr >> 1) * 16 + 8 * (rr & 1) + 4 * h + tt;
+            for (int q = 0; q < 4; q++) a[q][h] = _mm512_permutex2var_epi32(z[2 * q], lanes(idx), z[2 * q + 1]);
+        }
+        // s[g][h][e], lane 8·u + rrr = row 8g + rrr's group 4h + 2e + u.
+        for (int e = 0; e < 2; e++) {
+            for (int u = 0; u < 2; u++)
+                for (int rrr = 0; rrr < 8; rrr++) idx[u * 8 + rrr] = (rrr >> 2) * 16 + (2 * e + u) * 4 + (rrr & 3);
+            for (int g = 0; g < 2; g++)
+                for (int h = 0; h < 2; h++) s[g][h][e] = _mm512_permutex2var_epi32(a[2 * g][h], lanes(idx), a[2 * g + 1][h]);
+        }
+        // Group t = 4h + 2e + u, lane j = row j.
+        for (int u = 0; u < 2; u++) {
+            for (int j = 0; j < 16; j++) idx[j] = (j >> 3) * 16 + u * 8 + (j & 7);
+            for (int h = 0; h < 2; h++)
+                for (int e = 0; e < 2; e++)
+                    _mm512_storeu_si512(dst + (4 * h + 2 * e + u) * 64, _mm512_permutex2var_epi32(s[0][h][e], lanes(idx), s[1][h][e]));
+        }
+    } else {
+        // z[q]: rows 4q..4q + 3's 16 nibble bytes, lane 4·rr + tt = row 4q + rr's group tt.
+        const long at = type == DK_Q4_1 ? 4 : 2;
+        __m512i z[4], s[2][2];
+        for (int q = 0; q < 4; q++) {
+            const uint8_t *r = w0 + 4 * q * rowBytes + at;
+            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r + rowBytes)), 1);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r + 2 * rowBytes)), 2);
+            z[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r + 3 * rowBytes)), 3);
+        }
+        // s[g][e], lane 8·u + rrr = row 8g + rrr's group 2e + u.
+        for (int e = 0; e < 2; e++) {
+            for (int u = 0; u < 2; u++)
+                for (int rrr = 0; rrr < 8; rrr++) idx[u * 8 + rrr] = (rrr >> 2) * 16 + 4 * (rrr & 3) + 2 * e + u;
+            for (int g = 0; g < 2; g++) s[g][e] = _mm512_permutex2var_epi32(z[2 * g], lanes(idx), z[2 * g + 1]);
+        }
+        // Group t = 2e + u, lane j = row j.
+        for (int u = 0; u < 2; u++) {
+            for (int j = 0; j < 16; j++) idx[j] = (j >> 3) * 16 + u * 8 + (j & 7);
+            for (int e = 0; e < 2; e++) _mm512_storeu_si512(dst + (2 * e + u) * 64, _mm512_permutex2var_epi32(s[0][e], lanes(idx), s[1][e]));
         }
     }
-    // Round 1: a[q][h], lane 4·tt + rr = row 4q + rr's group 4h + tt.
-    __m512i a[4][2], s[2][2][2];
-    for (int h = 0; h < 2; h++) {
-        int idx[16];
-        for (int tt = 0; tt < 4; tt++)
-            for (int rr = 0; rr < 4; rr++) idx[tt * 4 + rr] = (rr >> 1) * 16 + 8 * (rr & 1) + 4 * h + tt;
-        __m512i ix = _mm512_loadu_si512(idx);
-        for (int q = 0; q < 4; q++) a[q][h] = _mm512_permutex2var_epi32(z[2 * q], ix, z[2 * q + 1]);
-    }
-    // Round 2: s[g][h][e], lane 8·u + rrr = row 8g + rrr's group 4h + 2e + u.
-    for (int e = 0; e < 2; e++) {
-        int idx[16];
-        for (int u = 0; u < 2; u++)
-            for (int rrr = 0; rrr < 8; rrr++) idx[u * 8 + rrr] = (rrr >> 2) * 16 + (2 * e + u) * 4 + (rrr & 3);
-        __m512i ix = _mm512_loadu_si512(idx);
-        for (int g = 0; g < 2; g++)
-            for (int h = 0; h < 2; h++) s[g][h][e] = _mm512_permutex2var_epi32(a[2 * g][h], ix, a[2 * g + 1][h]);
-    }
-    // Round 3: group t = 4h + 2e + u, lane j = row j.
-    for (int u = 0; u < 2; u++) {
-        int idx[16];
-        for (int j = 0; j < 16; j++) idx[j] = (j >> 3) * 16 + u * 8 + (j & 7);
-        __m512i ix = _mm512_loadu_si512(idx);
-        for (int h = 0; h < 2; h++)
-            for (int e = 0; e < 2; e++)
-                _mm512_storeu_si512(dst + (4 * h + 2 * e + u) * 64, _mm512_permutex2var_epi32(s[0][h][e], ix, s[1][h][e]));
-    }
-    // The scales (and Q4_1's minimums): the first 4 bytes of each row's block, as float16 pairs.
+    // The scales (and Q4_1's minimums): the first 4 bytes of each row's block, float16 pairs.
     __m512i rowsAt = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                         _mm512_set1_epi32((int)rowBytes));
     __m512i head = _mm512_i32gather_epi32(rowsAt, (const void *)w0, 1);
-    _mm512_storeu_ps(dst + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head)));
-    _mm512_storeu_ps(dst + 576, type == DK_Q4_1 ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)))
-                                                : _mm512_setzero_ps());
-}
-
-// Y[i0 + i][r0 ..< r0 + 16] (lanes `keep`) for MI ≤ 8 input rows (a constant where inlined:
-// the tile's accumulators stay in registers only when its loops unroll).
-Q8GEMM_TARGET __attribute__((always_inline))
-static inline void tile(int type, const int MI, const uint8_t *P, long blocks, const int8_t *Q, const float *D,
-                        const int32_t *S, long i0, float *Y, long ldy, long r0, __mmask16 keep) {
-    const int off = type == DK_Q4_0 ? 8 : type == DK_Q8_0 ? 128 : 0;
-    __m512 acc[8];
-    UNROLL for (int i = 0; i < MI; i++) acc[i] = _mm512_setzero_ps();
-    for (long b = 0; b < blocks; b++) {
-        const uint8_t *pb = P + b * PACKED_BLOCK;
-        __m512i dot[8];
-        UNROLL for (int i = 0; i < MI; i++) dot[i] = _mm512_set1_epi32(-off * S[(i0 + i) * blocks + b]);
-        UNROLL for (int t = 0; t < 8; t++) {
-            const __m512i w = _mm512_loadu_si512((const void *)(pb + t * 64));
-            UNROLL for (int i = 0; i < MI; i++) {
-                int32_t x4;
-                memcpy(&x4, Q + ((i0 + i) * blocks + b) * 32 + 4 * t, 4);
-                dot[i] = _mm512_dpbusd_epi32(dot[i], w, _mm512_set1_epi32(x4));
-            }
-        }
-        const __m512 dw = _mm512_loadu_ps((const float *)(pb + 512)), mw = _mm512_loadu_ps((const float *)(pb + 576));
-        UNROLL for (int i = 0; i < MI; i++) {
-            const long k = (i0 + i) * blocks + b;
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), _mm512_mul_ps(dw, _mm512_set1_ps(D[k])), acc[i]);
-            if (type == DK_Q4_1) acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(D[k] * (float)S[k]), acc[i]);
-        }
-    }
-    UNROLL for (int i = 0; i < MI; i++) _mm512_mask_storeu_ps(Y + (i0 + i) * ldy + r0, keep, acc[i]);
-}
-
-Q8GEMM_TARGET __attribute__((always_inline))
-static inline void slivers(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D,
-                           const int32_t *S, long m, float *Y, long ldy, long row0, long row1, uint8_t *P) {
-    const long blocks = cols / 32, rowBytes = blocks * dk_qblock_bytes(type);
-    for (long r0 = row0; r0 < row1; r0 += 16) {
-        const long n = row1 - r0 < 16 ? row1 - r0 : 16;
-        for (long b = 0; b < blocks; b++) {
-            if (n == 16) pack_block(type, W, rowBytes, r0, b, P + b * PACKED_BLOCK);
-            else pack_block_scalar(type, W, rowBytes, row1, r0, b, P + b * PACKED_BLOCK);
-        }
-        const __mmask16 keep = (__mmask16)((1u << n) - 1);
-        long i0 = 0;
-        for (; i0 + 8 <= m; i0 += 8) tile(type, 8, P, blocks, Q, D, S, i0, Y, ldy, r0, keep);
-        switch (m - i0) {
-        case 1: tile(type, 1, P, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
-        case 2: tile(type, 2, P, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
-        case 3: tile(type, 3, P, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
-        case 4: tile(type, 4, P, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
-        case 5: tile(type, 5, P, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
-        case 6: tile(type, 6, P, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
-        case 7: tile(type, 7, P, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
-        default: break;
-        }
-    }
+    uint8_t *h = dst + (type == DK_Q8_0 ? 8 : 4) * 64;
+    _mm256_storeu_si256((__m256i *)h, _mm512_cvtepi32_epi16(head));
+    if (type == DK_Q4_1) _mm256_storeu_si256((__m256i *)(h + 32), _mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
 }
 
 int dk_q8_vnni_available(void) {
@@ -193,23 +141,102 @@ int dk_q8_vnni_available(void) {
     return has;
 }
 
-Q8GEMM_TARGET
-void dk_q8gemm(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-               long m, float *Y, long ldy, long row0, long row1) {
-    uint8_t *P = (uint8_t *)malloc((size_t)(cols / 32 * PACKED_BLOCK));
+void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1) {
+    const long blocks = cols / 32, rowBytes = blocks * dk_qblock_bytes(type), pb = packed_block_bytes(type);
     const uint8_t *w = (const uint8_t *)W;
+    uint8_t *out = (uint8_t *)P;
+    if (!dk_q8_vnni_available()) { pack_slivers_scalar(type, w, rows, cols, out, s0, s1); return; }
+    for (long s = s0; s < s1; s++) {
+        if (16 * s + 16 > rows) { pack_slivers_scalar(type, w, rows, cols, out, s, s + 1); continue; }
+        for (long b = 0; b < blocks; b++) pack_block(type, w, rowBytes, 16 * s, b, out + (s * blocks + b) * pb);
+    }
+}
+
+// Y[i0 + i][r0 ..< r0 + 16] (lanes `keep`) for MI ≤ 8 input rows of the packed sliver P (MI a
+// constant where inlined: the tile's accumulators stay in registers only when its loops unroll).
+Q8GEMM_TARGET __attribute__((always_inline))
+static inline void tile(int type, const int MI, const uint8_t *P, long blocks, const int8_t *Q, const float *D,
+                        const int32_t *S, long i0, float *Y, long ldy, long r0, __mmask16 keep) {
+    const int off = type == DK_Q4_0 ? 8 : type == DK_Q8_0 ? 128 : 0;
+    const long pb = packed_block_bytes(type), scales = (type == DK_Q8_0 ? 8 : 4) * 64;
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512 acc[8];
+    UNROLL for (int i = 0; i < MI; i++) acc[i] = _mm512_setzero_ps();
+    for (long b = 0; b < blocks; b++) {
+        const uint8_t *p = P + b * pb;
+        __m512i dot[8];
+        UNROLL for (int i = 0; i < MI; i++) dot[i] = _mm512_set1_epi32(-off * S[(i0 + i) * blocks + b]);
+        // Activations 4t..4t + 3 of input row i, broadcast.
+#define X4(i, t) ({ int32_t x4_; memcpy(&x4_, Q + ((i0 + (i)) * blocks + b) * 32 + 4 * (t), 4); _mm512_set1_epi32(x4_); })
+        if (type == DK_Q8_0) {
+            UNROLL for (int t = 0; t < 8; t++) {
+                const __m512i w = _mm512_loadu_si512((const void *)(p + t * 64));
+                UNROLL for (int i = 0; i < MI; i++) dot[i] = _mm512_dpbusd_epi32(dot[i], w, X4(i, t));
+            }
+        } else {
+            UNROLL for (int t = 0; t < 4; t++) {
+                const __m512i n = _mm512_loadu_si512((const void *)(p + t * 64));
+                const __m512i lo = _mm512_and_si512(n, low), hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), low);
+                UNROLL for (int i = 0; i < MI; i++) {
+                    dot[i] = _mm512_dpbusd_epi32(dot[i], lo, X4(i, t));
+                    dot[i] = _mm512_dpbusd_epi32(dot[i], hi, X4(i, t + 4));
+                }
+            }
+        }
+#undef X4
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + scales)));
+        const __m512 mw = type == DK_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + scales + 32))) : dw;
+        UNROLL for (int i = 0; i < MI; i++) {
+            const long k = (i0 + i) * blocks + b;
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), _mm512_mul_ps(dw, _mm512_set1_ps(D[k])), acc[i]);
+            if (type == DK_Q4_1) acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(D[k] * (float)S[k]), acc[i]);
+        }
+    }
+    UNROLL for (int i = 0; i < MI; i++) _mm512_mask_storeu_ps(Y + (i0 + i) * ldy + r0, keep, acc[i]);
+}
+
+Q8GEMM_TARGET __attribute__((always_inline))
+static inline void slivers(int type, const uint8_t *P, long cols, const int8_t *Q, const float *D,
+                           const int32_t *S, long m, float *Y, long ldy, long row0, long row1) {
+    const long blocks = cols / 32, pb = packed_block_bytes(type);
+    for (long r0 = row0 / 16 * 16; r0 < row1; r0 += 16) {
+        // The lanes of rows row0..<row1 (a range may start or end inside a sliver).
+        const long lo = row0 > r0 ? row0 - r0 : 0, hi = row1 - r0 < 16 ? row1 - r0 : 16;
+        const __mmask16 keep = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+        const uint8_t *sliver = P + r0 / 16 * blocks * pb;
+        long i0 = 0;
+        for (; i0 + 8 <= m; i0 += 8) tile(type, 8, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep);
+        switch (m - i0) {
+        case 1: tile(type, 1, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
+        case 2: tile(type, 2, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
+        case 3: tile(type, 3, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
+        case 4: tile(type, 4, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
+        case 5: tile(type, 5, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
+        case 6: tile(type, 6, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
+        case 7: tile(type, 7, sliver, blocks, Q, D, S, i0, Y, ldy, r0, keep); break;
+        default: break;
+        }
+    }
+}
+
+Q8GEMM_TARGET
+void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
+               long m, float *Y, long ldy, long row0, long row1) {
+    const uint8_t *p = (const uint8_t *)P;
     // One copy of the loops per block type (its branches fold away).
     switch (type) {
-    case DK_Q4_0: slivers(DK_Q4_0, w, cols, Q, D, S, m, Y, ldy, row0, row1, P); break;
-    case DK_Q4_1: slivers(DK_Q4_1, w, cols, Q, D, S, m, Y, ldy, row0, row1, P); break;
-    default: slivers(DK_Q8_0, w, cols, Q, D, S, m, Y, ldy, row0, row1, P); break;
+    case DK_Q4_0: slivers(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    case DK_Q4_1: slivers(DK_Q4_1, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    default: slivers(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
     }
-    free(P);
 }
 #else
 int dk_q8_vnni_available(void) { return 0; }
-void dk_q8gemm(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
+void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1) {
+    pack_slivers_scalar(type, (const uint8_t *)W, rows, cols, (uint8_t *)P, s0, s1);
+}
+void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
                long m, float *Y, long ldy, long row0, long row1) {
-    (void)type; (void)W; (void)cols; (void)Q; (void)D; (void)S; (void)m; (void)Y; (void)ldy; (void)row0; (void)row1;
+    (void)type; (void)P; (void)cols; (void)Q; (void)D; (void)S; (void)m; (void)Y; (void)ldy; (void)row0; (void)row1;
 }
 #endif

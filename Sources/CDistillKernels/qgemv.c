@@ -546,7 +546,7 @@ static inline __m256 block_dot_q8_avx2(int type, __m256i qw, __m256i qx) {
 // The one-input-row loop (batch-1 decoding) of the integer kernels: per block, DOT(type, qw, qx)
 // — the block's Σ n·q as 8 Float lanes, from its weight bytes and the activations — scaled by
 // d_w·d_x into two alternating accumulators, the offset term summed beside them. Written once,
-// instantiated per instruction set (AVX2 here, AVX-512 VNNI below) and per block type.
+// instantiated per instruction set (AVX2 here, AVX-VNNI below) and per block type.
 #define Q8_ROW_LOOP(DOT)                                                                              \
     long blocks = cols / 32, bb = dk_qblock_bytes(type);                                              \
     for (long r = row0; r < row1; r++) {                                                              \
@@ -572,43 +572,16 @@ static inline void qgemv_q8_avx2_row(int type, const uint8_t *W, long cols, cons
     Q8_ROW_LOOP(block_dot_q8_avx2)
 }
 
-#define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 // AVX-VNNI: the same VPDPBUSD on 256-bit registers in its VEX form, for CPUs with AVX2 and no
 // AVX-512 (Intel's client cores since Alder Lake, Sierra Forest's E-cores).
 #define AVXVNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))
 
-// VPDPBUSD in place of VPMADDUBSW + VPMADDWD (the same sums: no 16-bit intermediate saturates
-// with these operands), so each kernel below gives the AVX2 kernel's bits. DPBUSD is the
-// instruction's EVEX (AVX-512 VL) or VEX (AVX-VNNI) intrinsic.
-#define BLOCK_DOT_Q8_DPBUSD(DPBUSD)                                                   \
-    if (type == DK_Q8_0) { qx = _mm256_sign_epi8(qx, qw); qw = _mm256_abs_epi8(qw); } \
-    return _mm256_cvtepi32_ps(DPBUSD(_mm256_setzero_si256(), qw, qx));
-
-VNNI_TARGET __attribute__((always_inline))
-static inline __m256 block_dot_q8_vnni(int type, __m256i qw, __m256i qx) {
-    BLOCK_DOT_Q8_DPBUSD(_mm256_dpbusd_epi32)
-}
-
+// VPDPBUSD (its VEX form) in place of VPMADDUBSW + VPMADDWD: the same sums (no 16-bit
+// intermediate saturates with these operands), so the AVX-VNNI kernel gives the AVX2 kernel's bits.
 AVXVNNI_TARGET __attribute__((always_inline))
 static inline __m256 block_dot_q8_avxvnni(int type, __m256i qw, __m256i qx) {
-    BLOCK_DOT_Q8_DPBUSD(_mm256_dpbusd_avx_epi32)
-}
-
-VNNI_TARGET __attribute__((always_inline))
-static inline void qgemv_q8_vnni_row(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                                     float *Y, long row0, long row1) {
-    Q8_ROW_LOOP(block_dot_q8_vnni)
-}
-
-// One input row with AVX-512 VNNI, one copy per block type (several rows: the GEMM of q8gemm.c).
-VNNI_TARGET
-static void qgemv_q8_vnni_rows(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                               float *Y, long row0, long row1) {
-    switch (type) {
-    case DK_Q4_0: qgemv_q8_vnni_row(DK_Q4_0, W, cols, Q, D, S, Y, row0, row1); break;
-    case DK_Q4_1: qgemv_q8_vnni_row(DK_Q4_1, W, cols, Q, D, S, Y, row0, row1); break;
-    default: qgemv_q8_vnni_row(DK_Q8_0, W, cols, Q, D, S, Y, row0, row1); break;
-    }
+    if (type == DK_Q8_0) { qx = _mm256_sign_epi8(qx, qw); qw = _mm256_abs_epi8(qw); }
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), qw, qx));
 }
 
 // The integer kernel on 256-bit registers, any number of input rows: one row as Q8_ROW_LOOP (one
@@ -689,11 +662,7 @@ int dk_qgemv_q8_supports(int kernel) {
 void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
                  long m, float *Y, long ldy, long row0, long row1, int kernel) {
 #if defined(__x86_64__)
-    if ((kernel == DK_Q8_BEST || kernel == DK_Q8_VNNI) && dk_q8_vnni_available()) {
-        if (m == 1) qgemv_q8_vnni_rows(type, (const uint8_t *)W, cols, Q, D, S, Y, row0, row1);
-        else dk_q8gemm(type, W, cols, Q, D, S, m, Y, ldy, row0, row1);
-        return;
-    }
+    if (kernel == DK_Q8_VNNI) kernel = DK_Q8_BEST;   // dk_q8gemm's, on a packed matrix
     if ((kernel == DK_Q8_BEST || kernel == DK_Q8_AVXVNNI) && has_avxvnni()) {
         qgemv_q8_avxvnni(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1);
         return;

@@ -40,6 +40,26 @@ public final class QuantizedMatrix: @unchecked Sendable {
     private let owned: [UInt8]?
     private let base: UnsafeRawPointer
     private let owner: AnyObject?
+    /// The blocks repacked for the AVX-512 VNNI kernel (`dk_q8_pack`; as large as the blocks),
+    /// made by the first fast product that runs it (see `int8Packed`).
+    private var packedForInt8: UnsafeMutableRawPointer?
+    private let packing = NSLock()
+
+    deinit { packedForInt8?.deallocate() }
+
+    /// The blocks in the AVX-512 VNNI kernel's slivers of 16 rows, packed on first use (threads
+    /// splitting the slivers) and kept: a model served with `--fast` holds its Q4_0/Q4_1/Q8_0
+    /// matrices twice (the file's blocks stay mapped; pages no longer read can be dropped).
+    func int8Packed() -> UnsafeRawPointer {
+        packing.lock()
+        defer { packing.unlock() }
+        if let p = packedForInt8 { return UnsafeRawPointer(p) }
+        let type = format.rawValue, rows = rows, cols = cols, base = base
+        let p = UnsafeMutableRawPointer.allocate(byteCount: dk_q8_packed_bytes(type, rows, cols), alignment: 64)
+        parallelFor((rows + 15) / 16, grain: 8) { r in dk_q8_pack(type, base, rows, cols, p, r.lowerBound, r.upperBound) }
+        packedForInt8 = p
+        return UnsafeRawPointer(p)
+    }
 
     /// `blocks` must hold rows × cols/B blocks of `format` (B = 32, or 256 for the K-quants); cols
     /// must be a multiple of B.
@@ -256,8 +276,10 @@ public final class QuantizedMatrix: @unchecked Sendable {
         for w in matrices { starts.append(starts.last! + w.rows) }
         let total = starts.last!, px = x.storage.pointer
         let outs = ys.map { $0.storage.pointer }, types = matrices.map { $0.format.rawValue }, bases = matrices.map { $0.base }
-        let kernel = (int8Kernel ?? (portable ? .portable : Int8Kernel.preferred)).rawValue
+        let chosen = int8Kernel ?? (portable ? .portable : Int8Kernel.preferred), kernel = chosen.rawValue
         let int8 = matrices.map { int8Activations && $0.format.hasVectorKernels }, quantize = int8.contains(true)
+        // AVX-512 VNNI multiplies the packed copy (dk_q8gemm); the other kernels read the blocks.
+        let packed = zip(matrices, int8).map { w, i in i && chosen.resolved == .avx512VNNI ? w.int8Packed() : nil }
         let nb = cols / 32
         var q = [Int8](repeating: 0, count: quantize ? m * cols : 0)
         var d = [Float](repeating: 0, count: quantize ? m * nb : 0), sums = [Int32](repeating: 0, count: quantize ? m * nb : 0)
@@ -277,7 +299,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
                         for j in matrices.indices where starts[j] < r.upperBound && starts[j + 1] > r.lowerBound {
                             let lo = Swift.max(r.lowerBound, starts[j]) - starts[j], hi = Swift.min(r.upperBound, starts[j + 1]) - starts[j]
                             let rows = starts[j + 1] - starts[j]
-                            if int8[j] {
+                            if let p = packed[j] {
+                                dk_q8gemm(types[j], p, cols, qa!, da!, sa!, m, outs[j], rows, lo, hi)
+                            } else if int8[j] {
                                 dk_qgemv_q8(types[j], bases[j], cols, qa!, da!, sa!, m, outs[j], rows, lo, hi, kernel)
                             } else if portable {
                                 dk_qgemv_portable(types[j], bases[j], cols, px, m, cols, outs[j], rows, lo, hi)
