@@ -220,9 +220,8 @@ static inline void slivers(int type, const uint8_t *P, long cols, const int8_t *
 }
 
 Q8GEMM_TARGET
-void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
-               long m, float *Y, long ldy, long row0, long row1) {
-    const uint8_t *p = (const uint8_t *)P;
+static void q8gemm_vnni(int type, const uint8_t *p, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                        long m, float *Y, long ldy, long row0, long row1) {
     // One copy of the loops per block type (its branches fold away).
     switch (type) {
     case DK_Q4_0: slivers(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
@@ -230,13 +229,150 @@ void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float 
     default: slivers(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
     }
 }
+
+// ---- The same GEMM on 256-bit registers: AVX2, and AVX-VNNI ----
+// Each 64-byte vector of a packed block is two halves of 8 rows; a tile is one half (8 lanes) and
+// up to 4 input rows. AVX2 has no VPDPBUSD: Q4's bytes (0..15) times int8 activations go through
+// VPMADDUBSW, whose pairs (at most 2·15·127) and their sum over the block's 8 groups (at most
+// 30480) fit in int16, then one VPMADDWD by ones per block gives the lanes' int32 sums. Q8_0's
+// bytes w + 128 would saturate VPMADDUBSW's pairs, so they are turned back into w and multiplied
+// as |w| times x with w's sign, pair by pair into int32. With AVX-VNNI, VPDPBUSD's VEX form
+// takes the 512-bit kernel's steps on 8 lanes. The integer sums are exact either way and the
+// Float32 steps are the 512-bit kernel's, lane for lane: the same bits as AVX-512 VNNI.
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define AVXVNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+#define TILE256(NAME, TARGET, VNNI)                                                                           \
+TARGET __attribute__((always_inline))                                                                         \
+static inline void NAME(int type, const int MI, const uint8_t *P, long blocks, const int8_t *Q, const float *D, \
+                        const int32_t *S, long i0, float *out, long ldo, int half, int keep) {                \
+    const long pb = packed_block_bytes(type), scales = (type == DK_Q8_0 ? 8 : 4) * 64;                      \
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);                                 \
+    __m256 acc[4];                                                                                            \
+    UNROLL for (int i = 0; i < MI; i++) acc[i] = _mm256_setzero_ps();                                         \
+    for (long b = 0; b < blocks; b++) {                                                                       \
+        const uint8_t *p = P + b * pb + 32 * half;                                                            \
+        __m256i dot[4];                                                                                       \
+        UNROLL for (int i = 0; i < MI; i++) dot[i] = _mm256_setzero_si256();                                  \
+        if (type == DK_Q8_0) {                                                                                \
+            UNROLL for (int t = 0; t < 8; t++) {                                                              \
+                const __m256i u = _mm256_loadu_si256((const __m256i *)(p + t * 64));                          \
+                const __m256i w = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80)), aw = _mm256_abs_epi8(w); \
+                UNROLL for (int i = 0; i < MI; i++) {                                                         \
+                    const __m256i x = _mm256_sign_epi8(X4_256(i, t), w);                                       \
+                    dot[i] = VNNI ? DPBUSD256(dot[i], aw, x)                                                  \
+                                  : _mm256_add_epi32(dot[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones)); \
+                }                                                                                             \
+            }                                                                                                 \
+        } else {                                                                                              \
+            __m256i sum16[4];                                                                                 \
+            UNROLL for (int i = 0; i < MI; i++) sum16[i] = _mm256_setzero_si256();                            \
+            UNROLL for (int t = 0; t < 4; t++) {                                                              \
+                const __m256i n = _mm256_loadu_si256((const __m256i *)(p + t * 64));                          \
+                const __m256i lo = _mm256_and_si256(n, low), hi = _mm256_and_si256(_mm256_srli_epi16(n, 4), low); \
+                UNROLL for (int i = 0; i < MI; i++) {                                                         \
+                    if (VNNI) {                                                                               \
+                        dot[i] = DPBUSD256(dot[i], lo, X4_256(i, t));                                         \
+                        dot[i] = DPBUSD256(dot[i], hi, X4_256(i, t + 4));                                     \
+                    } else {                                                                                  \
+                        sum16[i] = _mm256_add_epi16(sum16[i], _mm256_maddubs_epi16(lo, X4_256(i, t)));        \
+                        sum16[i] = _mm256_add_epi16(sum16[i], _mm256_maddubs_epi16(hi, X4_256(i, t + 4)));    \
+                    }                                                                                         \
+                }                                                                                             \
+            }                                                                                                 \
+            if (!VNNI) { UNROLL for (int i = 0; i < MI; i++) dot[i] = _mm256_madd_epi16(sum16[i], ones); }    \
+            if (type == DK_Q4_0) {                                                                            \
+                UNROLL for (int i = 0; i < MI; i++)                                                           \
+                    dot[i] = _mm256_add_epi32(dot[i], _mm256_set1_epi32(-8 * S[(i0 + i) * blocks + b]));      \
+            }                                                                                                 \
+        }                                                                                                     \
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p - 32 * half + scales + 16 * half))); \
+        const __m256 mw = type == DK_Q4_1                                                                     \
+            ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p - 32 * half + scales + 32 + 16 * half))) : dw; \
+        UNROLL for (int i = 0; i < MI; i++) {                                                                 \
+            const long k = (i0 + i) * blocks + b;                                                             \
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i]), _mm256_mul_ps(dw, _mm256_set1_ps(D[k])), acc[i]); \
+            if (type == DK_Q4_1) acc[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(D[k] * (float)S[k]), acc[i]);     \
+        }                                                                                                     \
+    }                                                                                                         \
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(keep), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); \
+    UNROLL for (int i = 0; i < MI; i++) _mm256_maskstore_ps(out + i * ldo, mask, acc[i]);                    \
+}
+
+// Activations 4t..4t + 3 of input row i, broadcast to 8 lanes.
+#define X4_256(i, t) ({ int32_t x4_; memcpy(&x4_, Q + ((i0 + (i)) * blocks + b) * 32 + 4 * (t), 4); _mm256_set1_epi32(x4_); })
+#define DPBUSD256(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+TILE256(tile_avxvnni, AVXVNNI_TARGET, 1)
+#undef DPBUSD256
+#define DPBUSD256(acc, u, s) (acc)
+TILE256(tile_avx2, AVX2_TARGET, 0)
+#undef DPBUSD256
+
+// Rows row0..<row1 by halves of slivers; `keep` lanes of a half from its first row on.
+#define SLIVERS256(NAME, TILE, TARGET)                                                                        \
+TARGET __attribute__((always_inline))                                                                         \
+static inline void NAME(int type, const uint8_t *P, long cols, const int8_t *Q, const float *D,              \
+                        const int32_t *S, long m, float *Y, long ldy, long row0, long row1) {                 \
+    const long blocks = cols / 32, pb = packed_block_bytes(type);                                             \
+    for (long h0 = row0 / 8 * 8; h0 < row1; h0 += 8) {                                                        \
+        const long r0 = h0 / 16 * 16, first = row0 > h0 ? row0 - h0 : 0;                                     \
+        const int half = (int)(h0 / 8 % 2), n = (int)(row1 - h0 < 8 ? row1 - h0 : 8);                         \
+        const uint8_t *sliver = P + r0 / 16 * blocks * pb;                                                    \
+        /* A half whose first rows are outside the range: its lanes go through `part`. */                   \
+        float part[4 * 8];                                                                                    \
+        for (long i0 = 0; i0 < m; i0 += 4) {                                                                  \
+            const long mi = m - i0 < 4 ? m - i0 : 4;                                                          \
+            float *y = first ? part : Y + i0 * ldy + h0;                                                      \
+            const long ly = first ? 8 : ldy;                                                                  \
+            switch (mi) {                                                                                     \
+            case 1: TILE(type, 1, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                       \
+            case 2: TILE(type, 2, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                       \
+            case 3: TILE(type, 3, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                       \
+            default: TILE(type, 4, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                      \
+            }                                                                                                 \
+            if (first)                                                                                        \
+                for (long i = 0; i < mi; i++)                                                                 \
+                    for (long j = first; j < n; j++) Y[(i0 + i) * ldy + h0 + j] = part[i * 8 + j];            \
+        }                                                                                                     \
+    }                                                                                                         \
+}
+SLIVERS256(slivers_avx2, tile_avx2, AVX2_TARGET)
+SLIVERS256(slivers_avxvnni, tile_avxvnni, AVXVNNI_TARGET)
+
+AVX2_TARGET
+static void q8gemm_avx2(int type, const uint8_t *p, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                        long m, float *Y, long ldy, long row0, long row1) {
+    switch (type) {
+    case DK_Q4_0: slivers_avx2(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    case DK_Q4_1: slivers_avx2(DK_Q4_1, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    default: slivers_avx2(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    }
+}
+
+AVXVNNI_TARGET
+static void q8gemm_avxvnni(int type, const uint8_t *p, long cols, const int8_t *Q, const float *D, const int32_t *S,
+                           long m, float *Y, long ldy, long row0, long row1) {
+    switch (type) {
+    case DK_Q4_0: slivers_avxvnni(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    case DK_Q4_1: slivers_avxvnni(DK_Q4_1, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    default: slivers_avxvnni(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
+    }
+}
+
+void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
+               long m, float *Y, long ldy, long row0, long row1, int kernel) {
+    const uint8_t *p = (const uint8_t *)P;
+    if (kernel == DK_Q8_VNNI) q8gemm_vnni(type, p, cols, Q, D, S, m, Y, ldy, row0, row1);
+    else if (kernel == DK_Q8_AVXVNNI) q8gemm_avxvnni(type, p, cols, Q, D, S, m, Y, ldy, row0, row1);
+    else q8gemm_avx2(type, p, cols, Q, D, S, m, Y, ldy, row0, row1);
+}
 #else
 int dk_q8_vnni_available(void) { return 0; }
 void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1) {
     pack_slivers_scalar(type, (const uint8_t *)W, rows, cols, (uint8_t *)P, s0, s1);
 }
 void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
-               long m, float *Y, long ldy, long row0, long row1) {
-    (void)type; (void)P; (void)cols; (void)Q; (void)D; (void)S; (void)m; (void)Y; (void)ldy; (void)row0; (void)row1;
+               long m, float *Y, long ldy, long row0, long row1, int kernel) {
+    (void)type; (void)P; (void)cols; (void)Q; (void)D; (void)S; (void)m; (void)Y; (void)ldy; (void)row0; (void)row1; (void)kernel;
 }
 #endif

@@ -525,118 +525,6 @@ static void qgemv_q8_portable(int type, const uint8_t *W, long cols, const int8_
 }
 
 #if defined(__x86_64__)
-// A weight block's scale d and the factor of the activations' sum in its dot product
-// (Q4_1: its minimum m; Q4_0: −8·d for the nibbles' offset; Q8_0: none).
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void block_scales_avx2(int type, const uint8_t *w, float *dw, float *mw) {
-    *dw = half_f16c(w);
-    *mw = type == DK_Q4_1 ? half_f16c(w + 2) : (type == DK_Q4_0 ? -8.0f * *dw : 0.0f);
-}
-
-// Σ_j w_j·q_j of a weight block's bytes `qw` (Q8_0: signed; Q4: nibbles 0..15) and 32 int8
-// activations `qx`, as 8 Float lanes (maddubs needs an unsigned left operand: Q8_0 moves the
-// weights' signs onto the activations).
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256 block_dot_q8_avx2(int type, __m256i qw, __m256i qx) {
-    __m256i p16 = type == DK_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw))
-                                  : _mm256_maddubs_epi16(qw, qx);
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-// The one-input-row loop (batch-1 decoding) of the integer kernels: per block, DOT(type, qw, qx)
-// — the block's Σ n·q as 8 Float lanes, from its weight bytes and the activations — scaled by
-// d_w·d_x into two alternating accumulators, the offset term summed beside them. Written once,
-// instantiated per instruction set (AVX2 here, AVX-VNNI below) and per block type.
-#define Q8_ROW_LOOP(DOT)                                                                              \
-    long blocks = cols / 32, bb = dk_qblock_bytes(type);                                              \
-    for (long r = row0; r < row1; r++) {                                                              \
-        const uint8_t *row = W + r * blocks * bb;                                                     \
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                    \
-        float e0 = 0, e1 = 0;                                                                         \
-        for (long b = 0; b < blocks; b++) {                                                           \
-            const uint8_t *w = row + b * bb;                                                          \
-            float dw, mw;                                                                             \
-            block_scales_avx2(type, w, &dw, &mw);                                                     \
-            __m256i qx = _mm256_loadu_si256((const __m256i *)(Q + b * 32));                           \
-            __m256 dot = DOT(type, block_bytes_avx2(type, w), qx);                                    \
-            float e = mw * D[b] * (float)S[b];                                                        \
-            if (b & 1) { a1 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a1); e1 += e; }         \
-            else { a0 = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[b]), a0); e0 += e; }               \
-        }                                                                                             \
-        Y[r] = hsum256(_mm256_add_ps(a0, a1)) + e0 + e1;                                              \
-    }
-
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void qgemv_q8_avx2_row(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                                     float *Y, long row0, long row1) {
-    Q8_ROW_LOOP(block_dot_q8_avx2)
-}
-
-// AVX-VNNI: the same VPDPBUSD on 256-bit registers in its VEX form, for CPUs with AVX2 and no
-// AVX-512 (Intel's client cores since Alder Lake, Sierra Forest's E-cores).
-#define AVXVNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))
-
-// VPDPBUSD (its VEX form) in place of VPMADDUBSW + VPMADDWD: the same sums (no 16-bit
-// intermediate saturates with these operands), so the AVX-VNNI kernel gives the AVX2 kernel's bits.
-AVXVNNI_TARGET __attribute__((always_inline))
-static inline __m256 block_dot_q8_avxvnni(int type, __m256i qw, __m256i qx) {
-    if (type == DK_Q8_0) { qx = _mm256_sign_epi8(qx, qw); qw = _mm256_abs_epi8(qw); }
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), qw, qx));
-}
-
-// The integer kernel on 256-bit registers, any number of input rows: one row as Q8_ROW_LOOP (one
-// copy per block type), several in tiles of 8 rows sharing each weight block's bytes.
-#define Q8_KERNEL_256(ROW, DOT)                                                                  \
-    long blocks = cols / 32, bb = dk_qblock_bytes(type);                                         \
-    if (m == 1) {                                                                                \
-        switch (type) {                                                                          \
-        case DK_Q4_0: ROW(DK_Q4_0, W, cols, Q, D, S, Y, row0, row1); break;                      \
-        case DK_Q4_1: ROW(DK_Q4_1, W, cols, Q, D, S, Y, row0, row1); break;                      \
-        default: ROW(DK_Q8_0, W, cols, Q, D, S, Y, row0, row1); break;                           \
-        }                                                                                        \
-        return;                                                                                  \
-    }                                                                                            \
-    for (long r = row0; r < row1; r++) {                                                         \
-        const uint8_t *row = W + r * blocks * bb;                                                \
-        for (long i0 = 0; i0 < m; i0 += 8) {                                                     \
-            long mi = m - i0 < 8 ? m - i0 : 8;                                                   \
-            __m256 acc[8];                                                                       \
-            float extra[8];                                                                      \
-            for (long i = 0; i < mi; i++) { acc[i] = _mm256_setzero_ps(); extra[i] = 0; }        \
-            for (long b = 0; b < blocks; b++) {                                                  \
-                const uint8_t *w = row + b * bb;                                                 \
-                float dw, mw;                                                                    \
-                block_scales_avx2(type, w, &dw, &mw);                                            \
-                __m256i qw = block_bytes_avx2(type, w);                                          \
-                for (long i = 0; i < mi; i++) {                                                  \
-                    long k = (i0 + i) * blocks + b;                                              \
-                    __m256 dot = DOT(type, qw, _mm256_loadu_si256((const __m256i *)(Q + k * 32))); \
-                    acc[i] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * D[k]), acc[i]);            \
-                    extra[i] += mw * D[k] * (float)S[k];                                         \
-                }                                                                                \
-            }                                                                                    \
-            for (long i = 0; i < mi; i++) Y[(i0 + i) * ldy + r] = hsum256(acc[i]) + extra[i];    \
-        }                                                                                        \
-    }
-
-__attribute__((target("avx2,fma,f16c")))
-static void qgemv_q8_avx2(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                          long m, float *Y, long ldy, long row0, long row1) {
-    Q8_KERNEL_256(qgemv_q8_avx2_row, block_dot_q8_avx2)
-}
-
-AVXVNNI_TARGET __attribute__((always_inline))
-static inline void qgemv_q8_avxvnni_row(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D,
-                                        const int32_t *S, float *Y, long row0, long row1) {
-    Q8_ROW_LOOP(block_dot_q8_avxvnni)
-}
-
-AVXVNNI_TARGET
-static void qgemv_q8_avxvnni(int type, const uint8_t *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                             long m, float *Y, long ldy, long row0, long row1) {
-    Q8_KERNEL_256(qgemv_q8_avxvnni_row, block_dot_q8_avxvnni)
-}
-
 static int has_avxvnni(void) {
     static int has = -1;
     if (has < 0) {
@@ -660,14 +548,6 @@ int dk_qgemv_q8_supports(int kernel) {
 }
 
 void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                 long m, float *Y, long ldy, long row0, long row1, int kernel) {
-#if defined(__x86_64__)
-    if (kernel == DK_Q8_VNNI) kernel = DK_Q8_BEST;   // dk_q8gemm's, on a packed matrix
-    if ((kernel == DK_Q8_BEST || kernel == DK_Q8_AVXVNNI) && has_avxvnni()) {
-        qgemv_q8_avxvnni(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1);
-        return;
-    }
-    if (kernel != DK_Q8_PORTABLE && has_avx2()) { qgemv_q8_avx2(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1); return; }
-#endif
+                 long m, float *Y, long ldy, long row0, long row1) {
     qgemv_q8_portable(type, (const uint8_t *)W, cols, Q, D, S, m, Y, ldy, row0, row1);
 }

@@ -124,16 +124,15 @@ void dk_quantize_q8_blocks(const float *x, long cols, int8_t *q, float *d, int32
 /// The same with the portable code (AVX2 where the CPU has it gives the same bytes; tests).
 void dk_quantize_q8_blocks_portable(const float *x, long cols, int8_t *q, float *d, int32_t *sum);
 /// Kernels of the fast option: the fastest the CPU runs (AVX-512 VNNI, else AVX-VNNI, else AVX2,
-/// else portable), or one forced (a forced one the CPU lacks falls back as BEST does; see
-/// dk_qgemv_q8_supports). AVX-512 VNNI is dk_q8gemm on a packed matrix (the caller packs it);
-/// dk_qgemv_q8 runs the others on the blocks (given DK_Q8_VNNI, it runs as BEST does).
+/// else portable), or one forced (see dk_qgemv_q8_supports). Each but the portable one is
+/// dk_q8gemm on a packed matrix (q8gemm.c); the portable one is dk_qgemv_q8 on the blocks.
 enum { DK_Q8_BEST = 0, DK_Q8_PORTABLE = 1, DK_Q8_AVX2 = 2, DK_Q8_VNNI = 3, DK_Q8_AVXVNNI = 4 };
 /// Like dk_qgemv with the activations quantized by dk_quantize_q8_blocks (m rows of cols/32
-/// blocks each): integer dot products per block with `kernel`. Slightly changes the results
+/// blocks each): integer dot products per block, in portable code. Slightly changes the results
 /// (activation rounding): the fast decoding option.
 void dk_qgemv_q8(int type, const void *W, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                 long m, float *Y, long ldy, long row0, long row1, int kernel);
-/// 1 where this CPU runs dk_qgemv_q8's `kernel`.
+                 long m, float *Y, long ldy, long row0, long row1);
+/// 1 where this CPU runs the fast option's `kernel`.
 int dk_qgemv_q8_supports(int kernel);
 /// 1 where this CPU runs AVX-512 VNNI (dk_qgemv_q8's fastest kernels, dk_q8gemm).
 int dk_q8_vnni_available(void);
@@ -145,11 +144,12 @@ long dk_q8_packed_bytes(int type, long rows, long cols);
 void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1);
 /// Rows [row0, row1) of Y [m, ·] (row stride ldy) = x·Wᵀ for W packed by dk_q8_pack and m
 /// activation rows quantized by dk_quantize_q8_blocks: dk_qgemv_q8's arithmetic, rounded in
-/// another order; each row's result independent of the other input rows and of the range.
-/// Ranges on multiples of 16 do no wasted work. Single-threaded; only where
-/// dk_q8_vnni_available() is 1.
+/// another order; each row's result independent of the other input rows and of the range, and
+/// the same bits with each `kernel`: DK_Q8_VNNI (AVX-512 VNNI), DK_Q8_AVXVNNI, or else AVX2 —
+/// one the CPU runs (dk_qgemv_q8_supports). Ranges on multiples of 16 do no wasted work.
+/// Single-threaded; x86-64 only.
 void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
-               long m, float *Y, long ldy, long row0, long row1);
+               long m, float *Y, long ldy, long row0, long row1, int kernel);
 
 // ---- Vector primitives (vec.c), AVX2+FMA when the CPU has it ----
 

@@ -448,44 +448,51 @@ final class QuantizedMatrixTests: XCTestCase {
         }
     }
 
-    /// The AVX-512 VNNI kernel (a GEMM over weights packed in slivers of 16 rows) gives each input
-    /// row the bits it gets alone, whatever the other rows (tiles of 8 and shorter) and however the
-    /// weight rows are split — ranges starting and ending inside a sliver, matrices of 21 and 37
-    /// rows (partial last slivers) in one loop — and agrees with the block arithmetic in Double
-    /// (`testInt8ActivationsFollowTheBlockArithmetic`).
-    func testPackedInt8KernelRowsDoNotDependOnTheirNeighbours() throws {
-        try XCTSkipUnless(QuantizedMatrix.Int8Kernel.avx512VNNI.isSupported, "no AVX-512 VNNI")
-        let cols = 160
+    /// The vector int8 kernels (a GEMM over weights packed in slivers of 16 rows: AVX-512 VNNI on
+    /// 16 lanes, AVX2 and AVX-VNNI on halves of 8) give the same bits, and give each input row the
+    /// bits it gets alone, whatever the other rows (tiles of 8 or 4 and shorter) and however the
+    /// weight rows are split — ranges starting and ending inside a sliver or a half, matrices of
+    /// 21 and 37 rows (partial last slivers) in one loop. Their agreement with the block
+    /// arithmetic in Double: `testInt8ActivationsFollowTheBlockArithmetic`.
+    func testPackedInt8KernelsAgreeAndRowsDoNotDependOnTheirNeighbours() throws {
+        typealias K = QuantizedMatrix.Int8Kernel
+        let kernels = [K.avx2, .avx512VNNI, .avxVNNI].filter(\.isSupported)
+        try XCTSkipIf(kernels.isEmpty, "no vector int8 kernel on this CPU")
+        let cols = 160, m = 19
         var rng = TestRNG(seed: 44)
         for format in [QuantizedMatrix.Format.q4_0, .q4_1, .q8_0] {
             let ws = try [21, 37].map { rows in
                 try QuantizedMatrix(format: format, rows: rows, cols: cols, blocks: randomBlocks(format, rows: rows, cols: cols, seed: 80 + UInt64(rows)))
             }
-            let m = 19
             let x = Tensor((0..<(m * cols)).map { _ in rng.normal() * 2 }, shape: [m, cols])
-            let together = QuantizedMatrix.multiply(ws, x, int8Activations: true, int8Kernel: .avx512VNNI)
-            for (w, y) in zip(ws, together) {
-                let all = y.scalars
-                for i in [0, 7, 8, 18] {
-                    let row = Tensor(Array(x.scalars[(i * cols)..<((i + 1) * cols)]), shape: [1, cols])
-                    let alone = w.multiply(row, int8Activations: true, int8Kernel: .avx512VNNI).scalars
-                    XCTAssertEqual(alone.map(\.bitPattern), all[(i * w.rows)..<((i + 1) * w.rows)].map(\.bitPattern), "\(format) rows \(w.rows) input row \(i)")
+            // The activations quantized as `multiply` does, for the C kernel called directly below.
+            var q = [Int8](repeating: 0, count: m * cols), d = [Float](repeating: 0, count: m * cols / 32)
+            var s = [Int32](repeating: 0, count: m * cols / 32)
+            let xs = x.scalars, nb = cols / 32
+            q.withUnsafeMutableBufferPointer { qp in d.withUnsafeMutableBufferPointer { dp in s.withUnsafeMutableBufferPointer { sp in
+                for i in 0..<m { dk_quantize_q8_blocks(Array(xs[(i * cols)..<((i + 1) * cols)]), cols, qp.baseAddress! + i * cols,
+                                                       dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
+            } } }
+            let reference = QuantizedMatrix.multiply(ws, x, int8Activations: true, int8Kernel: kernels[0]).map(\.scalars)
+            for kernel in kernels {
+                let together = QuantizedMatrix.multiply(ws, x, int8Activations: true, int8Kernel: kernel)
+                for (j, (w, y)) in zip(ws, together).enumerated() {
+                    let all = y.scalars
+                    XCTAssertEqual(all.map(\.bitPattern), reference[j].map(\.bitPattern), "\(format) rows \(w.rows): \(kernel.name) against \(kernels[0].name)")
+                    for i in [0, 3, 7, 8, 18] {
+                        let row = Tensor(Array(xs[(i * cols)..<((i + 1) * cols)]), shape: [1, cols])
+                        let alone = w.multiply(row, int8Activations: true, int8Kernel: kernel).scalars
+                        XCTAssertEqual(alone.map(\.bitPattern), all[(i * w.rows)..<((i + 1) * w.rows)].map(\.bitPattern),
+                                       "\(format) rows \(w.rows) input row \(i) \(kernel.name)")
+                    }
+                    // Ranges that cut slivers and halves, straight through the C kernel.
+                    var parts = [Float](repeating: .nan, count: m * w.rows)
+                    let cuts = [0, 3, 11, 16, 19, w.rows]
+                    for (lo, hi) in zip(cuts, cuts.dropFirst()) where lo < hi {
+                        dk_q8gemm(format.rawValue, w.int8Packed(), cols, q, d, s, m, &parts, w.rows, lo, hi, kernel.rawValue)
+                    }
+                    XCTAssertEqual(parts.map(\.bitPattern), all.map(\.bitPattern), "\(format) rows \(w.rows): split ranges, \(kernel.name)")
                 }
-                // Ranges that cut slivers, straight through the C kernel on the packed copy.
-                var parts = [Float](repeating: .nan, count: m * w.rows)
-                let packed = w.int8Packed()
-                var q = [Int8](repeating: 0, count: m * cols), d = [Float](repeating: 0, count: m * cols / 32)
-                var s = [Int32](repeating: 0, count: m * cols / 32)
-                let xs = x.scalars, nb = cols / 32
-                q.withUnsafeMutableBufferPointer { qp in d.withUnsafeMutableBufferPointer { dp in s.withUnsafeMutableBufferPointer { sp in
-                    for i in 0..<m { dk_quantize_q8_blocks(Array(xs[(i * cols)..<((i + 1) * cols)]), cols, qp.baseAddress! + i * cols,
-                                                           dp.baseAddress! + i * nb, sp.baseAddress! + i * nb) }
-                } } }
-                let cuts = [0, 3, 16, 19, w.rows]
-                for (lo, hi) in zip(cuts, cuts.dropFirst()) where lo < hi {
-                    dk_q8gemm(format.rawValue, packed, cols, q, d, s, m, &parts, w.rows, lo, hi)
-                }
-                XCTAssertEqual(parts.map(\.bitPattern), all.map(\.bitPattern), "\(format) rows \(w.rows): split ranges")
             }
         }
     }
