@@ -142,6 +142,9 @@ int dk_q8_vnni_available(void);
 /// a partial last sliver is padded with zero rows).
 long dk_q8_packed_bytes(int type, long rows, long cols);
 void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1);
+/// dk_q8_pack with the packing code of `isa`: 0 portable, 1 AVX2, 2 AVX-512 (where the CPU runs
+/// it, else portable) — the same bytes (tests).
+void dk_q8_pack_with(int isa, int type, const void *W, long rows, long cols, void *P, long s0, long s1);
 /// Rows [row0, row1) of Y [m, ·] (row stride ldy) = x·Wᵀ for W packed by dk_q8_pack and m
 /// activation rows quantized by dk_quantize_q8_blocks: dk_qgemv_q8's arithmetic, rounded in
 /// another order; each row's result independent of the other input rows and of the range, and

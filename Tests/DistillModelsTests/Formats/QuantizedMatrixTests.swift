@@ -497,6 +497,23 @@ final class QuantizedMatrixTests: XCTestCase {
         }
     }
 
+    /// The int8 kernels' packing (slivers of 16 rows) writes the portable code's bytes with AVX2
+    /// and with AVX-512, for each block type, a partial last sliver included.
+    func testVectorPackingGivesThePortableBytes() throws {
+        for format in [QuantizedMatrix.Format.q4_0, .q4_1, .q8_0] {
+            let rows = 37, cols = 96
+            let blocks = randomBlocks(format, rows: rows, cols: cols, seed: 90 + UInt64(format.rawValue))
+            func packed(_ isa: Int32) -> [UInt8] {
+                var out = [UInt8](repeating: 0xAA, count: dk_q8_packed_bytes(format.rawValue, rows, cols))
+                dk_q8_pack_with(isa, format.rawValue, blocks, rows, cols, &out, 0, (rows + 15) / 16)
+                return out
+            }
+            let portable = packed(0)
+            XCTAssertEqual(packed(1), portable, "\(format) AVX2")
+            XCTAssertEqual(packed(2), portable, "\(format) AVX-512")
+        }
+    }
+
     /// DISTILL_INT8_KERNEL forces a kernel the CPU runs; a typo or a kernel this CPU lacks is
     /// ignored with a reason that says so (printed by `distill bench generate --fast`).
     func testInt8KernelSettingIsObeyedOrRefusedWithAReason() {
