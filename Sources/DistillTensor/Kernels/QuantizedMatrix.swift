@@ -40,14 +40,14 @@ public final class QuantizedMatrix: @unchecked Sendable {
     private let owned: [UInt8]?
     private let base: UnsafeRawPointer
     private let owner: AnyObject?
-    /// The blocks repacked for the AVX-512 VNNI kernel (`dk_q8_pack`; as large as the blocks),
-    /// made by the first fast product that runs it (see `int8Packed`).
+    /// The blocks repacked for the vector int8 kernels (`dk_q8_pack`; as large as the blocks),
+    /// made by the first fast product that runs one (see `int8Packed`).
     private var packedForInt8: UnsafeMutableRawPointer?
     private let packing = NSLock()
 
     deinit { packedForInt8?.deallocate() }
 
-    /// The blocks in the AVX-512 VNNI kernel's slivers of 16 rows, packed on first use (threads
+    /// The blocks in the vector int8 kernels' slivers of 16 rows, packed on first use (threads
     /// splitting the slivers) and kept: a model served with `--fast` holds its Q4_0/Q4_1/Q8_0
     /// matrices twice (the file's blocks stay mapped; pages no longer read can be dropped).
     func int8Packed() -> UnsafeRawPointer {
@@ -208,8 +208,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
         return y
     }
 
-    /// The integer dot-product kernels of the fast option (`int8Activations`): by default the
-    /// fastest this CPU runs (AVX-512 VNNI, AVX2, portable code); tests force each one.
+    /// The integer kernels of the fast option (`int8Activations`): by default the fastest this
+    /// CPU runs (AVX-512 VNNI, AVX-VNNI, AVX2, portable code); tests force each one.
     public enum Int8Kernel: Int32, CaseIterable, Sendable {
         /// All but `portable` multiply a repacked copy of the matrix (`int8Packed`) and give the
         /// same bits: avx512VNNI on 16 lanes, avx2 and avxVNNI (VPDPBUSD's VEX form, for AVX2 CPUs
