@@ -190,9 +190,6 @@ void dk_q8_pack_with(int isa, int type, const void *W, long rows, long cols, voi
     }
 }
 
-void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1) {
-    dk_q8_pack_with(dk_q8_vnni_available() ? 2 : 1, type, W, rows, cols, P, s0, s1);
-}
 
 // Y[i0 + i][r0 ..< r0 + 16] (lanes `keep`) for MI ≤ 8 input rows of the packed sliver P (MI a
 // constant where inlined: the tile's accumulators stay in registers only when its loops unroll).
@@ -261,16 +258,18 @@ static inline void slivers(int type, const uint8_t *P, long cols, const int8_t *
     }
 }
 
-Q8GEMM_TARGET
-static void q8gemm_vnni(int type, const uint8_t *p, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                        long m, float *Y, long ldy, long row0, long row1) {
-    // One copy of the loops per block type (its branches fold away).
-    switch (type) {
-    case DK_Q4_0: slivers(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    case DK_Q4_1: slivers(DK_Q4_1, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    default: slivers(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    }
+// NAME(type, …): SLIVERS with the block type a constant, one copy of the loops per type (its
+// branches fold away).
+#define PER_BLOCK_TYPE(NAME, SLIVERS, TARGET)                                                               \
+TARGET static void NAME(int type, const uint8_t *p, long cols, const int8_t *Q, const float *D,            \
+                        const int32_t *S, long m, float *Y, long ldy, long row0, long row1) {               \
+    switch (type) {                                                                                         \
+    case DK_Q4_0: SLIVERS(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;                        \
+    case DK_Q4_1: SLIVERS(DK_Q4_1, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;                        \
+    default: SLIVERS(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;                             \
+    }                                                                                                       \
 }
+PER_BLOCK_TYPE(q8gemm_vnni, slivers, Q8GEMM_TARGET)
 
 // ---- The same GEMM on 256-bit registers: AVX2, and AVX-VNNI ----
 // Each 64-byte vector of a packed block is two halves of 8 rows; a tile is one half (8 lanes) and
@@ -287,13 +286,13 @@ static void q8gemm_vnni(int type, const uint8_t *p, long cols, const int8_t *Q, 
 #define TILE256(NAME, TARGET, VNNI)                                                                           \
 TARGET __attribute__((always_inline))                                                                         \
 static inline void NAME(int type, const int MI, const uint8_t *P, long blocks, const int8_t *Q, const float *D, \
-                        const int32_t *S, long i0, float *out, long ldo, int half, int keep) {                \
+                        const int32_t *S, long i0, float *out, long ldo, int half, int first, int n) {        \
     const long pb = packed_block_bytes(type), scales = (type == DK_Q8_0 ? 8 : 4) * 64;                      \
     const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);                                 \
     __m256 acc[4];                                                                                            \
     UNROLL for (int i = 0; i < MI; i++) acc[i] = _mm256_setzero_ps();                                         \
     for (long b = 0; b < blocks; b++) {                                                                       \
-        const uint8_t *p = P + b * pb + 32 * half;                                                            \
+        const uint8_t *block = P + b * pb, *p = block + 32 * half;                                            \
         __m256i dot[4];                                                                                       \
         UNROLL for (int i = 0; i < MI; i++) dot[i] = _mm256_setzero_si256();                                  \
         if (type == DK_Q8_0) {                                                                                \
@@ -328,16 +327,19 @@ static inline void NAME(int type, const int MI, const uint8_t *P, long blocks, c
                     dot[i] = _mm256_add_epi32(dot[i], _mm256_set1_epi32(-8 * S[(i0 + i) * blocks + b]));      \
             }                                                                                                 \
         }                                                                                                     \
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p - 32 * half + scales + 16 * half))); \
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(block + scales + 16 * half)));   \
         const __m256 mw = type == DK_Q4_1                                                                     \
-            ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p - 32 * half + scales + 32 + 16 * half))) : dw; \
+            ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(block + scales + 32 + 16 * half))) : dw;      \
         UNROLL for (int i = 0; i < MI; i++) {                                                                 \
             const long k = (i0 + i) * blocks + b;                                                             \
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i]), _mm256_mul_ps(dw, _mm256_set1_ps(D[k])), acc[i]); \
             if (type == DK_Q4_1) acc[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(D[k] * (float)S[k]), acc[i]);     \
         }                                                                                                     \
     }                                                                                                         \
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(keep), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); \
+    /* Lanes first..<n: the rows of the caller's range in this half. */                                   \
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                                          \
+    const __m256i mask = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane),                     \
+                                          _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(first - 1)));            \
     UNROLL for (int i = 0; i < MI; i++) _mm256_maskstore_ps(out + i * ldo, mask, acc[i]);                    \
 }
 
@@ -350,56 +352,32 @@ TILE256(tile_avxvnni, AVXVNNI_TARGET, 1)
 TILE256(tile_avx2, AVX2_TARGET, 0)
 #undef DPBUSD256
 
-// Rows row0..<row1 by halves of slivers; `keep` lanes of a half from its first row on.
+// Rows row0..<row1 by halves of slivers (a range may start or end inside a half).
 #define SLIVERS256(NAME, TILE, TARGET)                                                                        \
 TARGET __attribute__((always_inline))                                                                         \
 static inline void NAME(int type, const uint8_t *P, long cols, const int8_t *Q, const float *D,              \
                         const int32_t *S, long m, float *Y, long ldy, long row0, long row1) {                 \
     const long blocks = cols / 32, pb = packed_block_bytes(type);                                             \
     for (long h0 = row0 / 8 * 8; h0 < row1; h0 += 8) {                                                        \
-        const long r0 = h0 / 16 * 16, first = row0 > h0 ? row0 - h0 : 0;                                     \
-        const int half = (int)(h0 / 8 % 2), n = (int)(row1 - h0 < 8 ? row1 - h0 : 8);                         \
-        const uint8_t *sliver = P + r0 / 16 * blocks * pb;                                                    \
-        /* A half whose first rows are outside the range: its lanes go through `part`. */                   \
-        float part[4 * 8];                                                                                    \
+        const int half = (int)(h0 / 8 % 2), first = (int)(row0 > h0 ? row0 - h0 : 0);                        \
+        const int n = (int)(row1 - h0 < 8 ? row1 - h0 : 8);                                                   \
+        const uint8_t *sliver = P + h0 / 16 * blocks * pb;                                                    \
         for (long i0 = 0; i0 < m; i0 += 4) {                                                                  \
-            const long mi = m - i0 < 4 ? m - i0 : 4;                                                          \
-            float *y = first ? part : Y + i0 * ldy + h0;                                                      \
-            const long ly = first ? 8 : ldy;                                                                  \
-            switch (mi) {                                                                                     \
-            case 1: TILE(type, 1, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                       \
-            case 2: TILE(type, 2, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                       \
-            case 3: TILE(type, 3, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                       \
-            default: TILE(type, 4, sliver, blocks, Q, D, S, i0, y, ly, half, n); break;                      \
+            float *y = Y + i0 * ldy + h0;                                                                     \
+            switch (m - i0 < 4 ? m - i0 : 4) {                                                                \
+            case 1: TILE(type, 1, sliver, blocks, Q, D, S, i0, y, ldy, half, first, n); break;               \
+            case 2: TILE(type, 2, sliver, blocks, Q, D, S, i0, y, ldy, half, first, n); break;               \
+            case 3: TILE(type, 3, sliver, blocks, Q, D, S, i0, y, ldy, half, first, n); break;               \
+            default: TILE(type, 4, sliver, blocks, Q, D, S, i0, y, ldy, half, first, n); break;              \
             }                                                                                                 \
-            if (first)                                                                                        \
-                for (long i = 0; i < mi; i++)                                                                 \
-                    for (long j = first; j < n; j++) Y[(i0 + i) * ldy + h0 + j] = part[i * 8 + j];            \
         }                                                                                                     \
     }                                                                                                         \
 }
 SLIVERS256(slivers_avx2, tile_avx2, AVX2_TARGET)
 SLIVERS256(slivers_avxvnni, tile_avxvnni, AVXVNNI_TARGET)
 
-AVX2_TARGET
-static void q8gemm_avx2(int type, const uint8_t *p, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                        long m, float *Y, long ldy, long row0, long row1) {
-    switch (type) {
-    case DK_Q4_0: slivers_avx2(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    case DK_Q4_1: slivers_avx2(DK_Q4_1, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    default: slivers_avx2(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    }
-}
-
-AVXVNNI_TARGET
-static void q8gemm_avxvnni(int type, const uint8_t *p, long cols, const int8_t *Q, const float *D, const int32_t *S,
-                           long m, float *Y, long ldy, long row0, long row1) {
-    switch (type) {
-    case DK_Q4_0: slivers_avxvnni(DK_Q4_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    case DK_Q4_1: slivers_avxvnni(DK_Q4_1, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    default: slivers_avxvnni(DK_Q8_0, p, cols, Q, D, S, m, Y, ldy, row0, row1); break;
-    }
-}
+PER_BLOCK_TYPE(q8gemm_avx2, slivers_avx2, AVX2_TARGET)
+PER_BLOCK_TYPE(q8gemm_avxvnni, slivers_avxvnni, AVXVNNI_TARGET)
 
 void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
                long m, float *Y, long ldy, long row0, long row1, int kernel) {
@@ -414,11 +392,12 @@ void dk_q8_pack_with(int isa, int type, const void *W, long rows, long cols, voi
     (void)isa;
     pack_slivers_scalar(type, (const uint8_t *)W, rows, cols, (uint8_t *)P, s0, s1);
 }
-void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1) {
-    pack_slivers_scalar(type, (const uint8_t *)W, rows, cols, (uint8_t *)P, s0, s1);
-}
 void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float *D, const int32_t *S,
                long m, float *Y, long ldy, long row0, long row1, int kernel) {
     (void)type; (void)P; (void)cols; (void)Q; (void)D; (void)S; (void)m; (void)Y; (void)ldy; (void)row0; (void)row1; (void)kernel;
 }
 #endif
+
+void dk_q8_pack(int type, const void *W, long rows, long cols, void *P, long s0, long s1) {
+    dk_q8_pack_with(dk_q8_vnni_available() ? 2 : 1, type, W, rows, cols, P, s0, s1);
+}
