@@ -334,6 +334,8 @@ static void gemv_row_fma(int transA, int transB, long N, long K, float alpha, co
 }
 #endif
 
+int dk_sgemm_packs_a(int transA, long lda) { return transA && lda > 256; }
+
 static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc, long M, long N, long K,
                        float alpha, const float *A, long lda, float beta, float *C, long ldc) {
     if (M <= 0 || N <= 0) return;
@@ -363,7 +365,7 @@ static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc
                 // fewer rows is packed, zero-padded. op(A) = Aᵀ is read in place only with rows of
                 // A at most 1 KiB apart (attention's probabilities): the products of weight
                 // gradients, Aᵀ with rows 1.4–32 KiB apart, ran up to 15% slower without packing.
-                long direct = transA && lda > 256 ? 0 : mc / MR * MR;
+                long direct = dk_sgemm_packs_a(transA, lda) ? 0 : mc / MR * MR;
                 if (direct < mc) packA(transA, A, lda, ic + direct, mc - direct, pc, kc, MR, Ap);
                 for (long jr = 0; jr < nc; jr += NR) {
                     long cols = nc - jr < NR ? nc - jr : NR;

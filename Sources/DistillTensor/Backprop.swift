@@ -114,12 +114,12 @@ func backward(_ node: Node, _ g: Tensor) -> [Tensor?] {
         return [gatherBackward(g, shape: x[0].shape, index: index, k: k)]
 
     case .where(let c):
-        let ga = x[0].requiresGrad ? zipKernel(g, c) { g, c in c != 0 ? g : 0 }.sum(to: x[0].shape) : nil
-        let gb = x[1].requiresGrad ? zipKernel(g, c) { g, c in c != 0 ? 0 : g }.sum(to: x[1].shape) : nil
+        let ga = x[0].requiresGrad ? zipKernel(g, c, WhereMaskSet()).sum(to: x[0].shape) : nil
+        let gb = x[1].requiresGrad ? zipKernel(g, c, WhereMaskZero()).sum(to: x[1].shape) : nil
         return [ga, gb]
 
     case .maskedFill(let m):
-        return [zipKernel(g, m) { g, m in m != 0 ? 0 : g }]
+        return [zipKernel(g, m, WhereMaskZero())]
 
     case .swiglu:
         let (gg, gu) = swigluBackward(gate: x[0], up: x[1], grad: g)

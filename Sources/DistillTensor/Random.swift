@@ -89,6 +89,6 @@ extension Tensor {
         let mask = Tensor(uninitializedShape: shape)
         let keep = 1 / (1 - p)
         for i in 0..<count { mask.storage.pointer[i] = rng.nextFloat() < p ? 0 : keep }
-        return zipKernel(self, mask) { $0 * $1 }.recorded(.dropout(mask: mask), [self])
+        return zipKernel(self, mask, Mul()).recorded(.dropout(mask: mask), [self])
     }
 }

@@ -252,8 +252,17 @@ final class GemmTests: XCTestCase {
     func testThreadedAndSingleThreadedBuiltinAgreeExactly() {
         // Splitting rows or columns across threads does not change any element's summation order, so the
         // results are bitwise identical (the same run gives the same numbers on any thread count).
+        // A weight gradient's product (few rows, op(A) read in place) splits columns at multiples of
+        // 32, the last share ragged; with Aᵀ's rows over 256 values apart (packed) it splits rows.
+        XCTAssertTrue(Gemm.splitsColumns(m: 200, n: 700, transA: true, lda: 200, threads: 2))
+        XCTAssertTrue(Gemm.splitsColumns(m: 150, n: 333, transA: false, lda: 70, threads: 2))
+        XCTAssertFalse(Gemm.splitsColumns(m: 200, n: 700, transA: true, lda: 300, threads: 2))
+        XCTAssertFalse(Gemm.splitsColumns(m: 300, n: 700, transA: true, lda: 200, threads: 2))
         for p in [Problem(m: 300, n: 257, k: 511, transA: false, transB: true),     // rows split
-                  Problem(m: 4, n: 2100, k: 300, transA: true, transB: false)] {    // columns split
+                  Problem(m: 4, n: 2100, k: 300, transA: true, transB: false),      // columns split
+                  Problem(m: 200, n: 700, k: 513, transA: true, transB: false),     // columns, by 32
+                  Problem(m: 150, n: 333, k: 70, transA: false, transB: true, beta: 0.5),
+                  Problem(m: 200, n: 700, k: 70, transA: true, transB: false, padA: 101)] {   // rows (lda 301)
             let t = check(p, seed: 9, threaded: true, only: [.builtin, .portable])
             let s = check(p, seed: 9, threaded: false, only: [.builtin, .portable])
             XCTAssertEqual(t[.builtin], s[.builtin], "builtin \(p)")

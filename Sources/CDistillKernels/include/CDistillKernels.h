@@ -20,6 +20,11 @@ void dk_sgemm(int transA, int transB, long M, long N, long K, float alpha,
               const float *A, long lda, const float *B, long ldb,
               float beta, float *C, long ldc);
 
+/// 1 when dk_sgemm copies op(A) into packed slivers, 0 when it reads full panels of op(A) in
+/// place: Aᵀ with rows of A more than 256 floats apart is packed. Callers that split a product
+/// across threads use it: a split by columns makes every thread pack all of a packed op(A).
+int dk_sgemm_packs_a(int transA, long lda);
+
 /// Same, forcing the portable kernel (for tests and benchmarks).
 void dk_sgemm_portable(int transA, int transB, long M, long N, long K, float alpha,
                        const float *A, long lda, const float *B, long ldb,

@@ -27,7 +27,7 @@ private func isSuffixBroadcast(_ small: [Int], of big: [Int]) -> Bool {
 }
 
 @inline(__always)
-private func binaryKernel(_ a: Tensor, _ b: Tensor, _ outShape: [Int], _ f: (Float, Float) -> Float) -> Tensor {
+private func binaryKernel<F: ElementZip>(_ a: Tensor, _ b: Tensor, _ outShape: [Int], _ f: F) -> Tensor {
     let out = Tensor(uninitializedShape: outShape)
     let po = out.storage.pointer, pa = a.storage.pointer, pb = b.storage.pointer
     let n = out.count
@@ -61,10 +61,10 @@ private func binaryKernel(_ a: Tensor, _ b: Tensor, _ outShape: [Int], _ f: (Flo
 extension BinaryFunction {
     func forward(_ a: Tensor, _ b: Tensor, shape: [Int]) -> Tensor {
         switch self {
-        case .add: return binaryKernel(a, b, shape) { $0 + $1 }
-        case .sub: return binaryKernel(a, b, shape) { $0 - $1 }
-        case .mul: return binaryKernel(a, b, shape) { $0 * $1 }
-        case .div: return binaryKernel(a, b, shape) { $0 / $1 }
+        case .add: return binaryKernel(a, b, shape, Add())
+        case .sub: return binaryKernel(a, b, shape, Sub())
+        case .mul: return binaryKernel(a, b, shape, Mul())
+        case .div: return binaryKernel(a, b, shape, Div())
         }
     }
 

@@ -54,7 +54,7 @@ extension Tensor {
         let a = shape == s ? self.detached() : broadcastKernel(self, to: s)
         let b = other.shape == s ? other.detached() : broadcastKernel(other, to: s)
         let c = condition.shape == s ? condition.detached() : broadcastKernel(condition, to: s)
-        let out = zip3Kernel(c, a, b) { c, a, b in c != 0 ? a : b }
+        let out = zip3Kernel(c, a, b, Select())
         return out.recorded(.where(condition: c), [self, other])
     }
 
@@ -63,7 +63,7 @@ extension Tensor {
         let s = validated { try broadcastShapes(shape, mask.shape, op: "maskedFill") }
         precondition(s == shape, "maskedFill: mask \(mask.shape) does not broadcast to \(shape)")
         let m = mask.shape == shape ? mask.detached() : broadcastKernel(mask, to: shape)
-        let out = zipKernel(self, m) { x, m in m != 0 ? value : x }
+        let out = zipKernel(self, m, Fill(value: value))
         return out.recorded(.maskedFill(mask: m), [self])
     }
 
@@ -114,4 +114,12 @@ func gatherBackward(_ grad: Tensor, shape: [Int], index: [Int], k: Int) -> Tenso
     let pg = grad.storage.pointer, po = out.storage.pointer
     for r in 0..<rows { for j in 0..<k { po[r * v + index[r * k + j]] += pg[r * k + j] } }
     return out
+}
+
+/// a where the condition c is nonzero, else b.
+private struct Select: ElementZip3 { func callAsFunction(_ c: Float, _ a: Float, _ b: Float) -> Float { c != 0 ? a : b } }
+/// The value where the mask m is nonzero, else x.
+private struct Fill: ElementZip {
+    let value: Float
+    func callAsFunction(_ x: Float, _ m: Float) -> Float { m != 0 ? value : x }
 }

@@ -95,9 +95,9 @@ extension Tensor {
     public func logSumExp(axis: Int, keepDims: Bool = false) -> Tensor {
         let a = normalizeAxis(axis, rank: rank, op: "logSumExp")
         let m = withoutGradients { self.max(axis: a, keepDims: true) }
-        let finiteM = mapKernel(m) { $0.isFinite ? $0 : 0 }
+        let finiteM = mapKernel(m, FiniteOrZero())
         let shifted = withoutGradients { (self.detached() - finiteM).exp().sum(axis: a, keepDims: true) }
-        let y = zipKernel(shifted, finiteM) { Foundation.log($0) + $1 }
+        let y = zipKernel(shifted, finiteM, LogPlus())
         var outShape = shape
         if keepDims { outShape[a] = 1 } else { outShape.remove(at: a) }
         return Tensor(shape: outShape, storage: y.storage).recorded(.logSumExp(axis: a), [self])
@@ -110,3 +110,8 @@ extension Tensor {
         return ax
     }
 }
+
+/// x, or 0 where x is ±∞ or NaN (a row's maximum, before it is subtracted).
+private struct FiniteOrZero: ElementMap { func callAsFunction(_ x: Float) -> Float { x.isFinite ? x : 0 } }
+/// log(s) + m: a log-sum-exp from its shifted sum and its shift.
+private struct LogPlus: ElementZip { func callAsFunction(_ s: Float, _ m: Float) -> Float { Foundation.log(s) + m } }

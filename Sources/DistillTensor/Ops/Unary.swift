@@ -23,72 +23,40 @@ private let invSqrt2Pi: Float = 0.3989422804014327
 
 @inline(__always) private func sigmoidf(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
 
-/// Runs `f` over every element, in parallel for large tensors.
-@inline(__always)
-func mapKernel(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
-    let out = Tensor(uninitializedShape: x.shape)
-    let px = x.storage.pointer, po = out.storage.pointer
-    parallelFor(x.count, grain: 1 << 14) { r in for i in r { po[i] = f(px[i]) } }
-    return out
-}
-
-/// Runs `f` over pairs of elements of two tensors of the same shape.
-@inline(__always)
-func zipKernel(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
-    precondition(a.shape == b.shape, "zipKernel: \(a.shape) vs \(b.shape)")
-    let out = Tensor(uninitializedShape: a.shape)
-    let pa = a.storage.pointer, pb = b.storage.pointer, po = out.storage.pointer
-    parallelFor(a.count, grain: 1 << 14) { r in for i in r { po[i] = f(pa[i], pb[i]) } }
-    return out
-}
-
-/// Runs `f` over triples of elements of three tensors of the same shape.
-@inline(__always)
-func zip3Kernel(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ f: (Float, Float, Float) -> Float) -> Tensor {
-    precondition(a.shape == b.shape && b.shape == c.shape, "zip3Kernel: \(a.shape), \(b.shape), \(c.shape)")
-    let out = Tensor(uninitializedShape: a.shape)
-    let pa = a.storage.pointer, pb = b.storage.pointer, pc = c.storage.pointer, po = out.storage.pointer
-    parallelFor(a.count, grain: 1 << 14) { r in for i in r { po[i] = f(pa[i], pb[i], pc[i]) } }
-    return out
-}
-
 extension UnaryFunction {
     /// y = f(x), elementwise.
     func forward(_ x: Tensor) -> Tensor {
         switch self {
-        case .neg: return mapKernel(x) { -$0 }
-        case .exp: return mapKernel(x) { Foundation.exp($0) }
-        case .log: return mapKernel(x) { Foundation.log($0) }
-        case .sqrt: return mapKernel(x) { $0.squareRoot() }
-        case .rsqrt: return mapKernel(x) { 1 / $0.squareRoot() }
-        case .tanh: return mapKernel(x) { Foundation.tanh($0) }
-        case .sigmoid: return mapKernel(x) { sigmoidf($0) }
+        case .neg: return mapKernel(x, Neg())
+        case .exp: return mapKernel(x, Exp())
+        case .log: return mapKernel(x, Log())
+        case .sqrt: return mapKernel(x, Sqrt())
+        case .rsqrt: return mapKernel(x, Rsqrt())
+        case .tanh: return mapKernel(x, Tanh())
+        case .sigmoid: return mapKernel(x, Sigmoid())
         case .silu:                                  // vectorised exp (exp.c)
             let out = Tensor(uninitializedShape: x.shape)
             let px = x.storage.pointer, po = out.storage.pointer
             parallelFor(x.count, grain: 1 << 14) { r in dk_silu(px + r.lowerBound, po + r.lowerBound, r.count) }
             return out
-        case .relu: return mapKernel(x) { $0 > 0 ? $0 : 0 }
-        case .geluTanh:
-            return mapKernel(x) { v in 0.5 * v * (1 + Foundation.tanh(sqrt2OverPi * (v + 0.044715 * v * v * v))) }
-        case .geluErf: return mapKernel(x) { v in 0.5 * v * (1 + Foundation.erf(v * invSqrt2)) }
-        case .pow(let p):
-            if p == 2 { return mapKernel(x) { $0 * $0 } }
-            return mapKernel(x) { Foundation.pow($0, p) }
-        case let .affine(s, b): return mapKernel(x) { s * $0 + b }
+        case .relu: return mapKernel(x, Relu())
+        case .geluTanh: return mapKernel(x, GeluTanh())
+        case .geluErf: return mapKernel(x, GeluErf())
+        case .pow(let p): return p == 2 ? mapKernel(x, Square()) : mapKernel(x, Pow(p: p))
+        case let .affine(s, b): return mapKernel(x, Affine(scale: s, shift: b))
         }
     }
 
     /// dL/dx = dL/dy · f'(x), with f' written in terms of x and y.
     func backward(x: Tensor, y: Tensor, grad g: Tensor) -> Tensor {
         switch self {
-        case .neg: return mapKernel(g) { -$0 }
-        case .exp: return zipKernel(g, y) { g, y in g * y }                      // (eˣ)' = eˣ
-        case .log: return zipKernel(g, x) { g, x in g / x }                      // (ln x)' = 1/x
-        case .sqrt: return zipKernel(g, y) { g, y in g * 0.5 / y }               // (√x)' = 1/(2√x)
-        case .rsqrt: return zipKernel(g, y) { g, y in g * -0.5 * y * y * y }     // (x^-½)' = -½x^-3/2
-        case .tanh: return zipKernel(g, y) { g, y in g * (1 - y * y) }           // tanh' = 1 - tanh²
-        case .sigmoid: return zipKernel(g, y) { g, y in g * y * (1 - y) }        // σ' = σ(1-σ)
+        case .neg: return mapKernel(g, Neg())
+        case .exp: return zipKernel(g, y, Mul())                                 // (eˣ)' = eˣ
+        case .log: return zipKernel(g, x, Div())                                 // (ln x)' = 1/x
+        case .sqrt: return zipKernel(g, y, SqrtGradient())
+        case .rsqrt: return zipKernel(g, y, RsqrtGradient())
+        case .tanh: return zipKernel(g, y, TanhGradient())
+        case .sigmoid: return zipKernel(g, y, SigmoidGradient())
         case .silu:                                                              // (xσ)' = σ(1 + x(1-σ))
             precondition(g.shape == x.shape, "silu backward: gradient \(g.shape) vs input \(x.shape)")
             let out = Tensor(uninitializedShape: x.shape)
@@ -97,24 +65,69 @@ extension UnaryFunction {
                 dk_silu_backward(px + r.lowerBound, pg + r.lowerBound, po + r.lowerBound, r.count)
             }
             return out
-        case .relu: return zipKernel(g, x) { g, x in x > 0 ? g : 0 }
-        case .geluTanh:
-            // y = ½x(1+t), t = tanh(u), u = c(x + 0.044715x³):
-            // y' = ½(1+t) + ½x(1-t²)·c(1 + 3·0.044715x²)
-            return zipKernel(g, x) { g, x in
-                let t = Foundation.tanh(sqrt2OverPi * (x + 0.044715 * x * x * x))
-                return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * sqrt2OverPi * (1 + 3 * 0.044715 * x * x))
-            }
-        case .geluErf:                                                           // (xΦ(x))' = Φ(x) + xφ(x)
-            return zipKernel(g, x) { g, x in
-                g * (0.5 * (1 + Foundation.erf(x * invSqrt2)) + x * invSqrt2Pi * Foundation.exp(-0.5 * x * x))
-            }
-        case .pow(let p):                                                        // (xᵖ)' = p·xᵖ⁻¹
-            if p == 2 { return zipKernel(g, x) { g, x in 2 * g * x } }
-            return zipKernel(g, x) { g, x in g * p * Foundation.pow(x, p - 1) }
-        case let .affine(s, _): return mapKernel(g) { s * $0 }
+        case .relu: return zipKernel(g, x, ReluGradient())
+        case .geluTanh: return zipKernel(g, x, GeluTanhGradient())
+        case .geluErf: return zipKernel(g, x, GeluErfGradient())
+        case .pow(let p): return p == 2 ? zipKernel(g, x, SquareGradient()) : zipKernel(g, x, PowGradient(p: p))
+        case let .affine(s, _): return mapKernel(g, Affine(scale: s, shift: 0))
         }
     }
+}
+
+// Each function's value (x → y) and gradient ((g, x or y) → g·f'), as types for the kernels.
+
+private struct Neg: ElementMap { func callAsFunction(_ x: Float) -> Float { -x } }
+private struct Exp: ElementMap { func callAsFunction(_ x: Float) -> Float { Foundation.exp(x) } }
+private struct Log: ElementMap { func callAsFunction(_ x: Float) -> Float { Foundation.log(x) } }
+private struct Sqrt: ElementMap { func callAsFunction(_ x: Float) -> Float { x.squareRoot() } }
+private struct Rsqrt: ElementMap { func callAsFunction(_ x: Float) -> Float { 1 / x.squareRoot() } }
+private struct Tanh: ElementMap { func callAsFunction(_ x: Float) -> Float { Foundation.tanh(x) } }
+private struct Sigmoid: ElementMap { func callAsFunction(_ x: Float) -> Float { sigmoidf(x) } }
+private struct Relu: ElementMap { func callAsFunction(_ x: Float) -> Float { x > 0 ? x : 0 } }
+private struct GeluTanh: ElementMap {
+    func callAsFunction(_ v: Float) -> Float { 0.5 * v * (1 + Foundation.tanh(sqrt2OverPi * (v + 0.044715 * v * v * v))) }
+}
+private struct GeluErf: ElementMap { func callAsFunction(_ v: Float) -> Float { 0.5 * v * (1 + Foundation.erf(v * invSqrt2)) } }
+private struct Square: ElementMap { func callAsFunction(_ x: Float) -> Float { x * x } }
+private struct Pow: ElementMap {
+    let p: Float
+    func callAsFunction(_ x: Float) -> Float { Foundation.pow(x, p) }
+}
+private struct Affine: ElementMap {
+    let scale: Float, shift: Float
+    func callAsFunction(_ x: Float) -> Float { scale * x + shift }
+}
+
+private struct SqrtGradient: ElementZip {                                        // (√x)' = 1/(2√x)
+    func callAsFunction(_ g: Float, _ y: Float) -> Float { g * 0.5 / y }
+}
+private struct RsqrtGradient: ElementZip {                                       // (x^-½)' = -½x^-3/2
+    func callAsFunction(_ g: Float, _ y: Float) -> Float { g * -0.5 * y * y * y }
+}
+private struct TanhGradient: ElementZip {                                        // tanh' = 1 - tanh²
+    func callAsFunction(_ g: Float, _ y: Float) -> Float { g * (1 - y * y) }
+}
+private struct SigmoidGradient: ElementZip {                                     // σ' = σ(1-σ)
+    func callAsFunction(_ g: Float, _ y: Float) -> Float { g * y * (1 - y) }
+}
+private struct ReluGradient: ElementZip { func callAsFunction(_ g: Float, _ x: Float) -> Float { x > 0 ? g : 0 } }
+private struct GeluTanhGradient: ElementZip {
+    // y = ½x(1+t), t = tanh(u), u = c(x + 0.044715x³):
+    // y' = ½(1+t) + ½x(1-t²)·c(1 + 3·0.044715x²)
+    func callAsFunction(_ g: Float, _ x: Float) -> Float {
+        let t = Foundation.tanh(sqrt2OverPi * (x + 0.044715 * x * x * x))
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * sqrt2OverPi * (1 + 3 * 0.044715 * x * x))
+    }
+}
+private struct GeluErfGradient: ElementZip {                                     // (xΦ(x))' = Φ(x) + xφ(x)
+    func callAsFunction(_ g: Float, _ x: Float) -> Float {
+        g * (0.5 * (1 + Foundation.erf(x * invSqrt2)) + x * invSqrt2Pi * Foundation.exp(-0.5 * x * x))
+    }
+}
+private struct SquareGradient: ElementZip { func callAsFunction(_ g: Float, _ x: Float) -> Float { 2 * g * x } }
+private struct PowGradient: ElementZip {                                         // (xᵖ)' = p·xᵖ⁻¹
+    let p: Float
+    func callAsFunction(_ g: Float, _ x: Float) -> Float { g * p * Foundation.pow(x, p - 1) }
 }
 
 extension Tensor {
