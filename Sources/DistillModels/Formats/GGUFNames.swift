@@ -369,7 +369,7 @@ public struct GGUFWeights: @unchecked Sendable {
               info.shape[1] % format.blockValues == 0, let n = info.byteCount else { return nil }
         let start = file.dataStart + info.offset
         let q = try QuantizedMatrix(format: format, rows: info.shape[0], cols: info.shape[1],
-                                    borrowing: file.file.bytes(start..<(start + n)), owner: file)
+                                    borrowing: file.file.bytes(start..<(start + n)), owner: file, fileMapped: true)
         // Undo llama.cpp's rotary row permutation (see `unpermuteRotaryRows`).
         guard let heads = try file.rotaryHeads(of: g) else { return q }
         return try q.selectingRows(GGUFNames.rotaryRowOrder(rows: q.rows, heads: heads, name: g, file: file.path))

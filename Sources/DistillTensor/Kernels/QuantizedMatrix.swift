@@ -40,6 +40,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
     private let owned: [UInt8]?
     private let base: UnsafeRawPointer
     private let owner: AnyObject?
+    /// Whether the borrowed blocks are an unwritten private mapping of a file, whose pages the
+    /// system reads from the file again when they are used after being given back.
+    private let fileMapped: Bool
     /// The blocks repacked for the vector int8 kernels (`dk_q8_pack`; as large as the blocks),
     /// made by the first fast product that runs one (see `int8Packed`).
     private var packedForInt8: UnsafeMutableRawPointer?
@@ -48,8 +51,12 @@ public final class QuantizedMatrix: @unchecked Sendable {
     deinit { packedForInt8?.deallocate() }
 
     /// The blocks in the vector int8 kernels' slivers of 16 rows, packed on first use (threads
-    /// splitting the slivers) and kept: a model served with `--fast` holds its Q4_0/Q4_1/Q8_0
-    /// matrices twice (the file's blocks stay mapped; pages no longer read can be dropped).
+    /// splitting the slivers) and kept. Blocks borrowed from a mapped file are then given back to
+    /// the system (`madvise(MADV_DONTNEED)` on Linux, on the pages wholly inside the matrix): the
+    /// fast products read only the packed copy, so a model served with `--fast` holds its
+    /// Q4_0/Q4_1/Q8_0 matrices once, not twice. Whatever still reads the blocks — an embedding's
+    /// lookups, an exact product — gets the pages it touches from the file again. Matrices held
+    /// in memory (converted, or rows reordered) keep both copies.
     func int8Packed() -> UnsafeRawPointer {
         packing.lock()
         defer { packing.unlock() }
@@ -58,7 +65,20 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let p = UnsafeMutableRawPointer.allocate(byteCount: dk_q8_packed_bytes(type, rows, cols), alignment: 64)
         parallelFor((rows + 15) / 16, grain: 8) { r in dk_q8_pack(type, base, rows, cols, p, r.lowerBound, r.upperBound) }
         packedForInt8 = p
+        if fileMapped { Self.giveBack(base, byteCount: rows * cols / format.blockValues * format.blockBytes) }
         return UnsafeRawPointer(p)
+    }
+
+    /// Gives the pages wholly inside `bytes` back to the system (Linux; elsewhere nothing). They
+    /// must belong to a private file mapping that was never written: read again, they come from
+    /// the file.
+    static func giveBack(_ start: UnsafeRawPointer, byteCount: Int) {
+        #if os(Linux)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let from = (Int(bitPattern: start) + page - 1) / page * page, to = (Int(bitPattern: start) + byteCount) / page * page
+        guard to > from, let p = UnsafeMutableRawPointer(bitPattern: from) else { return }
+        _ = madvise(p, to - from, Int32(MADV_DONTNEED))
+        #endif
     }
 
     /// `blocks` must hold rows × cols/B blocks of `format` (B = 32, or 256 for the K-quants); cols
@@ -81,17 +101,22 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     /// Borrows `bytes`, which `owner` keeps alive (and unchanged) as long as this matrix lives.
-    public convenience init(format: Format, rows: Int, cols: Int, borrowing bytes: UnsafeRawBufferPointer, owner: AnyObject) throws {
+    /// `fileMapped`: the bytes lie in a private mapping of a file that nothing writes, so the pages
+    /// may be given back once the fast products have their packed copy (see `int8Packed`).
+    public convenience init(format: Format, rows: Int, cols: Int, borrowing bytes: UnsafeRawBufferPointer, owner: AnyObject,
+                            fileMapped: Bool = false) throws {
         try Self.check(format: format, rows: rows, cols: cols, count: bytes.count)
-        self.init(format: format, rows: rows, cols: cols, owned: nil, base: bytes.baseAddress!, owner: owner)
+        self.init(format: format, rows: rows, cols: cols, owned: nil, base: bytes.baseAddress!, owner: owner, fileMapped: fileMapped)
     }
 
-    private init(format: Format, rows: Int, cols: Int, owned: [UInt8]?, base: UnsafeRawPointer?, owner: AnyObject?) {
+    private init(format: Format, rows: Int, cols: Int, owned: [UInt8]?, base: UnsafeRawPointer?, owner: AnyObject?,
+                 fileMapped: Bool = false) {
         self.format = format
         self.rows = rows
         self.cols = cols
         self.owned = owned
         self.owner = owner
+        self.fileMapped = fileMapped
         if let owned {
             // The array's buffer stays put: it is never mutated or resized.
             self.base = owned.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }

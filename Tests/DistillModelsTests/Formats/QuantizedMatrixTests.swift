@@ -563,6 +563,55 @@ final class QuantizedMatrixTests: XCTestCase {
         }
     }
 
+    /// Blocks borrowed from a mapped file are given back once the fast products have their packed
+    /// copy: the mapping's resident pages drop to the two it shares with the file's other bytes;
+    /// the products (fast, and exact ones that read the blocks again from the file) keep their bits.
+    func testFileMappedBlocksAreGivenBackOncePacked() throws {
+        let rows = 2048, cols = 1024, format = QuantizedMatrix.Format.q8_0
+        let bytes = randomBlocks(format, rows: rows, cols: cols, seed: 12)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("distill-mapped-\(getpid()).bin")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let offset = 1000                      // the blocks start and end inside pages
+        try (Data(count: offset) + Data(bytes) + Data(count: 77)).write(to: url)
+        let file = try MappedFile(path: url.path)
+        let mapped = try QuantizedMatrix(format: format, rows: rows, cols: cols,
+                                         borrowing: file.bytes(offset..<(offset + bytes.count)), owner: file, fileMapped: true)
+        let held = try QuantizedMatrix(format: format, rows: rows, cols: cols, blocks: bytes)
+        var rng = TestRNG(seed: 5)
+        let x = Tensor((0..<(3 * cols)).map { _ in rng.normal() }, shape: [3, cols])
+        let exact = held.matmul(x).scalars
+        XCTAssertEqual(mapped.matmul(x).scalars, exact)         // every block read: resident
+        let before = try Self.residentBytes(ofMappingAt: file.base!)
+        XCTAssertGreaterThanOrEqual(before ?? .max, bytes.count)
+        XCTAssertEqual(mapped.multiply(x, int8Activations: true).scalars, held.multiply(x, int8Activations: true).scalars)
+        #if os(Linux)
+        if QuantizedMatrix.Int8Kernel.preferred.resolved != .portable, let before {   // the portable kernel packs nothing
+            let after = try Self.residentBytes(ofMappingAt: file.base!) ?? .max
+            XCTAssertLessThanOrEqual(after, 2 * 4096, "the mapping kept \(after) of \(before) resident bytes")
+        }
+        #endif
+        XCTAssertEqual(mapped.matmul(x).scalars, exact)         // the blocks again, from the file
+    }
+
+    /// The resident bytes of the mapping that holds `address` (Linux: /proc/self/smaps), nil elsewhere.
+    static func residentBytes(ofMappingAt address: UnsafeMutableRawPointer) throws -> Int? {
+        // (Read to the end: String(contentsOfFile:) stops after the first 4 KiB of a /proc file.)
+        guard let h = FileHandle(forReadingAtPath: "/proc/self/smaps"), let data = try h.readToEnd() else { return nil }
+        let smaps = String(decoding: data, as: UTF8.self)
+        let a = UInt(bitPattern: address)
+        var inside = false
+        for line in smaps.split(separator: "\n") {
+            // "7f3a…000-7f3a…000 rw-p 00000000 08:01 1234  /path" opens a mapping's entry.
+            let range = line.prefix { $0 != " " }.split(separator: "-")
+            if range.count == 2, let lo = UInt(range[0], radix: 16), let hi = UInt(range[1], radix: 16) {
+                inside = lo <= a && a < hi
+            } else if inside, line.hasPrefix("Rss:") {
+                return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]).map { $0 * 1024 }
+            }
+        }
+        return nil
+    }
+
     /// Row selection keeps whole rows of blocks.
     func testSelectingRows() throws {
         let bytes = randomBlocks(.q8_0, rows: 4, cols: 64, seed: 3)
