@@ -334,6 +334,38 @@ static void gemv_row_fma(int transA, int transB, long N, long K, float alpha, co
 }
 #endif
 
+// Each thread's packing buffers, kept from product to product (at most KC x NC floats for B,
+// KC x MC for A) and freed when the thread ends: B's page-aligned, A's a quarter page further on.
+// Allocated per product they landed wherever the allocator put them, and that placement moved a
+// product's speed by up to 30% (64 x 64 x 256, P·V of attention: 68 or 94 GFLOP/s on one Zen 4
+// core depending on what was allocated before; with these buffers 94 every time).
+typedef struct { char *mem[2]; size_t cap[2]; } pack_buffers;
+static pthread_key_t pack_key;
+static void free_pack_buffers(void *p) {
+    pack_buffers *b = p;
+    free(b->mem[0]);
+    free(b->mem[1]);
+    free(b);
+}
+static void make_pack_key(void) { pthread_key_create(&pack_key, free_pack_buffers); }
+
+static float *pack_buffer(int which, size_t floats) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_pack_key);
+    pack_buffers *b = pthread_getspecific(pack_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        pthread_setspecific(pack_key, b);
+    }
+    if (b->cap[which] < floats) {
+        free(b->mem[which]);
+        size_t bytes = (floats * sizeof(float) + 1024 + 4095) / 4096 * 4096;
+        b->mem[which] = aligned_alloc(4096, bytes);
+        b->cap[which] = (bytes - 1024) / sizeof(float);
+    }
+    return (float *)(b->mem[which] + which * 1024);
+}
+
 int dk_sgemm_packs_a(int transA, long lda) { return transA && lda > 256; }
 
 static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc, long M, long N, long K,
@@ -350,8 +382,8 @@ static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc
     long ncMax = N < NC ? N : NC;
     long kcMax = K < KC ? K : KC;
     long mcMax = M < MC ? M : MC;
-    float *Bp = (float *)aligned_alloc(64, sizeof(float) * (size_t)(kcMax * (((ncMax + NR - 1) / NR) * NR) + 16));
-    float *Ap = (float *)aligned_alloc(64, sizeof(float) * (size_t)(kcMax * (((mcMax + MR - 1) / MR) * MR) + 16));
+    float *Bp = pack_buffer(0, (size_t)(kcMax * (((ncMax + NR - 1) / NR) * NR) + 16));
+    float *Ap = pack_buffer(1, (size_t)(kcMax * (((mcMax + MR - 1) / MR) * MR) + 16));
     for (long jc = 0; jc < N; jc += NC) {
         long nc = N - jc < NC ? N - jc : NC;
         for (long pc = 0; pc < K; pc += KC) {
@@ -382,8 +414,6 @@ static void sgemm_with(const gemm_kernel *kern, int transA, const b_source *bsrc
             }
         }
     }
-    free(Ap);
-    free(Bp);
 }
 
 void dk_sgemm(int transA, int transB, long M, long N, long K, float alpha,
@@ -424,7 +454,7 @@ void dk_sgemm_quantized(int kernel, int type, long M, long K, const float *Ap, c
     long rowBytes = K / dk_qblock_values(type) * dk_qblock_bytes(type);
     b_source src = { 1, NULL, 0, type, (const uint8_t *)W + n0 * rowBytes, K };
     long ncMax = N < NC ? N : NC, kcMax = K < KC ? K : KC;
-    float *Bp = (float *)aligned_alloc(64, sizeof(float) * (size_t)(kcMax * (((ncMax + NR - 1) / NR) * NR) + 16));
+    float *Bp = pack_buffer(0, (size_t)(kcMax * (((ncMax + NR - 1) / NR) * NR) + 16));
     for (long jc = 0; jc < N; jc += NC) {
         long nc = N - jc < NC ? N - jc : NC;
         for (long pc = 0; pc < K; pc += KC) {
@@ -442,5 +472,4 @@ void dk_sgemm_quantized(int kernel, int type, long M, long K, const float *Ap, c
             }
         }
     }
-    free(Bp);
 }
