@@ -73,7 +73,7 @@ public struct TokenSampler {
         if p.temperature == 0 { return argmax(x) }
         for i in 0..<v { x[i] /= p.temperature }
         if p.topK > 0 && p.topK < v {
-            let kth = x.sorted(by: >)[p.topK - 1]
+            let kth = kthLargest(x, p.topK)
             for i in 0..<v where x[i] < kth { x[i] = -.infinity }
         }
         // Probabilities of what is left.
@@ -83,14 +83,8 @@ public struct TokenSampler {
         for i in 0..<v { probs[i] /= z }
         if p.topP < 1 {
             // Keep the most likely tokens until their mass reaches top_p (at least one).
-            let order = (0..<v).sorted { probs[$0] > probs[$1] }
-            var cum: Float = 0, keep = Set<Int>()
-            for i in order {
-                keep.insert(i)
-                cum += probs[i]
-                if cum >= p.topP { break }
-            }
-            for i in 0..<v where !keep.contains(i) { probs[i] = 0 }
+            let kept = nucleus(probs, mass: p.topP)
+            for i in 0..<v where !kept[i] { probs[i] = 0 }
         }
         if p.minP > 0 {
             let cut = p.minP * (probs.max() ?? 0)
@@ -103,6 +97,52 @@ public struct TokenSampler {
             if r < 0 { return i }
         }
         return argmax(probs)
+    }
+}
+
+/// The k-th largest of `x` (1-based, counting repeats): `x.sorted(by: >)[k - 1]`, found by
+/// selection in O(n) instead of sorting a vocabulary for every sampled token.
+func kthLargest(_ x: [Float], _ k: Int) -> Float {
+    precondition(k >= 1 && k <= x.count)
+    var a = x, lo = 0, hi = a.count - 1, want = k - 1       // the value at index want of a, sorted descending
+    while lo < hi {
+        // Three-way partition of a[lo...hi] around the median of three: > pivot, == pivot, < pivot.
+        let mid = lo + (hi - lo) / 2
+        let pivot = Swift.max(Swift.min(a[lo], a[mid]), Swift.min(Swift.max(a[lo], a[mid]), a[hi]))
+        var gt = lo, i = lo, lt = hi
+        while i <= lt {
+            if a[i] > pivot { a.swapAt(i, gt); gt += 1; i += 1 }
+            else if a[i] < pivot { a.swapAt(i, lt); lt -= 1 }
+            else { i += 1 }
+        }
+        if want < gt { hi = gt - 1 } else if want > lt { lo = lt + 1 } else { return pivot }
+    }
+    return a[want]
+}
+
+/// Which tokens top-p keeps: the most likely ones, taken in order of probability (ties by index),
+/// until their running Float sum reaches `mass` (at least one). Sorting only the tokens above a
+/// threshold gives the same set as sorting the whole vocabulary whenever the running sum reaches
+/// `mass` among them — every token outside is less likely than every token inside — and the
+/// threshold drops until it does (a vocabulary-wide sort took as long as the model's step).
+func nucleus(_ probs: [Float], mass: Float) -> [Bool] {
+    var kept = [Bool](repeating: false, count: probs.count)
+    var threshold = (probs.max() ?? 0) / 1024
+    while true {
+        let last = threshold <= 0
+        let candidates = last ? Array(probs.indices) : probs.indices.filter { probs[$0] >= threshold }
+        let order = candidates.sorted { probs[$0] > probs[$1] || (probs[$0] == probs[$1] && $0 < $1) }
+        var cum: Float = 0, count = 0
+        for i in order {
+            count += 1
+            cum += probs[i]
+            if cum >= mass { break }
+        }
+        if cum >= mass || last {
+            for i in order.prefix(count) { kept[i] = true }
+            return kept
+        }
+        threshold = threshold > Float.leastNormalMagnitude * 1024 ? threshold / 1024 : 0
     }
 }
 

@@ -1,7 +1,9 @@
 import DistillModels
 import DistillNN
 import DistillTensor
+import Foundation
 import XCTest
+@testable import DistillModels
 
 final class GenerationTests: XCTestCase {
     func model() throws -> PretrainedModel { try PretrainedModel.loadDirectory(try fixtureURL("architectures", "qwen2").path) }
@@ -80,6 +82,38 @@ final class GenerationTests: XCTestCase {
         // Repetition penalty 100 on token 2 (positive logit 3 → 0.03): greedy now picks token 0.
         var s = TokenSampler(SamplingParameters(temperature: 0, repetitionPenalty: 100))
         XCTAssertEqual(logits.withUnsafeBufferPointer { s.next(logits: $0.baseAddress!, count: 4, history: [2]) }, 0)
+    }
+
+    /// top-k's selection and top-p's thresholded sort keep exactly what sorting the whole
+    /// vocabulary keeps: random logits, many ties, −∞ entries, a peak over a long flat tail (the
+    /// threshold has to drop), masses up to where every token is kept.
+    func testSamplerSelectionEqualsSortingTheVocabulary() {
+        var rng = RandomGenerator(seed: 11)
+        for trial in 0..<64 {
+            let v = [5, 97, 1000, 4096][trial % 4]
+            var logits: [Float] = (0..<v).map { _ in rng.nextNormal() * Float(1 + trial % 5) }
+            if trial % 3 == 0 { logits = logits.map { ($0 * 2).rounded() / 2 } }               // ties
+            if trial % 7 == 0 { for i in stride(from: 0, to: v, by: 5) { logits[i] = -.infinity } }
+            if trial % 8 == 1 { logits = (0..<v).map { i -> Float in i == v / 3 ? 0 : -12 } }     // peak, flat tail
+            for k in Set([1, 2, 7, v / 2, v - 1]) where k >= 1 && k < v {
+                XCTAssertEqual(kthLargest(logits, k), logits.sorted(by: >)[k - 1], "trial \(trial) k \(k)")
+            }
+            let m = logits.max()!
+            var probs: [Float] = logits.map { Foundation.exp($0 - m) }
+            let z = probs.reduce(0, +)
+            for i in probs.indices { probs[i] /= z }
+            for mass: Float in [0.01, 0.5, 0.9, 0.95, 0.999, 0.99999, 1 - 1e-7] {
+                let order = probs.indices.sorted { (a: Int, b: Int) -> Bool in probs[a] > probs[b] || (probs[a] == probs[b] && a < b) }
+                var cum: Float = 0, want = [Bool](repeating: false, count: v)
+                for i in order {
+                    want[i] = true
+                    cum += probs[i]
+                    if cum >= mass { break }
+                }
+                let kept = nucleus(probs, mass: mass)
+                XCTAssertEqual(kept.indices.filter { kept[$0] }, want.indices.filter { want[$0] }, "trial \(trial) mass \(mass)")
+            }
+        }
     }
 
     func testBadOptionsAreErrors() throws {
