@@ -69,7 +69,7 @@ extension UnaryFunction {
         case .geluTanh: return zipKernel(g, x, GeluTanhGradient())
         case .geluErf: return zipKernel(g, x, GeluErfGradient())
         case .pow(let p): return p == 2 ? zipKernel(g, x, SquareGradient()) : zipKernel(g, x, PowGradient(p: p))
-        case let .affine(s, _): return mapKernel(g, Affine(scale: s, shift: 0))
+        case let .affine(s, _): return mapKernel(g, Scale(by: s))
         }
     }
 }
@@ -96,6 +96,11 @@ private struct Pow: ElementMap {
 private struct Affine: ElementMap {
     let scale: Float, shift: Float
     func callAsFunction(_ x: Float) -> Float { scale * x + shift }
+}
+
+private struct Scale: ElementMap {
+    let by: Float
+    func callAsFunction(_ x: Float) -> Float { by * x }
 }
 
 private struct SqrtGradient: ElementZip {                                        // (√x)' = 1/(2√x)
