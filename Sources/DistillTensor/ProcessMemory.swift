@@ -7,9 +7,18 @@ import Glibc
 /// /proc/self/status (VmRSS, VmHWM) and can reset the peak; elsewhere getrusage gives the peak
 /// since the start.
 public enum ProcessMemory {
+    /// The whole text of a file that reports no size, such as those under /proc (nil when it
+    /// cannot be read). Foundation's `String(contentsOfFile:)` stops after the first read there —
+    /// 4 KiB of /proc/self/smaps, say — so these are read to the end.
+    static func procFile(_ path: String) -> String? {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        return (try? h.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
+    }
+
     /// A "Name:\t 123 kB" field of /proc/self/status in bytes (nil where there is none).
     public static func statusField(_ name: String) -> Int? {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        guard let s = procFile("/proc/self/status") else { return nil }
         for line in s.split(separator: "\n") where line.hasPrefix(name + ":") {
             // "VmHWM:\t 3081240 kB" (a tab, then padding spaces that vanish for large values).
             let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })

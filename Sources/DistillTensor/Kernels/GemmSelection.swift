@@ -176,7 +176,7 @@ public enum GemmSelection {
     static func cpuKey() -> String {
         var cpu = "unknown CPU"
         var features: [String] = []
-        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+        if let info = ProcessMemory.procFile("/proc/cpuinfo") {
             for line in info.split(separator: "\n") {
                 let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 guard parts.count == 2 else { continue }

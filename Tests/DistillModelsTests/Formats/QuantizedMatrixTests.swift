@@ -595,9 +595,7 @@ final class QuantizedMatrixTests: XCTestCase {
 
     /// The resident bytes of the mapping that holds `address` (Linux: /proc/self/smaps), nil elsewhere.
     static func residentBytes(ofMappingAt address: UnsafeMutableRawPointer) throws -> Int? {
-        // (Read to the end: String(contentsOfFile:) stops after the first 4 KiB of a /proc file.)
-        guard let h = FileHandle(forReadingAtPath: "/proc/self/smaps"), let data = try h.readToEnd() else { return nil }
-        let smaps = String(decoding: data, as: UTF8.self)
+        guard let smaps = ProcessMemory.procFile("/proc/self/smaps") else { return nil }
         let a = UInt(bitPattern: address)
         var inside = false
         for line in smaps.split(separator: "\n") {
