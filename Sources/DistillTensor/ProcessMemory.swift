@@ -10,7 +10,7 @@ public enum ProcessMemory {
     /// The whole text of a file that reports no size, such as those under /proc (nil when it
     /// cannot be read). Foundation's `String(contentsOfFile:)` stops after the first read there —
     /// 4 KiB of /proc/self/smaps, say — so these are read to the end.
-    static func procFile(_ path: String) -> String? {
+    public static func procFile(_ path: String) -> String? {
         guard let h = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? h.close() }
         return (try? h.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }

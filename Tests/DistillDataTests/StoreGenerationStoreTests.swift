@@ -1,4 +1,5 @@
 import Foundation
+import DistillTensor
 import DistillTestSupport
 import XCTest
 @testable import DistillData
@@ -276,7 +277,7 @@ final class StoreGenerationStoreTests: XCTestCase {
             guard case .settingsMismatch? = e as? GenerationStoreError else { return XCTFail("\(e)") }
         }
         // SQLite is compiled in: no system libsqlite3 is loaded (nor needed to build).
-        if let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) {
+        if let maps = ProcessMemory.procFile("/proc/self/maps") {
             XCTAssertFalse(maps.contains("libsqlite3"), "the system's libsqlite3 is mapped")
         }
     }
