@@ -1,3 +1,4 @@
+import CDistillKernels
 import XCTest
 @testable import DistillTensor
 
@@ -98,5 +99,66 @@ final class RotaryTests: XCTestCase {
         checkGradients(inputs: [uniform([2, 2, 3, 8], seed: 99)]) {
             $0[0].rotaryEmbedding(cos: stack([t0.cos, t1.cos]), sin: stack([t0.sin, t1.sin]))
         }
+    }
+
+    // MARK: the row kernel (dk_rotary_rows)
+
+    /// The vector loop gives the scalar loop's bits on awkward widths (tails of 1–7 pairs, values
+    /// past the rotated part, both signs), and both are within rounding of a Double rotation.
+    func testRotaryRowKernelPathsAgreeWithDoubleReference() {
+        var rng = RandomGenerator(seed: 100)
+        for half in [1, 3, 7, 8, 9, 17, 32, 33] {
+            for extra in [0, 1, 5] {
+                let d = 2 * half + extra, rows = 13
+                let x = (0..<(rows * d)).map { _ in Float.random(in: -2...2, using: &rng) }
+                let c = (0..<(rows * half)).map { _ in Float.random(in: -1...1, using: &rng) }
+                let sn = (0..<(rows * half)).map { _ in Float.random(in: -1...1, using: &rng) }
+                for sign: Float in [1, -1] {
+                    var fast = [Float](repeating: .nan, count: rows * d), scalar = fast
+                    dk_rotary_rows(x, &fast, Int(rows), Int(d), Int(half), c, sn, sign, 0)
+                    dk_rotary_rows(x, &scalar, Int(rows), Int(d), Int(half), c, sn, sign, 1)
+                    XCTAssertEqual(fast.map(\.bitPattern), scalar.map(\.bitPattern), "half \(half) d \(d) sign \(sign)")
+                    for r in 0..<rows {
+                        for i in 0..<half {
+                            let a = Double(x[r * d + i]), b = Double(x[r * d + i + half])
+                            let cv = Double(c[r * half + i]), sv = Double(sign) * Double(sn[r * half + i])
+                            // Each product and the sum rounded once: within ε·(|p₁| + |p₂|) of the exact value.
+                            let eps = Double(Float.ulpOfOne)
+                            XCTAssertEqual(Double(fast[r * d + i]), a * cv - b * sv, accuracy: eps * (abs(a * cv) + abs(b * sv)))
+                            XCTAssertEqual(Double(fast[r * d + i + half]), b * cv + a * sv, accuracy: eps * (abs(b * cv) + abs(a * sv)))
+                        }
+                        for i in (2 * half)..<d { XCTAssertEqual(fast[r * d + i], x[r * d + i]) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs of rows split where a sequence (or a thread's share of rows) ends: each row is rotated
+    /// by its own position's angles, shared and per-batch tables, as a row-by-row loop does.
+    func testRotaryRunsFollowPositionsAcrossSequencesAndThreads() {
+        let inv = Tensor.rotaryInverseFrequencies(headDim: 10, base: 10000)
+        let positions = Array(0..<37)
+        let shared = Tensor.rotaryTables(positions: positions, invFreq: inv)
+        let perBatch = (0..<3).map { b in Tensor.rotaryTables(positions: positions.map { $0 + 11 * b }, invFreq: inv) }
+        let x = uniform([3, 5, 37, 12], seed: 101)                 // 555 rows: several threads' shares
+        func expected(cos: (Int) -> Tensor, sin: (Int) -> Tensor) -> [Float] {
+            var y = [Float](repeating: 0, count: x.count)
+            for row in 0..<(x.count / 12) {
+                let pos = row % 37, b = row / (37 * 5), c = cos(b), s = sin(b)
+                for i in 0..<5 {
+                    let cv = c.storage.pointer[pos * 5 + i], sv = s.storage.pointer[pos * 5 + i]
+                    let a = x.storage.pointer[row * 12 + i], bb = x.storage.pointer[row * 12 + i + 5]
+                    y[row * 12 + i] = a * cv - bb * sv
+                    y[row * 12 + i + 5] = bb * cv + a * sv
+                }
+                for i in 10..<12 { y[row * 12 + i] = x.storage.pointer[row * 12 + i] }
+            }
+            return y
+        }
+        let ys = x.rotaryEmbedding(cos: shared.cos, sin: shared.sin)
+        XCTAssertEqual(ys.scalars, expected(cos: { _ in shared.cos }, sin: { _ in shared.sin }))
+        let yb = x.rotaryEmbedding(cos: stack(perBatch.map(\.cos)), sin: stack(perBatch.map(\.sin)))
+        XCTAssertEqual(yb.scalars, expected(cos: { perBatch[$0].cos }, sin: { perBatch[$0].sin }))
     }
 }

@@ -166,6 +166,12 @@ void dk_q8gemm(int type, const void *P, long cols, const int8_t *Q, const float 
 float dk_sdot(const float *x, const float *y, long n);
 /// y[i] += a·x[i].
 void dk_saxpy(float a, const float *x, float *y, long n);
+// Rotary position embedding ("rotate half") of `rows` consecutive rows of width d: row r's pairs
+// (i, i + half), i < half, rotated by the angles of table row r (cos_table, sin_table: `half`
+// values per row), sin multiplied by `sign` (−1: the inverse rotation); values past 2·half copied.
+// `portable` forces the scalar loop (tests); the AVX2 loop gives the same bits.
+void dk_rotary_rows(const float *x, float *y, long rows, long d, long half, const float *cos_table,
+                    const float *sin_table, float sign, int portable);
 
 // ---- Exponentials (exp.c): 8 lanes with AVX2+FMA (within 2 ulp of exp; 0 below the smallest
 // normal float), the C library's expf otherwise ----

@@ -1,3 +1,4 @@
+import CDistillKernels
 import Foundation
 
 /// Rotary position embedding (RoPE) in the Hugging Face layout ("rotate half"): the head dimension
@@ -54,17 +55,13 @@ func rotaryKernel(_ x: Tensor, cos: Tensor, sin: Tensor, inverse: Bool) -> Tenso
     let sign: Float = inverse ? -1 : 1
     let rows = x.count / d
     parallelFor(rows, grain: Swift.max(1, 4096 / d)) { r in
-        for row in r {
-            let pos = row % t
+        // Consecutive rows of one sequence (and head) read consecutive table rows: one call each run.
+        var row = r.lowerBound
+        while row < r.upperBound {
+            let pos = row % t, run = Swift.min(r.upperBound - row, t - pos)
             let table = perBatch ? ((row / t) / heads) * t * half + pos * half : pos * half
-            let xx = px + row * d, yy = po + row * d
-            if 2 * half < d { (yy + 2 * half).update(from: xx + 2 * half, count: d - 2 * half) }
-            for i in 0..<half {
-                let c = pc[table + i], s = sign * ps[table + i]
-                let a = xx[i], b = xx[i + half]
-                yy[i] = a * c - b * s
-                yy[i + half] = b * c + a * s
-            }
+            dk_rotary_rows(px + row * d, po + row * d, run, d, half, pc + table, ps + table, sign, 0)
+            row += run
         }
     }
     return out
