@@ -1,3 +1,4 @@
+import CDistillKernels
 import DistillTensor
 import Foundation
 
@@ -10,6 +11,22 @@ public protocol Optimizer: AnyObject {
     var learningRate: Float { get set }
     /// Applies one update to each named parameter from its gradient.
     func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients)
+    /// The same with every gradient multiplied by `scale` first (gradient clipping's coefficient:
+    /// the update `clipGradientNorm` and then `update(_:gradients:)` would make).
+    func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients, scale: Float)
+}
+
+extension Optimizer {
+    public func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients, scale: Float) {
+        update(parameters, gradients: scale == 1 ? gradients : gradients.scaled(by: scale))
+    }
+}
+
+extension Gradients {
+    /// Every gradient multiplied by `scale`.
+    public func scaled(by scale: Float) -> Gradients {
+        Gradients(names: names, tensors: withoutGradients { tensors.map { $0 * scale } })
+    }
 }
 
 /// Adam with decoupled weight decay (Loshchilov & Hutter), as `torch.optim.AdamW`:
@@ -43,10 +60,14 @@ public final class AdamW: Optimizer {
     }
 
     public func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients) {
+        update(parameters, gradients: gradients, scale: 1)
+    }
+
+    public func update(_ parameters: [(name: String, parameter: Parameter)], gradients: Gradients, scale: Float) {
         step += 1
         let bc1 = 1 - Foundation.pow(beta1, Float(step)), bc2 = 1 - Foundation.pow(beta2, Float(step))
-        let lr = learningRate, b1 = beta1, b2 = beta2, eps = eps, decay = 1 - learningRate * weightDecay
-        let stepSize = lr / bc1, invSqrtBc2 = 1 / bc2.squareRoot()
+        var constants = dk_adamw_step(grad_scale: scale, beta1: beta1, beta2: beta2, decay: 1 - learningRate * weightDecay,
+                                      step_size: learningRate / bc1, inv_sqrt_bc2: 1 / bc2.squareRoot(), eps: eps)
         for (name, param) in parameters {
             guard let g = gradients[name] else { continue }
             precondition(g.shape == param.shape, "AdamW: gradient \(g.shape) for '\(name)' of shape \(param.shape)")
@@ -55,14 +76,10 @@ public final class AdamW: Optimizer {
             let p = Tensor(uninitializedShape: param.shape)
             let pg = g.storage.pointer, pm0 = state.m.storage.pointer, pv0 = state.v.storage.pointer
             let pp0 = param.value.storage.pointer, pm = m.storage.pointer, pv = v.storage.pointer, pp = p.storage.pointer
-            parallelFor(p.count, grain: 1 << 14) { r in
-                for i in r {
-                    let gi = pg[i]
-                    let mi = b1 * pm0[i] + (1 - b1) * gi
-                    let vi = b2 * pv0[i] + (1 - b2) * gi * gi
-                    pm[i] = mi
-                    pv[i] = vi
-                    pp[i] = pp0[i] * decay - stepSize * mi / (vi.squareRoot() * invSqrtBc2 + eps)
+            withUnsafePointer(to: &constants) { k in
+                parallelFor(p.count, grain: 1 << 14) { r in
+                    let i = r.lowerBound
+                    dk_adamw(r.count, pg + i, pm0 + i, pv0 + i, pp0 + i, k, pm + i, pv + i, pp + i, 0)
                 }
             }
             moments[name] = (m, v)
@@ -133,9 +150,16 @@ public enum LearningRateSchedule: Equatable, Sendable {
 /// Returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm(_ gradients: inout Gradients, maxNorm: Float) -> Float {
-    // Σ g² in Double over chunks of 2^16 values (split across threads: serial, this pass idled
-    // the other cores for ~1% of a training step), the chunks' sums added in order: the same
-    // value whatever the thread count.
+    let norm = globalNorm(gradients)
+    let coef = clipCoefficient(norm: norm, maxNorm: maxNorm)
+    if coef != 1 { gradients = gradients.scaled(by: coef) }
+    return norm
+}
+
+/// The global L2 norm of the gradients: Σ g² in Double over chunks of 2^16 values (split across
+/// threads: serial, this pass idled the other cores for ~1% of a training step), the chunks' sums
+/// added in order — the same value whatever the thread count.
+public func globalNorm(_ gradients: Gradients) -> Float {
     let chunk = 1 << 16
     var total: Double = 0
     for g in gradients.tensors {
@@ -144,21 +168,18 @@ public func clipGradientNorm(_ gradients: inout Gradients, maxNorm: Float) -> Fl
         sums.withUnsafeMutableBufferPointer { out in
             let o = out.baseAddress!
             parallelFor(chunks, grain: 1) { r in
-                for c in r {
-                    var s: Double = 0
-                    for i in (c * chunk)..<Swift.min(n, (c + 1) * chunk) { s += Double(p[i]) * Double(p[i]) }
-                    o[c] = s
-                }
+                for c in r { o[c] = dk_sum_squares(p + c * chunk, Swift.min(n, (c + 1) * chunk) - c * chunk, 0) }
             }
         }
         for s in sums { total += s }
     }
-    let norm = Float(total.squareRoot())
+    return Float(total.squareRoot())
+}
+
+/// What clipping multiplies the gradients by: maxNorm/(norm + 1e-6) when that is below 1, else 1.
+public func clipCoefficient(norm: Float, maxNorm: Float) -> Float {
     let coef = maxNorm / (norm + 1e-6)
-    if coef < 1 {
-        gradients.tensors = withoutGradients { gradients.tensors.map { $0 * coef } }
-    }
-    return norm
+    return coef < 1 ? coef : 1
 }
 
 /// Sums gradients over micro-batches; `average()` gives their mean for one optimizer step.
@@ -178,9 +199,9 @@ public struct GradientAccumulator {
     /// The mean of the accumulated gradients, and a reset.
     public mutating func average() -> Gradients? {
         guard let s = sum, count > 0 else { return nil }
-        let scale = 1 / Float(count)
+        let n = count
         sum = nil
         count = 0
-        return Gradients(names: s.names, tensors: withoutGradients { s.tensors.map { $0 * scale } })
+        return n == 1 ? s : s.scaled(by: 1 / Float(n))      // one micro-batch: its gradients as they are
     }
 }

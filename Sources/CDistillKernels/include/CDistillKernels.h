@@ -210,6 +210,20 @@ void dk_swiglu_backward(const float *gate, const float *up, const float *g, floa
 void dk_kd_row(const float *z, const float *t, long v, float inv_tau, float soft, float hard, long target, float eps,
                double *kl, double *ce, float *grad);
 
+// ---- Optimizer updates (optim.c) ----
+
+/// One AdamW step's constants (AdamW.update): g ← g·grad_scale; m ← β₁m₀ + (1−β₁)g;
+/// v ← β₂v₀ + (1−β₂)g·g; p ← p₀·decay − step_size·m / (√v·inv_sqrt_bc2 + eps).
+typedef struct {
+    float grad_scale, beta1, beta2, decay, step_size, inv_sqrt_bc2, eps;
+} dk_adamw_step;
+/// AdamW over n values: new moments and parameters into m, v, p (each operation rounded on its
+/// own, AVX2 or scalar alike; `portable` forces the scalar loop, for tests).
+void dk_adamw(long n, const float *g, const float *m0, const float *v0, const float *p0, const dk_adamw_step *s,
+              float *m, float *v, float *p, int portable);
+/// Σ x[i]² in Double, 16 partial sums (the same value with `portable` set or not).
+double dk_sum_squares(const float *x, long n, int portable);
+
 // ---- Worker pool (pool.c) ----
 
 typedef void (*dk_chunk_fn)(void *ctx, long chunk);

@@ -398,14 +398,15 @@ public final class Trainer {
         } else {
             grads = acc.average()!
         }
-        let norm = clipGradientNorm(&grads, maxNorm: c.maxGradNorm ?? .infinity)
+        // Clipping's coefficient goes into the optimizer's update (one pass over the gradients fewer).
+        let norm = globalNorm(grads)
         let lossValue = sums[0] / n
         guard lossValue.isFinite, norm.isFinite else {
             throw TrainerError.nonFiniteLoss(step: step + 1, loss: lossValue, gradNorm: norm)
         }
         let lr = c.learningRate.learningRate(at: step)
         optimizer.learningRate = lr
-        optimizer.update(params, gradients: grads)
+        optimizer.update(params, gradients: grads, scale: clipCoefficient(norm: norm, maxNorm: c.maxGradNorm ?? .infinity))
         step += 1
         let secs = Date().timeIntervalSince(start)
         var m = StepMetrics(step: step, loss: lossValue,
