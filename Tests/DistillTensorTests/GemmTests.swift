@@ -252,13 +252,18 @@ final class GemmTests: XCTestCase {
     func testThreadedAndSingleThreadedBuiltinAgreeExactly() {
         // Splitting rows or columns across threads does not change any element's summation order, so the
         // results are bitwise identical (the same run gives the same numbers on any thread count).
-        // A weight gradient's product (few rows, op(A) read in place) splits columns at multiples of
-        // 32, the last share ragged; with Aᵀ's rows over 256 values apart (packed) it splits rows.
+        // A weight gradient's product (few rows, op(A) read in place) and a wide one (n ≥ m/2) split
+        // columns at multiples of 32, the last share ragged; with Aᵀ's rows over 256 values apart
+        // (packed) they split rows, and so do products of many rows and fewer columns.
         XCTAssertTrue(Gemm.splitsColumns(m: 200, n: 700, transA: true, lda: 200, threads: 2))
         XCTAssertTrue(Gemm.splitsColumns(m: 150, n: 333, transA: false, lda: 70, threads: 2))
+        XCTAssertTrue(Gemm.splitsColumns(m: 2048, n: 8192, transA: false, lda: 256, threads: 2))
+        XCTAssertTrue(Gemm.splitsColumns(m: 2048, n: 1024, transA: false, lda: 512, threads: 2))
+        XCTAssertFalse(Gemm.splitsColumns(m: 2048, n: 1000, transA: false, lda: 512, threads: 2))
         XCTAssertFalse(Gemm.splitsColumns(m: 200, n: 700, transA: true, lda: 300, threads: 2))
-        XCTAssertFalse(Gemm.splitsColumns(m: 300, n: 700, transA: true, lda: 200, threads: 2))
-        for p in [Problem(m: 300, n: 257, k: 511, transA: false, transB: true),     // rows split
+        XCTAssertFalse(Gemm.splitsColumns(m: 8192, n: 256, transA: true, lda: 2048, threads: 2))
+        for p in [Problem(m: 600, n: 257, k: 511, transA: false, transB: true),     // rows split
+                  Problem(m: 300, n: 700, k: 130, transA: false, transB: true),     // columns (wide), by 32
                   Problem(m: 4, n: 2100, k: 300, transA: true, transB: false),      // columns split
                   Problem(m: 200, n: 700, k: 513, transA: true, transB: false),     // columns, by 32
                   Problem(m: 150, n: 333, k: 70, transA: false, transB: true, beta: 0.5),

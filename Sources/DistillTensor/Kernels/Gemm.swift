@@ -113,12 +113,17 @@ public enum Gemm {
     /// Whether a product of `m` rows splits its columns rather than its rows across threads. Each
     /// thread packs all of op(B) it multiplies, and with rows split that is all of op(B): for a
     /// weight gradient (m = a layer's outputs, 128–256 here; k = the batch's tokens) its packing
-    /// weighs as much as a few rows' products. With columns split each packs its share of op(B)
-    /// and reads op(A) in place (where it is packed — Aᵀ with long rows — every thread would pack
-    /// all of it, so rows stay split). One core, dW = gᵀ·x over 2048 tokens, the split's share of
-    /// each: 128 × 256 0.64–0.91 ms against 0.73–1.18; 256 × 704 3.7–5.4 against 4.0–6.0.
+    /// weighs as much as a few rows' products, and for a wide product (the output layer's logits,
+    /// n = the vocabulary) each thread copied all of the 8 MB matrix. With columns split each packs
+    /// its share of op(B) and reads op(A) in place (where it is packed — Aᵀ with long rows — every
+    /// thread would pack all of it, so rows stay split). One core, dW = gᵀ·x over 2048 tokens, the
+    /// split's share of each: 128 × 256 0.64–0.91 ms against 0.73–1.18; 256 × 704 3.7–5.4 against
+    /// 4.0–6.0. Both cores, columns against rows, mean of 10–16 alternating runs in four rounds
+    /// (Zen 4): 2048 × 8192 × 256 +8.8, +8.9, +1.7, +4.0%; 2048 × 8192 × 512 +3.8, +0.8, +3.2,
+    /// +3.6%; 2048 × 1408 × 512 +1.3, +7.7, +3.3, +2.6%. Narrower ones were mixed (2048 × 704 × 256
+    /// −5.8 to +4.8%, 2048 × 256 × 256 −5.4 to +1.1%) and keep rows.
     static func splitsColumns(m: Int, n: Int, transA: Bool, lda: Int, threads: Int) -> Bool {
-        m <= 256 && n >= 64 * threads && dk_sgemm_packs_a(transA ? 1 : 0, lda) == 0
+        (m <= 256 || 2 * n >= m) && n >= 64 * threads && dk_sgemm_packs_a(transA ? 1 : 0, lda) == 0
     }
 
     /// Triple loop with Double accumulation: the reference the fast kernels are tested against.
