@@ -13,7 +13,7 @@ public enum ProcessMemory {
     public static func procFile(_ path: String) -> String? {
         guard let h = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? h.close() }
-        return (try? h.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
+        do { return String(decoding: try h.readToEnd() ?? Data(), as: UTF8.self) } catch { return nil }   // nil data: at the end already
     }
 
     /// A "Name:\t 123 kB" field of /proc/self/status in bytes (nil where there is none).

@@ -390,7 +390,7 @@ public final class Trainer {
             sums[5] += parts.adversarial ?? 0
         }
         let n = Float(Swift.max(1, c.accumulationSteps))
-        var grads: Gradients
+        let grads: Gradients
         if let group {
             let summed = try reduced ?? GradientReduction.sum(acc, over: group)
             grads = GradientReduction.mean(summed, names: params.map(\.name), microBatches: micro)
